@@ -1,0 +1,158 @@
+/* lora.cl - the rank-r kernels of the LoRA linear op.
+ *
+ * Every rank-r product of the op is one shape of a small GEMM whose operands
+ * are read through strides, so one tiled kernel serves them all:
+ *
+ *   lora_gemm             C (M, P) = epilogue(alpha * X (M, K) * Y (K, P))
+ *                         X(m, k) = x[x_offset + m*x_stride_m + k*x_stride_k]
+ *                         Y(k, p) = y[y_offset + k*y_stride_k + p*y_stride_p]
+ *                         global (P, M, chunks), local (TILE, TILE, 1); work
+ *                         group z sums k in [z*k_chunk, (z+1)*k_chunk)
+ *   lora_reduce_partials  C (M, P) = epilogue(alpha * sum_z partial (z, M, P)),
+ *                         partial starting at element partial_offset
+ *                         global (P, M), sums the chunks in order
+ *
+ * The op uses them as (N rows, r rank, s scale):
+ *   h  (N, r)    = drop(x) * A^T      X = x, Y(k, p) = A[p][k]
+ *   y  (N, out)  = s * h * B^T + b    X = h, Y(k, p) = B[p][k]
+ *   dB (out, r) += s * dy^T * h       X(m, k) = dy[k][m], K = N, split
+ *   g  (N, r)    = s * dy * B         X = dy, Y = B
+ *   dA (r, in)  += g^T * drop(x)      X(m, k) = g[k][m], K = N, split
+ *   dx (N, in)   = drop'(g * A)       X = g, Y = A
+ * A reduction over N is split into chunks whose partial sums land in scratch,
+ * then lora_reduce_partials adds them in a fixed order: deterministic, no
+ * atomics.
+ *
+ * Flags (values come from the library as -D defines): DROP_X, DROP_Y,
+ * DROP_C apply the dropout keep mask to X keyed (m, k), to Y keyed (k, p), or
+ * to the product keyed (m, p) - each time the (row, column) of the element
+ * of x it stands for; ADD_BIAS adds bias[p]; ACCUMULATE adds the previous C;
+ * PARTIAL writes raw sums to slab z of C.
+ */
+
+#ifndef TILE
+#error "TILE must be defined at build time"
+#endif
+
+/* The 32-bit mixer of the dropout hash; see clora/reference.h. */
+static uint mix32(uint v)
+{
+    v ^= v >> 16;
+    v *= 0x7feb352du;
+    v ^= v >> 15;
+    v *= 0x846ca68bu;
+    v ^= v >> 16;
+    return v;
+}
+
+static uint seed_key(const uint seed_lo, const uint seed_hi)
+{
+    return mix32(seed_lo ^ mix32(seed_hi ^ 0x85ebca6bu));
+}
+
+static float dropped(const float v, const uint key, const uint row, const uint col,
+                     const uint threshold, const float scale)
+{
+    const uint bits = mix32(mix32(col ^ 0x9e3779b9u) ^ mix32(row ^ key));
+    return (bits >> 8) >= threshold ? v * scale : 0.0f;
+}
+
+__kernel __attribute__((reqd_work_group_size(TILE, TILE, 1)))
+void lora_gemm(__global const float *x, const uint x_offset, const uint x_stride_m,
+               const uint x_stride_k,
+               __global const float *y, const uint y_offset, const uint y_stride_k,
+               const uint y_stride_p,
+               __global float *c, const uint c_offset, const uint c_stride_m,
+               const uint c_stride_p,
+               __global const float *bias, const uint bias_offset,
+               const uint M, const uint K, const uint P, const uint k_chunk,
+               const float alpha, const uint flags,
+               const uint seed_lo, const uint seed_hi, const uint drop_threshold,
+               const float drop_scale)
+{
+    __local float x_tile[TILE][TILE + 1]; /* [m][k] */
+    __local float y_tile[TILE][TILE + 1]; /* [k][p] */
+
+    const uint lp = get_local_id(0);
+    const uint lm = get_local_id(1);
+    const uint p0 = get_group_id(0) * TILE;
+    const uint m0 = get_group_id(1) * TILE;
+    const uint chunk = get_group_id(2);
+    const uint k_begin = chunk * k_chunk;
+    const uint k_end = min(K, k_begin + k_chunk);
+    const uint key = seed_key(seed_lo, seed_hi);
+
+    /* Each work-item loads one element of each tile; local id 0 walks the
+     * operand's contiguous direction so neighbours read neighbouring
+     * addresses. */
+    const int x_k_fast = x_stride_k == 1;
+    const uint xm = x_k_fast ? lm : lp;
+    const uint xk = x_k_fast ? lp : lm;
+    const int y_p_fast = y_stride_p == 1;
+    const uint yk = y_p_fast ? lm : lp;
+    const uint yp = y_p_fast ? lp : lm;
+
+    float acc = 0.0f;
+    for (uint k0 = k_begin; k0 < k_end; k0 += TILE) {
+        const uint gm = m0 + xm;
+        const uint gk = k0 + xk;
+        float xv = 0.0f;
+        if (gm < M && gk < k_end) {
+            xv = x[x_offset + gm * x_stride_m + gk * x_stride_k];
+            if (flags & DROP_X)
+                xv = dropped(xv, key, gm, gk, drop_threshold, drop_scale);
+        }
+        x_tile[xm][xk] = xv;
+
+        const uint hk = k0 + yk;
+        const uint hp = p0 + yp;
+        float yv = 0.0f;
+        if (hk < k_end && hp < P) {
+            yv = y[y_offset + hk * y_stride_k + hp * y_stride_p];
+            if (flags & DROP_Y)
+                yv = dropped(yv, key, hk, hp, drop_threshold, drop_scale);
+        }
+        y_tile[yk][yp] = yv;
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        for (uint t = 0; t < TILE; ++t)
+            acc += x_tile[lm][t] * y_tile[t][lp];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    const uint m = m0 + lm;
+    const uint p = p0 + lp;
+    if (m >= M || p >= P)
+        return;
+    float v = alpha * acc;
+    if (flags & DROP_C)
+        v = dropped(v, key, m, p, drop_threshold, drop_scale);
+    if (flags & ADD_BIAS)
+        v += bias[bias_offset + p];
+    const uint slab = (flags & PARTIAL) ? chunk * M * P : 0u;
+    const uint at = c_offset + slab + m * c_stride_m + p * c_stride_p;
+    if (flags & ACCUMULATE)
+        v += c[at];
+    c[at] = v;
+}
+
+__kernel void lora_reduce_partials(__global const float *partial, const uint partial_offset,
+                                   const uint chunks,
+                                   const uint M, const uint P,
+                                   __global float *c, const uint c_offset,
+                                   const uint c_stride_m, const uint c_stride_p,
+                                   const float alpha, const uint flags)
+{
+    const uint p = get_global_id(0);
+    const uint m = get_global_id(1);
+    if (m >= M || p >= P)
+        return;
+    float acc = 0.0f;
+    for (uint z = 0; z < chunks; ++z)
+        acc += partial[partial_offset + (z * M + m) * P + p];
+    float v = alpha * acc;
+    const uint at = c_offset + m * c_stride_m + p * c_stride_p;
+    if (flags & ACCUMULATE)
+        v += c[at];
+    c[at] = v;
+}

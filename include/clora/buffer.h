@@ -1,0 +1,88 @@
+/* clora/buffer.h — float32 device buffers with shapes.
+ *
+ * A clora_buffer is a dense row-major tensor of float32 on one device, shaped
+ * PyTorch-style (outermost dimension first): a (N, in) activation has N rows
+ * of `in` contiguous floats. It is a window into an OpenCL buffer starting at
+ * an element offset, so views and buffers wrapped from an application's own
+ * cl_mem work everywhere a buffer does.
+ *
+ * Ownership: a buffer keeps its cl_mem alive (retained), so a view stays valid
+ * after the buffer it came from is destroyed. The device must outlive every
+ * buffer created on it.
+ */
+#ifndef CLORA_BUFFER_H
+#define CLORA_BUFFER_H
+
+#include <stddef.h>
+
+#include "clora/device.h"
+#include "clora/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLORA_MAX_DIMS 4
+
+typedef struct clora_buffer clora_buffer;
+
+/* A new zero-filled buffer of shape[0] x ... x shape[ndim - 1] floats,
+ * 1 <= ndim <= CLORA_MAX_DIMS. A dimension may be 0: the buffer is then empty
+ * and owns no device memory (clora_buffer_cl_mem() returns NULL); ops reject
+ * empty operands with a status that says which one. */
+clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_t ndim,
+                                 const size_t *shape);
+
+/* Shorthands for 1-D (n) and 2-D (rows, cols) buffers. */
+clora_status clora_buffer_create_1d(clora_buffer **out, clora_device *device, size_t n);
+clora_status clora_buffer_create_2d(clora_buffer **out, clora_device *device, size_t rows,
+                                    size_t cols);
+
+/* A view of `base`: `ndim`/`shape` elements starting `offset` elements into
+ * base. CLORA_ERR_BUFFER_TOO_SMALL if it would reach past base's end. */
+clora_status clora_buffer_view(clora_buffer **out, const clora_buffer *base, size_t offset,
+                               size_t ndim, const size_t *shape);
+
+/* Wraps an application's cl_mem (retained here, released on destroy) as a
+ * buffer of `shape` starting `offset` floats in. The cl_mem must belong to
+ * the device's context and hold offset + numel floats, else
+ * CLORA_ERR_BUFFER_TOO_SMALL. */
+clora_status clora_buffer_wrap(clora_buffer **out, clora_device *device, cl_mem mem,
+                               size_t offset, size_t ndim, const size_t *shape);
+
+/* Releases the handle and its reference on the cl_mem. NULL is a no-op. */
+void clora_buffer_destroy(clora_buffer *buffer);
+
+size_t clora_buffer_ndim(const clora_buffer *buffer);
+/* Dimension i (0 = outermost); 0 if i >= ndim. */
+size_t clora_buffer_dim(const clora_buffer *buffer, size_t i);
+/* Number of elements: the product of the shape. */
+size_t clora_buffer_numel(const clora_buffer *buffer);
+/* Writes "(2, 3)" style text into out (always NUL-terminated); returns out. */
+const char *clora_buffer_shape_string(const clora_buffer *buffer, char *out, size_t out_size);
+
+clora_device *clora_buffer_device(const clora_buffer *buffer);
+/* The OpenCL buffer (borrowed) and the element offset into it. */
+cl_mem clora_buffer_cl_mem(const clora_buffer *buffer);
+size_t clora_buffer_offset(const clora_buffer *buffer);
+
+/* Blocking copies of `count` floats between host memory and elements
+ * [offset, offset + count) of the buffer. CLORA_ERR_BUFFER_TOO_SMALL if that
+ * range passes the buffer's end. */
+clora_status clora_buffer_upload(clora_buffer *buffer, size_t offset, const float *src,
+                                 size_t count);
+clora_status clora_buffer_download(const clora_buffer *buffer, size_t offset, float *dst,
+                                   size_t count);
+
+/* Sets every element to `value` (enqueued; ordered with later work). */
+clora_status clora_buffer_fill(clora_buffer *buffer, float value);
+
+/* Copies src into dst (enqueued). Shapes must have the same number of
+ * elements, else CLORA_ERR_SHAPE_MISMATCH. */
+clora_status clora_buffer_copy(clora_buffer *dst, const clora_buffer *src);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLORA_BUFFER_H */

@@ -1,0 +1,18 @@
+/* clora/clora.h — the whole public API of clora.
+ *
+ * clora: LoRA fine-tuning and inference on any OpenCL device. Include this
+ * one header; link with clora (CMake: find_package(clora), target
+ * clora::clora; pkg-config: clora).
+ */
+#ifndef CLORA_CLORA_H
+#define CLORA_CLORA_H
+
+#include "clora/version.h"
+#include "clora/status.h"
+#include "clora/device.h"
+#include "clora/buffer.h"
+#include "clora/linear.h"
+#include "clora/lora.h"
+#include "clora/reference.h"
+
+#endif /* CLORA_CLORA_H */

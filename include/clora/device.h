@@ -1,0 +1,126 @@
+/* clora/device.h — OpenCL devices: enumeration, choice, wrapping.
+ *
+ * clora numbers every device of every OpenCL platform in one list: platforms
+ * in the order the ICD loader reports them, devices in each platform's order.
+ * A device handle owns (or, when wrapped, borrows) one context and one
+ * in-order command queue, and caches the programs clora builds for it.
+ *
+ * Thread-safety: a clora_device and everything created on it may be used by
+ * one thread at a time. Different devices may be used from different threads.
+ */
+#ifndef CLORA_DEVICE_H
+#define CLORA_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#ifdef __APPLE__
+#include <OpenCL/cl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#include "clora/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct clora_device clora_device;
+
+typedef enum clora_device_type {
+    CLORA_DEVICE_GPU = 0,
+    CLORA_DEVICE_CPU = 1,
+    CLORA_DEVICE_ACCELERATOR = 2,
+    CLORA_DEVICE_OTHER = 3
+} clora_device_type;
+
+/* Optional device features, as bit flags for clora_device_require(). */
+typedef enum clora_feature {
+    CLORA_FEATURE_FP16 = 1u << 0, /* cl_khr_fp16 */
+    CLORA_FEATURE_FP64 = 1u << 1  /* cl_khr_fp64 */
+} clora_feature;
+
+typedef struct clora_device_info {
+    size_t index;                /* position in clora's device list */
+    clora_device_type type;
+    char platform_name[128];
+    char name[128];
+    char vendor[128];
+    char driver_version[64];
+    char device_version[64];     /* e.g. "OpenCL 3.0 PoCL ..." */
+    char opencl_c_version[64];   /* e.g. "OpenCL C 1.2 PoCL" */
+    uint64_t global_mem_bytes;
+    uint64_t local_mem_bytes;
+    uint64_t max_alloc_bytes;    /* largest single buffer */
+    size_t max_work_group_size;
+    unsigned compute_units;
+    int fp16;                    /* 1 if cl_khr_fp16 is reported */
+    int fp64;                    /* 1 if cl_khr_fp64 is reported */
+} clora_device_info;
+
+/* Number of OpenCL devices on all platforms; 0 (and CLORA_OK) when the ICD
+ * loader finds no platform. */
+clora_status clora_device_count(size_t *count);
+
+/* Describes device `index` of the list without opening it.
+ * CLORA_ERR_DEVICE_NOT_FOUND if index >= the device count. */
+clora_status clora_device_describe(size_t index, clora_device_info *info);
+
+/* Opens a device and creates a context and an in-order queue for it.
+ * selector:
+ *   NULL or ""   the CLORA_DEVICE environment variable if it is set and not
+ *                empty, else the first GPU, else the first device of any type;
+ *   "3"          (all digits) the device with that index;
+ *   otherwise    the first device whose "platform / name / vendor" contains
+ *                the selector, compared case-insensitively.
+ * An explicit selector wins over CLORA_DEVICE. Nothing matching gives
+ * CLORA_ERR_DEVICE_NOT_FOUND with the list of devices in the message.
+ * Release with clora_device_destroy(). */
+clora_status clora_device_open(clora_device **out, const char *selector);
+
+/* Opens device `index` of the list (ignores CLORA_DEVICE). */
+clora_status clora_device_open_index(clora_device **out, size_t index);
+
+/* Uses an application's own context and queue: both are retained here and
+ * released by clora_device_destroy(); clora creates no context or queue of
+ * its own. The queue must belong to the context and be in-order (an
+ * out-of-order queue gives CLORA_ERR_UNSUPPORTED). clora enqueues its work on
+ * that queue, interleaved with the application's in submission order. */
+clora_status clora_device_wrap(clora_device **out, cl_context context, cl_command_queue queue);
+
+/* Waits for the queue, then releases everything the handle holds.
+ * NULL is a no-op. */
+void clora_device_destroy(clora_device *device);
+
+/* Fills `info` for an open device. */
+clora_status clora_device_get_info(const clora_device *device, clora_device_info *info);
+
+/* CLORA_OK if the device has every feature in `features` (clora_feature
+ * bits), else CLORA_ERR_UNSUPPORTED naming the missing ones. */
+clora_status clora_device_require(const clora_device *device, unsigned features);
+
+/* Blocks until all work clora (or anyone) enqueued on the queue is done. */
+clora_status clora_device_finish(clora_device *device);
+
+/* Bytes of device memory clora holds now as scratch (temporaries of the
+ * rank-r backward pass), kept between calls and grown on demand. */
+size_t clora_device_scratch_bytes(const clora_device *device);
+
+/* The underlying OpenCL objects, borrowed: valid while the device is open;
+ * do not release them. */
+cl_context clora_device_cl_context(const clora_device *device);
+cl_command_queue clora_device_cl_queue(const clora_device *device);
+cl_device_id clora_device_cl_device(const clora_device *device);
+
+/* A short name for a device type: "GPU", "CPU", "accelerator", "other". */
+const char *clora_device_type_name(clora_device_type type);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLORA_DEVICE_H */

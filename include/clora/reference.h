@@ -1,0 +1,63 @@
+/* clora/reference.h — plain-C reference implementations of every op.
+ *
+ * Slow, obviously correct host versions of the device ops, accumulating in
+ * double: the yardstick the tests and `clora selfcheck` compare the device
+ * against. Shapes and conventions are those of clora/linear.h and
+ * clora/lora.h, on contiguous row-major host arrays. Gradients are added to,
+ * dx is overwritten, NULL outputs are skipped — as on the device. The LoRA
+ * references need O(n·r) temporaries and return CLORA_ERR_OUT_OF_HOST_MEMORY
+ * when those cannot be allocated.
+ */
+#ifndef CLORA_REFERENCE_H
+#define CLORA_REFERENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clora/linear.h"
+#include "clora/lora.h"
+#include "clora/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y (n, out) = x (n, in) · Wᵀ + b; b may be NULL. */
+void clora_reference_linear_forward(float *y, const float *x, const float *weight, const float *bias,
+                                    size_t n, size_t in, size_t out, clora_weight_layout layout);
+
+/* dx (n, in) = dy · W;  d_weight += dyᵀ · x;  d_bias += Σ_n dy. */
+void clora_reference_linear_backward(float *dx, float *d_weight, float *d_bias, const float *dy,
+                                     const float *x, const float *weight, size_t n, size_t in,
+                                     size_t out, clora_weight_layout layout);
+
+/* The dropout keep decision for element (row, col) of x: 1 keeps, 0 drops.
+ * The definition every clora device kernel follows, on 32-bit unsigned
+ * arithmetic with mix(v) = v ^= v >> 16, v *= 0x7feb352d, v ^= v >> 15,
+ * v *= 0x846ca68b, v ^= v >> 16:
+ *     key  = mix(seed_lo ^ mix(seed_hi ^ 0x85ebca6b))
+ *     bits = mix(mix(col ^ 0x9e3779b9) ^ mix(row ^ key))
+ *     keep = (bits >> 8) >= floor(p * 2^24)
+ * where seed_lo / seed_hi are the low / high 32 bits of the seed. */
+int clora_reference_dropout_keep(uint64_t seed, size_t row, size_t col, float p);
+
+/* y (n, out) = x · Wᵀ + b + s · h · Bᵀ,  h (n, r) = drop(x) · Aᵀ.
+ * h may be NULL. A (r, in), B (out, r). */
+clora_status clora_reference_lora_forward(float *y, float *h, const float *x, const float *weight,
+                                          const float *bias, const float *lora_a,
+                                          const float *lora_b, size_t n, size_t in, size_t out,
+                                          size_t r, const clora_lora_spec *spec);
+
+/* d_lora_a += gᵀ · drop(x), d_lora_b += s · dyᵀ · h, dx = dy · W + drop'(g · A),
+ * g = s · dy · B; h is recomputed from x. */
+clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_lora_b,
+                                           const float *dy, const float *x, const float *weight,
+                                           const float *lora_a, const float *lora_b, size_t n,
+                                           size_t in, size_t out, size_t r,
+                                           const clora_lora_spec *spec);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLORA_REFERENCE_H */

@@ -1,0 +1,73 @@
+/* blas.c — every CLBlast call of clora lives here; nothing else includes
+ * CLBlast's header. */
+#include <clblast_c.h>
+
+#include "internal.h"
+
+/* X(enumerator) for the status codes of clblast_c.h. */
+#define CLBLAST_STATUS_TABLE(X)                                                          \
+    X(CLBlastSuccess) X(CLBlastOpenCLCompilerNotAvailable) X(CLBlastTempBufferAllocFailure) \
+    X(CLBlastOpenCLOutOfResources) X(CLBlastOpenCLOutOfHostMemory)                       \
+    X(CLBlastOpenCLBuildProgramFailure) X(CLBlastInvalidValue)                           \
+    X(CLBlastInvalidCommandQueue) X(CLBlastInvalidMemObject) X(CLBlastInvalidBinary)     \
+    X(CLBlastInvalidBuildOptions) X(CLBlastInvalidProgram)                               \
+    X(CLBlastInvalidProgramExecutable) X(CLBlastInvalidKernelName)                       \
+    X(CLBlastInvalidKernelDefinition) X(CLBlastInvalidKernel) X(CLBlastInvalidArgIndex)  \
+    X(CLBlastInvalidArgValue) X(CLBlastInvalidArgSize) X(CLBlastInvalidKernelArgs)       \
+    X(CLBlastInvalidLocalNumDimensions) X(CLBlastInvalidLocalThreadsTotal)               \
+    X(CLBlastInvalidLocalThreadsDim) X(CLBlastInvalidGlobalOffset)                       \
+    X(CLBlastInvalidEventWaitList) X(CLBlastInvalidEvent) X(CLBlastInvalidOperation)     \
+    X(CLBlastInvalidBufferSize) X(CLBlastInvalidGlobalWorkSize) X(CLBlastNotImplemented) \
+    X(CLBlastInvalidMatrixA) X(CLBlastInvalidMatrixB) X(CLBlastInvalidMatrixC)           \
+    X(CLBlastInvalidVectorX) X(CLBlastInvalidVectorY) X(CLBlastInvalidDimension)         \
+    X(CLBlastInvalidLeadDimA) X(CLBlastInvalidLeadDimB) X(CLBlastInvalidLeadDimC)        \
+    X(CLBlastInvalidIncrementX) X(CLBlastInvalidIncrementY) X(CLBlastInsufficientMemoryA) \
+    X(CLBlastInsufficientMemoryB) X(CLBlastInsufficientMemoryC)                          \
+    X(CLBlastInsufficientMemoryX) X(CLBlastInsufficientMemoryY)                          \
+    X(CLBlastInsufficientMemoryTemp) X(CLBlastInvalidBatchCount)                         \
+    X(CLBlastInvalidOverrideKernel) X(CLBlastMissingOverrideParameter)                   \
+    X(CLBlastInvalidLocalMemUsage) X(CLBlastNoHalfPrecision) X(CLBlastNoDoublePrecision) \
+    X(CLBlastInvalidVectorScalar) X(CLBlastInsufficientMemoryScalar)                     \
+    X(CLBlastDatabaseError) X(CLBlastUnknownError) X(CLBlastUnexpectedError)
+
+static const char *clblast_status_name(CLBlastStatusCode code)
+{
+    switch (code) {
+#define CLBLAST_NAME_(name) \
+    case name:              \
+        return #name;
+        CLBLAST_STATUS_TABLE(CLBLAST_NAME_)
+#undef CLBLAST_NAME_
+    }
+    return "unknown CLBlast status";
+}
+
+static clora_status fail_clblast(CLBlastStatusCode code, const char *call, const char *file,
+                                 int line)
+{
+    clora_status status = CLORA_ERR_CLBLAST;
+    if (code == CLBlastOpenCLOutOfHostMemory)
+        status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+    else if (code == CLBlastTempBufferAllocFailure)
+        status = CLORA_ERR_OUT_OF_DEVICE_MEMORY;
+    const char *slash = file;
+    for (const char *p = file; *p; ++p)
+        if (*p == '/')
+            slash = p + 1;
+    return clora__fail(status, "%s failed: %s (%d) [%s:%d]", call, clblast_status_name(code),
+                       (int)code, slash, line);
+}
+
+clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t m, size_t n,
+                          size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
+                          size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
+                          size_t ldc)
+{
+    CLBlastStatusCode code = CLBlastSgemm(
+        CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+        trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_offset, lda, b,
+        b_offset, ldb, beta, c, c_offset, ldc, &device->queue, NULL);
+    if (code != CLBlastSuccess)
+        return fail_clblast(code, "CLBlastSgemm", __FILE__, __LINE__);
+    return CLORA_OK;
+}

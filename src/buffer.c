@@ -1,0 +1,311 @@
+/* buffer.c — float32 device buffers with shapes, views and host transfers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Validates ndim/shape and returns the element count through *numel. */
+static clora_status check_shape(const char *op, size_t ndim, const size_t *shape, size_t *numel)
+{
+    if (!shape)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: shape is NULL", op);
+    if (ndim < 1 || ndim > CLORA_MAX_DIMS)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: %zu dimensions; a buffer has 1 to %d", op, ndim, CLORA_MAX_DIMS);
+    size_t n = 1;
+    for (size_t i = 0; i < ndim; ++i) {
+        if (shape[i] != 0 && n > SIZE_MAX / sizeof(float) / shape[i])
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: shape overflows the address space",
+                               op);
+        n *= shape[i];
+    }
+    *numel = n;
+    return CLORA_OK;
+}
+
+static clora_status new_handle(clora_buffer **out, clora_device *device, cl_mem mem, size_t offset,
+                               size_t ndim, const size_t *shape, size_t numel)
+{
+    clora_buffer *buf = calloc(1, sizeof *buf);
+    if (!buf)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a buffer handle");
+    buf->device = device;
+    buf->mem = mem;
+    buf->offset = offset;
+    buf->ndim = ndim;
+    memcpy(buf->shape, shape, ndim * sizeof *shape);
+    buf->numel = numel;
+    *out = buf;
+    return CLORA_OK;
+}
+
+clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_t ndim,
+                                 const size_t *shape)
+{
+    if (!out || !device)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_create: %s is NULL",
+                           out ? "device" : "out");
+    *out = NULL;
+    size_t numel = 0;
+    clora_status status = check_shape("clora_buffer_create", ndim, shape, &numel);
+    if (status != CLORA_OK)
+        return status;
+    if (numel == 0) /* an empty tensor owns no device memory */
+        return new_handle(out, device, NULL, 0, ndim, shape, 0);
+    size_t bytes = numel * sizeof(float);
+    if (bytes > device->info.max_alloc_bytes)
+        return clora__fail(CLORA_ERR_OUT_OF_DEVICE_MEMORY,
+                           "clora_buffer_create: %zu bytes exceed the largest allocation \"%s\" "
+                           "allows (%llu bytes)",
+                           bytes, device->info.name, (unsigned long long)device->info.max_alloc_bytes);
+    cl_int err;
+    cl_mem mem = clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return CLORA__FAIL_CL(err, "clCreateBuffer");
+    const float zero = 0.0f;
+    err = clEnqueueFillBuffer(device->queue, mem, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(mem);
+        return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
+    }
+    status = new_handle(out, device, mem, 0, ndim, shape, numel);
+    if (status != CLORA_OK)
+        clReleaseMemObject(mem);
+    return status;
+}
+
+clora_status clora_buffer_create_1d(clora_buffer **out, clora_device *device, size_t n)
+{
+    return clora_buffer_create(out, device, 1, &n);
+}
+
+clora_status clora_buffer_create_2d(clora_buffer **out, clora_device *device, size_t rows,
+                                    size_t cols)
+{
+    const size_t shape[2] = {rows, cols};
+    return clora_buffer_create(out, device, 2, shape);
+}
+
+/* Elements of `mem` from its start: its byte size / 4. */
+static clora_status mem_elements(cl_mem mem, size_t *elements)
+{
+    size_t bytes = 0;
+    cl_int err = clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof bytes, &bytes, NULL);
+    if (err != CL_SUCCESS)
+        return CLORA__FAIL_CL(err, "clGetMemObjectInfo");
+    *elements = bytes / sizeof(float);
+    return CLORA_OK;
+}
+
+clora_status clora_buffer_view(clora_buffer **out, const clora_buffer *base, size_t offset,
+                               size_t ndim, const size_t *shape)
+{
+    if (!out || !base)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_view: %s is NULL",
+                           out ? "base" : "out");
+    *out = NULL;
+    size_t numel = 0;
+    clora_status status = check_shape("clora_buffer_view", ndim, shape, &numel);
+    if (status != CLORA_OK)
+        return status;
+    if (offset > base->numel || numel > base->numel - offset) {
+        char text[64];
+        return clora__fail(CLORA_ERR_BUFFER_TOO_SMALL,
+                           "clora_buffer_view: %zu elements at offset %zu reach past the end of "
+                           "a %zu-element buffer %s",
+                           numel, offset, base->numel,
+                           clora_buffer_shape_string(base, text, sizeof text));
+    }
+    status = new_handle(out, base->device, base->mem, base->offset + offset, ndim, shape, numel);
+    if (status == CLORA_OK && base->mem)
+        clRetainMemObject(base->mem);
+    return status;
+}
+
+clora_status clora_buffer_wrap(clora_buffer **out, clora_device *device, cl_mem mem, size_t offset,
+                               size_t ndim, const size_t *shape)
+{
+    if (!out || !device || !mem)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_wrap: %s is NULL",
+                           !out ? "out" : !device ? "device" : "mem");
+    *out = NULL;
+    size_t numel = 0;
+    clora_status status = check_shape("clora_buffer_wrap", ndim, shape, &numel);
+    if (status != CLORA_OK)
+        return status;
+    cl_context context = NULL;
+    cl_int err = clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof context, &context, NULL);
+    if (err != CL_SUCCESS)
+        return CLORA__FAIL_CL(err, "clGetMemObjectInfo");
+    if (context != device->context)
+        return clora__fail(CLORA_ERR_DEVICE_MISMATCH,
+                           "clora_buffer_wrap: the cl_mem belongs to another context");
+    size_t elements = 0;
+    status = mem_elements(mem, &elements);
+    if (status != CLORA_OK)
+        return status;
+    if (offset > elements || numel > elements - offset)
+        return clora__fail(CLORA_ERR_BUFFER_TOO_SMALL,
+                           "clora_buffer_wrap: the cl_mem holds %zu floats; the shape needs %zu "
+                           "at offset %zu",
+                           elements, numel, offset);
+    status = new_handle(out, device, mem, offset, ndim, shape, numel);
+    if (status == CLORA_OK)
+        clRetainMemObject(mem);
+    return status;
+}
+
+void clora_buffer_destroy(clora_buffer *buffer)
+{
+    if (!buffer)
+        return;
+    if (buffer->mem)
+        clReleaseMemObject(buffer->mem);
+    free(buffer);
+}
+
+size_t clora_buffer_ndim(const clora_buffer *buffer)
+{
+    return buffer ? buffer->ndim : 0;
+}
+
+size_t clora_buffer_dim(const clora_buffer *buffer, size_t i)
+{
+    return buffer && i < buffer->ndim ? buffer->shape[i] : 0;
+}
+
+size_t clora_buffer_numel(const clora_buffer *buffer)
+{
+    return buffer ? buffer->numel : 0;
+}
+
+const char *clora_buffer_shape_string(const clora_buffer *buffer, char *out, size_t out_size)
+{
+    if (!out || out_size == 0)
+        return out;
+    if (!buffer) {
+        snprintf(out, out_size, "(null)");
+        return out;
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < buffer->ndim && used < out_size; ++i) {
+        int n = snprintf(out + used, out_size - used, "%s%zu", i ? ", " : "(", buffer->shape[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used < out_size)
+        snprintf(out + used, out_size - used, ")");
+    return out;
+}
+
+clora_device *clora_buffer_device(const clora_buffer *buffer)
+{
+    return buffer ? buffer->device : NULL;
+}
+
+cl_mem clora_buffer_cl_mem(const clora_buffer *buffer)
+{
+    return buffer ? buffer->mem : NULL;
+}
+
+size_t clora_buffer_offset(const clora_buffer *buffer)
+{
+    return buffer ? buffer->offset : 0;
+}
+
+static clora_status check_range(const char *op, const clora_buffer *buffer, const void *host,
+                                size_t offset, size_t count)
+{
+    if (!buffer || (!host && count > 0))
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op,
+                           buffer ? "the host pointer" : "buffer");
+    if (offset > buffer->numel || count > buffer->numel - offset) {
+        char text[64];
+        return clora__fail(CLORA_ERR_BUFFER_TOO_SMALL,
+                           "%s: %zu elements at offset %zu pass the end of buffer %s (%zu "
+                           "elements)",
+                           op, count, offset, clora_buffer_shape_string(buffer, text, sizeof text),
+                           buffer->numel);
+    }
+    return CLORA_OK;
+}
+
+clora_status clora_buffer_upload(clora_buffer *buffer, size_t offset, const float *src, size_t count)
+{
+    clora_status status = check_range("clora_buffer_upload", buffer, src, offset, count);
+    if (status != CLORA_OK || count == 0)
+        return status;
+    cl_int err = clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                      (buffer->offset + offset) * sizeof(float),
+                                      count * sizeof(float), src, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueWriteBuffer");
+}
+
+clora_status clora_buffer_download(const clora_buffer *buffer, size_t offset, float *dst,
+                                   size_t count)
+{
+    clora_status status = check_range("clora_buffer_download", buffer, dst, offset, count);
+    if (status != CLORA_OK || count == 0)
+        return status;
+    cl_int err = clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                     (buffer->offset + offset) * sizeof(float),
+                                     count * sizeof(float), dst, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueReadBuffer");
+}
+
+clora_status clora_buffer_fill(clora_buffer *buffer, float value)
+{
+    if (!buffer)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_fill: buffer is NULL");
+    if (buffer->numel == 0)
+        return CLORA_OK;
+    cl_int err = clEnqueueFillBuffer(buffer->device->queue, buffer->mem, &value, sizeof value,
+                                     buffer->offset * sizeof(float), buffer->numel * sizeof(float),
+                                     0, NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
+}
+
+clora_status clora_buffer_copy(clora_buffer *dst, const clora_buffer *src)
+{
+    if (!dst || !src)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_copy: %s is NULL",
+                           dst ? "src" : "dst");
+    if (dst->device != src->device)
+        return clora__fail(CLORA_ERR_DEVICE_MISMATCH,
+                           "clora_buffer_copy: dst and src belong to different devices");
+    if (dst->numel != src->numel) {
+        char a[64], b[64];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                           "clora_buffer_copy: dst %s and src %s differ in element count",
+                           clora_buffer_shape_string(dst, a, sizeof a),
+                           clora_buffer_shape_string(src, b, sizeof b));
+    }
+    if (clora__overlap(dst, src))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "clora_buffer_copy: dst and src overlap");
+    if (src->numel == 0)
+        return CLORA_OK;
+    cl_int err = clEnqueueCopyBuffer(src->device->queue, src->mem, dst->mem,
+                                     src->offset * sizeof(float), dst->offset * sizeof(float),
+                                     src->numel * sizeof(float), 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueCopyBuffer");
+}
+
+size_t clora__rows(const clora_buffer *buffer)
+{
+    size_t cols = buffer->shape[buffer->ndim - 1];
+    return cols ? buffer->numel / cols : 0;
+}
+
+size_t clora__cols(const clora_buffer *buffer)
+{
+    return buffer->shape[buffer->ndim - 1];
+}
+
+int clora__overlap(const clora_buffer *a, const clora_buffer *b)
+{
+    return a->mem == b->mem && a->offset < b->offset + b->numel &&
+           b->offset < a->offset + a->numel;
+}

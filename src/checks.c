@@ -1,0 +1,94 @@
+/* checks.c — argument checks shared by the ops, each with a message that
+ * names the op, the argument, what it got and what it needed. */
+#include <stdio.h>
+
+#include "internal.h"
+
+clora_status clora__check_present(const char *op, const char *name, const clora_buffer *buffer)
+{
+    if (!buffer)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, name);
+    return CLORA_OK;
+}
+
+clora_status clora__check_nonempty(const char *op, const char *name, const clora_buffer *buffer)
+{
+    if (!buffer)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, name);
+    if (buffer->numel == 0) {
+        char got[64];
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: %s has shape %s; it must not be empty",
+                           op, name, clora_buffer_shape_string(buffer, got, sizeof got));
+    }
+    return CLORA_OK;
+}
+
+clora_status clora__check_same_device(const char *op, const char *name, const clora_buffer *buffer,
+                                      const clora_device *device)
+{
+    if (buffer && buffer->device != device)
+        return clora__fail(CLORA_ERR_DEVICE_MISMATCH,
+                           "%s: %s belongs to a different device than the other buffers", op, name);
+    return CLORA_OK;
+}
+
+clora_status clora__check_shape_2d(const char *op, const char *name, const clora_buffer *buffer,
+                                   size_t rows, size_t cols, const char *expected)
+{
+    if (buffer->ndim != 2 || buffer->shape[0] != rows || buffer->shape[1] != cols) {
+        char got[64];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH, "%s: %s has shape %s, expected %s = (%zu, %zu)",
+                           op, name, clora_buffer_shape_string(buffer, got, sizeof got), expected,
+                           rows, cols);
+    }
+    return CLORA_OK;
+}
+
+clora_status clora__check_shape_1d(const char *op, const char *name, const clora_buffer *buffer,
+                                   size_t n, const char *expected)
+{
+    if (buffer->ndim != 1 || buffer->shape[0] != n) {
+        char got[64];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH, "%s: %s has shape %s, expected %s = (%zu)",
+                           op, name, clora_buffer_shape_string(buffer, got, sizeof got), expected, n);
+    }
+    return CLORA_OK;
+}
+
+clora_status clora__check_activation(const char *op, const char *name, const clora_buffer *act,
+                                     const clora_buffer *like, size_t cols, const char *expected)
+{
+    int same = act->ndim == like->ndim && clora__cols(act) == cols;
+    for (size_t i = 0; same && i + 1 < act->ndim; ++i)
+        same = act->shape[i] == like->shape[i];
+    if (!same) {
+        char got[64], lead[64];
+        clora_buffer_shape_string(like, lead, sizeof lead);
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                           "%s: %s has shape %s, expected the leading dimensions of x %s and a "
+                           "last dimension of %s = %zu",
+                           op, name, clora_buffer_shape_string(act, got, sizeof got), lead, expected,
+                           cols);
+    }
+    return CLORA_OK;
+}
+
+clora_status clora__check_disjoint(const char *op, const char *out_name, const clora_buffer *out,
+                                   const char *in_name, const clora_buffer *in)
+{
+    if (out && in && clora__overlap(out, in))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: output %s overlaps input %s", op,
+                           out_name, in_name);
+    return CLORA_OK;
+}
+
+clora_status clora__check_kernel_size(const char *op, const char *name, const clora_buffer *buffer)
+{
+    if (buffer && (buffer->offset > CLORA__MAX_KERNEL_ELEMENTS ||
+                   buffer->numel > CLORA__MAX_KERNEL_ELEMENTS - buffer->offset))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: %s reaches past element 2^32 of its cl_mem; clora's kernels "
+                           "index with 32 bits",
+                           op, name);
+    return CLORA_OK;
+}

@@ -1,0 +1,169 @@
+/* internal.h — what the library's sources share and the public headers hide.
+ * Private names start with clora__ / CLORA__.
+ */
+#ifndef CLORA_INTERNAL_H
+#define CLORA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clora/clora.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CLORA__PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define CLORA__PRINTF(fmt_index, first_arg)
+#endif
+
+/* ---- errors (status.c) ------------------------------------------------ */
+
+/* Records a detailed message for this thread and returns `status`. */
+clora_status clora__fail(clora_status status, const char *fmt, ...) CLORA__PRINTF(2, 3);
+
+/* Records "<call> failed: <CL error name> (<code>) [file:line]" and returns
+ * the matching status (out-of-memory codes map to the memory statuses). */
+clora_status clora__fail_cl(cl_int err, const char *call, const char *file, int line);
+#define CLORA__FAIL_CL(err, call) clora__fail_cl((err), (call), __FILE__, __LINE__)
+
+/* Name of an OpenCL error code, e.g. "CL_OUT_OF_RESOURCES". */
+const char *clora__cl_error_name(cl_int err);
+
+/* ---- programs and kernels (device.c) ------------------------------------ */
+
+/* X(id, file name without .cl) */
+#define CLORA__PROGRAM_TABLE(X) \
+    X(LINEAR, "linear")         \
+    X(LORA, "lora")
+
+/* X(id, program id, kernel function name) */
+#define CLORA__KERNEL_TABLE(X)                    \
+    X(BIAS_BROADCAST, LINEAR, "bias_broadcast")   \
+    X(COLUMN_SUM, LINEAR, "column_sum")           \
+    X(LORA_GEMM, LORA, "lora_gemm")               \
+    X(LORA_REDUCE, LORA, "lora_reduce_partials")
+
+typedef enum clora__program_id {
+#define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,
+    CLORA__PROGRAM_TABLE(CLORA__PROGRAM_ENUM_)
+#undef CLORA__PROGRAM_ENUM_
+    CLORA__PROGRAM_COUNT
+} clora__program_id;
+
+typedef enum clora__kernel_id {
+#define CLORA__KERNEL_ENUM_(id, program, name) CLORA__KERNEL_##id,
+    CLORA__KERNEL_TABLE(CLORA__KERNEL_ENUM_)
+#undef CLORA__KERNEL_ENUM_
+    CLORA__KERNEL_COUNT
+} clora__kernel_id;
+
+/* Flags of the lora_gemm kernel. They reach cl/lora.cl as -D defines, so
+ * this enum is their one definition. */
+enum {
+    CLORA__GEMM_DROP_X = 1u << 0,     /* dropout on operand X, keyed (m, k) */
+    CLORA__GEMM_DROP_Y = 1u << 1,     /* dropout on operand Y, keyed (k, p) */
+    CLORA__GEMM_DROP_C = 1u << 2,     /* dropout on the product, keyed (m, p) */
+    CLORA__GEMM_BIAS = 1u << 3,       /* add bias[p] */
+    CLORA__GEMM_ACCUMULATE = 1u << 4, /* add the previous C */
+    CLORA__GEMM_PARTIAL = 1u << 5     /* write raw partial sums, one slab per K-chunk */
+};
+
+struct clora_device {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    clora_device_info info;
+    size_t rank_tile; /* edge of the square work-group of the rank-r kernels */
+    cl_program programs[CLORA__PROGRAM_COUNT];
+    cl_kernel kernels[CLORA__KERNEL_COUNT];
+    cl_mem scratch; /* grown on demand; valid within one op call */
+    size_t scratch_bytes;
+};
+
+/* The kernel `id`, building its program on first use. */
+clora_status clora__device_kernel(clora_device *device, clora__kernel_id id, cl_kernel *out);
+
+/* A scratch buffer of at least `bytes`, owned by the device. Its contents
+ * live until the next clora op; the queue is in order, so reuse is safe. */
+clora_status clora__device_scratch(clora_device *device, size_t bytes, cl_mem *out);
+
+/* Enqueues `kernel` over `global` (rounded up to multiples of `local`);
+ * a `local` larger than the device allows is halved until it fits. */
+clora_status clora__device_launch(clora_device *device, cl_kernel kernel, const char *name,
+                                  cl_uint dims, const size_t *global, const size_t *local);
+
+/* Sequential kernel-argument setting with one error check at the end. */
+typedef struct clora__args {
+    cl_kernel kernel;
+    cl_uint index;
+    cl_int err;
+} clora__args;
+void clora__arg_mem(clora__args *args, cl_mem mem);
+void clora__arg_uint(clora__args *args, size_t value); /* caller ensures it fits */
+void clora__arg_float(clora__args *args, float value);
+
+/* ---- buffers (buffer.c) ------------------------------------------------ */
+
+struct clora_buffer {
+    clora_device *device;
+    cl_mem mem;
+    size_t offset; /* elements from the start of mem */
+    size_t ndim;
+    size_t shape[CLORA_MAX_DIMS];
+    size_t numel;
+};
+
+/* Rows of an activation: the product of every dimension but the last. */
+size_t clora__rows(const clora_buffer *buffer);
+/* Its last dimension (features). */
+size_t clora__cols(const clora_buffer *buffer);
+/* 1 if the element ranges of a and b overlap in the same cl_mem. */
+int clora__overlap(const clora_buffer *a, const clora_buffer *b);
+
+/* The largest element count or offset the kernels index with 32-bit math. */
+#define CLORA__MAX_KERNEL_ELEMENTS ((size_t)UINT32_MAX)
+
+/* ---- frozen GEMMs (blas.c, the only user of CLBlast) -------------------- */
+
+/* C (m, n) = alpha · op(A) · op(B) + beta · C, row-major; offsets and leading
+ * dimensions in elements. */
+clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t m, size_t n,
+                          size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
+                          size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
+                          size_t ldc);
+
+/* ---- Linear pieces the LoRA op reuses (linear.c) ------------------------- */
+
+/* Checks x, weight and an optional bias-shaped buffer for a Linear and
+ * returns in and out. */
+clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clora_buffer *weight,
+                                const char *bias_name, const clora_buffer *bias,
+                                clora_weight_layout layout, size_t *in, size_t *out);
+/* y (N, out) = x · Wᵀ + beta · y */
+clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
+                              clora_weight_layout layout, float beta);
+/* dx (N, in) = dy · W + beta · dx */
+clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
+                              clora_weight_layout layout, float beta);
+
+/* ---- op argument checks (checks.c) -------------------------------------- */
+
+/* Each returns CLORA_OK or records a message prefixed with `op` and the
+ * argument's name. */
+clora_status clora__check_present(const char *op, const char *name, const clora_buffer *buffer);
+/* Present and holding at least one element. */
+clora_status clora__check_nonempty(const char *op, const char *name, const clora_buffer *buffer);
+clora_status clora__check_same_device(const char *op, const char *name, const clora_buffer *buffer,
+                                      const clora_device *device);
+clora_status clora__check_shape_2d(const char *op, const char *name, const clora_buffer *buffer,
+                                   size_t rows, size_t cols, const char *expected);
+clora_status clora__check_shape_1d(const char *op, const char *name, const clora_buffer *buffer,
+                                   size_t n, const char *expected);
+/* `act` has the same leading dimensions as `like` and `cols` columns. */
+clora_status clora__check_activation(const char *op, const char *name, const clora_buffer *act,
+                                     const clora_buffer *like, size_t cols, const char *expected);
+clora_status clora__check_disjoint(const char *op, const char *out_name, const clora_buffer *out,
+                                   const char *in_name, const clora_buffer *in);
+clora_status clora__check_kernel_size(const char *op, const char *name, const clora_buffer *buffer);
+
+#endif /* CLORA_INTERNAL_H */

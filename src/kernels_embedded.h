@@ -1,0 +1,16 @@
+/* kernels_embedded.h — the OpenCL sources of cl/, compiled into the library
+ * by cmake/embed_kernels.cmake. */
+#ifndef CLORA_KERNELS_EMBEDDED_H
+#define CLORA_KERNELS_EMBEDDED_H
+
+#include <stddef.h>
+
+typedef struct clora__embedded_kernel {
+    const char *name;   /* file name without .cl; NULL ends the table */
+    const char *source; /* NUL-terminated */
+    size_t size;        /* bytes, without the NUL */
+} clora__embedded_kernel;
+
+extern const clora__embedded_kernel clora__embedded_kernels[];
+
+#endif /* CLORA_KERNELS_EMBEDDED_H */

@@ -1,0 +1,193 @@
+/* linear.c — the Linear layer: frozen or trainable, forward and backward.
+ * GEMMs go to CLBlast (blas.c); bias broadcast and bias gradient run in
+ * cl/linear.cl. */
+#include <stdio.h>
+
+#include "internal.h"
+
+clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clora_buffer *weight,
+                                const char *bias_name, const clora_buffer *bias,
+                                clora_weight_layout layout, size_t *in, size_t *out)
+{
+    clora_status status;
+    if ((status = clora__check_nonempty(op, "x", x)) != CLORA_OK ||
+        (status = clora__check_nonempty(op, "weight", weight)) != CLORA_OK ||
+        (status = clora__check_same_device(op, "weight", weight, x->device)) != CLORA_OK ||
+        (status = clora__check_same_device(op, bias_name, bias, x->device)) != CLORA_OK)
+        return status;
+    if (layout != CLORA_WEIGHT_OUT_IN && layout != CLORA_WEIGHT_IN_OUT)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: unknown weight layout %d", op,
+                           (int)layout);
+    *in = clora__cols(x);
+    if (weight->ndim != 2) {
+        char got[64];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH, "%s: weight has shape %s; a weight is 2-D",
+                           op, clora_buffer_shape_string(weight, got, sizeof got));
+    }
+    int out_in = layout == CLORA_WEIGHT_OUT_IN;
+    *out = weight->shape[out_in ? 0 : 1];
+    status = clora__check_shape_2d(op, "weight", weight, out_in ? *out : *in, out_in ? *in : *out,
+                                   out_in ? "(out, in)" : "(in, out)");
+    if (status == CLORA_OK && bias)
+        status = clora__check_shape_1d(op, bias_name, bias, *out, "(out)");
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, "x", x);
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, bias_name, bias);
+    return status;
+}
+
+clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
+                              clora_weight_layout layout, float beta)
+{
+    size_t n = clora__rows(x), in = clora__cols(x), out = clora__cols(y);
+    int out_in = layout == CLORA_WEIGHT_OUT_IN;
+    return clora__sgemm(x->device, 0, out_in, n, out, in, 1.0f, x->mem, x->offset, in,
+                        weight->mem, weight->offset, out_in ? in : out, beta, y->mem, y->offset,
+                        out);
+}
+
+clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
+                              clora_weight_layout layout, float beta)
+{
+    size_t n = clora__rows(dy), out = clora__cols(dy), in = clora__cols(dx);
+    int out_in = layout == CLORA_WEIGHT_OUT_IN;
+    return clora__sgemm(dy->device, 0, !out_in, n, in, out, 1.0f, dy->mem, dy->offset, out,
+                        weight->mem, weight->offset, out_in ? in : out, beta, dx->mem, dx->offset,
+                        in);
+}
+
+static clora_status bias_broadcast(clora_buffer *y, const clora_buffer *bias)
+{
+    cl_kernel kernel;
+    clora_status status = clora__device_kernel(y->device, CLORA__KERNEL_BIAS_BROADCAST, &kernel);
+    if (status != CLORA_OK)
+        return status;
+    size_t rows = clora__rows(y), cols = clora__cols(y);
+    clora__args args = {kernel, 0, CL_SUCCESS};
+    clora__arg_mem(&args, y->mem);
+    clora__arg_uint(&args, y->offset);
+    clora__arg_mem(&args, bias->mem);
+    clora__arg_uint(&args, bias->offset);
+    clora__arg_uint(&args, rows);
+    clora__arg_uint(&args, cols);
+    if (args.err != CL_SUCCESS)
+        return CLORA__FAIL_CL(args.err, "clSetKernelArg(bias_broadcast)");
+    const size_t global[2] = {cols, rows}, local[2] = {16, 4};
+    return clora__device_launch(y->device, kernel, "bias_broadcast", 2, global, local);
+}
+
+static clora_status column_sum(clora_buffer *sum, const clora_buffer *x)
+{
+    cl_kernel kernel;
+    clora_status status = clora__device_kernel(x->device, CLORA__KERNEL_COLUMN_SUM, &kernel);
+    if (status != CLORA_OK)
+        return status;
+    size_t rows = clora__rows(x), cols = clora__cols(x);
+    clora__args args = {kernel, 0, CL_SUCCESS};
+    clora__arg_mem(&args, sum->mem);
+    clora__arg_uint(&args, sum->offset);
+    clora__arg_mem(&args, x->mem);
+    clora__arg_uint(&args, x->offset);
+    clora__arg_uint(&args, rows);
+    clora__arg_uint(&args, cols);
+    if (args.err != CL_SUCCESS)
+        return CLORA__FAIL_CL(args.err, "clSetKernelArg(column_sum)");
+    const size_t global[1] = {cols}, local[1] = {16};
+    return clora__device_launch(x->device, kernel, "column_sum", 1, global, local);
+}
+
+clora_status clora_linear_forward(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
+                                  const clora_buffer *bias, clora_weight_layout layout)
+{
+    static const char op[] = "clora_linear_forward";
+    size_t in = 0, out = 0;
+    clora_status status = clora__linear_dims(op, x, weight, "bias", bias, layout, &in, &out);
+    if (status == CLORA_OK)
+        status = clora__check_present(op, "y", y);
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "y", y, x->device);
+    if (status == CLORA_OK)
+        status = clora__check_activation(op, "y", y, x, out, "out");
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, "y", y);
+    if (status == CLORA_OK)
+        status = clora__check_disjoint(op, "y", y, "x", x);
+    if (status == CLORA_OK)
+        status = clora__check_disjoint(op, "y", y, "weight", weight);
+    if (status == CLORA_OK)
+        status = clora__check_disjoint(op, "y", y, "bias", bias);
+    if (status != CLORA_OK)
+        return status;
+
+    /* Writing b first lets the GEMM add x · Wᵀ on top (beta = 1): the bias
+     * costs one write of y instead of a read-modify-write pass. */
+    if (bias) {
+        status = bias_broadcast(y, bias);
+        if (status != CLORA_OK)
+            return status;
+    }
+    return clora__gemm_x_wt(y, x, weight, layout, bias ? 1.0f : 0.0f);
+}
+
+clora_status clora_linear_backward(clora_buffer *dx, clora_buffer *d_weight, clora_buffer *d_bias,
+                                   const clora_buffer *dy, const clora_buffer *x,
+                                   const clora_buffer *weight, clora_weight_layout layout)
+{
+    static const char op[] = "clora_linear_backward";
+    size_t in = 0, out = 0;
+    clora_status status = clora__linear_dims(op, x, weight, "d_bias", d_bias, layout, &in, &out);
+    if (status == CLORA_OK)
+        status = clora__check_present(op, "dy", dy);
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "dy", dy, x->device);
+    if (status == CLORA_OK)
+        status = clora__check_activation(op, "dy", dy, x, out, "out");
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "dx", dx, x->device);
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "d_weight", d_weight, x->device);
+    if (status == CLORA_OK && dx)
+        status = clora__check_activation(op, "dx", dx, x, in, "in");
+    if (status == CLORA_OK && d_weight)
+        status = layout == CLORA_WEIGHT_OUT_IN
+                     ? clora__check_shape_2d(op, "d_weight", d_weight, out, in, "(out, in)")
+                     : clora__check_shape_2d(op, "d_weight", d_weight, in, out, "(in, out)");
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, "dy", dy);
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, "dx", dx);
+    const clora_buffer *inputs[3] = {dy, x, weight};
+    const char *input_names[3] = {"dy", "x", "weight"};
+    clora_buffer *outputs[3] = {dx, d_weight, d_bias};
+    const char *output_names[3] = {"dx", "d_weight", "d_bias"};
+    for (int o = 0; o < 3 && status == CLORA_OK; ++o) {
+        for (int i = 0; i < 3 && status == CLORA_OK; ++i)
+            status = clora__check_disjoint(op, output_names[o], outputs[o], input_names[i],
+                                           inputs[i]);
+        for (int p = o + 1; p < 3 && status == CLORA_OK; ++p)
+            status = clora__check_disjoint(op, output_names[o], outputs[o], output_names[p],
+                                           outputs[p]);
+    }
+    if (status != CLORA_OK)
+        return status;
+
+    if (dx && (status = clora__gemm_dy_w(dx, dy, weight, layout, 0.0f)) != CLORA_OK)
+        return status;
+    if (d_weight) {
+        size_t n = clora__rows(x);
+        /* (out, in): dW += dyᵀ · x.   (in, out): dW += xᵀ · dy. */
+        status = layout == CLORA_WEIGHT_OUT_IN
+                     ? clora__sgemm(x->device, 1, 0, out, in, n, 1.0f, dy->mem, dy->offset, out,
+                                    x->mem, x->offset, in, 1.0f, d_weight->mem, d_weight->offset,
+                                    in)
+                     : clora__sgemm(x->device, 1, 0, in, out, n, 1.0f, x->mem, x->offset, in,
+                                    dy->mem, dy->offset, out, 1.0f, d_weight->mem,
+                                    d_weight->offset, out);
+        if (status != CLORA_OK)
+            return status;
+    }
+    if (d_bias)
+        status = column_sum(d_bias, dy);
+    return status;
+}

@@ -1,0 +1,442 @@
+/* lora.c — the LoRA linear op: frozen GEMMs through CLBlast, the rank-r path
+ * through cl/lora.cl. The math and shapes are in clora/lora.h. */
+#include <math.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+float clora_lora_scale(clora_scale_mode mode, float alpha, size_t rank)
+{
+    if (rank == 0)
+        return 0.0f;
+    switch (mode) {
+    case CLORA_SCALE_ALPHA:
+        return alpha;
+    case CLORA_SCALE_ALPHA_OVER_R:
+        return (float)((double)alpha / (double)rank);
+    case CLORA_SCALE_ALPHA_OVER_SQRT_R:
+        return (float)((double)alpha / sqrt((double)rank));
+    }
+    return 0.0f;
+}
+
+/* ---- the rank-r GEMM launcher ------------------------------------------- */
+
+/* One call of lora_gemm: C (m, p) = epilogue(alpha · X (m, k) · Y (k, p))
+ * with strided operands; see cl/lora.cl. */
+typedef struct rank_gemm {
+    cl_mem x;
+    size_t x_offset, x_stride_m, x_stride_k;
+    cl_mem y;
+    size_t y_offset, y_stride_k, y_stride_p;
+    cl_mem c;
+    size_t c_offset, c_stride_m, c_stride_p;
+    cl_mem bias;
+    size_t bias_offset;
+    size_t m, k, p;
+    float alpha;
+    unsigned flags;
+} rank_gemm;
+
+/* The dropout mask's parameters as the kernels take them. */
+typedef struct dropout {
+    cl_uint seed_lo, seed_hi, threshold;
+    float scale; /* 1 / (1 - p) */
+} dropout;
+
+static dropout dropout_of(const clora_lora_spec *spec)
+{
+    dropout d;
+    d.seed_lo = (cl_uint)(spec->dropout_seed & 0xffffffffu);
+    d.seed_hi = (cl_uint)(spec->dropout_seed >> 32);
+    d.threshold = (cl_uint)floor((double)spec->dropout * 16777216.0);
+    d.scale = spec->dropout > 0.0f ? 1.0f / (1.0f - spec->dropout) : 1.0f;
+    return d;
+}
+
+static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dropout *drop,
+                                size_t chunks, size_t k_chunk)
+{
+    cl_kernel kernel;
+    clora_status status = clora__device_kernel(dev, CLORA__KERNEL_LORA_GEMM, &kernel);
+    if (status != CLORA_OK)
+        return status;
+    clora__args a = {kernel, 0, CL_SUCCESS};
+    clora__arg_mem(&a, g->x);
+    clora__arg_uint(&a, g->x_offset);
+    clora__arg_uint(&a, g->x_stride_m);
+    clora__arg_uint(&a, g->x_stride_k);
+    clora__arg_mem(&a, g->y);
+    clora__arg_uint(&a, g->y_offset);
+    clora__arg_uint(&a, g->y_stride_k);
+    clora__arg_uint(&a, g->y_stride_p);
+    clora__arg_mem(&a, g->c);
+    clora__arg_uint(&a, g->c_offset);
+    clora__arg_uint(&a, g->c_stride_m);
+    clora__arg_uint(&a, g->c_stride_p);
+    clora__arg_mem(&a, g->bias ? g->bias : g->c); /* never read without ADD_BIAS */
+    clora__arg_uint(&a, g->bias_offset);
+    clora__arg_uint(&a, g->m);
+    clora__arg_uint(&a, g->k);
+    clora__arg_uint(&a, g->p);
+    clora__arg_uint(&a, k_chunk);
+    clora__arg_float(&a, g->alpha);
+    clora__arg_uint(&a, g->flags);
+    clora__arg_uint(&a, drop->seed_lo);
+    clora__arg_uint(&a, drop->seed_hi);
+    clora__arg_uint(&a, drop->threshold);
+    clora__arg_float(&a, drop->scale);
+    if (a.err != CL_SUCCESS)
+        return CLORA__FAIL_CL(a.err, "clSetKernelArg(lora_gemm)");
+    const size_t t = dev->rank_tile;
+    const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
+    return clora__device_launch(dev, kernel, "lora_gemm", 3, global, local);
+}
+
+/* C = epilogue(alpha · X · Y) in one pass over K. */
+static clora_status gemm_direct(clora_device *dev, const rank_gemm *g, const dropout *drop)
+{
+    return launch_gemm(dev, g, drop, 1, g->k);
+}
+
+/* How many chunks to split a reduction over k into. A function of the
+ * shape alone, so the summation order (and the result's bits) never
+ * depends on the device. Enough chunks to give ~64K work-items, each chunk
+ * at least 64 long, at most 64 chunks. */
+static size_t reduction_chunks(size_t outputs, size_t k)
+{
+    const size_t target = 65536, min_length = 64, max_chunks = 64;
+    if (outputs >= target || k < 2 * min_length)
+        return 1;
+    size_t chunks = (target + outputs - 1) / outputs;
+    if (chunks > k / min_length)
+        chunks = k / min_length;
+    if (chunks > max_chunks)
+        chunks = max_chunks;
+    return chunks;
+}
+
+/* Scratch floats reduce_gemm needs for this shape. */
+static size_t reduction_scratch(size_t m, size_t k, size_t p)
+{
+    size_t chunks = reduction_chunks(m * p, k);
+    return chunks > 1 ? chunks * m * p : 0;
+}
+
+/* C += alpha · X · Y for a long k (a reduction over rows): split k into
+ * chunks, write partial sums to `partial` (starting at element
+ * partial_offset), then add them in order. g->flags must include
+ * ACCUMULATE and may include DROP_Y. */
+static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g, const dropout *drop,
+                                cl_mem partial, size_t partial_offset)
+{
+    size_t chunks = reduction_chunks(g->m * g->p, g->k);
+    if (chunks == 1)
+        return gemm_direct(dev, g, drop);
+    size_t k_chunk = (g->k + chunks - 1) / chunks;
+    chunks = (g->k + k_chunk - 1) / k_chunk;
+
+    rank_gemm slabs = *g;
+    slabs.c = partial;
+    slabs.c_offset = partial_offset;
+    slabs.c_stride_m = g->p;
+    slabs.c_stride_p = 1;
+    slabs.alpha = 1.0f;
+    slabs.flags = (g->flags & CLORA__GEMM_DROP_Y) | CLORA__GEMM_PARTIAL;
+    clora_status status = launch_gemm(dev, &slabs, drop, chunks, k_chunk);
+    if (status != CLORA_OK)
+        return status;
+
+    cl_kernel kernel;
+    status = clora__device_kernel(dev, CLORA__KERNEL_LORA_REDUCE, &kernel);
+    if (status != CLORA_OK)
+        return status;
+    clora__args a = {kernel, 0, CL_SUCCESS};
+    clora__arg_mem(&a, partial);
+    clora__arg_uint(&a, partial_offset);
+    clora__arg_uint(&a, chunks);
+    clora__arg_uint(&a, g->m);
+    clora__arg_uint(&a, g->p);
+    clora__arg_mem(&a, g->c);
+    clora__arg_uint(&a, g->c_offset);
+    clora__arg_uint(&a, g->c_stride_m);
+    clora__arg_uint(&a, g->c_stride_p);
+    clora__arg_float(&a, g->alpha);
+    clora__arg_uint(&a, CLORA__GEMM_ACCUMULATE);
+    if (a.err != CL_SUCCESS)
+        return CLORA__FAIL_CL(a.err, "clSetKernelArg(lora_reduce_partials)");
+    const size_t t = dev->rank_tile;
+    const size_t global[2] = {g->p, g->m}, local[2] = {t, t};
+    return clora__device_launch(dev, kernel, "lora_reduce_partials", 2, global, local);
+}
+
+/* ---- argument checks shared by forward and backward ---------------------- */
+
+typedef struct lora_dims {
+    size_t n, in, out, r;
+    float scale;
+} lora_dims;
+
+static clora_status check_spec(const char *op, const clora_lora_spec *spec)
+{
+    if (!spec)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: spec is NULL", op);
+    if (!isfinite(spec->alpha))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: alpha is %g; it must be finite", op,
+                           (double)spec->alpha);
+    if (spec->scale_mode != CLORA_SCALE_ALPHA && spec->scale_mode != CLORA_SCALE_ALPHA_OVER_R &&
+        spec->scale_mode != CLORA_SCALE_ALPHA_OVER_SQRT_R)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: unknown scale mode %d", op,
+                           (int)spec->scale_mode);
+    if (!(spec->dropout >= 0.0f && spec->dropout < 1.0f))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: dropout is %g; it must be in [0, 1)", op, (double)spec->dropout);
+    return CLORA_OK;
+}
+
+/* Checks the inputs both directions share and derives the dimensions. */
+static clora_status check_layer(const char *op, const clora_buffer *x, const clora_buffer *weight,
+                                const clora_buffer *bias, const clora_buffer *lora_a,
+                                const clora_buffer *lora_b, const clora_lora_spec *spec,
+                                lora_dims *dims)
+{
+    clora_status status = check_spec(op, spec);
+    if (status == CLORA_OK)
+        status = clora__linear_dims(op, x, weight, "bias", bias, spec->weight_layout, &dims->in,
+                                    &dims->out);
+    if (status == CLORA_OK)
+        status = clora__check_present(op, "lora_a", lora_a);
+    if (status == CLORA_OK)
+        status = clora__check_present(op, "lora_b", lora_b);
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "lora_a", lora_a, x->device);
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "lora_b", lora_b, x->device);
+    if (status != CLORA_OK)
+        return status;
+    if (lora_a->ndim != 2) {
+        char got[64];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH, "%s: lora_a has shape %s, expected (r, in)",
+                           op, clora_buffer_shape_string(lora_a, got, sizeof got));
+    }
+    dims->r = lora_a->shape[0];
+    if (dims->r < 1 || dims->r > CLORA_MAX_RANK)
+        return clora__fail(CLORA_ERR_INVALID_RANK, "%s: rank r = %zu (from lora_a); 1 <= r <= %d",
+                           op, dims->r, CLORA_MAX_RANK);
+    dims->n = clora__rows(x);
+    dims->scale = clora_lora_scale(spec->scale_mode, spec->alpha, dims->r);
+    if ((status = clora__check_shape_2d(op, "lora_a", lora_a, dims->r, dims->in, "(r, in)")) ||
+        (status = clora__check_shape_2d(op, "lora_b", lora_b, dims->out, dims->r, "(out, r)")))
+        return status;
+    return CLORA_OK;
+}
+
+/* Outputs must not overlap inputs or each other. */
+static clora_status check_disjoint_all(const char *op, clora_buffer *const *outputs,
+                                       const char *const *output_names, size_t n_outputs,
+                                       const clora_buffer *const *inputs,
+                                       const char *const *input_names, size_t n_inputs)
+{
+    clora_status status = CLORA_OK;
+    for (size_t o = 0; o < n_outputs && status == CLORA_OK; ++o) {
+        for (size_t i = 0; i < n_inputs && status == CLORA_OK; ++i)
+            status = clora__check_disjoint(op, output_names[o], outputs[o], input_names[i],
+                                           inputs[i]);
+        for (size_t p = o + 1; p < n_outputs && status == CLORA_OK; ++p)
+            status = clora__check_disjoint(op, output_names[o], outputs[o], output_names[p],
+                                           outputs[p]);
+    }
+    return status;
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+clora_status clora_lora_forward(clora_buffer *y, clora_buffer *h, const clora_buffer *x,
+                                const clora_buffer *weight, const clora_buffer *bias,
+                                const clora_buffer *lora_a, const clora_buffer *lora_b,
+                                const clora_lora_spec *spec)
+{
+    static const char op[] = "clora_lora_forward";
+    lora_dims d;
+    clora_status status = check_layer(op, x, weight, bias, lora_a, lora_b, spec, &d);
+    if (status == CLORA_OK)
+        status = clora__check_present(op, "y", y);
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "y", y, x->device);
+    if (status == CLORA_OK)
+        status = clora__check_same_device(op, "h", h, x->device);
+    if (status == CLORA_OK)
+        status = clora__check_activation(op, "y", y, x, d.out, "out");
+    if (status == CLORA_OK && h)
+        status = clora__check_activation(op, "h", h, x, d.r, "r");
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, "y", y);
+    if (status == CLORA_OK) {
+        clora_buffer *outputs[] = {y, h};
+        const char *output_names[] = {"y", "h"};
+        const clora_buffer *inputs[] = {x, weight, bias, lora_a, lora_b};
+        const char *input_names[] = {"x", "weight", "bias", "lora_a", "lora_b"};
+        status = check_disjoint_all(op, outputs, output_names, 2, inputs, input_names, 5);
+    }
+    if (status != CLORA_OK)
+        return status;
+
+    clora_device *dev = x->device;
+    cl_mem h_mem;
+    size_t h_offset = 0;
+    if (h) {
+        h_mem = h->mem;
+        h_offset = h->offset;
+    } else if ((status = clora__device_scratch(dev, d.n * d.r * sizeof(float), &h_mem)) !=
+               CLORA_OK) {
+        return status;
+    }
+    const dropout drop = dropout_of(spec);
+
+    /* h = drop(x) · Aᵀ */
+    rank_gemm down = {
+        .x = x->mem, .x_offset = x->offset, .x_stride_m = d.in, .x_stride_k = 1,
+        .y = lora_a->mem, .y_offset = lora_a->offset, .y_stride_k = 1, .y_stride_p = d.in,
+        .c = h_mem, .c_offset = h_offset, .c_stride_m = d.r, .c_stride_p = 1,
+        .m = d.n, .k = d.in, .p = d.r, .alpha = 1.0f,
+        .flags = spec->dropout > 0.0f ? CLORA__GEMM_DROP_X : 0u,
+    };
+    if ((status = gemm_direct(dev, &down, &drop)) != CLORA_OK)
+        return status;
+
+    /* y = s · h · Bᵀ + b, written first so the frozen GEMM can add x · Wᵀ
+     * with beta = 1: the LoRA branch and the bias cost one write of y. */
+    rank_gemm up = {
+        .x = h_mem, .x_offset = h_offset, .x_stride_m = d.r, .x_stride_k = 1,
+        .y = lora_b->mem, .y_offset = lora_b->offset, .y_stride_k = 1, .y_stride_p = d.r,
+        .c = y->mem, .c_offset = y->offset, .c_stride_m = d.out, .c_stride_p = 1,
+        .bias = bias ? bias->mem : NULL, .bias_offset = bias ? bias->offset : 0,
+        .m = d.n, .k = d.r, .p = d.out, .alpha = d.scale,
+        .flags = bias ? CLORA__GEMM_BIAS : 0u,
+    };
+    if ((status = gemm_direct(dev, &up, &drop)) != CLORA_OK)
+        return status;
+
+    return clora__gemm_x_wt(y, x, weight, spec->weight_layout, 1.0f);
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora_buffer *d_lora_b,
+                                 const clora_buffer *dy, const clora_buffer *x,
+                                 const clora_buffer *h, const clora_buffer *weight,
+                                 const clora_buffer *lora_a, const clora_buffer *lora_b,
+                                 const clora_lora_spec *spec)
+{
+    static const char op[] = "clora_lora_backward";
+    lora_dims d;
+    clora_status status = check_layer(op, x, weight, NULL, lora_a, lora_b, spec, &d);
+    if (status == CLORA_OK)
+        status = clora__check_present(op, "dy", dy);
+    if (status == CLORA_OK)
+        status = clora__check_present(op, "h", h);
+    const clora_buffer *same_device[] = {dy, h, dx, d_lora_a, d_lora_b};
+    const char *same_device_names[] = {"dy", "h", "dx", "d_lora_a", "d_lora_b"};
+    for (size_t i = 0; i < 5 && status == CLORA_OK; ++i)
+        status = clora__check_same_device(op, same_device_names[i], same_device[i], x->device);
+    if (status == CLORA_OK)
+        status = clora__check_activation(op, "dy", dy, x, d.out, "out");
+    if (status == CLORA_OK)
+        status = clora__check_activation(op, "h", h, x, d.r, "r");
+    if (status == CLORA_OK && dx)
+        status = clora__check_activation(op, "dx", dx, x, d.in, "in");
+    if (status == CLORA_OK && d_lora_a)
+        status = clora__check_shape_2d(op, "d_lora_a", d_lora_a, d.r, d.in, "(r, in)");
+    if (status == CLORA_OK && d_lora_b)
+        status = clora__check_shape_2d(op, "d_lora_b", d_lora_b, d.out, d.r, "(out, r)");
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, "dy", dy);
+    if (status == CLORA_OK)
+        status = clora__check_kernel_size(op, "dx", dx);
+    if (status == CLORA_OK) {
+        clora_buffer *outputs[] = {dx, d_lora_a, d_lora_b};
+        const char *output_names[] = {"dx", "d_lora_a", "d_lora_b"};
+        const clora_buffer *inputs[] = {dy, x, h, weight, lora_a, lora_b};
+        const char *input_names[] = {"dy", "x", "h", "weight", "lora_a", "lora_b"};
+        status = check_disjoint_all(op, outputs, output_names, 3, inputs, input_names, 6);
+    }
+    if (status != CLORA_OK)
+        return status;
+
+    clora_device *dev = x->device;
+    const dropout drop = dropout_of(spec);
+    const unsigned drop_flag = spec->dropout > 0.0f ? 1u : 0u;
+    const int need_g = d_lora_a || dx;
+
+    /* Scratch: g (N, r), then the partial sums of whichever reduction is
+     * larger (they run one after the other on the in-order queue). */
+    size_t g_floats = need_g ? d.n * d.r : 0;
+    size_t partial_floats = 0;
+    if (d_lora_b)
+        partial_floats = reduction_scratch(d.out, d.n, d.r);
+    if (d_lora_a && reduction_scratch(d.r, d.n, d.in) > partial_floats)
+        partial_floats = reduction_scratch(d.r, d.n, d.in);
+    if (g_floats + partial_floats > CLORA__MAX_KERNEL_ELEMENTS)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: N = %zu rows need more scratch than 32-bit indexing reaches; "
+                           "split the batch",
+                           op, d.n);
+    cl_mem scratch = NULL;
+    if (g_floats + partial_floats > 0 &&
+        (status = clora__device_scratch(dev, (g_floats + partial_floats) * sizeof(float),
+                                        &scratch)) != CLORA_OK)
+        return status;
+
+    /* dB += s · dyᵀ · h */
+    if (d_lora_b) {
+        rank_gemm db = {
+            .x = dy->mem, .x_offset = dy->offset, .x_stride_m = 1, .x_stride_k = d.out,
+            .y = h->mem, .y_offset = h->offset, .y_stride_k = d.r, .y_stride_p = 1,
+            .c = d_lora_b->mem, .c_offset = d_lora_b->offset, .c_stride_m = d.r, .c_stride_p = 1,
+            .m = d.out, .k = d.n, .p = d.r, .alpha = d.scale,
+            .flags = CLORA__GEMM_ACCUMULATE,
+        };
+        if ((status = gemm_reduce(dev, &db, &drop, scratch, g_floats)) != CLORA_OK)
+            return status;
+    }
+    if (!need_g)
+        return CLORA_OK;
+
+    /* g = s · dy · B */
+    rank_gemm g = {
+        .x = dy->mem, .x_offset = dy->offset, .x_stride_m = d.out, .x_stride_k = 1,
+        .y = lora_b->mem, .y_offset = lora_b->offset, .y_stride_k = d.r, .y_stride_p = 1,
+        .c = scratch, .c_offset = 0, .c_stride_m = d.r, .c_stride_p = 1,
+        .m = d.n, .k = d.out, .p = d.r, .alpha = d.scale,
+    };
+    if ((status = gemm_direct(dev, &g, &drop)) != CLORA_OK)
+        return status;
+
+    /* dA += gᵀ · drop(x) */
+    if (d_lora_a) {
+        rank_gemm da = {
+            .x = scratch, .x_offset = 0, .x_stride_m = 1, .x_stride_k = d.r,
+            .y = x->mem, .y_offset = x->offset, .y_stride_k = d.in, .y_stride_p = 1,
+            .c = d_lora_a->mem, .c_offset = d_lora_a->offset, .c_stride_m = d.in, .c_stride_p = 1,
+            .m = d.r, .k = d.n, .p = d.in, .alpha = 1.0f,
+            .flags = CLORA__GEMM_ACCUMULATE | (drop_flag ? CLORA__GEMM_DROP_Y : 0u),
+        };
+        if ((status = gemm_reduce(dev, &da, &drop, scratch, g_floats)) != CLORA_OK)
+            return status;
+    }
+
+    /* dx = drop'(g · A), then the frozen GEMM adds dy · W (beta = 1). */
+    if (dx) {
+        rank_gemm ga = {
+            .x = scratch, .x_offset = 0, .x_stride_m = d.r, .x_stride_k = 1,
+            .y = lora_a->mem, .y_offset = lora_a->offset, .y_stride_k = d.in, .y_stride_p = 1,
+            .c = dx->mem, .c_offset = dx->offset, .c_stride_m = d.in, .c_stride_p = 1,
+            .m = d.n, .k = d.r, .p = d.in, .alpha = 1.0f,
+            .flags = drop_flag ? CLORA__GEMM_DROP_C : 0u,
+        };
+        if ((status = gemm_direct(dev, &ga, &drop)) != CLORA_OK)
+            return status;
+        status = clora__gemm_dy_w(dx, dy, weight, spec->weight_layout, 1.0f);
+    }
+    return status;
+}

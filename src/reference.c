@@ -1,0 +1,188 @@
+/* reference.c — plain-C versions of every op, accumulating in double.
+ * Written for clarity, not speed: each is the formula in clora/lora.h,
+ * loop by loop. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* W[o][i] whatever the storage order. */
+static float weight_at(const float *w, size_t o, size_t i, size_t in, size_t out,
+                       clora_weight_layout layout)
+{
+    return layout == CLORA_WEIGHT_OUT_IN ? w[o * in + i] : w[i * out + o];
+}
+
+void clora_reference_linear_forward(float *y, const float *x, const float *weight, const float *bias,
+                                    size_t n, size_t in, size_t out, clora_weight_layout layout)
+{
+    for (size_t row = 0; row < n; ++row)
+        for (size_t o = 0; o < out; ++o) {
+            double acc = bias ? bias[o] : 0.0;
+            for (size_t i = 0; i < in; ++i)
+                acc += (double)x[row * in + i] * weight_at(weight, o, i, in, out, layout);
+            y[row * out + o] = (float)acc;
+        }
+}
+
+void clora_reference_linear_backward(float *dx, float *d_weight, float *d_bias, const float *dy,
+                                     const float *x, const float *weight, size_t n, size_t in,
+                                     size_t out, clora_weight_layout layout)
+{
+    if (dx)
+        for (size_t row = 0; row < n; ++row)
+            for (size_t i = 0; i < in; ++i) {
+                double acc = 0.0;
+                for (size_t o = 0; o < out; ++o)
+                    acc += (double)dy[row * out + o] * weight_at(weight, o, i, in, out, layout);
+                dx[row * in + i] = (float)acc;
+            }
+    if (d_weight)
+        for (size_t o = 0; o < out; ++o)
+            for (size_t i = 0; i < in; ++i) {
+                double acc = 0.0;
+                for (size_t row = 0; row < n; ++row)
+                    acc += (double)dy[row * out + o] * x[row * in + i];
+                size_t at = layout == CLORA_WEIGHT_OUT_IN ? o * in + i : i * out + o;
+                d_weight[at] = (float)(d_weight[at] + acc);
+            }
+    if (d_bias)
+        for (size_t o = 0; o < out; ++o) {
+            double acc = 0.0;
+            for (size_t row = 0; row < n; ++row)
+                acc += dy[row * out + o];
+            d_bias[o] = (float)(d_bias[o] + acc);
+        }
+}
+
+static uint32_t mix32(uint32_t v)
+{
+    v ^= v >> 16;
+    v *= 0x7feb352du;
+    v ^= v >> 15;
+    v *= 0x846ca68bu;
+    v ^= v >> 16;
+    return v;
+}
+
+int clora_reference_dropout_keep(uint64_t seed, size_t row, size_t col, float p)
+{
+    uint32_t seed_lo = (uint32_t)(seed & 0xffffffffu), seed_hi = (uint32_t)(seed >> 32);
+    uint32_t key = mix32(seed_lo ^ mix32(seed_hi ^ 0x85ebca6bu));
+    uint32_t bits = mix32(mix32((uint32_t)col ^ 0x9e3779b9u) ^ mix32((uint32_t)row ^ key));
+    uint32_t threshold = (uint32_t)floor((double)p * 16777216.0);
+    return (bits >> 8) >= threshold;
+}
+
+/* drop(x)[row][i] */
+static double dropped_x(const float *x, size_t row, size_t i, size_t in,
+                        const clora_lora_spec *spec)
+{
+    double v = x[row * in + i];
+    if (spec->dropout <= 0.0f)
+        return v;
+    if (!clora_reference_dropout_keep(spec->dropout_seed, row, i, spec->dropout))
+        return 0.0;
+    return v * (1.0f / (1.0f - spec->dropout));
+}
+
+/* h (n, r) = drop(x) · Aᵀ, in double. */
+static void lora_down(double *h, const float *x, const float *lora_a, size_t n, size_t in, size_t r,
+                      const clora_lora_spec *spec)
+{
+    for (size_t row = 0; row < n; ++row)
+        for (size_t j = 0; j < r; ++j) {
+            double acc = 0.0;
+            for (size_t i = 0; i < in; ++i)
+                acc += dropped_x(x, row, i, in, spec) * lora_a[j * in + i];
+            h[row * r + j] = acc;
+        }
+}
+
+clora_status clora_reference_lora_forward(float *y, float *h, const float *x, const float *weight,
+                                          const float *bias, const float *lora_a,
+                                          const float *lora_b, size_t n, size_t in, size_t out,
+                                          size_t r, const clora_lora_spec *spec)
+{
+    double s = clora_lora_scale(spec->scale_mode, spec->alpha, r);
+    double *hd = malloc(n * r * sizeof *hd);
+    if (!hd)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_reference_lora_forward: h");
+    lora_down(hd, x, lora_a, n, in, r, spec);
+    for (size_t row = 0; row < n; ++row)
+        for (size_t o = 0; o < out; ++o) {
+            double acc = bias ? bias[o] : 0.0;
+            for (size_t i = 0; i < in; ++i)
+                acc += (double)x[row * in + i] *
+                       weight_at(weight, o, i, in, out, spec->weight_layout);
+            double lora = 0.0;
+            for (size_t j = 0; j < r; ++j)
+                lora += hd[row * r + j] * lora_b[o * r + j];
+            y[row * out + o] = (float)(acc + s * lora);
+        }
+    if (h)
+        for (size_t k = 0; k < n * r; ++k)
+            h[k] = (float)hd[k];
+    free(hd);
+    return CLORA_OK;
+}
+
+clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_lora_b,
+                                           const float *dy, const float *x, const float *weight,
+                                           const float *lora_a, const float *lora_b, size_t n,
+                                           size_t in, size_t out, size_t r,
+                                           const clora_lora_spec *spec)
+{
+    double s = clora_lora_scale(spec->scale_mode, spec->alpha, r);
+    double *h = malloc(n * r * sizeof *h);
+    double *g = malloc(n * r * sizeof *g);
+    if (!h || !g) {
+        free(h);
+        free(g);
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_reference_lora_backward: h, g");
+    }
+    lora_down(h, x, lora_a, n, in, r, spec);
+    for (size_t row = 0; row < n; ++row)
+        for (size_t j = 0; j < r; ++j) {
+            double acc = 0.0;
+            for (size_t o = 0; o < out; ++o)
+                acc += (double)dy[row * out + o] * lora_b[o * r + j];
+            g[row * r + j] = s * acc;
+        }
+    if (d_lora_b)
+        for (size_t o = 0; o < out; ++o)
+            for (size_t j = 0; j < r; ++j) {
+                double acc = 0.0;
+                for (size_t row = 0; row < n; ++row)
+                    acc += (double)dy[row * out + o] * h[row * r + j];
+                d_lora_b[o * r + j] = (float)(d_lora_b[o * r + j] + s * acc);
+            }
+    if (d_lora_a)
+        for (size_t j = 0; j < r; ++j)
+            for (size_t i = 0; i < in; ++i) {
+                double acc = 0.0;
+                for (size_t row = 0; row < n; ++row)
+                    acc += g[row * r + j] * dropped_x(x, row, i, in, spec);
+                d_lora_a[j * in + i] = (float)(d_lora_a[j * in + i] + acc);
+            }
+    if (dx)
+        for (size_t row = 0; row < n; ++row)
+            for (size_t i = 0; i < in; ++i) {
+                double frozen = 0.0, lora = 0.0;
+                for (size_t o = 0; o < out; ++o)
+                    frozen += (double)dy[row * out + o] *
+                              weight_at(weight, o, i, in, out, spec->weight_layout);
+                for (size_t j = 0; j < r; ++j)
+                    lora += g[row * r + j] * lora_a[j * in + i];
+                /* d drop(x) / dx is the same mask and scale. */
+                double mask = 1.0;
+                if (spec->dropout > 0.0f)
+                    mask = clora_reference_dropout_keep(spec->dropout_seed, row, i, spec->dropout)
+                               ? 1.0f / (1.0f - spec->dropout)
+                               : 0.0;
+                dx[row * in + i] = (float)(frozen + mask * lora);
+            }
+    free(h);
+    free(g);
+    return CLORA_OK;
+}

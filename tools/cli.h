@@ -1,0 +1,38 @@
+/* cli.h — what the `clora` command's subcommands share: option parsing,
+ * timing, deterministic random numbers, error reporting. */
+#ifndef CLORA_TOOLS_CLI_H
+#define CLORA_TOOLS_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clora/clora.h"
+
+/* A subcommand: argv[0] is its name; returns the process exit status. */
+typedef int (*cli_command)(int argc, char **argv);
+
+int cmd_devices(int argc, char **argv);
+int cmd_selfcheck(int argc, char **argv);
+
+/* Option parsing: `--name value` or `--name=value`. Each returns 1 when
+ * argv[*i] is that option (advancing *i past its value), 0 when it is not,
+ * -1 after printing an error for a missing or malformed value. */
+int cli_option_string(int argc, char **argv, int *i, const char *name, const char **value);
+int cli_option_size(int argc, char **argv, int *i, const char *name, size_t *value);
+int cli_option_float(int argc, char **argv, int *i, const char *name, float *value);
+/* 1 if argv[*i] is exactly `name` (a flag without a value). */
+int cli_flag(char **argv, int i, const char *name);
+
+/* Prints "clora <command>: <what>: <status string> — <detail>" to stderr. */
+void cli_report(const char *command, const char *what, clora_status status);
+
+/* Monotonic seconds. */
+double cli_seconds(void);
+
+/* Deterministic uniform floats in [lo, hi) from a 64-bit state. */
+float cli_uniform(uint64_t *state, float lo, float hi);
+
+/* Median of n values (sorts them in place). */
+double cli_median(double *values, size_t n);
+
+#endif /* CLORA_TOOLS_CLI_H */
