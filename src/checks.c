@@ -74,12 +74,30 @@ clora_status clora__check_activation(const char *op, const char *name, const clo
 }
 
 clora_status clora__check_disjoint(const char *op, const char *out_name, const clora_buffer *out,
-                                   const char *in_name, const clora_buffer *in)
+                                   const char *other_role, const char *other_name,
+                                   const clora_buffer *other)
 {
-    if (out && in && clora__overlap(out, in))
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: output %s overlaps input %s", op,
-                           out_name, in_name);
+    if (out && other && clora__overlap(out, other))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: output %s overlaps %s %s", op,
+                           out_name, other_role, other_name);
     return CLORA_OK;
+}
+
+clora_status clora__check_disjoint_all(const char *op, clora_buffer *const *outputs,
+                                       const char *const *output_names, size_t n_outputs,
+                                       const clora_buffer *const *inputs,
+                                       const char *const *input_names, size_t n_inputs)
+{
+    clora_status status = CLORA_OK;
+    for (size_t o = 0; o < n_outputs && status == CLORA_OK; ++o) {
+        for (size_t i = 0; i < n_inputs && status == CLORA_OK; ++i)
+            status = clora__check_disjoint(op, output_names[o], outputs[o], "input",
+                                           input_names[i], inputs[i]);
+        for (size_t p = o + 1; p < n_outputs && status == CLORA_OK; ++p)
+            status = clora__check_disjoint(op, output_names[o], outputs[o], "output",
+                                           output_names[p], outputs[p]);
+    }
+    return status;
 }
 
 clora_status clora__check_kernel_size(const char *op, const char *name, const clora_buffer *buffer)

@@ -162,8 +162,14 @@ clora_status clora__check_shape_1d(const char *op, const char *name, const clora
 /* `act` has the same leading dimensions as `like` and `cols` columns. */
 clora_status clora__check_activation(const char *op, const char *name, const clora_buffer *act,
                                      const clora_buffer *like, size_t cols, const char *expected);
+/* Outputs must not overlap inputs or each other. */
 clora_status clora__check_disjoint(const char *op, const char *out_name, const clora_buffer *out,
-                                   const char *in_name, const clora_buffer *in);
+                                   const char *other_role, const char *other_name,
+                                   const clora_buffer *other);
+clora_status clora__check_disjoint_all(const char *op, clora_buffer *const *outputs,
+                                       const char *const *output_names, size_t n_outputs,
+                                       const clora_buffer *const *inputs,
+                                       const char *const *input_names, size_t n_inputs);
 clora_status clora__check_kernel_size(const char *op, const char *name, const clora_buffer *buffer);
 
 #endif /* CLORA_INTERNAL_H */

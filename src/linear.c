@@ -111,12 +111,13 @@ clora_status clora_linear_forward(clora_buffer *y, const clora_buffer *x, const 
         status = clora__check_activation(op, "y", y, x, out, "out");
     if (status == CLORA_OK)
         status = clora__check_kernel_size(op, "y", y);
-    if (status == CLORA_OK)
-        status = clora__check_disjoint(op, "y", y, "x", x);
-    if (status == CLORA_OK)
-        status = clora__check_disjoint(op, "y", y, "weight", weight);
-    if (status == CLORA_OK)
-        status = clora__check_disjoint(op, "y", y, "bias", bias);
+    if (status == CLORA_OK) {
+        clora_buffer *outputs[] = {y};
+        const char *output_names[] = {"y"};
+        const clora_buffer *inputs[] = {x, weight, bias};
+        const char *input_names[] = {"x", "weight", "bias"};
+        status = clora__check_disjoint_all(op, outputs, output_names, 1, inputs, input_names, 3);
+    }
     if (status != CLORA_OK)
         return status;
 
@@ -157,17 +158,12 @@ clora_status clora_linear_backward(clora_buffer *dx, clora_buffer *d_weight, clo
         status = clora__check_kernel_size(op, "dy", dy);
     if (status == CLORA_OK)
         status = clora__check_kernel_size(op, "dx", dx);
-    const clora_buffer *inputs[3] = {dy, x, weight};
-    const char *input_names[3] = {"dy", "x", "weight"};
-    clora_buffer *outputs[3] = {dx, d_weight, d_bias};
-    const char *output_names[3] = {"dx", "d_weight", "d_bias"};
-    for (int o = 0; o < 3 && status == CLORA_OK; ++o) {
-        for (int i = 0; i < 3 && status == CLORA_OK; ++i)
-            status = clora__check_disjoint(op, output_names[o], outputs[o], input_names[i],
-                                           inputs[i]);
-        for (int p = o + 1; p < 3 && status == CLORA_OK; ++p)
-            status = clora__check_disjoint(op, output_names[o], outputs[o], output_names[p],
-                                           outputs[p]);
+    if (status == CLORA_OK) {
+        clora_buffer *outputs[] = {dx, d_weight, d_bias};
+        const char *output_names[] = {"dx", "d_weight", "d_bias"};
+        const clora_buffer *inputs[] = {dy, x, weight};
+        const char *input_names[] = {"dy", "x", "weight"};
+        status = clora__check_disjoint_all(op, outputs, output_names, 3, inputs, input_names, 3);
     }
     if (status != CLORA_OK)
         return status;

@@ -231,24 +231,6 @@ static clora_status check_layer(const char *op, const clora_buffer *x, const clo
     return CLORA_OK;
 }
 
-/* Outputs must not overlap inputs or each other. */
-static clora_status check_disjoint_all(const char *op, clora_buffer *const *outputs,
-                                       const char *const *output_names, size_t n_outputs,
-                                       const clora_buffer *const *inputs,
-                                       const char *const *input_names, size_t n_inputs)
-{
-    clora_status status = CLORA_OK;
-    for (size_t o = 0; o < n_outputs && status == CLORA_OK; ++o) {
-        for (size_t i = 0; i < n_inputs && status == CLORA_OK; ++i)
-            status = clora__check_disjoint(op, output_names[o], outputs[o], input_names[i],
-                                           inputs[i]);
-        for (size_t p = o + 1; p < n_outputs && status == CLORA_OK; ++p)
-            status = clora__check_disjoint(op, output_names[o], outputs[o], output_names[p],
-                                           outputs[p]);
-    }
-    return status;
-}
-
 /* ---- forward -------------------------------------------------------------- */
 
 clora_status clora_lora_forward(clora_buffer *y, clora_buffer *h, const clora_buffer *x,
@@ -276,7 +258,7 @@ clora_status clora_lora_forward(clora_buffer *y, clora_buffer *h, const clora_bu
         const char *output_names[] = {"y", "h"};
         const clora_buffer *inputs[] = {x, weight, bias, lora_a, lora_b};
         const char *input_names[] = {"x", "weight", "bias", "lora_a", "lora_b"};
-        status = check_disjoint_all(op, outputs, output_names, 2, inputs, input_names, 5);
+        status = clora__check_disjoint_all(op, outputs, output_names, 2, inputs, input_names, 5);
     }
     if (status != CLORA_OK)
         return status;
@@ -358,7 +340,7 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
         const char *output_names[] = {"dx", "d_lora_a", "d_lora_b"};
         const clora_buffer *inputs[] = {dy, x, h, weight, lora_a, lora_b};
         const char *input_names[] = {"dy", "x", "h", "weight", "lora_a", "lora_b"};
-        status = check_disjoint_all(op, outputs, output_names, 3, inputs, input_names, 6);
+        status = clora__check_disjoint_all(op, outputs, output_names, 3, inputs, input_names, 6);
     }
     if (status != CLORA_OK)
         return status;
