@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian packages needed to build and test.
 PACKAGES = build-essential cmake pkg-config \
            ocl-icd-opencl-dev opencl-headers pocl-opencl-icd \
-           libclblast-dev libcmocka-dev
+           libclblast-dev libcmocka-dev oclgrind
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 

@@ -8,6 +8,11 @@
  *                         Y(k, p) = y[y_offset + k*y_stride_k + p*y_stride_p]
  *                         global (P, M, chunks), local (TILE, TILE, 1); work
  *                         group z sums k in [z*k_chunk, (z+1)*k_chunk)
+ *   lora_stream           the same product and arguments, for CPUs: each
+ *                         work-item walks k for one m and four consecutive p,
+ *                         reading operands straight from (cached) memory,
+ *                         with no local memory or barriers; global
+ *                         (ceil(P / 4), M, chunks)
  *   lora_reduce_partials  C (M, P) = epilogue(alpha * sum_z partial (z, M, P)),
  *                         partial starting at element partial_offset
  *                         global (P, M), sums the chunks in order
@@ -55,6 +60,23 @@ static float dropped(const float v, const uint key, const uint row, const uint c
 {
     const uint bits = mix32(mix32(col ^ 0x9e3779b9u) ^ mix32(row ^ key));
     return (bits >> 8) >= threshold ? v * scale : 0.0f;
+}
+
+/* The epilogue both product kernels share: scale, dropout, bias, previous
+ * value, store. `at` is the element's index in c. */
+static void store_result(__global float *c, const uint at, const float acc, const float alpha,
+                         const uint flags, __global const float *bias, const uint bias_index,
+                         const uint key, const uint m, const uint p, const uint threshold,
+                         const float scale)
+{
+    float v = alpha * acc;
+    if (flags & DROP_C)
+        v = dropped(v, key, m, p, threshold, scale);
+    if (flags & ADD_BIAS)
+        v += bias[bias_index];
+    if (flags & ACCUMULATE)
+        v += c[at];
+    c[at] = v;
 }
 
 __kernel __attribute__((reqd_work_group_size(TILE, TILE, 1)))
@@ -124,16 +146,62 @@ void lora_gemm(__global const float *x, const uint x_offset, const uint x_stride
     const uint p = p0 + lp;
     if (m >= M || p >= P)
         return;
-    float v = alpha * acc;
-    if (flags & DROP_C)
-        v = dropped(v, key, m, p, drop_threshold, drop_scale);
-    if (flags & ADD_BIAS)
-        v += bias[bias_offset + p];
     const uint slab = (flags & PARTIAL) ? chunk * M * P : 0u;
-    const uint at = c_offset + slab + m * c_stride_m + p * c_stride_p;
-    if (flags & ACCUMULATE)
-        v += c[at];
-    c[at] = v;
+    store_result(c, c_offset + slab + m * c_stride_m + p * c_stride_p, acc, alpha, flags, bias,
+                 bias_offset + p, key, m, p, drop_threshold, drop_scale);
+}
+
+__kernel void lora_stream(__global const float *x, const uint x_offset, const uint x_stride_m,
+                          const uint x_stride_k,
+                          __global const float *y, const uint y_offset, const uint y_stride_k,
+                          const uint y_stride_p,
+                          __global float *c, const uint c_offset, const uint c_stride_m,
+                          const uint c_stride_p,
+                          __global const float *bias, const uint bias_offset,
+                          const uint M, const uint K, const uint P, const uint k_chunk,
+                          const float alpha, const uint flags,
+                          const uint seed_lo, const uint seed_hi, const uint drop_threshold,
+                          const float drop_scale)
+{
+    const uint p0 = get_global_id(0) * 4;
+    const uint m = get_global_id(1);
+    const uint chunk = get_global_id(2);
+    if (m >= M || p0 >= P)
+        return;
+    const uint k_begin = chunk * k_chunk;
+    const uint k_end = min(K, k_begin + k_chunk);
+    const uint key = seed_key(seed_lo, seed_hi);
+    /* Columns past P repeat the last one; their results are not stored. */
+    const uint4 p = min((uint4)(p0, p0 + 1, p0 + 2, p0 + 3), (uint4)(P - 1));
+    const uint4 y_cols = p * y_stride_p;
+    __global const float *xm = x + x_offset + m * x_stride_m;
+    __global const float *yk = y + y_offset + k_begin * y_stride_k;
+    const int contiguous = y_stride_p == 1 && p0 + 4 <= P && !(flags & DROP_Y);
+
+    float4 acc = (float4)(0.0f);
+    for (uint k = k_begin; k < k_end; ++k, yk += y_stride_k) {
+        float xv = xm[k * x_stride_k];
+        if (flags & DROP_X)
+            xv = dropped(xv, key, m, k, drop_threshold, drop_scale);
+        float4 yv;
+        if (contiguous) {
+            yv = vload4(0, yk + p0);
+        } else {
+            yv = (float4)(yk[y_cols.s0], yk[y_cols.s1], yk[y_cols.s2], yk[y_cols.s3]);
+            if (flags & DROP_Y)
+                yv = (float4)(dropped(yv.s0, key, k, p.s0, drop_threshold, drop_scale),
+                              dropped(yv.s1, key, k, p.s1, drop_threshold, drop_scale),
+                              dropped(yv.s2, key, k, p.s2, drop_threshold, drop_scale),
+                              dropped(yv.s3, key, k, p.s3, drop_threshold, drop_scale));
+        }
+        acc += xv * yv;
+    }
+
+    const uint base = c_offset + ((flags & PARTIAL) ? chunk * M * P : 0u) + m * c_stride_m;
+    const float results[4] = {acc.s0, acc.s1, acc.s2, acc.s3};
+    for (uint i = 0; i < 4 && p0 + i < P; ++i)
+        store_result(c, base + (p0 + i) * c_stride_p, results[i], alpha, flags, bias,
+                     bias_offset + p0 + i, key, m, p0 + i, drop_threshold, drop_scale);
 }
 
 __kernel void lora_reduce_partials(__global const float *partial, const uint partial_offset,

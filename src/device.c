@@ -352,6 +352,34 @@ static clora_status finish_setup(clora_device *dev, size_t index)
                            "OpenCL C 1.2",
                            dev->info.name, dev->info.device_version, dev->info.opencl_c_version);
     dev->rank_tile = choose_rank_tile(dev->device, dev->info.max_work_group_size);
+    /* CPUs run the streaming rank-r kernel: it needs no barriers, which
+     * CPU runtimes execute slowly; everything else runs the tiled one.
+     * CLORA_RANK_KERNEL picks one explicitly (tests cover both anywhere). */
+    dev->rank_kernel =
+        dev->info.type == CLORA_DEVICE_CPU ? CLORA__RANK_STREAMING : CLORA__RANK_TILED;
+    const char *kind = getenv("CLORA_RANK_KERNEL");
+    if (kind && *kind) {
+        if (!strcmp(kind, "tiled"))
+            dev->rank_kernel = CLORA__RANK_TILED;
+        else if (!strcmp(kind, "streaming"))
+            dev->rank_kernel = CLORA__RANK_STREAMING;
+        else
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                               "CLORA_RANK_KERNEL=\"%s\": expected \"tiled\" or \"streaming\"",
+                               kind);
+    }
+    /* CLORA_RANK_TILE caps the tile: it lets one device exercise the paths
+     * that devices with small work-group limits take. */
+    const char *cap = getenv("CLORA_RANK_TILE");
+    if (cap && *cap) {
+        char *end = NULL;
+        unsigned long tile = strtoul(cap, &end, 10);
+        if (*end != '\0' || tile == 0 || tile > 16 || (tile & (tile - 1)) != 0)
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                               "CLORA_RANK_TILE=\"%s\": expected 1, 2, 4, 8 or 16", cap);
+        if (tile < dev->rank_tile)
+            dev->rank_tile = tile;
+    }
     return CLORA_OK;
 }
 
@@ -707,7 +735,7 @@ static clora_status ensure_program(clora_device *dev, clora__program_id id)
         if (status != CLORA_OK)
             return status;
         cl_kernel kernels[CLORA__KERNEL_COUNT] = {0};
-        size_t smallest_group = SIZE_MAX;
+        size_t groups[CLORA__KERNEL_COUNT] = {0};
         for (size_t k = 0; k < CLORA__KERNEL_COUNT && status == CLORA_OK; ++k) {
             if (kernel_table[k].program != id)
                 continue;
@@ -719,16 +747,13 @@ static clora_status ensure_program(clora_device *dev, clora__program_id id)
                                      program_files[id], clora__cl_error_name(err), (int)err);
                 break;
             }
-            size_t group = 0;
             err = clGetKernelWorkGroupInfo(kernels[k], dev->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                           sizeof group, &group, NULL);
+                                           sizeof groups[k], &groups[k], NULL);
             if (err != CL_SUCCESS)
                 status = CLORA__FAIL_CL(err, "clGetKernelWorkGroupInfo");
-            else if (group < smallest_group)
-                smallest_group = group;
         }
         int shrink = status == CLORA_OK && id == CLORA__PROGRAM_LORA && dev->rank_tile > 1 &&
-                     smallest_group < dev->rank_tile * dev->rank_tile;
+                     groups[CLORA__KERNEL_LORA_GEMM] < dev->rank_tile * dev->rank_tile;
         if (status != CLORA_OK || shrink) {
             for (size_t k = 0; k < CLORA__KERNEL_COUNT; ++k)
                 if (kernels[k])
@@ -741,8 +766,10 @@ static clora_status ensure_program(clora_device *dev, clora__program_id id)
         }
         dev->programs[id] = program;
         for (size_t k = 0; k < CLORA__KERNEL_COUNT; ++k)
-            if (kernels[k])
+            if (kernels[k]) {
                 dev->kernels[k] = kernels[k];
+                dev->kernel_max_group[k] = groups[k];
+            }
         return CLORA_OK;
     }
 }
@@ -780,14 +807,17 @@ clora_status clora__device_scratch(clora_device *dev, size_t bytes, cl_mem *out)
     return CLORA_OK;
 }
 
-clora_status clora__device_launch(clora_device *dev, cl_kernel kernel, const char *name,
-                                  cl_uint dims, const size_t *global, const size_t *local)
+clora_status clora__device_launch(clora_device *dev, clora__kernel_id id, cl_uint dims,
+                                  const size_t *global, const size_t *local)
 {
     size_t group[3] = {1, 1, 1}, rounded[3];
     size_t total = 1;
     for (cl_uint d = 0; d < dims; ++d)
         total *= group[d] = local[d];
-    while (total > dev->info.max_work_group_size) {
+    size_t limit = dev->kernel_max_group[id] ? dev->kernel_max_group[id] : 1;
+    if (limit > dev->info.max_work_group_size)
+        limit = dev->info.max_work_group_size;
+    while (total > limit) {
         cl_uint widest = 0;
         for (cl_uint d = 1; d < dims; ++d)
             if (group[d] > group[widest])
@@ -798,11 +828,11 @@ clora_status clora__device_launch(clora_device *dev, cl_kernel kernel, const cha
     }
     for (cl_uint d = 0; d < dims; ++d)
         rounded[d] = (global[d] + group[d] - 1) / group[d] * group[d];
-    cl_int err = clEnqueueNDRangeKernel(dev->queue, kernel, dims, NULL, rounded, group, 0, NULL,
-                                        NULL);
+    cl_int err = clEnqueueNDRangeKernel(dev->queue, dev->kernels[id], dims, NULL, rounded, group,
+                                        0, NULL, NULL);
     if (err != CL_SUCCESS) {
         char call[128];
-        snprintf(call, sizeof call, "clEnqueueNDRangeKernel(%s)", name);
+        snprintf(call, sizeof call, "clEnqueueNDRangeKernel(%s)", kernel_table[id].name);
         return CLORA__FAIL_CL(err, call);
     }
     return CLORA_OK;

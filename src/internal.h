@@ -40,6 +40,7 @@ const char *clora__cl_error_name(cl_int err);
     X(BIAS_BROADCAST, LINEAR, "bias_broadcast")   \
     X(COLUMN_SUM, LINEAR, "column_sum")           \
     X(LORA_GEMM, LORA, "lora_gemm")               \
+    X(LORA_STREAM, LORA, "lora_stream")           \
     X(LORA_REDUCE, LORA, "lora_reduce_partials")
 
 typedef enum clora__program_id {
@@ -67,15 +68,24 @@ enum {
     CLORA__GEMM_PARTIAL = 1u << 5     /* write raw partial sums, one slab per K-chunk */
 };
 
+/* How the rank-r products run: local-memory tiles (GPUs and other
+ * devices) or one streaming work-item per 4 outputs (CPUs). */
+typedef enum clora__rank_kernel {
+    CLORA__RANK_TILED = 0,
+    CLORA__RANK_STREAMING = 1
+} clora__rank_kernel;
+
 struct clora_device {
     cl_platform_id platform;
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;
     clora_device_info info;
-    size_t rank_tile; /* edge of the square work-group of the rank-r kernels */
+    clora__rank_kernel rank_kernel;
+    size_t rank_tile; /* edge of the square work-group of the tiled kernel */
     cl_program programs[CLORA__PROGRAM_COUNT];
     cl_kernel kernels[CLORA__KERNEL_COUNT];
+    size_t kernel_max_group[CLORA__KERNEL_COUNT]; /* CL_KERNEL_WORK_GROUP_SIZE */
     cl_mem scratch; /* grown on demand; valid within one op call */
     size_t scratch_bytes;
 };
@@ -87,10 +97,11 @@ clora_status clora__device_kernel(clora_device *device, clora__kernel_id id, cl_
  * live until the next clora op; the queue is in order, so reuse is safe. */
 clora_status clora__device_scratch(clora_device *device, size_t bytes, cl_mem *out);
 
-/* Enqueues `kernel` over `global` (rounded up to multiples of `local`);
- * a `local` larger than the device allows is halved until it fits. */
-clora_status clora__device_launch(clora_device *device, cl_kernel kernel, const char *name,
-                                  cl_uint dims, const size_t *global, const size_t *local);
+/* Enqueues kernel `id` (its arguments set) over `global`, rounded up to
+ * multiples of `local`; a `local` larger than the kernel allows on this
+ * device is halved until it fits. */
+clora_status clora__device_launch(clora_device *device, clora__kernel_id id, cl_uint dims,
+                                  const size_t *global, const size_t *local);
 
 /* Sequential kernel-argument setting with one error check at the end. */
 typedef struct clora__args {

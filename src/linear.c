@@ -74,7 +74,7 @@ static clora_status bias_broadcast(clora_buffer *y, const clora_buffer *bias)
     if (args.err != CL_SUCCESS)
         return CLORA__FAIL_CL(args.err, "clSetKernelArg(bias_broadcast)");
     const size_t global[2] = {cols, rows}, local[2] = {16, 4};
-    return clora__device_launch(y->device, kernel, "bias_broadcast", 2, global, local);
+    return clora__device_launch(y->device, CLORA__KERNEL_BIAS_BROADCAST, 2, global, local);
 }
 
 static clora_status column_sum(clora_buffer *sum, const clora_buffer *x)
@@ -94,7 +94,7 @@ static clora_status column_sum(clora_buffer *sum, const clora_buffer *x)
     if (args.err != CL_SUCCESS)
         return CLORA__FAIL_CL(args.err, "clSetKernelArg(column_sum)");
     const size_t global[1] = {cols}, local[1] = {16};
-    return clora__device_launch(x->device, kernel, "column_sum", 1, global, local);
+    return clora__device_launch(x->device, CLORA__KERNEL_COLUMN_SUM, 1, global, local);
 }
 
 clora_status clora_linear_forward(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,

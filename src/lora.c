@@ -57,8 +57,10 @@ static dropout dropout_of(const clora_lora_spec *spec)
 static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dropout *drop,
                                 size_t chunks, size_t k_chunk)
 {
+    const int tiled = dev->rank_kernel == CLORA__RANK_TILED;
+    const clora__kernel_id id = tiled ? CLORA__KERNEL_LORA_GEMM : CLORA__KERNEL_LORA_STREAM;
     cl_kernel kernel;
-    clora_status status = clora__device_kernel(dev, CLORA__KERNEL_LORA_GEMM, &kernel);
+    clora_status status = clora__device_kernel(dev, id, &kernel);
     if (status != CLORA_OK)
         return status;
     clora__args a = {kernel, 0, CL_SUCCESS};
@@ -87,10 +89,17 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
     clora__arg_uint(&a, drop->threshold);
     clora__arg_float(&a, drop->scale);
     if (a.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(a.err, "clSetKernelArg(lora_gemm)");
-    const size_t t = dev->rank_tile;
-    const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
-    return clora__device_launch(dev, kernel, "lora_gemm", 3, global, local);
+        return CLORA__FAIL_CL(a.err, tiled ? "clSetKernelArg(lora_gemm)" : "clSetKernelArg(lora_stream)");
+    if (tiled) {
+        const size_t t = dev->rank_tile;
+        const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
+        return clora__device_launch(dev, id, 3, global, local);
+    }
+    /* Streaming: one work-item per 4 outputs of a row; ~64 per group. */
+    const size_t blocks = (g->p + 3) / 4;
+    const size_t across = blocks < 16 ? blocks : 16;
+    const size_t global[3] = {blocks, g->m, chunks}, local[3] = {across, 64 / across, 1};
+    return clora__device_launch(dev, id, 3, global, local);
 }
 
 /* C = epilogue(alpha · X · Y) in one pass over K. */
@@ -99,14 +108,16 @@ static clora_status gemm_direct(clora_device *dev, const rank_gemm *g, const dro
     return launch_gemm(dev, g, drop, 1, g->k);
 }
 
-/* How many chunks to split a reduction over k into. A function of the
- * shape alone, so the summation order (and the result's bits) never
- * depends on the device. Enough chunks to give ~64K work-items, each chunk
- * at least 64 long, at most 64 chunks. */
-static size_t reduction_chunks(size_t outputs, size_t k)
+/* How many chunks to split a reduction over k into: for the tiled kernel
+ * (GPUs), enough to give ~64K work-items, each chunk at least 64 long, at
+ * most 64 chunks; the streaming kernel (CPUs) has parallelism enough in the
+ * outputs and reads less without a split. A function of the shape and the
+ * kernel family only, so repeated runs sum in the same order and give the
+ * same bits. */
+static size_t reduction_chunks(const clora_device *dev, size_t outputs, size_t k)
 {
     const size_t target = 65536, min_length = 64, max_chunks = 64;
-    if (outputs >= target || k < 2 * min_length)
+    if (dev->rank_kernel == CLORA__RANK_STREAMING || outputs >= target || k < 2 * min_length)
         return 1;
     size_t chunks = (target + outputs - 1) / outputs;
     if (chunks > k / min_length)
@@ -117,9 +128,9 @@ static size_t reduction_chunks(size_t outputs, size_t k)
 }
 
 /* Scratch floats reduce_gemm needs for this shape. */
-static size_t reduction_scratch(size_t m, size_t k, size_t p)
+static size_t reduction_scratch(const clora_device *dev, size_t m, size_t k, size_t p)
 {
-    size_t chunks = reduction_chunks(m * p, k);
+    size_t chunks = reduction_chunks(dev, m * p, k);
     return chunks > 1 ? chunks * m * p : 0;
 }
 
@@ -130,7 +141,7 @@ static size_t reduction_scratch(size_t m, size_t k, size_t p)
 static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g, const dropout *drop,
                                 cl_mem partial, size_t partial_offset)
 {
-    size_t chunks = reduction_chunks(g->m * g->p, g->k);
+    size_t chunks = reduction_chunks(dev, g->m * g->p, g->k);
     if (chunks == 1)
         return gemm_direct(dev, g, drop);
     size_t k_chunk = (g->k + chunks - 1) / chunks;
@@ -167,7 +178,7 @@ static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g, const dro
         return CLORA__FAIL_CL(a.err, "clSetKernelArg(lora_reduce_partials)");
     const size_t t = dev->rank_tile;
     const size_t global[2] = {g->p, g->m}, local[2] = {t, t};
-    return clora__device_launch(dev, kernel, "lora_reduce_partials", 2, global, local);
+    return clora__device_launch(dev, CLORA__KERNEL_LORA_REDUCE, 2, global, local);
 }
 
 /* ---- argument checks shared by forward and backward ---------------------- */
@@ -355,9 +366,9 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
     size_t g_floats = need_g ? d.n * d.r : 0;
     size_t partial_floats = 0;
     if (d_lora_b)
-        partial_floats = reduction_scratch(d.out, d.n, d.r);
-    if (d_lora_a && reduction_scratch(d.r, d.n, d.in) > partial_floats)
-        partial_floats = reduction_scratch(d.r, d.n, d.in);
+        partial_floats = reduction_scratch(dev, d.out, d.n, d.r);
+    if (d_lora_a && reduction_scratch(dev, d.r, d.n, d.in) > partial_floats)
+        partial_floats = reduction_scratch(dev, d.r, d.n, d.in);
     if (g_floats + partial_floats > CLORA__MAX_KERNEL_ELEMENTS)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                            "%s: N = %zu rows need more scratch than 32-bit indexing reaches; "

@@ -17,6 +17,7 @@ static clora_device_info first;
 static int setup(void **state)
 {
     unsetenv("CLORA_KERNEL_DIR");
+    unsetenv("CLORA_RANK_TILE");
     if (clora_device_describe(0, &first) != CLORA_OK)
         return -1;
     return test_open_device(state);
@@ -383,6 +384,20 @@ static void kernel_build_failure_carries_the_log(void **state)
     rmdir(dir);
 }
 
+static void rank_tile_cap_is_checked(void **state)
+{
+    (void)state;
+    clora_device *dev = NULL;
+    setenv("CLORA_RANK_TILE", "3", 1);
+    CHECK_STATUS(clora_device_open(&dev, NULL), CLORA_ERR_INVALID_ARGUMENT);
+    test_expect_message("CLORA_RANK_TILE=\"3\"");
+    assert_null(dev);
+    setenv("CLORA_RANK_TILE", "4", 1);
+    CHECK_OK(clora_device_open(&dev, NULL));
+    clora_device_destroy(dev);
+    unsetenv("CLORA_RANK_TILE");
+}
+
 static void status_strings(void **state)
 {
     (void)state;
@@ -419,6 +434,7 @@ int main(void)
         cmocka_unit_test(kernel_dir_loads_sources),
         cmocka_unit_test(kernel_dir_missing_file_is_an_io_error),
         cmocka_unit_test(kernel_build_failure_carries_the_log),
+        cmocka_unit_test(rank_tile_cap_is_checked),
         cmocka_unit_test(status_strings),
         cmocka_unit_test(version_matches_header),
     };

@@ -18,7 +18,9 @@ static const char usage[] =
     "\n"
     "environment:\n"
     "  CLORA_DEVICE      default device: an index from `clora devices` or part of a name\n"
-    "  CLORA_KERNEL_DIR  load OpenCL kernels from this folder instead of the embedded copy\n";
+    "  CLORA_KERNEL_DIR  load OpenCL kernels from this folder instead of the embedded copy\n"
+    "  CLORA_RANK_KERNEL rank-r kernels: tiled or streaming (default: streaming on CPUs)\n"
+    "  CLORA_RANK_TILE   cap the tiled rank-r kernel's tile edge (1, 2, 4, 8 or 16)\n";
 
 static int cmd_demo(int argc, char **argv)
 {

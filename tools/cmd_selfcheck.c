@@ -19,7 +19,7 @@ static const char selfcheck_usage[] =
     "\n"
     "Runs one LoRA layer (forward and backward) on the device, compares every\n"
     "output with clora's plain-C reference, then times the LoRA forward next to\n"
-    "the bare frozen GEMM x·Wᵀ, interleaved in the same run, and prints medians\n"
+    "the bare frozen GEMM x*W^T, interleaved in the same run, and prints medians\n"
     "and their ratio. Exits 1 if any output is off.\n"
     "\n"
     "options:\n"
@@ -30,7 +30,7 @@ static const char selfcheck_usage[] =
     "  --rank R       LoRA rank, 1..256 (default 8)\n"
     "  --alpha A      LoRA alpha; scale = alpha / r (default 16)\n"
     "  --dropout P    dropout on the LoRA branch, 0 <= P < 1 (default 0)\n"
-    "  --reps K       timed repetitions (default 20)\n";
+    "  --reps K       timed repetitions; 0 checks without timing (default 20)\n";
 
 /* Worst element of |got - want| / (atol + rtol·|want|); <= 1 passes. */
 static double worst_ratio(const float *got, const float *want, size_t n, double *max_abs)
@@ -74,8 +74,8 @@ static int parse_options(int argc, char **argv, selfcheck_options *o)
         fprintf(stderr, "clora selfcheck: unknown option \"%s\" (see --help)\n", argv[i]);
         return -1;
     }
-    if (o->rows == 0 || o->in == 0 || o->out == 0 || o->reps == 0) {
-        fprintf(stderr, "clora selfcheck: --rows, --in, --out and --reps must be at least 1\n");
+    if (o->rows == 0 || o->in == 0 || o->out == 0) {
+        fprintf(stderr, "clora selfcheck: --rows, --in and --out must be at least 1\n");
         return -1;
     }
     return 1;
@@ -141,7 +141,9 @@ int cmd_selfcheck(int argc, char **argv)
     for (int t = 0; t < TENSOR_COUNT && status == CLORA_OK; ++t) {
         status = t == BIAS ? clora_buffer_create_1d(&buf[t], dev, out)
                            : clora_buffer_create_2d(&buf[t], dev, shapes[t][0], shapes[t][1]);
-        if (status == CLORA_OK && t <= DY)
+        /* Outputs too: their zeros then count as written for memory checkers
+         * such as oclgrind, which do not track clEnqueueFillBuffer. */
+        if (status == CLORA_OK)
             status = clora_buffer_upload(buf[t], 0, host[t], sizes[t]);
     }
     if (status != CLORA_OK) {
@@ -172,13 +174,19 @@ int cmd_selfcheck(int argc, char **argv)
         goto done;
     }
     int all_pass = 1;
-    printf("  %-9s %12s  %s\n", "output", "max |error|", "within 1e-4 + 1e-3·|ref|");
+    printf("  %-9s %12s  %s\n", "output", "max |error|", "within 1e-4 + 1e-3*|ref|");
     for (int t = Y; t < TENSOR_COUNT; ++t) {
         double max_abs = 0.0;
         double worst = worst_ratio(host[t], ref[t], sizes[t], &max_abs);
         int pass = worst <= 1.0;
         all_pass &= pass;
         printf("  %-9s %12.3g  %s\n", tensor_names[t], max_abs, pass ? "yes" : "NO");
+    }
+
+    if (o.reps == 0) {
+        printf("selfcheck %s\n", all_pass ? "passed" : "FAILED: outputs differ from the reference");
+        exit_code = all_pass ? 0 : 1;
+        goto done;
     }
 
     /* ---- timing: the four cases interleaved, one round per repetition ---- */
@@ -222,9 +230,9 @@ int cmd_selfcheck(int argc, char **argv)
     for (int c = 0; c < 4; ++c)
         median[c] = cli_median(times[c], o.reps);
     const double gemm_gflops = 2.0 * (double)n * (double)in * (double)out / (median[0] * 1e6);
-    printf("  %-34s %9.3f ms   (%.1f GFLOP/s)\n", "frozen GEMM x·Wᵀ (bare)", median[0],
+    printf("  %-34s %9.3f ms   (%.1f GFLOP/s)\n", "frozen GEMM x*W^T (bare)", median[0],
            gemm_gflops);
-    printf("  %-34s %9.3f ms   %.3fx the bare GEMM\n", "frozen Linear x·Wᵀ + b", median[1],
+    printf("  %-34s %9.3f ms   %.3fx the bare GEMM\n", "frozen Linear x*W^T + b", median[1],
            median[1] / median[0]);
     printf("  %-34s %9.3f ms   %.3fx the bare GEMM, %.3fx the Linear\n",
            "LoRA forward", median[2], median[2] / median[0], median[2] / median[1]);

@@ -5,6 +5,16 @@
  * A device handle owns (or, when wrapped, borrows) one context and one
  * in-order command queue, and caches the programs clora builds for it.
  *
+ * Environment, read when a device is opened or wrapped:
+ *   CLORA_DEVICE      the default device for clora_device_open(NULL)
+ *   CLORA_KERNEL_DIR  load kernel sources from <dir>/<family>.cl instead of
+ *                     the copies embedded in the library (kernel development)
+ *   CLORA_RANK_KERNEL "tiled" or "streaming": the rank-r kernel family
+ *                     (default: streaming on CPUs, tiled elsewhere)
+ *   CLORA_RANK_TILE   cap the tile edge of the tiled kernel (1, 2, 4, 8 or
+ *                     16), to exercise on one device the paths that devices
+ *                     with small work-group limits take
+ *
  * Thread-safety: a clora_device and everything created on it may be used by
  * one thread at a time. Different devices may be used from different threads.
  */
