@@ -39,6 +39,17 @@
 #error "TILE must be defined at build time"
 #endif
 
+/* The arguments of both product kernels, which the library sets alike. */
+#define PRODUCT_ARGUMENTS                                                                    \
+    __global const float *x, const uint x_offset, const uint x_stride_m,                   \
+        const uint x_stride_k, __global const float *y, const uint y_offset,               \
+        const uint y_stride_k, const uint y_stride_p, __global float *c,                   \
+        const uint c_offset, const uint c_stride_m, const uint c_stride_p,                 \
+        __global const float *bias, const uint bias_offset, const uint M, const uint K,     \
+        const uint P, const uint k_chunk, const float alpha, const uint flags,             \
+        const uint seed_lo, const uint seed_hi, const uint drop_threshold,                 \
+        const float drop_scale
+
 /* The 32-bit mixer of the dropout hash; see clora/reference.h. */
 static uint mix32(uint v)
 {
@@ -80,17 +91,7 @@ static void store_result(__global float *c, const uint at, const float acc, cons
 }
 
 __kernel __attribute__((reqd_work_group_size(TILE, TILE, 1)))
-void lora_gemm(__global const float *x, const uint x_offset, const uint x_stride_m,
-               const uint x_stride_k,
-               __global const float *y, const uint y_offset, const uint y_stride_k,
-               const uint y_stride_p,
-               __global float *c, const uint c_offset, const uint c_stride_m,
-               const uint c_stride_p,
-               __global const float *bias, const uint bias_offset,
-               const uint M, const uint K, const uint P, const uint k_chunk,
-               const float alpha, const uint flags,
-               const uint seed_lo, const uint seed_hi, const uint drop_threshold,
-               const float drop_scale)
+void lora_gemm(PRODUCT_ARGUMENTS)
 {
     __local float x_tile[TILE][TILE + 1]; /* [m][k] */
     __local float y_tile[TILE][TILE + 1]; /* [k][p] */
@@ -151,17 +152,7 @@ void lora_gemm(__global const float *x, const uint x_offset, const uint x_stride
                  bias_offset + p, key, m, p, drop_threshold, drop_scale);
 }
 
-__kernel void lora_stream(__global const float *x, const uint x_offset, const uint x_stride_m,
-                          const uint x_stride_k,
-                          __global const float *y, const uint y_offset, const uint y_stride_k,
-                          const uint y_stride_p,
-                          __global float *c, const uint c_offset, const uint c_stride_m,
-                          const uint c_stride_p,
-                          __global const float *bias, const uint bias_offset,
-                          const uint M, const uint K, const uint P, const uint k_chunk,
-                          const float alpha, const uint flags,
-                          const uint seed_lo, const uint seed_hi, const uint drop_threshold,
-                          const float drop_scale)
+__kernel void lora_stream(PRODUCT_ARGUMENTS)
 {
     const uint p0 = get_global_id(0) * 4;
     const uint m = get_global_id(1);

@@ -57,44 +57,38 @@ clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const cl
                         in);
 }
 
-static clora_status bias_broadcast(clora_buffer *y, const clora_buffer *bias)
+/* Launches a linear.cl kernel whose arguments are (out, out_offset, in,
+ * in_offset, rows, cols), over `dims` dimensions: (cols) or (cols, rows). */
+static clora_status launch_rows_cols(clora__kernel_id id, clora_buffer *out, const clora_buffer *in,
+                                     size_t rows, size_t cols, cl_uint dims)
 {
     cl_kernel kernel;
-    clora_status status = clora__device_kernel(y->device, CLORA__KERNEL_BIAS_BROADCAST, &kernel);
+    clora_status status = clora__device_kernel(out->device, id, &kernel);
     if (status != CLORA_OK)
         return status;
-    size_t rows = clora__rows(y), cols = clora__cols(y);
     clora__args args = {kernel, 0, CL_SUCCESS};
-    clora__arg_mem(&args, y->mem);
-    clora__arg_uint(&args, y->offset);
-    clora__arg_mem(&args, bias->mem);
-    clora__arg_uint(&args, bias->offset);
+    clora__arg_mem(&args, out->mem);
+    clora__arg_uint(&args, out->offset);
+    clora__arg_mem(&args, in->mem);
+    clora__arg_uint(&args, in->offset);
     clora__arg_uint(&args, rows);
     clora__arg_uint(&args, cols);
     if (args.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(args.err, "clSetKernelArg(bias_broadcast)");
+        return CLORA__FAIL_CL(args.err, "clSetKernelArg");
     const size_t global[2] = {cols, rows}, local[2] = {16, 4};
-    return clora__device_launch(y->device, CLORA__KERNEL_BIAS_BROADCAST, 2, global, local);
+    return clora__device_launch(out->device, id, dims, global, local);
 }
 
+/* y (N, out) = b on every row. */
+static clora_status bias_broadcast(clora_buffer *y, const clora_buffer *bias)
+{
+    return launch_rows_cols(CLORA__KERNEL_BIAS_BROADCAST, y, bias, clora__rows(y), clora__cols(y), 2);
+}
+
+/* sum (out) += the column sums of x (N, out). */
 static clora_status column_sum(clora_buffer *sum, const clora_buffer *x)
 {
-    cl_kernel kernel;
-    clora_status status = clora__device_kernel(x->device, CLORA__KERNEL_COLUMN_SUM, &kernel);
-    if (status != CLORA_OK)
-        return status;
-    size_t rows = clora__rows(x), cols = clora__cols(x);
-    clora__args args = {kernel, 0, CL_SUCCESS};
-    clora__arg_mem(&args, sum->mem);
-    clora__arg_uint(&args, sum->offset);
-    clora__arg_mem(&args, x->mem);
-    clora__arg_uint(&args, x->offset);
-    clora__arg_uint(&args, rows);
-    clora__arg_uint(&args, cols);
-    if (args.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(args.err, "clSetKernelArg(column_sum)");
-    const size_t global[1] = {cols}, local[1] = {16};
-    return clora__device_launch(x->device, CLORA__KERNEL_COLUMN_SUM, 1, global, local);
+    return launch_rows_cols(CLORA__KERNEL_COLUMN_SUM, sum, x, clora__rows(x), clora__cols(x), 1);
 }
 
 clora_status clora_linear_forward(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
