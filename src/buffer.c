@@ -25,7 +25,7 @@ static clora_status check_shape(const char *op, size_t ndim, const size_t *shape
 }
 
 static clora_status new_handle(clora_buffer **out, clora_device *device, cl_mem mem, size_t offset,
-                               size_t ndim, const size_t *shape, size_t numel)
+                               size_t ndim, const size_t *shape, size_t numel, clora_dtype dtype)
 {
     clora_buffer *buf = calloc(1, sizeof *buf);
     if (!buf)
@@ -36,23 +36,29 @@ static clora_status new_handle(clora_buffer **out, clora_device *device, cl_mem 
     buf->ndim = ndim;
     memcpy(buf->shape, shape, ndim * sizeof *shape);
     buf->numel = numel;
+    buf->dtype = dtype;
+    buf->category = CLORA_MEMORY_OTHER;
     *out = buf;
     return CLORA_OK;
 }
 
-clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_t ndim,
-                                 const size_t *shape)
+clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clora_dtype dtype,
+                                  clora_memory_category category, size_t ndim, const size_t *shape)
 {
     if (!out || !device)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_create: %s is NULL",
                            out ? "device" : "out");
     *out = NULL;
+    if (dtype != CLORA_DTYPE_F32 && dtype != CLORA_DTYPE_I32)
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH,
+                           "clora_buffer_create: device buffers hold F32 or I32, not %s",
+                           clora_dtype_name(dtype));
     size_t numel = 0;
     clora_status status = check_shape("clora_buffer_create", ndim, shape, &numel);
     if (status != CLORA_OK)
         return status;
     if (numel == 0) /* an empty tensor owns no device memory */
-        return new_handle(out, device, NULL, 0, ndim, shape, 0);
+        return new_handle(out, device, NULL, 0, ndim, shape, 0, dtype);
     size_t bytes = numel * sizeof(float);
     if (bytes > device->info.max_alloc_bytes)
         return clora__fail(CLORA_ERR_OUT_OF_DEVICE_MEMORY,
@@ -63,16 +69,45 @@ clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_
     cl_mem mem = clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clCreateBuffer");
-    const float zero = 0.0f;
+    const float zero = 0.0f; /* all-zero bits: 0.0f and 0 alike */
     err = clEnqueueFillBuffer(device->queue, mem, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
         clReleaseMemObject(mem);
         return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
     }
-    status = new_handle(out, device, mem, 0, ndim, shape, numel);
-    if (status != CLORA_OK)
+    status = new_handle(out, device, mem, 0, ndim, shape, numel, dtype);
+    if (status != CLORA_OK) {
         clReleaseMemObject(mem);
-    return status;
+        return status;
+    }
+    (*out)->owns_memory = 1;
+    (*out)->category = category;
+    clora__device_account(device, category, (int64_t)bytes);
+    return CLORA_OK;
+}
+
+clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_t ndim,
+                                 const size_t *shape)
+{
+    return clora__buffer_create(out, device, CLORA_DTYPE_F32, CLORA_MEMORY_OTHER, ndim, shape);
+}
+
+clora_status clora_buffer_create_typed(clora_buffer **out, clora_device *device, clora_dtype dtype,
+                                       size_t ndim, const size_t *shape)
+{
+    return clora__buffer_create(out, device, dtype, CLORA_MEMORY_OTHER, ndim, shape);
+}
+
+void clora__buffer_set_category(clora_buffer *buffer, clora_memory_category category)
+{
+    if (!buffer->owns_memory || buffer->category == category) {
+        buffer->category = category;
+        return;
+    }
+    int64_t bytes = (int64_t)(buffer->numel * sizeof(float));
+    clora__device_account(buffer->device, buffer->category, -bytes);
+    clora__device_account(buffer->device, category, bytes);
+    buffer->category = category;
 }
 
 clora_status clora_buffer_create_1d(clora_buffer **out, clora_device *device, size_t n)
@@ -117,7 +152,8 @@ clora_status clora_buffer_view(clora_buffer **out, const clora_buffer *base, siz
                            numel, offset, base->numel,
                            clora_buffer_shape_string(base, text, sizeof text));
     }
-    status = new_handle(out, base->device, base->mem, base->offset + offset, ndim, shape, numel);
+    status = new_handle(out, base->device, base->mem, base->offset + offset, ndim, shape, numel,
+                        base->dtype);
     if (status == CLORA_OK && base->mem)
         clRetainMemObject(base->mem);
     return status;
@@ -150,7 +186,7 @@ clora_status clora_buffer_wrap(clora_buffer **out, clora_device *device, cl_mem 
                            "clora_buffer_wrap: the cl_mem holds %zu floats; the shape needs %zu "
                            "at offset %zu",
                            elements, numel, offset);
-    status = new_handle(out, device, mem, offset, ndim, shape, numel);
+    status = new_handle(out, device, mem, offset, ndim, shape, numel, CLORA_DTYPE_F32);
     if (status == CLORA_OK)
         clRetainMemObject(mem);
     return status;
@@ -160,6 +196,9 @@ void clora_buffer_destroy(clora_buffer *buffer)
 {
     if (!buffer)
         return;
+    if (buffer->owns_memory)
+        clora__device_account(buffer->device, buffer->category,
+                              -(int64_t)(buffer->numel * sizeof(float)));
     if (buffer->mem)
         clReleaseMemObject(buffer->mem);
     free(buffer);
@@ -168,6 +207,11 @@ void clora_buffer_destroy(clora_buffer *buffer)
 size_t clora_buffer_ndim(const clora_buffer *buffer)
 {
     return buffer ? buffer->ndim : 0;
+}
+
+clora_dtype clora_buffer_dtype(const clora_buffer *buffer)
+{
+    return buffer ? buffer->dtype : CLORA_DTYPE_F32;
 }
 
 size_t clora_buffer_dim(const clora_buffer *buffer, size_t i)
@@ -216,12 +260,15 @@ size_t clora_buffer_offset(const clora_buffer *buffer)
     return buffer ? buffer->offset : 0;
 }
 
-static clora_status check_range(const char *op, const clora_buffer *buffer, const void *host,
-                                size_t offset, size_t count)
+static clora_status check_range(const char *op, const clora_buffer *buffer, clora_dtype dtype,
+                                const void *host, size_t offset, size_t count)
 {
     if (!buffer || (!host && count > 0))
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op,
                            buffer ? "the host pointer" : "buffer");
+    if (buffer->dtype != dtype)
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "%s: the buffer holds %s, not %s", op,
+                           clora_dtype_name(buffer->dtype), clora_dtype_name(dtype));
     if (offset > buffer->numel || count > buffer->numel - offset) {
         char text[64];
         return clora__fail(CLORA_ERR_BUFFER_TOO_SMALL,
@@ -233,9 +280,11 @@ static clora_status check_range(const char *op, const clora_buffer *buffer, cons
     return CLORA_OK;
 }
 
-clora_status clora_buffer_upload(clora_buffer *buffer, size_t offset, const float *src, size_t count)
+/* Both element types are 4 bytes wide. */
+static clora_status upload(const char *op, clora_buffer *buffer, clora_dtype dtype, size_t offset,
+                           const void *src, size_t count)
 {
-    clora_status status = check_range("clora_buffer_upload", buffer, src, offset, count);
+    clora_status status = check_range(op, buffer, dtype, src, offset, count);
     if (status != CLORA_OK || count == 0)
         return status;
     cl_int err = clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
@@ -244,10 +293,10 @@ clora_status clora_buffer_upload(clora_buffer *buffer, size_t offset, const floa
     return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueWriteBuffer");
 }
 
-clora_status clora_buffer_download(const clora_buffer *buffer, size_t offset, float *dst,
-                                   size_t count)
+static clora_status download(const char *op, const clora_buffer *buffer, clora_dtype dtype,
+                             size_t offset, void *dst, size_t count)
 {
-    clora_status status = check_range("clora_buffer_download", buffer, dst, offset, count);
+    clora_status status = check_range(op, buffer, dtype, dst, offset, count);
     if (status != CLORA_OK || count == 0)
         return status;
     cl_int err = clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
@@ -256,10 +305,36 @@ clora_status clora_buffer_download(const clora_buffer *buffer, size_t offset, fl
     return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueReadBuffer");
 }
 
+clora_status clora_buffer_upload(clora_buffer *buffer, size_t offset, const float *src, size_t count)
+{
+    return upload("clora_buffer_upload", buffer, CLORA_DTYPE_F32, offset, src, count);
+}
+
+clora_status clora_buffer_download(const clora_buffer *buffer, size_t offset, float *dst,
+                                   size_t count)
+{
+    return download("clora_buffer_download", buffer, CLORA_DTYPE_F32, offset, dst, count);
+}
+
+clora_status clora_buffer_upload_i32(clora_buffer *buffer, size_t offset, const int32_t *src,
+                                     size_t count)
+{
+    return upload("clora_buffer_upload_i32", buffer, CLORA_DTYPE_I32, offset, src, count);
+}
+
+clora_status clora_buffer_download_i32(const clora_buffer *buffer, size_t offset, int32_t *dst,
+                                       size_t count)
+{
+    return download("clora_buffer_download_i32", buffer, CLORA_DTYPE_I32, offset, dst, count);
+}
+
 clora_status clora_buffer_fill(clora_buffer *buffer, float value)
 {
     if (!buffer)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_fill: buffer is NULL");
+    if (buffer->dtype != CLORA_DTYPE_F32)
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "clora_buffer_fill: the buffer holds %s",
+                           clora_dtype_name(buffer->dtype));
     if (buffer->numel == 0)
         return CLORA_OK;
     cl_int err = clEnqueueFillBuffer(buffer->device->queue, buffer->mem, &value, sizeof value,
@@ -276,6 +351,9 @@ clora_status clora_buffer_copy(clora_buffer *dst, const clora_buffer *src)
     if (dst->device != src->device)
         return clora__fail(CLORA_ERR_DEVICE_MISMATCH,
                            "clora_buffer_copy: dst and src belong to different devices");
+    if (dst->dtype != src->dtype)
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "clora_buffer_copy: dst holds %s, src %s",
+                           clora_dtype_name(dst->dtype), clora_dtype_name(src->dtype));
     if (dst->numel != src->numel) {
         char a[64], b[64];
         return clora__fail(CLORA_ERR_SHAPE_MISMATCH,

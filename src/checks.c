@@ -4,17 +4,27 @@
 
 #include "internal.h"
 
+clora_status clora__check_dtype(const char *op, const char *name, const clora_buffer *buffer,
+                                clora_dtype dtype)
+{
+    if (buffer && buffer->dtype != dtype)
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "%s: %s holds %s; it must hold %s", op, name,
+                           clora_dtype_name(buffer->dtype), clora_dtype_name(dtype));
+    return CLORA_OK;
+}
+
 clora_status clora__check_present(const char *op, const char *name, const clora_buffer *buffer)
 {
     if (!buffer)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, name);
-    return CLORA_OK;
+    return clora__check_dtype(op, name, buffer, CLORA_DTYPE_F32);
 }
 
 clora_status clora__check_nonempty(const char *op, const char *name, const clora_buffer *buffer)
 {
-    if (!buffer)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, name);
+    clora_status status = clora__check_present(op, name, buffer);
+    if (status != CLORA_OK)
+        return status;
     if (buffer->numel == 0) {
         char got[64];
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: %s has shape %s; it must not be empty",
@@ -30,6 +40,13 @@ clora_status clora__check_same_device(const char *op, const char *name, const cl
         return clora__fail(CLORA_ERR_DEVICE_MISMATCH,
                            "%s: %s belongs to a different device than the other buffers", op, name);
     return CLORA_OK;
+}
+
+clora_status clora__check_float(const char *op, const char *name, const clora_buffer *buffer,
+                                const clora_device *device)
+{
+    clora_status status = clora__check_dtype(op, name, buffer, CLORA_DTYPE_F32);
+    return status == CLORA_OK ? clora__check_same_device(op, name, buffer, device) : status;
 }
 
 clora_status clora__check_shape_2d(const char *op, const char *name, const clora_buffer *buffer,

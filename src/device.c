@@ -578,6 +578,53 @@ size_t clora_device_scratch_bytes(const clora_device *dev)
     return dev ? dev->scratch_bytes : 0;
 }
 
+void clora__device_account(clora_device *dev, clora_memory_category category, int64_t bytes)
+{
+    dev->memory[category] = (uint64_t)((int64_t)dev->memory[category] + bytes);
+    uint64_t total = 0;
+    for (int c = 0; c < CLORA_MEMORY_CATEGORY_COUNT; ++c)
+        total += dev->memory[c];
+    if (total > dev->memory_peak)
+        dev->memory_peak = total;
+}
+
+clora_status clora_device_memory(const clora_device *dev, clora_memory_report *report)
+{
+    if (!dev || !report)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_device_memory: %s is NULL",
+                           dev ? "report" : "device");
+    memset(report, 0, sizeof *report);
+    for (int c = 0; c < CLORA_MEMORY_CATEGORY_COUNT; ++c) {
+        report->bytes[c] = dev->memory[c];
+        report->total += dev->memory[c];
+    }
+    report->peak = dev->memory_peak;
+    return CLORA_OK;
+}
+
+const char *clora_memory_category_name(clora_memory_category category)
+{
+    switch (category) {
+    case CLORA_MEMORY_OTHER:
+        return "other";
+    case CLORA_MEMORY_FROZEN:
+        return "frozen weights";
+    case CLORA_MEMORY_TRAINABLE:
+        return "trainable parameters";
+    case CLORA_MEMORY_GRADIENTS:
+        return "gradients";
+    case CLORA_MEMORY_OPTIMIZER:
+        return "optimizer state";
+    case CLORA_MEMORY_ACTIVATIONS:
+        return "activations";
+    case CLORA_MEMORY_SCRATCH:
+        return "scratch";
+    case CLORA_MEMORY_CATEGORY_COUNT:
+        break;
+    }
+    return "?";
+}
+
 cl_context clora_device_cl_context(const clora_device *dev)
 {
     return dev ? dev->context : NULL;
@@ -800,6 +847,8 @@ clora_status clora__device_scratch(clora_device *dev, size_t bytes, cl_mem *out)
         /* Commands already enqueued keep the old buffer alive until they finish. */
         if (dev->scratch)
             clReleaseMemObject(dev->scratch);
+        clora__device_account(dev, CLORA_MEMORY_SCRATCH,
+                              (int64_t)bytes - (int64_t)dev->scratch_bytes);
         dev->scratch = mem;
         dev->scratch_bytes = bytes;
     }

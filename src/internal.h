@@ -88,7 +88,12 @@ struct clora_device {
     size_t kernel_max_group[CLORA__KERNEL_COUNT]; /* CL_KERNEL_WORK_GROUP_SIZE */
     cl_mem scratch; /* grown on demand; valid within one op call */
     size_t scratch_bytes;
+    uint64_t memory[CLORA_MEMORY_CATEGORY_COUNT]; /* bytes held, by category */
+    uint64_t memory_peak;
 };
+
+/* Records `bytes` more (or, negative, fewer) held in `category`. */
+void clora__device_account(clora_device *device, clora_memory_category category, int64_t bytes);
 
 /* The kernel `id`, building its program on first use. */
 clora_status clora__device_kernel(clora_device *device, clora__kernel_id id, cl_kernel *out);
@@ -122,7 +127,16 @@ struct clora_buffer {
     size_t ndim;
     size_t shape[CLORA_MAX_DIMS];
     size_t numel;
+    clora_dtype dtype;              /* F32 or I32 */
+    clora_memory_category category; /* what its memory counts as */
+    int owns_memory;                /* 1 if created here (not a view or wrap) */
 };
+
+/* clora_buffer_create with a dtype and a memory category. */
+clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clora_dtype dtype,
+                                  clora_memory_category category, size_t ndim, const size_t *shape);
+/* Moves an owning buffer's bytes to another memory category. */
+void clora__buffer_set_category(clora_buffer *buffer, clora_memory_category category);
 
 /* Rows of an activation: the product of every dimension but the last. */
 size_t clora__rows(const clora_buffer *buffer);
@@ -161,11 +175,18 @@ clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const cl
 
 /* Each returns CLORA_OK or records a message prefixed with `op` and the
  * argument's name. */
+/* Present and holding float32. */
 clora_status clora__check_present(const char *op, const char *name, const clora_buffer *buffer);
+/* Holding `dtype` (NULL passes). */
+clora_status clora__check_dtype(const char *op, const char *name, const clora_buffer *buffer,
+                                clora_dtype dtype);
 /* Present and holding at least one element. */
 clora_status clora__check_nonempty(const char *op, const char *name, const clora_buffer *buffer);
 clora_status clora__check_same_device(const char *op, const char *name, const clora_buffer *buffer,
                                       const clora_device *device);
+/* NULL, or a float32 buffer on `device`. */
+clora_status clora__check_float(const char *op, const char *name, const clora_buffer *buffer,
+                                const clora_device *device);
 clora_status clora__check_shape_2d(const char *op, const char *name, const clora_buffer *buffer,
                                    size_t rows, size_t cols, const char *expected);
 clora_status clora__check_shape_1d(const char *op, const char *name, const clora_buffer *buffer,

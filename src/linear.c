@@ -12,8 +12,8 @@ clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clo
     clora_status status;
     if ((status = clora__check_nonempty(op, "x", x)) != CLORA_OK ||
         (status = clora__check_nonempty(op, "weight", weight)) != CLORA_OK ||
-        (status = clora__check_same_device(op, "weight", weight, x->device)) != CLORA_OK ||
-        (status = clora__check_same_device(op, bias_name, bias, x->device)) != CLORA_OK)
+        (status = clora__check_float(op, "weight", weight, x->device)) != CLORA_OK ||
+        (status = clora__check_float(op, bias_name, bias, x->device)) != CLORA_OK)
         return status;
     if (layout != CLORA_WEIGHT_OUT_IN && layout != CLORA_WEIGHT_IN_OUT)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: unknown weight layout %d", op,
@@ -100,7 +100,7 @@ clora_status clora_linear_forward(clora_buffer *y, const clora_buffer *x, const 
     if (status == CLORA_OK)
         status = clora__check_present(op, "y", y);
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "y", y, x->device);
+        status = clora__check_float(op, "y", y, x->device);
     if (status == CLORA_OK)
         status = clora__check_activation(op, "y", y, x, out, "out");
     if (status == CLORA_OK)
@@ -135,13 +135,13 @@ clora_status clora_linear_backward(clora_buffer *dx, clora_buffer *d_weight, clo
     if (status == CLORA_OK)
         status = clora__check_present(op, "dy", dy);
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "dy", dy, x->device);
+        status = clora__check_float(op, "dy", dy, x->device);
     if (status == CLORA_OK)
         status = clora__check_activation(op, "dy", dy, x, out, "out");
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "dx", dx, x->device);
+        status = clora__check_float(op, "dx", dx, x->device);
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "d_weight", d_weight, x->device);
+        status = clora__check_float(op, "d_weight", d_weight, x->device);
     if (status == CLORA_OK && dx)
         status = clora__check_activation(op, "dx", dx, x, in, "in");
     if (status == CLORA_OK && d_weight)

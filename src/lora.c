@@ -220,9 +220,9 @@ static clora_status check_layer(const char *op, const clora_buffer *x, const clo
     if (status == CLORA_OK)
         status = clora__check_present(op, "lora_b", lora_b);
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "lora_a", lora_a, x->device);
+        status = clora__check_float(op, "lora_a", lora_a, x->device);
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "lora_b", lora_b, x->device);
+        status = clora__check_float(op, "lora_b", lora_b, x->device);
     if (status != CLORA_OK)
         return status;
     if (lora_a->ndim != 2) {
@@ -255,9 +255,9 @@ clora_status clora_lora_forward(clora_buffer *y, clora_buffer *h, const clora_bu
     if (status == CLORA_OK)
         status = clora__check_present(op, "y", y);
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "y", y, x->device);
+        status = clora__check_float(op, "y", y, x->device);
     if (status == CLORA_OK)
-        status = clora__check_same_device(op, "h", h, x->device);
+        status = clora__check_float(op, "h", h, x->device);
     if (status == CLORA_OK)
         status = clora__check_activation(op, "y", y, x, d.out, "out");
     if (status == CLORA_OK && h)
@@ -331,7 +331,7 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
     const clora_buffer *same_device[] = {dy, h, dx, d_lora_a, d_lora_b};
     const char *same_device_names[] = {"dy", "h", "dx", "d_lora_a", "d_lora_b"};
     for (size_t i = 0; i < 5 && status == CLORA_OK; ++i)
-        status = clora__check_same_device(op, same_device_names[i], same_device[i], x->device);
+        status = clora__check_float(op, same_device_names[i], same_device[i], x->device);
     if (status == CLORA_OK)
         status = clora__check_activation(op, "dy", dy, x, d.out, "out");
     if (status == CLORA_OK)

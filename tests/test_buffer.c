@@ -246,6 +246,62 @@ static void copy_between_buffers(void **state)
         clora_buffer_destroy(buffers[i]);
 }
 
+static void int32_buffers(void **state)
+{
+    (void)state;
+    const size_t shape[2] = {3, 4};
+    clora_buffer *ids = NULL;
+    CHECK_OK(clora_buffer_create_typed(&ids, test_device, CLORA_DTYPE_I32, 2, shape));
+    assert_int_equal(clora_buffer_dtype(ids), CLORA_DTYPE_I32);
+    int32_t data[12], back[12];
+    for (int i = 0; i < 12; ++i)
+        data[i] = i * 1000003 - 7;
+    CHECK_OK(clora_buffer_upload_i32(ids, 0, data, 12));
+    CHECK_OK(clora_buffer_download_i32(ids, 0, back, 12));
+    for (int i = 0; i < 12; ++i)
+        assert_int_equal(back[i], data[i]);
+
+    float f[12];
+    CHECK_STATUS(clora_buffer_upload(ids, 0, f, 12), CLORA_ERR_DTYPE_MISMATCH);
+    test_expect_message("holds I32, not F32");
+    CHECK_STATUS(clora_buffer_fill(ids, 1.0f), CLORA_ERR_DTYPE_MISMATCH);
+    clora_buffer *floats = test_buffer_2d(3, 4, NULL);
+    CHECK_STATUS(clora_buffer_download_i32(floats, 0, back, 12), CLORA_ERR_DTYPE_MISMATCH);
+    CHECK_STATUS(clora_buffer_copy(floats, ids), CLORA_ERR_DTYPE_MISMATCH);
+    /* An op given int32 where it needs floats. */
+    clora_buffer *w = test_buffer_2d(5, 4, NULL), *y = test_buffer_2d(3, 5, NULL);
+    CHECK_STATUS(clora_linear_forward(y, ids, w, NULL, CLORA_WEIGHT_OUT_IN),
+                 CLORA_ERR_DTYPE_MISMATCH);
+    test_expect_message("x holds I32; it must hold F32");
+    clora_buffer *half = NULL;
+    CHECK_STATUS(clora_buffer_create_typed(&half, test_device, CLORA_DTYPE_F16, 2, shape),
+                 CLORA_ERR_DTYPE_MISMATCH);
+    clora_buffer *all[] = {ids, floats, w, y};
+    for (int i = 0; i < 4; ++i)
+        clora_buffer_destroy(all[i]);
+}
+
+static void memory_is_accounted_by_category(void **state)
+{
+    (void)state;
+    clora_memory_report before, during, after;
+    CHECK_OK(clora_device_memory(test_device, &before));
+    clora_buffer *buf = test_buffer_1d(1000, NULL);
+    clora_buffer *view = NULL;
+    const size_t half[1] = {500};
+    CHECK_OK(clora_buffer_view(&view, buf, 0, 1, half));
+    CHECK_OK(clora_device_memory(test_device, &during));
+    assert_int_equal(during.bytes[CLORA_MEMORY_OTHER], before.bytes[CLORA_MEMORY_OTHER] + 4000);
+    assert_int_equal(during.total, before.total + 4000);
+    assert_true(during.peak >= during.total);
+    clora_buffer_destroy(view);
+    clora_buffer_destroy(buf);
+    CHECK_OK(clora_device_memory(test_device, &after));
+    assert_int_equal(after.bytes[CLORA_MEMORY_OTHER], before.bytes[CLORA_MEMORY_OTHER]);
+    assert_string_equal(clora_memory_category_name(CLORA_MEMORY_OPTIMIZER), "optimizer state");
+    CHECK_STATUS(clora_device_memory(test_device, NULL), CLORA_ERR_NULL_ARGUMENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +319,8 @@ int main(void)
         cmocka_unit_test(allocation_beyond_the_device_limit_fails_cleanly),
         cmocka_unit_test(empty_buffers),
         cmocka_unit_test(copy_between_buffers),
+        cmocka_unit_test(int32_buffers),
+        cmocka_unit_test(memory_is_accounted_by_category),
     };
     return cmocka_run_group_tests(tests, test_open_device, test_close_device);
 }

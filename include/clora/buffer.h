@@ -1,6 +1,7 @@
-/* clora/buffer.h — float32 device buffers with shapes.
+/* clora/buffer.h — device buffers with shapes.
  *
- * A clora_buffer is a dense row-major tensor of float32 on one device, shaped
+ * A clora_buffer is a dense row-major tensor of float32 (or int32, for token
+ * ids and class labels) on one device, shaped
  * PyTorch-style (outermost dimension first): a (N, in) activation has N rows
  * of `in` contiguous floats. It is a window into an OpenCL buffer starting at
  * an element offset, so views and buffers wrapped from an application's own
@@ -14,8 +15,10 @@
 #define CLORA_BUFFER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "clora/device.h"
+#include "clora/dtype.h"
 #include "clora/status.h"
 
 #ifdef __cplusplus
@@ -33,7 +36,12 @@ typedef struct clora_buffer clora_buffer;
 clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_t ndim,
                                  const size_t *shape);
 
-/* Shorthands for 1-D (n) and 2-D (rows, cols) buffers. */
+/* The same with an element type: CLORA_DTYPE_F32 or CLORA_DTYPE_I32
+ * (anything else: CLORA_ERR_DTYPE_MISMATCH). */
+clora_status clora_buffer_create_typed(clora_buffer **out, clora_device *device, clora_dtype dtype,
+                                       size_t ndim, const size_t *shape);
+
+/* Shorthands for 1-D (n) and 2-D (rows, cols) float32 buffers. */
 clora_status clora_buffer_create_1d(clora_buffer **out, clora_device *device, size_t n);
 clora_status clora_buffer_create_2d(clora_buffer **out, clora_device *device, size_t rows,
                                     size_t cols);
@@ -54,6 +62,8 @@ clora_status clora_buffer_wrap(clora_buffer **out, clora_device *device, cl_mem 
 void clora_buffer_destroy(clora_buffer *buffer);
 
 size_t clora_buffer_ndim(const clora_buffer *buffer);
+/* CLORA_DTYPE_F32 or CLORA_DTYPE_I32. */
+clora_dtype clora_buffer_dtype(const clora_buffer *buffer);
 /* Dimension i (0 = outermost); 0 if i >= ndim. */
 size_t clora_buffer_dim(const clora_buffer *buffer, size_t i);
 /* Number of elements: the product of the shape. */
@@ -66,19 +76,25 @@ clora_device *clora_buffer_device(const clora_buffer *buffer);
 cl_mem clora_buffer_cl_mem(const clora_buffer *buffer);
 size_t clora_buffer_offset(const clora_buffer *buffer);
 
-/* Blocking copies of `count` floats between host memory and elements
+/* Blocking copies of `count` elements between host memory and elements
  * [offset, offset + count) of the buffer. CLORA_ERR_BUFFER_TOO_SMALL if that
- * range passes the buffer's end. */
+ * range passes the buffer's end; CLORA_ERR_DTYPE_MISMATCH if the buffer
+ * holds the other type. */
 clora_status clora_buffer_upload(clora_buffer *buffer, size_t offset, const float *src,
                                  size_t count);
 clora_status clora_buffer_download(const clora_buffer *buffer, size_t offset, float *dst,
                                    size_t count);
+clora_status clora_buffer_upload_i32(clora_buffer *buffer, size_t offset, const int32_t *src,
+                                     size_t count);
+clora_status clora_buffer_download_i32(const clora_buffer *buffer, size_t offset, int32_t *dst,
+                                       size_t count);
 
-/* Sets every element to `value` (enqueued; ordered with later work). */
+/* Sets every element of a float32 buffer to `value` (enqueued; ordered
+ * with later work). */
 clora_status clora_buffer_fill(clora_buffer *buffer, float value);
 
-/* Copies src into dst (enqueued). Shapes must have the same number of
- * elements, else CLORA_ERR_SHAPE_MISMATCH. */
+/* Copies src into dst (enqueued). Both must have the same element type and
+ * number of elements, else CLORA_ERR_DTYPE_MISMATCH / CLORA_ERR_SHAPE_MISMATCH. */
 clora_status clora_buffer_copy(clora_buffer *dst, const clora_buffer *src);
 
 #ifdef __cplusplus

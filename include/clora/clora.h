@@ -9,6 +9,7 @@
 
 #include "clora/version.h"
 #include "clora/status.h"
+#include "clora/dtype.h"
 #include "clora/device.h"
 #include "clora/buffer.h"
 #include "clora/linear.h"

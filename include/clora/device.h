@@ -120,6 +120,34 @@ clora_status clora_device_finish(clora_device *device);
  * rank-r backward pass), kept between calls and grown on demand. */
 size_t clora_device_scratch_bytes(const clora_device *device);
 
+/* What device memory clora allocated on this device is for. Buffers an
+ * application creates with clora_buffer_create() count as OTHER; models,
+ * optimizers and ops tag their own. */
+typedef enum clora_memory_category {
+    CLORA_MEMORY_OTHER = 0,
+    CLORA_MEMORY_FROZEN,      /* frozen parameters (base weights) */
+    CLORA_MEMORY_TRAINABLE,   /* trainable parameters */
+    CLORA_MEMORY_GRADIENTS,   /* gradients of trainable parameters */
+    CLORA_MEMORY_OPTIMIZER,   /* optimizer state (AdamW moments, momentum) */
+    CLORA_MEMORY_ACTIVATIONS, /* activations and their gradients kept for backward */
+    CLORA_MEMORY_SCRATCH,     /* temporaries of single ops */
+    CLORA_MEMORY_CATEGORY_COUNT
+} clora_memory_category;
+
+typedef struct clora_memory_report {
+    uint64_t bytes[CLORA_MEMORY_CATEGORY_COUNT]; /* held now, by category */
+    uint64_t total;                              /* held now, all categories */
+    uint64_t peak;                               /* highest total so far */
+} clora_memory_report;
+
+/* Device memory clora holds on this device now, by category. Views and
+ * wrapped application buffers own no memory and do not count. */
+clora_status clora_device_memory(const clora_device *device, clora_memory_report *report);
+
+/* "other", "frozen weights", "trainable parameters", "gradients",
+ * "optimizer state", "activations", "scratch". */
+const char *clora_memory_category_name(clora_memory_category category);
+
 /* The underlying OpenCL objects, borrowed: valid while the device is open;
  * do not release them. */
 cl_context clora_device_cl_context(const clora_device *device);

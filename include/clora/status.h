@@ -27,14 +27,19 @@ extern "C" {
     X(CLORA_ERR_INVALID_RANK, -4, "LoRA rank out of range")                              \
     X(CLORA_ERR_BUFFER_TOO_SMALL, -5, "buffer too small")                                \
     X(CLORA_ERR_DEVICE_MISMATCH, -6, "buffers belong to different devices")              \
+    X(CLORA_ERR_NOT_FOUND, -7, "no such name")                                           \
+    X(CLORA_ERR_DTYPE_MISMATCH, -8, "element type does not match")                       \
+    X(CLORA_ERR_STATE, -9, "not allowed in the current state")                           \
     X(CLORA_ERR_DEVICE_NOT_FOUND, -20, "no OpenCL device matches")                       \
-    X(CLORA_ERR_UNSUPPORTED, -21, "the device lacks a required feature")                 \
+    X(CLORA_ERR_UNSUPPORTED, -21, "not supported by the device or by clora")            \
     X(CLORA_ERR_OUT_OF_HOST_MEMORY, -22, "out of host memory")                           \
     X(CLORA_ERR_OUT_OF_DEVICE_MEMORY, -23, "out of device memory")                       \
     X(CLORA_ERR_OPENCL, -24, "OpenCL call failed")                                       \
     X(CLORA_ERR_CLBLAST, -25, "CLBlast call failed")                                     \
     X(CLORA_ERR_KERNEL_BUILD, -26, "OpenCL kernel failed to build")                      \
-    X(CLORA_ERR_IO, -40, "file input/output failed")
+    X(CLORA_ERR_NON_FINITE, -27, "a result would not be finite")                         \
+    X(CLORA_ERR_IO, -40, "file input/output failed")                                     \
+    X(CLORA_ERR_FORMAT, -41, "file content is malformed")
 
 typedef enum clora_status {
 #define CLORA_STATUS_ENUM_(name, value, text) name = value,
