@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian packages needed to build and test.
 PACKAGES = build-essential cmake pkg-config \
            ocl-icd-opencl-dev opencl-headers pocl-opencl-icd \
-           libclblast-dev libcmocka-dev oclgrind
+           libclblast-dev libcmocka-dev libjansson-dev oclgrind
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 

@@ -148,6 +148,23 @@ int clora__overlap(const clora_buffer *a, const clora_buffer *b);
 /* The largest element count or offset the kernels index with 32-bit math. */
 #define CLORA__MAX_KERNEL_ELEMENTS ((size_t)UINT32_MAX)
 
+/* ---- files (fileio.c) ----------------------------------------------------- */
+
+typedef struct clora__chunk {
+    const void *data;
+    size_t size;
+} clora__chunk;
+
+/* Writes the chunks to a temporary file beside `path`, flushes it, and
+ * renames it over `path`: all or nothing. */
+clora_status clora__write_file_atomic(const char *path, const clora__chunk *chunks, size_t count);
+/* The whole file, NUL-terminated (free() it). */
+clora_status clora__read_file(const char *path, char **out, size_t *size);
+/* out = dir + "/" + name. */
+clora_status clora__join_path(char *out, size_t size, const char *dir, const char *name);
+/* Creates the folder unless it exists. */
+clora_status clora__ensure_dir(const char *path);
+
 /* ---- frozen GEMMs (blas.c, the only user of CLBlast) -------------------- */
 
 /* C (m, n) = alpha · op(A) · op(B) + beta · C, row-major; offsets and leading

@@ -15,5 +15,6 @@
 #include "clora/linear.h"
 #include "clora/lora.h"
 #include "clora/reference.h"
+#include "clora/safetensors.h"
 
 #endif /* CLORA_CLORA_H */
