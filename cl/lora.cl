@@ -28,6 +28,8 @@
  * then lora_reduce_partials adds them in a fixed order: deterministic, no
  * atomics.
  *
+ * The dropout helpers (dropped, seed_key) come from common.cl.
+ *
  * Flags (values come from the library as -D defines): DROP_X, DROP_Y,
  * DROP_C apply the dropout keep mask to X keyed (m, k), to Y keyed (k, p), or
  * to the product keyed (m, p) - each time the (row, column) of the element
@@ -49,29 +51,6 @@
         const uint P, const uint k_chunk, const float alpha, const uint flags,             \
         const uint seed_lo, const uint seed_hi, const uint drop_threshold,                 \
         const float drop_scale
-
-/* The 32-bit mixer of the dropout hash; see clora/reference.h. */
-static uint mix32(uint v)
-{
-    v ^= v >> 16;
-    v *= 0x7feb352du;
-    v ^= v >> 15;
-    v *= 0x846ca68bu;
-    v ^= v >> 16;
-    return v;
-}
-
-static uint seed_key(const uint seed_lo, const uint seed_hi)
-{
-    return mix32(seed_lo ^ mix32(seed_hi ^ 0x85ebca6bu));
-}
-
-static float dropped(const float v, const uint key, const uint row, const uint col,
-                     const uint threshold, const float scale)
-{
-    const uint bits = mix32(mix32(col ^ 0x9e3779b9u) ^ mix32(row ^ key));
-    return (bits >> 8) >= threshold ? v * scale : 0.0f;
-}
 
 /* The epilogue both product kernels share: scale, dropout, bias, previous
  * value, store. `at` is the element's index in c. */

@@ -737,9 +737,20 @@ static clora_status build_program(clora_device *dev, clora__program_id id, size_
     if (status != CLORA_OK)
         return status;
 
+    /* Every program starts with common.cl's helpers. */
+    const char *common = NULL;
+    char *common_owned = NULL;
+    char common_origin[1024];
+    status = program_source("common", &common, &common_owned, common_origin, sizeof common_origin);
+    if (status != CLORA_OK) {
+        free(owned);
+        return status;
+    }
+    const char *sources[2] = {common, text};
     cl_int err;
-    cl_program program = clCreateProgramWithSource(dev->context, 1, &text, NULL, &err);
+    cl_program program = clCreateProgramWithSource(dev->context, 2, sources, NULL, &err);
     free(owned);
+    free(common_owned);
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clCreateProgramWithSource");
 

@@ -20,6 +20,9 @@
 /* Records a detailed message for this thread and returns `status`. */
 clora_status clora__fail(clora_status status, const char *fmt, ...) CLORA__PRINTF(2, 3);
 
+/* Puts "<formatted>: " in front of the current message and returns `status`. */
+clora_status clora__fail_prefixed(clora_status status, const char *fmt, ...) CLORA__PRINTF(2, 3);
+
 /* Records "<call> failed: <CL error name> (<code>) [file:line]" and returns
  * the matching status (out-of-memory codes map to the memory statuses). */
 clora_status clora__fail_cl(cl_int err, const char *call, const char *file, int line);
@@ -33,7 +36,13 @@ const char *clora__cl_error_name(cl_int err);
 /* X(id, file name without .cl) */
 #define CLORA__PROGRAM_TABLE(X) \
     X(LINEAR, "linear")         \
-    X(LORA, "lora")
+    X(LORA, "lora")             \
+    X(ACTIVATION, "activation") \
+    X(NORM, "norm")             \
+    X(EMBEDDING, "embedding")   \
+    X(REDUCE, "reduce")         \
+    X(LOSS, "loss")             \
+    X(OPTIM, "optim")
 
 /* X(id, program id, kernel function name) */
 #define CLORA__KERNEL_TABLE(X)                    \
@@ -41,7 +50,24 @@ const char *clora__cl_error_name(cl_int err);
     X(COLUMN_SUM, LINEAR, "column_sum")           \
     X(LORA_GEMM, LORA, "lora_gemm")               \
     X(LORA_STREAM, LORA, "lora_stream")           \
-    X(LORA_REDUCE, LORA, "lora_reduce_partials")
+    X(LORA_REDUCE, LORA, "lora_reduce_partials")                  \
+    X(ACTIVATION_FORWARD, ACTIVATION, "activation_forward")       \
+    X(ACTIVATION_BACKWARD, ACTIVATION, "activation_backward")     \
+    X(DROPOUT_APPLY, ACTIVATION, "dropout_apply")                 \
+    X(LAYER_NORM_FORWARD, NORM, "layer_norm_forward")             \
+    X(LAYER_NORM_BACKWARD, NORM, "layer_norm_backward")           \
+    X(LAYER_NORM_PARAM_GRADS, NORM, "layer_norm_param_grads")     \
+    X(EMBEDDING_FORWARD, EMBEDDING, "embedding_forward")          \
+    X(EMBEDDING_BACKWARD, EMBEDDING, "embedding_backward")        \
+    X(SUM_PARTIALS, REDUCE, "sum_partials")                       \
+    X(SUM_FINISH, REDUCE, "sum_finish")                           \
+    X(SCALE_BY, REDUCE, "scale_by")                               \
+    X(CROSS_ENTROPY_COUNT, LOSS, "cross_entropy_count")           \
+    X(CROSS_ENTROPY_ROWS, LOSS, "cross_entropy_rows")             \
+    X(MSE_ELEMENTS, LOSS, "mse_elements")                         \
+    X(ADAMW_STEP, OPTIM, "adamw_step")                            \
+    X(SGD_STEP, OPTIM, "sgd_step")                                \
+    X(CLIP_COEFFICIENT, OPTIM, "clip_coefficient")
 
 typedef enum clora__program_id {
 #define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,
@@ -187,6 +213,11 @@ clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clor
 /* dx (N, in) = dy · W + beta · dx */
 clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
                               clora_weight_layout layout, float beta);
+
+/* W += scale * B * A (lora.c): merging an adapter into its base weight. */
+clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout layout,
+                                   const clora_buffer *lora_a, const clora_buffer *lora_b,
+                                   float scale);
 
 /* ---- op argument checks (checks.c) -------------------------------------- */
 

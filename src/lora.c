@@ -181,6 +181,26 @@ static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g, const dro
     return clora__device_launch(dev, CLORA__KERNEL_LORA_REDUCE, 2, global, local);
 }
 
+/* W += scale * B * A for a base weight stored (out, in) or (in, out); the
+ * merge and unmerge of adapters. */
+clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout layout,
+                                   const clora_buffer *lora_a, const clora_buffer *lora_b,
+                                   float scale)
+{
+    const size_t r = lora_a->shape[0], in = lora_a->shape[1], out = lora_b->shape[0];
+    const int out_in = layout == CLORA_WEIGHT_OUT_IN;
+    rank_gemm delta = {
+        .x = lora_b->mem, .x_offset = lora_b->offset, .x_stride_m = r, .x_stride_k = 1,
+        .y = lora_a->mem, .y_offset = lora_a->offset, .y_stride_k = in, .y_stride_p = 1,
+        .c = weight->mem, .c_offset = weight->offset,
+        .c_stride_m = out_in ? in : 1, .c_stride_p = out_in ? 1 : out,
+        .m = out, .k = r, .p = in, .alpha = scale,
+        .flags = CLORA__GEMM_ACCUMULATE,
+    };
+    const dropout none = {0, 0, 0, 1.0f};
+    return gemm_direct(weight->device, &delta, &none);
+}
+
 /* ---- argument checks shared by forward and backward ---------------------- */
 
 typedef struct lora_dims {

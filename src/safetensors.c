@@ -329,13 +329,7 @@ clora_status clora_safetensors_open(clora_safetensors **out, const char *path)
         return clora__fail(CLORA_ERR_IO, "cannot map %s: %s", path, strerror(errno));
     }
     clora_status status = finish(out, file);
-    if (status != CLORA_OK) {
-        /* Say which file it was. */
-        char message[1024];
-        snprintf(message, sizeof message, "%s", clora_last_error());
-        return clora__fail(status, "%s: %s", path, message);
-    }
-    return CLORA_OK;
+    return status == CLORA_OK ? CLORA_OK : clora__fail_prefixed(status, "%s", path);
 }
 
 size_t clora_safetensors_count(const clora_safetensors *file)

@@ -53,6 +53,19 @@ clora_status clora__fail(clora_status status, const char *fmt, ...)
     return status;
 }
 
+clora_status clora__fail_prefixed(clora_status status, const char *fmt, ...)
+{
+    char previous[MESSAGE_CAPACITY];
+    memcpy(previous, last_message, sizeof previous);
+    va_list args;
+    va_start(args, fmt);
+    int n = vsnprintf(last_message, sizeof last_message, fmt, args);
+    va_end(args);
+    if (n >= 0 && (size_t)n < sizeof last_message)
+        snprintf(last_message + n, sizeof last_message - (size_t)n, ": %s", previous);
+    return status;
+}
+
 /* X(name) for the error codes of OpenCL 1.2 and the ICD loader. */
 #define CL_ERROR_TABLE(X)                                                     \
     X(CL_SUCCESS) X(CL_DEVICE_NOT_FOUND) X(CL_DEVICE_NOT_AVAILABLE)           \

@@ -376,11 +376,17 @@ static void kernel_build_failure_carries_the_log(void **state)
     assert_non_null(f);
     fputs("__kernel void bias_broadcast(__global float *y) { y[0] = undeclared_name_42; }\n", f);
     fclose(f);
+    /* the rest of a kernel folder: the shared prelude */
+    char common[128], cmd[400];
+    snprintf(common, sizeof common, "%s/common.cl", dir);
+    snprintf(cmd, sizeof cmd, "cp %s/common.cl %s", CLORA_TEST_KERNEL_DIR, common);
+    assert_int_equal(system(cmd), 0);
     CHECK_STATUS(linear_with_kernel_dir(dir), CLORA_ERR_KERNEL_BUILD);
     test_expect_message("build log");
     test_expect_message(path);
     test_expect_message("undeclared_name_42");
     unlink(path);
+    unlink(common);
     rmdir(dir);
 }
 

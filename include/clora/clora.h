@@ -16,5 +16,8 @@
 #include "clora/lora.h"
 #include "clora/reference.h"
 #include "clora/safetensors.h"
+#include "clora/model.h"
+#include "clora/adapter.h"
+#include "clora/train.h"
 
 #endif /* CLORA_CLORA_H */

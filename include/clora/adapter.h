@@ -1,0 +1,140 @@
+/* clora/adapter.h — turning Linear layers into LoRA layers, named adapters,
+ * merging, and the PEFT adapter and clora model file formats.
+ *
+ * clora_replace_linear_with_lora() walks a subtree as the original
+ * request's replace_linear_with_lora(model, rank, alpha) does and wraps
+ * every matching Linear in a LoRA node whose child "base_layer" is the
+ * original Linear, as PEFT names it. A LoRA node can hold several named
+ * adapters; the model runs the active one (or none: base-only output), and
+ * only the active adapter trains.
+ *
+ * Adapters are saved as PEFT LoRA adapter folders: adapter_config.json and
+ * adapter_model.safetensors with keys
+ *     base_model.model.<module path>.lora_A.weight   (r, in)
+ *     base_model.model.<module path>.lora_B.weight   (out, r)
+ * plus base_model.model.<module path>.<param> for modules_to_save. A model
+ * folder is config.json (the tree) and model.safetensors (every parameter by
+ * full name, LoRA nodes saved as their base Linear).
+ */
+#ifndef CLORA_ADAPTER_H
+#define CLORA_ADAPTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clora/lora.h"
+#include "clora/model.h"
+#include "clora/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* How lora_A starts (lora_B always starts at zero, so a new adapter changes
+ * nothing until it trains). */
+typedef enum clora_init_mode {
+    CLORA_INIT_PEFT = 0, /* A ~ U(±1/√in): kaiming_uniform(a=√5) on PEFT's (r, in) */
+    CLORA_INIT_SEED,     /* A ~ U(±1/√r): the request's LoRALayer, A_seed (in, r) */
+    CLORA_INIT_GAUSSIAN  /* A ~ N(0, (1/r)²), PEFT's init_lora_weights="gaussian" */
+} clora_init_mode;
+
+/* A regular expression and the value it assigns (rank or alpha). */
+typedef struct clora_pattern_value {
+    const char *pattern;
+    float value;
+} clora_pattern_value;
+
+typedef struct clora_lora_config {
+    const char *adapter_name; /* NULL: "default" */
+    size_t rank;              /* 1 <= r <= CLORA_MAX_RANK */
+    float alpha;
+    clora_scale_mode scale_mode;
+    float dropout;            /* on the LoRA branch while training */
+    clora_init_mode init;
+    /* Which Linear layers (module paths relative to the model root):
+     *  - neither list nor regex: every Linear (the request's behaviour);
+     *  - target_modules: a path matches if it equals an entry or ends with
+     *    "." + entry (PEFT's list rule); an entry matching nothing is an error;
+     *  - target_regex: a POSIX extended regex that must match the whole path.
+     * exclude_modules removes paths by the same list rule. */
+    const char *const *target_modules;
+    size_t target_module_count;
+    const char *target_regex;
+    const char *const *exclude_modules;
+    size_t exclude_module_count;
+    /* Per-module rank and alpha: the first pattern P for which the path
+     * matches (.*\.)?(P)$ wins (PEFT's rule); other modules use rank/alpha. */
+    const clora_pattern_value *rank_pattern;
+    size_t rank_pattern_count;
+    const clora_pattern_value *alpha_pattern;
+    size_t alpha_pattern_count;
+    /* Modules that stay trainable and are saved in full with the adapter
+     * (a new classification head, say); list rule as for targets. */
+    const char *const *modules_to_save;
+    size_t modules_to_save_count;
+} clora_lora_config;
+
+/* rank 8, alpha 8, alpha / r, no dropout, PEFT init, every Linear. */
+clora_lora_config clora_lora_config_default(void);
+
+/* Wraps every matching Linear under `root` in a LoRA node (or adds the
+ * adapter to an existing LoRA node), initialises lora_A from the model's
+ * seed and lora_B at zero, makes the new adapter the active one, and
+ * freezes every other parameter of the model except modules_to_save.
+ * *replaced (may be NULL) counts the layers that received the adapter; a
+ * layer that already has an adapter of that name is left alone, so a
+ * second call with the same config returns 0. */
+clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_config *config,
+                                            size_t *replaced);
+
+/* ---- named adapters ------------------------------------------------------- */
+
+/* Adapter names present anywhere in the model, in order of creation. */
+size_t clora_model_adapter_count(clora_model *model);
+const char *clora_model_adapter_name(clora_model *model, size_t index);
+
+/* Makes `name` the active adapter on every LoRA node that has it (those
+ * without it run base-only) and the only trainable LoRA parameters; NULL
+ * disables all adapters: base-only output. */
+clora_status clora_model_set_adapter(clora_model *model, const char *name);
+/* The active adapter's name, or NULL while disabled. */
+const char *clora_model_active_adapter(clora_model *model);
+
+/* Removes an adapter everywhere; a LoRA node left without adapters turns
+ * back into its base Linear. Deleting the active adapter disables adapters. */
+clora_status clora_model_delete_adapter(clora_model *model, const char *name);
+
+/* Merges the active adapter into the base weights (W += s·B·A, transposed
+ * for (in, out) weights); the model then runs base-only and gives the same
+ * output. CLORA_ERR_NON_FINITE, with the weights unchanged, if any merged
+ * weight would be NaN or infinite. */
+clora_status clora_model_merge_adapter(clora_model *model);
+/* Subtracts a merged adapter again (W -= s·B·A). */
+clora_status clora_model_unmerge_adapter(clora_model *model);
+
+/* ---- files ----------------------------------------------------------------- */
+
+/* Saves adapter `name` (NULL: the active one) as a PEFT adapter folder,
+ * creating it if needed. Files are written through temporaries: a failed
+ * save leaves a previous adapter in the folder intact. */
+clora_status clora_adapter_save(clora_model *model, const char *name, const char *dir);
+
+/* Loads a PEFT adapter folder as adapter `name` (NULL: "default"), wrapping
+ * the layers it targets, and makes it active. Every tensor is checked
+ * against the model: keys naming missing modules, modules the config
+ * targets without tensors, wrong shapes and non-float dtypes are errors that
+ * name them, and nothing changes in the model on error. */
+clora_status clora_adapter_load(clora_model *model, const char *dir, const char *name);
+
+/* Saves the model (config.json + model.safetensors), LoRA nodes as their
+ * base Linear (with a merged adapter included). */
+clora_status clora_model_save(clora_model *model, const char *dir);
+
+/* Loads a model folder written by clora_model_save(). */
+clora_status clora_model_load(clora_model **out, clora_device *device, const char *dir);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLORA_ADAPTER_H */

@@ -1,0 +1,135 @@
+/* clora/train.h — losses, optimizers, gradient clipping, learning-rate
+ * schedules and a training loop, over a model's trainable parameters only.
+ *
+ * Optimizer state lives in one allocation the size of the trainable
+ * parameters; frozen parameters get none. Updates follow PyTorch's
+ * arithmetic (torch.optim.AdamW and SGD), so the same data and settings give
+ * the same parameters within float32 rounding.
+ */
+#ifndef CLORA_TRAIN_H
+#define CLORA_TRAIN_H
+
+#include <stddef.h>
+
+#include "clora/buffer.h"
+#include "clora/model.h"
+#include "clora/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- losses ---------------------------------------------------------------- */
+
+/* Mean cross-entropy of logits (N, C) against int32 labels (N), skipping
+ * rows whose label is ignore_index (PyTorch uses -100). d_logits (N, C),
+ * if not NULL, receives the gradient of the mean. *loss (if loss is not
+ * NULL) receives the value, which waits for the device; labels outside
+ * [0, C) are then reported as CLORA_ERR_INVALID_ARGUMENT. With every row
+ * ignored the loss and gradient are 0. */
+clora_status clora_cross_entropy(float *loss, clora_buffer *d_logits, const clora_buffer *logits,
+                                 const clora_buffer *labels, int ignore_index);
+
+/* Mean squared error of pred against target (same shapes); d_pred as above. */
+clora_status clora_mse(float *loss, clora_buffer *d_pred, const clora_buffer *pred,
+                       const clora_buffer *target);
+
+/* ---- optimizers ----------------------------------------------------------- */
+
+typedef struct clora_optimizer clora_optimizer;
+
+typedef enum clora_optimizer_kind {
+    CLORA_OPTIMIZER_ADAMW = 0,
+    CLORA_OPTIMIZER_SGD = 1
+} clora_optimizer_kind;
+
+typedef struct clora_optimizer_config {
+    clora_optimizer_kind kind;
+    float lr;
+    float weight_decay; /* AdamW: decoupled; SGD: added to the gradient */
+    float beta1, beta2, eps;          /* AdamW */
+    float momentum, dampening;        /* SGD */
+    int nesterov;                     /* SGD */
+} clora_optimizer_config;
+
+/* PyTorch's defaults: AdamW lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight
+ * decay 0.01; SGD lr 1e-2 with momentum 0.9. */
+clora_optimizer_config clora_optimizer_config_default(clora_optimizer_kind kind);
+
+/* State for the model's current trainable parameters (zeros). If the set
+ * of trainable parameters changes later, step() fails with CLORA_ERR_STATE:
+ * create a new optimizer. */
+clora_status clora_optimizer_create(clora_optimizer **out, clora_model *model,
+                                    const clora_optimizer_config *config);
+void clora_optimizer_destroy(clora_optimizer *optimizer);
+
+/* One update of every trainable parameter from its gradient, at learning
+ * rate `lr` (the schedule's value for this step). */
+clora_status clora_optimizer_step(clora_optimizer *optimizer, float lr);
+size_t clora_optimizer_steps(const clora_optimizer *optimizer);
+
+/* Scales the gradients so their global L2 norm is at most max_norm
+ * (torch.nn.utils.clip_grad_norm_). *norm, if not NULL, receives the norm
+ * before clipping (waits for the device). */
+clora_status clora_clip_grad_norm(clora_model *model, float max_norm, float *norm);
+
+/* ---- schedules --------------------------------------------------------------- */
+
+typedef enum clora_schedule_kind {
+    CLORA_SCHEDULE_CONSTANT = 0,
+    CLORA_SCHEDULE_LINEAR,  /* linear warm-up, then linear decay to 0 */
+    CLORA_SCHEDULE_COSINE   /* linear warm-up, then half a cosine to 0 */
+} clora_schedule_kind;
+
+typedef struct clora_schedule {
+    clora_schedule_kind kind;
+    float base_lr;
+    size_t warmup_steps;
+    size_t total_steps;
+} clora_schedule;
+
+/* The learning rate of step `step` (0-based), as Hugging Face's
+ * get_{linear,cosine}_schedule_with_warmup give it: step / warmup during
+ * warm-up, then the decay over the remaining steps. */
+float clora_schedule_lr(const clora_schedule *schedule, size_t step);
+
+/* ---- the training loop ----------------------------------------------------- */
+
+typedef struct clora_trainer clora_trainer;
+
+typedef enum clora_loss_kind {
+    CLORA_LOSS_CROSS_ENTROPY = 0, /* targets: int32 labels (N) */
+    CLORA_LOSS_MSE = 1            /* targets: float32, the output's shape */
+} clora_loss_kind;
+
+typedef struct clora_train_config {
+    clora_optimizer_config optimizer; /* optimizer.lr is the schedule's base */
+    clora_schedule_kind schedule;
+    size_t warmup_steps;
+    size_t total_steps;     /* for the schedule's decay */
+    float max_grad_norm;    /* 0: no clipping */
+    clora_loss_kind loss;
+    int ignore_index;       /* cross-entropy */
+} clora_train_config;
+
+/* AdamW defaults, constant schedule, no clipping, cross-entropy, -100. */
+clora_train_config clora_train_config_default(void);
+
+clora_status clora_trainer_create(clora_trainer **out, clora_model *model,
+                                  const clora_train_config *config);
+void clora_trainer_destroy(clora_trainer *trainer);
+
+/* One step: zero the gradients, forward in training mode, loss, backward,
+ * clip, update. *loss (may be NULL) receives the batch loss. */
+clora_status clora_trainer_step(clora_trainer *trainer, const clora_buffer *input,
+                                const clora_buffer *target, float *loss);
+
+size_t clora_trainer_step_count(const clora_trainer *trainer);
+/* The learning rate the last step used. */
+float clora_trainer_last_lr(const clora_trainer *trainer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLORA_TRAIN_H */

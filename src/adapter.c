@@ -1,0 +1,714 @@
+/* adapter.c — replace_linear_with_lora, named adapters, merge and unmerge. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+clora_lora_config clora_lora_config_default(void)
+{
+    clora_lora_config config;
+    memset(&config, 0, sizeof config);
+    config.rank = 8;
+    config.alpha = 8.0f;
+    config.scale_mode = CLORA_SCALE_ALPHA_OVER_R;
+    config.init = CLORA_INIT_PEFT;
+    return config;
+}
+
+/* ---- the adapter-name registry ---------------------------------------------- */
+
+void clora__adapters_free(clora_model *model)
+{
+    for (size_t i = 0; i < model->adapter_name_count; ++i)
+        free(model->adapter_names[i]);
+    free(model->adapter_names);
+    model->adapter_names = NULL;
+    model->adapter_name_count = 0;
+    model->active_adapter = -1;
+}
+
+static int adapter_index(const clora_model *model, const char *name)
+{
+    for (size_t i = 0; i < model->adapter_name_count; ++i)
+        if (!strcmp(model->adapter_names[i], name))
+            return (int)i;
+    return -1;
+}
+
+clora_status clora__adapters_register(clora_model *model, const char *name)
+{
+    if (adapter_index(model, name) >= 0)
+        return CLORA_OK;
+    char **grown =
+        realloc(model->adapter_names, (model->adapter_name_count + 1) * sizeof *grown);
+    if (!grown)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
+    model->adapter_names = grown;
+    if (!(grown[model->adapter_name_count] = strdup(name)))
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
+    model->adapter_name_count++;
+    return CLORA_OK;
+}
+
+size_t clora_model_adapter_count(clora_model *model)
+{
+    return model ? model->adapter_name_count : 0;
+}
+
+const char *clora_model_adapter_name(clora_model *model, size_t index)
+{
+    return model && index < model->adapter_name_count ? model->adapter_names[index] : NULL;
+}
+
+const char *clora_model_active_adapter(clora_model *model)
+{
+    return model && model->active_adapter >= 0 ? model->adapter_names[model->active_adapter] : NULL;
+}
+
+/* ---- trainability ------------------------------------------------------------- */
+
+static int node_adapter(const clora_node *node, const char *name)
+{
+    for (size_t i = 0; i < node->adapter_count; ++i)
+        if (!strcmp(node->adapters[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+static void apply_trainability(clora_node *node, const char *active, int in_saved_module)
+{
+    int saved = in_saved_module || node->trainable_module;
+    for (size_t i = 0; i < node->param_count; ++i)
+        node->params[i]->trainable = saved;
+    if (node->kind == CLORA_NODE_LORA) {
+        node->active = active ? node_adapter(node, active) : -1;
+        if (node->active >= 0) {
+            node->adapters[node->active].lora_a->trainable = 1;
+            node->adapters[node->active].lora_b->trainable = 1;
+        }
+    }
+    for (size_t i = 0; i < node->child_count; ++i)
+        apply_trainability(node->children[i], active, saved);
+}
+
+void clora__apply_adapter_trainability(clora_model *model)
+{
+    apply_trainability(model->root, clora_model_active_adapter(model), 0);
+    clora__model_touch(model);
+}
+
+clora_status clora_model_set_adapter(clora_model *model, const char *name)
+{
+    if (!model)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_set_adapter: model is NULL");
+    if (model->merged)
+        return clora__fail(CLORA_ERR_STATE,
+                           "clora_model_set_adapter: adapter \"%s\" is merged into the weights; "
+                           "unmerge it first",
+                           clora_model_active_adapter(model));
+    int index = -1;
+    if (name && (index = adapter_index(model, name)) < 0)
+        return clora__fail(CLORA_ERR_NOT_FOUND, "the model has no adapter \"%s\"", name);
+    model->active_adapter = index;
+    clora__apply_adapter_trainability(model);
+    return CLORA_OK;
+}
+
+/* ---- wrapping -------------------------------------------------------------------- */
+
+clora_status clora__wrap_linear(clora_node *linear, clora_node **out)
+{
+    clora_model *model = linear->model;
+    clora_node *parent = linear->parent;
+    clora_node *lora = NULL;
+    clora_status status = clora__node_new(model, linear->name, CLORA_NODE_LORA, &lora);
+    if (status != CLORA_OK)
+        return status;
+    lora->children = malloc(sizeof *lora->children);
+    char *base_name = strdup("base_layer");
+    if (!lora->children || !base_name) {
+        free(base_name);
+        clora__node_free(lora);
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "wrapping %s", linear->name);
+    }
+    lora->trainable_module = linear->trainable_module;
+    clora__node_replace_child(parent, linear, lora);
+    free(linear->name);
+    linear->name = base_name;
+    clora__node_release_activations(linear);
+    lora->children[0] = linear;
+    lora->child_count = lora->child_capacity = 1;
+    linear->parent = lora;
+    *out = lora;
+    return CLORA_OK;
+}
+
+/* Turns a LoRA node without adapters back into its base Linear. */
+static clora_status unwrap_lora(clora_node *lora)
+{
+    clora_node *linear = lora->children[0];
+    char *name = strdup(lora->name);
+    if (!name)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "unwrapping %s", lora->name);
+    clora__node_replace_child(lora->parent, lora, linear);
+    free(linear->name);
+    linear->name = name;
+    linear->trainable_module = lora->trainable_module;
+    lora->child_count = 0;
+    clora__node_free(lora);
+    return CLORA_OK;
+}
+
+clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t rank, float alpha,
+                                     clora_scale_mode scale_mode, float dropout,
+                                     clora_init_mode init)
+{
+    const clora_node *base = lora->children[0];
+    char a_name[256], b_name[256];
+    snprintf(a_name, sizeof a_name, "lora_A.%s.weight", name);
+    snprintf(b_name, sizeof b_name, "lora_B.%s.weight", name);
+    const size_t a_shape[2] = {rank, base->in_features}, b_shape[2] = {base->out_features, rank};
+    clora__init a_init = init == CLORA_INIT_GAUSSIAN ? CLORA__INIT_NORMAL : CLORA__INIT_UNIFORM;
+    float bound = init == CLORA_INIT_PEFT   ? 1.0f / sqrtf((float)base->in_features)
+                  : init == CLORA_INIT_SEED ? 1.0f / sqrtf((float)rank)
+                                            : 1.0f / (float)rank;
+    clora__adapter *grown = realloc(lora->adapters, (lora->adapter_count + 1) * sizeof *grown);
+    if (!grown)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
+    lora->adapters = grown;
+    clora__adapter *ad = &lora->adapters[lora->adapter_count];
+    memset(ad, 0, sizeof *ad);
+    if (!(ad->name = strdup(name)))
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
+    clora_status status = clora__param_add(lora, a_name, 2, a_shape, a_init, bound, &ad->lora_a);
+    if (status == CLORA_OK)
+        status = clora__param_add(lora, b_name, 2, b_shape, CLORA__INIT_ZERO, 0.0f, &ad->lora_b);
+    if (status != CLORA_OK) {
+        if (ad->lora_a)
+            clora__param_remove(lora, ad->lora_a);
+        free(ad->name);
+        return status;
+    }
+    ad->rank = rank;
+    ad->alpha = alpha;
+    ad->scale_mode = scale_mode;
+    ad->dropout = dropout;
+    lora->adapter_count++;
+    return CLORA_OK;
+}
+
+/* ---- matching module paths --------------------------------------------------- */
+
+/* PEFT's list rule: equal, or ending with "." + entry. */
+static int list_match(const char *path, const char *entry)
+{
+    size_t lp = strlen(path), le = strlen(entry);
+    if (lp == le)
+        return !strcmp(path, entry);
+    return lp > le && path[lp - le - 1] == '.' && !strcmp(path + lp - le, entry);
+}
+
+typedef struct compiled {
+    regex_t *patterns;
+    size_t count;
+} compiled;
+
+static void compiled_free(compiled *c)
+{
+    for (size_t i = 0; i < c->count; ++i)
+        regfree(&c->patterns[i]);
+    free(c->patterns);
+    c->patterns = NULL;
+    c->count = 0;
+}
+
+/* Compiles each `text` as prefix + text + suffix (POSIX extended). */
+static clora_status compile(compiled *c, const char *const *texts, size_t n, const char *prefix,
+                            const char *suffix, const char *what)
+{
+    c->count = 0;
+    c->patterns = calloc(n ? n : 1, sizeof *c->patterns);
+    if (!c->patterns)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "compiling %s", what);
+    for (size_t i = 0; i < n; ++i) {
+        size_t len = strlen(prefix) + strlen(texts[i]) + strlen(suffix) + 1;
+        char *full = malloc(len);
+        if (!full) {
+            compiled_free(c);
+            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "compiling %s", what);
+        }
+        snprintf(full, len, "%s%s%s", prefix, texts[i], suffix);
+        int rc = regcomp(&c->patterns[i], full, REG_EXTENDED | REG_NOSUB);
+        free(full);
+        if (rc != 0) {
+            char why[256];
+            regerror(rc, &c->patterns[i], why, sizeof why);
+            compiled_free(c);
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s \"%s\" is not a valid regex: %s",
+                               what, texts[i], why);
+        }
+        c->count++;
+    }
+    return CLORA_OK;
+}
+
+/* Index of the first pattern matching `path`, or -1. */
+static int first_match(const compiled *c, const char *path)
+{
+    for (size_t i = 0; i < c->count; ++i)
+        if (regexec(&c->patterns[i], path, 0, NULL, 0) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* ---- replace_linear_with_lora ------------------------------------------------------- */
+
+typedef struct selection {
+    const clora_lora_config *config;
+    const clora_node *root; /* only nodes at or below it */
+    compiled target_regex, rank_patterns, alpha_patterns;
+    char *target_hit, *save_hit; /* per list entry: matched something */
+    clora_node **nodes;          /* layers to receive the adapter */
+    size_t *ranks;
+    float *alphas;
+    size_t count, capacity;
+    clora_node **saved;          /* modules_to_save matches */
+    size_t saved_count, saved_capacity;
+    clora_status status;
+} selection;
+
+static int push(void ***list, size_t *count, size_t *capacity, void *item)
+{
+    if (*count == *capacity) {
+        size_t cap = *capacity ? 2 * *capacity : 16;
+        void **grown = realloc(*list, cap * sizeof *grown);
+        if (!grown)
+            return 0;
+        *list = grown;
+        *capacity = cap;
+    }
+    (*list)[(*count)++] = item;
+    return 1;
+}
+
+static int within(const clora_node *node, const clora_node *root)
+{
+    for (; node; node = node->parent)
+        if (node == root)
+            return 1;
+    return 0;
+}
+
+static int select_layers(clora_node *node, const char *path, void *user)
+{
+    selection *sel = user;
+    const clora_lora_config *cfg = sel->config;
+    if (!within(node, sel->root))
+        return 0;
+    for (size_t i = 0; i < cfg->modules_to_save_count; ++i)
+        if (*path && list_match(path, cfg->modules_to_save[i])) {
+            sel->save_hit[i] = 1;
+            if (!push((void ***)&sel->saved, &sel->saved_count, &sel->saved_capacity, node)) {
+                sel->status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "selecting modules");
+                return 1;
+            }
+        }
+    if (node->parent && node->parent->kind == CLORA_NODE_LORA)
+        return 0; /* a base_layer: its LoRA node is the module */
+    int matched = 0, listed = 0;
+    if (cfg->target_module_count > 0) {
+        for (size_t i = 0; i < cfg->target_module_count; ++i)
+            if (*path && list_match(path, cfg->target_modules[i])) {
+                sel->target_hit[i] = 1;
+                listed = matched = 1;
+            }
+    } else if (cfg->target_regex) {
+        matched = listed = first_match(&sel->target_regex, path) >= 0;
+    } else {
+        matched = node->kind == CLORA_NODE_LINEAR || node->kind == CLORA_NODE_LORA;
+    }
+    for (size_t i = 0; matched && i < cfg->exclude_module_count; ++i)
+        if (list_match(path, cfg->exclude_modules[i]))
+            matched = 0;
+    if (!matched)
+        return 0;
+    if (node->kind != CLORA_NODE_LINEAR && node->kind != CLORA_NODE_LORA) {
+        if (listed) {
+            sel->status = clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                                      "target module \"%s\" is %s; LoRA applies to Linear layers",
+                                      path, clora_node_kind_name(node->kind));
+            return 1;
+        }
+        return 0;
+    }
+    const char *name = cfg->adapter_name ? cfg->adapter_name : "default";
+    if (node->kind == CLORA_NODE_LORA && node_adapter(node, name) >= 0)
+        return 0; /* already has it: a second call wraps nothing again */
+    size_t rank = cfg->rank;
+    float alpha = cfg->alpha;
+    int k = first_match(&sel->rank_patterns, path);
+    if (k >= 0)
+        rank = (size_t)cfg->rank_pattern[k].value;
+    k = first_match(&sel->alpha_patterns, path);
+    if (k >= 0)
+        alpha = cfg->alpha_pattern[k].value;
+    size_t before = sel->capacity;
+    if (!push((void ***)&sel->nodes, &sel->count, &sel->capacity, node)) {
+        sel->status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "selecting modules");
+        return 1;
+    }
+    if (sel->capacity != before) {
+        size_t *ranks = realloc(sel->ranks, sel->capacity * sizeof *ranks);
+        if (ranks)
+            sel->ranks = ranks;
+        float *alphas = realloc(sel->alphas, sel->capacity * sizeof *alphas);
+        if (alphas)
+            sel->alphas = alphas;
+        if (!ranks || !alphas) {
+            sel->status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "selecting modules");
+            return 1;
+        }
+    }
+    sel->ranks[sel->count - 1] = rank;
+    sel->alphas[sel->count - 1] = alpha;
+    return 0;
+}
+
+static clora_status check_config(const clora_lora_config *cfg)
+{
+    static const char op[] = "clora_replace_linear_with_lora";
+    const char *name = cfg->adapter_name ? cfg->adapter_name : "default";
+    if (!*name || strlen(name) > 100)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: bad adapter name \"%s\"", op, name);
+    for (const char *c = name; *c; ++c)
+        if (*c == '.' || *c == '/' || (unsigned char)*c < 32)
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                               "%s: adapter name \"%s\" may not contain '.', '/' or control "
+                               "characters",
+                               op, name);
+    if (cfg->rank < 1 || cfg->rank > CLORA_MAX_RANK)
+        return clora__fail(CLORA_ERR_INVALID_RANK, "%s: rank r = %zu; 1 <= r <= %d", op, cfg->rank,
+                           CLORA_MAX_RANK);
+    if (!isfinite(cfg->alpha))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: alpha must be finite", op);
+    if (cfg->scale_mode != CLORA_SCALE_ALPHA && cfg->scale_mode != CLORA_SCALE_ALPHA_OVER_R &&
+        cfg->scale_mode != CLORA_SCALE_ALPHA_OVER_SQRT_R)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: unknown scale mode %d", op,
+                           (int)cfg->scale_mode);
+    if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: dropout %g is not in [0, 1)", op,
+                           (double)cfg->dropout);
+    if (cfg->init != CLORA_INIT_PEFT && cfg->init != CLORA_INIT_SEED &&
+        cfg->init != CLORA_INIT_GAUSSIAN)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: unknown init mode %d", op,
+                           (int)cfg->init);
+    if (cfg->target_module_count > 0 && cfg->target_regex)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: give target_modules or target_regex, not both", op);
+    const struct {
+        const char *const *list;
+        size_t count;
+        const char *what;
+    } lists[3] = {{cfg->target_modules, cfg->target_module_count, "target_modules"},
+                  {cfg->exclude_modules, cfg->exclude_module_count, "exclude_modules"},
+                  {cfg->modules_to_save, cfg->modules_to_save_count, "modules_to_save"}};
+    for (int l = 0; l < 3; ++l) {
+        if (lists[l].count && !lists[l].list)
+            return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, lists[l].what);
+        for (size_t i = 0; i < lists[l].count; ++i)
+            if (!lists[l].list[i] || !*lists[l].list[i])
+                return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: %s entry %zu is empty", op,
+                                   lists[l].what, i);
+    }
+    for (size_t i = 0; i < cfg->rank_pattern_count; ++i) {
+        float v = cfg->rank_pattern[i].value;
+        if (!cfg->rank_pattern[i].pattern || !(v >= 1.0f && v <= (float)CLORA_MAX_RANK) ||
+            v != floorf(v))
+            return clora__fail(CLORA_ERR_INVALID_RANK,
+                               "%s: rank_pattern entry %zu gives rank %g; ranks are whole numbers "
+                               "1..%d",
+                               op, i, (double)v, CLORA_MAX_RANK);
+    }
+    for (size_t i = 0; i < cfg->alpha_pattern_count; ++i)
+        if (!cfg->alpha_pattern[i].pattern || !isfinite(cfg->alpha_pattern[i].value))
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: alpha_pattern entry %zu is bad",
+                               op, i);
+    return CLORA_OK;
+}
+
+static clora_status compile_patterns(selection *sel)
+{
+    const clora_lora_config *cfg = sel->config;
+    clora_status status = CLORA_OK;
+    if (cfg->target_regex)
+        status = compile(&sel->target_regex, &cfg->target_regex, 1, "^(", ")$", "target_regex");
+    const char **texts = calloc(cfg->rank_pattern_count + cfg->alpha_pattern_count + 1,
+                                sizeof *texts);
+    if (!texts)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "compiling patterns");
+    for (size_t i = 0; i < cfg->rank_pattern_count; ++i)
+        texts[i] = cfg->rank_pattern[i].pattern;
+    if (status == CLORA_OK)
+        status = compile(&sel->rank_patterns, texts, cfg->rank_pattern_count, "^(.*\\.)?(", ")$",
+                         "rank_pattern");
+    for (size_t i = 0; i < cfg->alpha_pattern_count; ++i)
+        texts[i] = cfg->alpha_pattern[i].pattern;
+    if (status == CLORA_OK)
+        status = compile(&sel->alpha_patterns, texts, cfg->alpha_pattern_count, "^(.*\\.)?(", ")$",
+                         "alpha_pattern");
+    free(texts);
+    return status;
+}
+
+static void selection_free(selection *sel)
+{
+    compiled_free(&sel->target_regex);
+    compiled_free(&sel->rank_patterns);
+    compiled_free(&sel->alpha_patterns);
+    free(sel->target_hit);
+    free(sel->save_hit);
+    free(sel->nodes);
+    free(sel->ranks);
+    free(sel->alphas);
+    free(sel->saved);
+}
+
+/* Joins the entries of `list` whose `hit` is 0 with ", ". */
+static void unmatched(const char *const *list, const char *hit, size_t n, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used < size; ++i)
+        if (!hit[i]) {
+            int k = snprintf(out + used, size - used, "%s%s", used ? ", " : "", list[i]);
+            if (k < 0)
+                break;
+            used += (size_t)k;
+        }
+}
+
+clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_config *config,
+                                            size_t *replaced)
+{
+    static const char op[] = "clora_replace_linear_with_lora";
+    if (replaced)
+        *replaced = 0;
+    if (!root || !config)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op,
+                           root ? "config" : "root");
+    clora_status status = check_config(config);
+    if (status != CLORA_OK)
+        return status;
+    clora_model *model = root->model;
+    if (model->merged)
+        return clora__fail(CLORA_ERR_STATE, "%s: an adapter is merged; unmerge it first", op);
+
+    selection sel;
+    memset(&sel, 0, sizeof sel);
+    sel.config = config;
+    sel.target_hit = calloc(config->target_module_count + 1, 1);
+    sel.save_hit = calloc(config->modules_to_save_count + 1, 1);
+    if (!sel.target_hit || !sel.save_hit)
+        status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "%s", op);
+    if (status == CLORA_OK)
+        status = compile_patterns(&sel);
+    /* Pass 1: choose, check everything, change nothing. Paths are from the
+     * model's root, as PEFT names modules. */
+    if (status == CLORA_OK) {
+        sel.root = root;
+        sel.status = CLORA_OK;
+        clora_model_visit(model, select_layers, &sel);
+        status = sel.status;
+    }
+    if (status == CLORA_OK) {
+        char missing[1024];
+        unmatched(config->target_modules, sel.target_hit, config->target_module_count, missing,
+                  sizeof missing);
+        if (*missing)
+            status = clora__fail(CLORA_ERR_NOT_FOUND, "%s: target modules not found in the "
+                                                      "model: %s",
+                                 op, missing);
+        unmatched(config->modules_to_save, sel.save_hit, config->modules_to_save_count, missing,
+                  sizeof missing);
+        if (status == CLORA_OK && *missing)
+            status = clora__fail(CLORA_ERR_NOT_FOUND, "%s: modules_to_save not found: %s", op,
+                                 missing);
+    }
+    /* Pass 2: wrap and add. */
+    const char *name = config->adapter_name ? config->adapter_name : "default";
+    size_t done = 0;
+    for (size_t i = 0; i < sel.count && status == CLORA_OK; ++i) {
+        clora_node *node = sel.nodes[i];
+        if (node->kind == CLORA_NODE_LINEAR)
+            status = clora__wrap_linear(node, &node);
+        if (status == CLORA_OK)
+            status = clora__lora_add_adapter(node, name, sel.ranks[i], sel.alphas[i],
+                                             config->scale_mode, config->dropout, config->init);
+        if (status == CLORA_OK)
+            ++done;
+    }
+    for (size_t i = 0; i < sel.saved_count && status == CLORA_OK; ++i)
+        sel.saved[i]->trainable_module = 1;
+    if (status == CLORA_OK && done > 0)
+        status = clora__adapters_register(model, name);
+    if (status == CLORA_OK && done > 0)
+        model->active_adapter = adapter_index(model, name);
+    if (status == CLORA_OK)
+        clora__apply_adapter_trainability(model);
+    selection_free(&sel);
+    if (status == CLORA_OK && replaced)
+        *replaced = done;
+    return status;
+}
+
+/* ---- delete ---------------------------------------------------------------------- */
+
+static clora_status delete_in(clora_node *node, const char *name)
+{
+    /* children first: unwrapping replaces entries of this array */
+    for (size_t i = 0; i < node->child_count; ++i) {
+        clora_status status = delete_in(node->children[i], name);
+        if (status != CLORA_OK)
+            return status;
+    }
+    if (node->kind != CLORA_NODE_LORA)
+        return CLORA_OK;
+    int k = node_adapter(node, name);
+    if (k < 0)
+        return CLORA_OK;
+    clora__adapter *ad = &node->adapters[k];
+    clora__param_remove(node, ad->lora_a);
+    clora__param_remove(node, ad->lora_b);
+    free(ad->name);
+    memmove(ad, ad + 1, (node->adapter_count - (size_t)k - 1) * sizeof *ad);
+    node->adapter_count--;
+    node->active = -1;
+    clora__node_release_activations(node);
+    return node->adapter_count == 0 ? unwrap_lora(node) : CLORA_OK;
+}
+
+clora_status clora_model_delete_adapter(clora_model *model, const char *name)
+{
+    if (!model || !name)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_delete_adapter: NULL argument");
+    int index = adapter_index(model, name);
+    if (index < 0)
+        return clora__fail(CLORA_ERR_NOT_FOUND, "the model has no adapter \"%s\"", name);
+    if (model->merged && index == model->active_adapter)
+        return clora__fail(CLORA_ERR_STATE, "adapter \"%s\" is merged; unmerge it first", name);
+    char *active = model->active_adapter >= 0 && model->active_adapter != index
+                       ? strdup(model->adapter_names[model->active_adapter])
+                       : NULL;
+    clora_status status = delete_in(model->root, name);
+    free(model->adapter_names[index]);
+    memmove(&model->adapter_names[index], &model->adapter_names[index + 1],
+            (model->adapter_name_count - (size_t)index - 1) * sizeof *model->adapter_names);
+    model->adapter_name_count--;
+    model->active_adapter = active ? adapter_index(model, active) : -1;
+    free(active);
+    clora__apply_adapter_trainability(model);
+    return status;
+}
+
+/* ---- merge ------------------------------------------------------------------------- */
+
+/* W += sign * s * B * A for adapter `index` of one LoRA node, restoring W
+ * if a merge leaves a NaN or an infinity in it. */
+static clora_status merge_node(clora_node *node, int index, int sign)
+{
+    clora__adapter *ad = &node->adapters[index];
+    clora_node *base = node->children[0];
+    clora_buffer *w = clora__param_get(base, "weight")->value;
+    float *before = malloc(w->numel * sizeof *before);
+    float *after = malloc(w->numel * sizeof *after);
+    clora_status status = before && after ? CLORA_OK
+                                          : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY,
+                                                        "merging into %s", node->name);
+    if (status == CLORA_OK && sign > 0)
+        status = clora_buffer_download(w, 0, before, w->numel);
+    float scale = clora_lora_scale(ad->scale_mode, ad->alpha, ad->rank);
+    if (status == CLORA_OK)
+        status = clora__lora_add_delta(w, base->layout, ad->lora_a->value, ad->lora_b->value,
+                                       (float)sign * scale);
+    if (status == CLORA_OK && sign > 0)
+        status = clora_buffer_download(w, 0, after, w->numel);
+    if (status == CLORA_OK && sign > 0)
+        for (size_t i = 0; i < w->numel; ++i)
+            if (!isfinite(after[i])) {
+                status = clora_buffer_upload(w, 0, before, w->numel);
+                if (status == CLORA_OK)
+                    status = clora__fail(CLORA_ERR_NON_FINITE,
+                                         "merging adapter \"%s\" into \"%s\" would make weight "
+                                         "element %zu %s; the weights are unchanged",
+                                         ad->name, node->name, i,
+                                         isnan(after[i]) ? "NaN" : "infinite");
+                break;
+            }
+    free(before);
+    free(after);
+    return status;
+}
+
+typedef struct merge_walk {
+    int sign; /* +1 merge the active adapter, -1 unmerge what is merged */
+    clora_status status;
+} merge_walk;
+
+static int merge_visit(clora_node *node, const char *path, void *user)
+{
+    (void)path;
+    merge_walk *walk = user;
+    if (node->kind != CLORA_NODE_LORA)
+        return 0;
+    int index = walk->sign > 0 ? (node->merged < 0 ? node->active : -1) : node->merged;
+    if (index < 0)
+        return 0;
+    walk->status = merge_node(node, index, walk->sign);
+    if (walk->status != CLORA_OK)
+        return 1;
+    node->merged = walk->sign > 0 ? index : -1;
+    return 0;
+}
+
+clora_status clora_model_merge_adapter(clora_model *model)
+{
+    if (!model)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_merge_adapter: model is NULL");
+    if (model->active_adapter < 0)
+        return clora__fail(CLORA_ERR_STATE, "clora_model_merge_adapter: no adapter is active");
+    if (model->merged)
+        return clora__fail(CLORA_ERR_STATE, "clora_model_merge_adapter: already merged");
+    clora_status status = clora__model_refresh(model);
+    if (status != CLORA_OK)
+        return status;
+    merge_walk walk = {1, CLORA_OK};
+    clora_model_visit(model, merge_visit, &walk);
+    model->has_forward = 0;
+    if (walk.status != CLORA_OK) {
+        /* take back the layers merged before the one that failed (the
+         * failure's message stays: undoing only subtracts what was added) */
+        merge_walk undo = {-1, CLORA_OK};
+        clora_model_visit(model, merge_visit, &undo);
+        return walk.status;
+    }
+    model->merged = 1;
+    return CLORA_OK;
+}
+
+clora_status clora_model_unmerge_adapter(clora_model *model)
+{
+    if (!model)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_unmerge_adapter: model is NULL");
+    if (!model->merged)
+        return clora__fail(CLORA_ERR_STATE, "clora_model_unmerge_adapter: nothing is merged");
+    merge_walk walk = {-1, CLORA_OK};
+    clora_model_visit(model, merge_visit, &walk);
+    if (walk.status == CLORA_OK)
+        model->merged = 0;
+    model->has_forward = 0;
+    return walk.status;
+}
