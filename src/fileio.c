@@ -38,20 +38,21 @@ static int write_all(int fd, const void *data, size_t size)
     return 0;
 }
 
-clora_status clora__write_file_atomic(const char *path, const clora__chunk *chunks, size_t count)
+/* Writes one file's chunks to a new temporary beside `path`; *temp gets its
+ * malloc'd name. */
+static clora_status write_temporary(const char *path, const clora__chunk *chunks, size_t count,
+                                    char **temp)
 {
-    if (!path || !*path)
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "cannot write a file with an empty path");
     size_t len = strlen(path);
-    char *temp = malloc(len + 16);
-    if (!temp)
+    char *name = malloc(len + 16);
+    if (!name)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", path);
-    snprintf(temp, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(temp);
+    snprintf(name, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(name);
     if (fd < 0) {
         clora_status status =
             clora__fail(CLORA_ERR_IO, "cannot create a file beside %s: %s", path, strerror(errno));
-        free(temp);
+        free(name);
         return status;
     }
     int failed = 0;
@@ -64,31 +65,97 @@ clora_status clora__write_file_atomic(const char *path, const clora__chunk *chun
         failed = 1;
         saved_errno = errno;
     }
-    /* mkstemp creates 0600; give the file the usual permissions. */
-    if (!failed) {
-        mode_t mask = umask(0);
-        umask(mask);
-        chmod(temp, 0666 & ~mask);
-    }
-    if (!failed && rename(temp, path) != 0) {
-        failed = 1;
-        saved_errno = errno;
-    }
     if (failed) {
-        unlink(temp);
-        free(temp);
+        unlink(name);
+        free(name);
         return clora__fail(CLORA_ERR_IO, "cannot write %s: %s", path, strerror(saved_errno));
     }
-    free(temp);
-    /* Make the rename itself durable. */
+    /* mkstemp creates 0600; give the file the usual permissions. */
+    mode_t mask = umask(0);
+    umask(mask);
+    chmod(name, 0666 & ~mask);
+    *temp = name;
+    return CLORA_OK;
+}
+
+static void sync_parent(const char *path)
+{
     char dir[4096];
     parent_dir(path, dir, sizeof dir);
-    int dir_fd = open(dir, O_RDONLY);
-    if (dir_fd >= 0) {
-        fsync(dir_fd);
-        close(dir_fd);
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
     }
-    return CLORA_OK;
+}
+
+clora_status clora__write_files_atomic(const clora__file *files, size_t count)
+{
+    char **temps = calloc(count ? count : 1, sizeof *temps);
+    char **backups = calloc(count ? count : 1, sizeof *backups);
+    if (!temps || !backups) {
+        free(temps);
+        free(backups);
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing files");
+    }
+    clora_status status = CLORA_OK;
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
+        if (!files[i].path || !*files[i].path)
+            status = clora__fail(CLORA_ERR_INVALID_ARGUMENT, "cannot write a file with no path");
+        else
+            status = write_temporary(files[i].path, files[i].chunks, files[i].chunk_count,
+                                     &temps[i]);
+    }
+    /* Keep a hard link to each file being replaced, so that a rename that
+     * fails part way can put the earlier ones back. */
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
+        size_t len = strlen(files[i].path) + 16;
+        backups[i] = malloc(len);
+        if (!backups[i]) {
+            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", files[i].path);
+            break;
+        }
+        snprintf(backups[i], len, "%s.bak.%d", files[i].path, (int)getpid());
+        unlink(backups[i]);
+        if (link(files[i].path, backups[i]) != 0) {
+            free(backups[i]); /* nothing to keep (new file), or no hard links here */
+            backups[i] = NULL;
+        }
+    }
+    size_t renamed = 0;
+    for (; renamed < count && status == CLORA_OK; ++renamed)
+        if (rename(temps[renamed], files[renamed].path) != 0) {
+            status = clora__fail(CLORA_ERR_IO, "cannot write %s: %s", files[renamed].path,
+                                 strerror(errno));
+            break;
+        }
+    if (status != CLORA_OK)
+        for (size_t i = 0; i < renamed; ++i) {
+            if (backups[i])
+                rename(backups[i], files[i].path);
+            else
+                unlink(files[i].path);
+        }
+    for (size_t i = 0; i < count; ++i) {
+        if (temps[i] && status != CLORA_OK)
+            unlink(temps[i]); /* the ones not renamed yet */
+        if (backups[i])
+            unlink(backups[i]);
+        free(temps[i]);
+        free(backups[i]);
+    }
+    free(temps);
+    free(backups);
+    if (status == CLORA_OK)
+        for (size_t i = 0; i < count; ++i)
+            sync_parent(files[i].path);
+    return status;
+}
+
+clora_status clora__write_file_atomic(const char *path, const clora__chunk *chunks, size_t count)
+{
+    const clora__file file = {path, chunks, count};
+    return clora__write_files_atomic(&file, 1);
 }
 
 clora_status clora__read_file(const char *path, char **out, size_t *size)

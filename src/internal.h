@@ -184,12 +184,28 @@ typedef struct clora__chunk {
 /* Writes the chunks to a temporary file beside `path`, flushes it, and
  * renames it over `path`: all or nothing. */
 clora_status clora__write_file_atomic(const char *path, const clora__chunk *chunks, size_t count);
+
+/* Several files as one: every temporary is written first; if any rename
+ * then fails, the files already replaced get their previous content back. */
+typedef struct clora__file {
+    const char *path;
+    const clora__chunk *chunks;
+    size_t chunk_count;
+} clora__file;
+clora_status clora__write_files_atomic(const clora__file *files, size_t count);
 /* The whole file, NUL-terminated (free() it). */
 clora_status clora__read_file(const char *path, char **out, size_t *size);
 /* out = dir + "/" + name. */
 clora_status clora__join_path(char *out, size_t size, const char *dir, const char *name);
 /* Creates the folder unless it exists. */
 clora_status clora__ensure_dir(const char *path);
+
+/* The chunks of a safetensors file (length, header, tensors); free *chunks
+ * and *header after use. */
+struct clora_safetensors_writer;
+clora_status clora__safetensors_chunks(const struct clora_safetensors_writer *writer,
+                                       clora__chunk **chunks, size_t *count, char **header,
+                                       unsigned char length[8]);
 
 /* ---- frozen GEMMs (blas.c, the only user of CLBlast) -------------------- */
 

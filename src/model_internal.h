@@ -4,6 +4,8 @@
 #ifndef CLORA_MODEL_INTERNAL_H
 #define CLORA_MODEL_INTERNAL_H
 
+#include <jansson.h>
+
 #include "clora/adapter.h"
 #include "clora/model.h"
 #include "clora/train.h"
@@ -150,6 +152,18 @@ clora_status clora__wrap_linear(clora_node *linear, clora_node **lora);
 clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t rank, float alpha,
                                      clora_scale_mode scale_mode, float dropout,
                                      clora_init_mode init);
+
+/* ---- model_io.c ---------------------------------------------------------------- */
+
+/* Reads a JSON object file (duplicate keys rejected); CLORA_ERR_IO or
+ * CLORA_ERR_FORMAT naming the file. */
+clora_status clora__read_json(const char *path, json_t **out);
+/* Writes JSON, indented, atomically. */
+clora_status clora__write_json(const char *path, json_t *root);
+/* Writes a safetensors file and its JSON config as one (both or neither). */
+clora_status clora__save_weights_and_config(const char *weights_path,
+                                            const clora_safetensors_writer *writer,
+                                            const char *config_path, json_t *config);
 
 /* ---- nodes.c ---------------------------------------------------------------- */
 

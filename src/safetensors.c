@@ -660,8 +660,9 @@ static clora_status build_header(const clora_safetensors_writer *writer, char **
 }
 
 /* The file as chunks: length, header, tensors in layout order. */
-static clora_status file_chunks(const clora_safetensors_writer *writer, clora__chunk **chunks,
-                                size_t *count, char **header, unsigned char *length)
+clora_status clora__safetensors_chunks(const clora_safetensors_writer *writer,
+                                       clora__chunk **chunks, size_t *count, char **header,
+                                       unsigned char length[8])
 {
     const entry **order = malloc((writer->count ? writer->count : 1) * sizeof *order);
     clora__chunk *list = malloc((writer->count + 2) * sizeof *list);
@@ -698,7 +699,7 @@ clora_status clora_safetensors_writer_serialize(const clora_safetensors_writer *
     size_t count = 0;
     char *header = NULL;
     unsigned char length[8];
-    clora_status status = file_chunks(writer, &chunks, &count, &header, length);
+    clora_status status = clora__safetensors_chunks(writer, &chunks, &count, &header, length);
     if (status != CLORA_OK)
         return status;
     size_t total = 0;
@@ -730,7 +731,7 @@ clora_status clora_safetensors_writer_write(const clora_safetensors_writer *writ
     size_t count = 0;
     char *header = NULL;
     unsigned char length[8];
-    clora_status status = file_chunks(writer, &chunks, &count, &header, length);
+    clora_status status = clora__safetensors_chunks(writer, &chunks, &count, &header, length);
     if (status != CLORA_OK)
         return status;
     status = clora__write_file_atomic(path, chunks, count);
