@@ -160,11 +160,19 @@ static json_t *adapter_config(const site_list *list)
     bad |= json_object_set_new(j, "r", json_integer((json_int_t)first->rank));
     bad |= json_object_set_new(j, "lora_alpha", json_real(peft_alpha(first)));
     bad |= json_object_set_new(j, "lora_dropout", json_real(first->dropout));
-    bad |= json_object_set_new(
-        j, "use_rslora", json_boolean(first->scale_mode == CLORA_SCALE_ALPHA_OVER_SQRT_R));
+    /* Keys newer PEFT versions added are written only when they say
+     * something: older versions refuse keys they do not know. */
+    if (first->scale_mode == CLORA_SCALE_ALPHA_OVER_SQRT_R)
+        bad |= json_object_set_new(j, "use_rslora", json_true());
     bad |= json_object_set_new(j, "target_modules", targets);
-    bad |= json_object_set_new(j, "rank_pattern", ranks);
-    bad |= json_object_set_new(j, "alpha_pattern", alphas);
+    if (json_object_size(ranks))
+        bad |= json_object_set_new(j, "rank_pattern", ranks);
+    else
+        json_decref(ranks);
+    if (json_object_size(alphas))
+        bad |= json_object_set_new(j, "alpha_pattern", alphas);
+    else
+        json_decref(alphas);
     bad |= json_object_set_new(j, "fan_in_fan_out", json_boolean(all_in_out));
     bad |= json_object_set_new(j, "bias", json_string("none"));
     bad |= json_object_set_new(j, "modules_to_save", saved ? saved : json_null());
@@ -172,7 +180,6 @@ static json_t *adapter_config(const site_list *list)
     bad |= json_object_set_new(j, "inference_mode", json_true());
     bad |= json_object_set_new(j, "layers_to_transform", json_null());
     bad |= json_object_set_new(j, "layers_pattern", json_null());
-    bad |= json_object_set_new(j, "use_dora", json_false());
     bad |= json_object_set_new(j, "revision", json_null());
     if (bad) {
         json_decref(j);

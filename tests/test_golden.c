@@ -7,22 +7,27 @@
  * CLORA_SCALE_ALPHA for it. The gradients map the same way. */
 #include "support.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "golden.h"
 
-static golden_file golden;
+static golden_file golden, training, peft;
 
 static int setup(void **state)
 {
     golden_load(CLORA_TEST_GOLDEN_DIR "/lora_layer.txt", &golden);
+    golden_load(CLORA_TEST_GOLDEN_DIR "/seed_training.txt", &training);
+    golden_load(CLORA_TEST_GOLDEN_DIR "/peft_reference.txt", &peft);
     return test_open_device(state);
 }
 
 static int teardown(void **state)
 {
     golden_free(&golden);
+    golden_free(&training);
+    golden_free(&peft);
     return test_close_device(state);
 }
 
@@ -167,6 +172,162 @@ static void peft_fan_in_fan_out(void **state)
     check_case("peft_fan_in_fan_out");
 }
 
+/* ---- training: the seed's replace_linear_with_lora and an optimizer ---------- */
+
+static void upload_param(clora_model *model, const char *name, const float *values, size_t n)
+{
+    clora_param_info info;
+    CHECK_OK(clora_model_find_param(model, name, &info));
+    assert_int_equal(clora_buffer_numel(info.value), n);
+    CHECK_OK(clora_buffer_upload(info.value, 0, values, n));
+}
+
+static void compare_param(clora_model *model, const char *name, const float *want, size_t n,
+                          const char *what)
+{
+    clora_param_info info;
+    CHECK_OK(clora_model_find_param(model, name, &info));
+    float *got = test_download(info.value);
+    test_assert_close(what, got, want, n, 1e-5, 1e-4);
+    free(got);
+}
+
+static void check_training(const char *name)
+{
+    const golden_case *c = golden_case_get(&training, name);
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create(&model, test_device, 1));
+    clora_node *root = clora_model_root(model);
+    CHECK_OK(clora_node_add_linear(root, "0", 6, 8, 1, NULL));
+    CHECK_OK(clora_node_add_activation(root, "1", CLORA_NODE_RELU, NULL));
+    CHECK_OK(clora_node_add_linear(root, "2", 8, 5, 1, NULL));
+    upload_param(model, "0.weight", golden_tensor_get(c, "w0")->data, 48);
+    upload_param(model, "0.bias", golden_tensor_get(c, "b0")->data, 8);
+    upload_param(model, "2.weight", golden_tensor_get(c, "w2")->data, 40);
+    upload_param(model, "2.bias", golden_tensor_get(c, "b2")->data, 5);
+
+    /* The seed's call: replace_linear_with_lora(model, rank=3, alpha=1.5). */
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = (size_t)golden_param_number(c, "rank");
+    lora.alpha = (float)golden_param_number(c, "alpha");
+    lora.scale_mode = CLORA_SCALE_ALPHA;
+    lora.init = CLORA_INIT_SEED;
+    size_t replaced = 0;
+    CHECK_OK(clora_replace_linear_with_lora(root, &lora, &replaced));
+    assert_int_equal(replaced, 2);
+    float *a0 = transposed(golden_tensor_get(c, "A0_seed"));
+    float *a2 = transposed(golden_tensor_get(c, "A2_seed"));
+    upload_param(model, "0.lora_A.default.weight", a0, 18);
+    upload_param(model, "2.lora_A.default.weight", a2, 24);
+
+    clora_train_config cfg = clora_train_config_default();
+    if (!strcmp(golden_param(c, "optimizer"), "adamw")) {
+        cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_ADAMW);
+        cfg.optimizer.weight_decay = (float)golden_param_number(c, "weight_decay");
+    } else {
+        cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_SGD);
+        cfg.optimizer.momentum = (float)golden_param_number(c, "momentum");
+    }
+    cfg.optimizer.lr = (float)golden_param_number(c, "lr");
+    clora_trainer *trainer = NULL;
+    CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+
+    const golden_tensor *x = golden_tensor_get(c, "x"), *labels = golden_tensor_get(c, "labels");
+    const golden_tensor *losses = golden_tensor_get(c, "losses");
+    clora_buffer *bx = test_buffer_2d(10, 6, x->data), *by = NULL;
+    int32_t ids[10];
+    for (int i = 0; i < 10; ++i)
+        ids[i] = (int32_t)labels->data[i];
+    const size_t n = 10;
+    CHECK_OK(clora_buffer_create_typed(&by, test_device, CLORA_DTYPE_I32, 1, &n));
+    CHECK_OK(clora_buffer_upload_i32(by, 0, ids, 10));
+    for (size_t step = 0; step < losses->numel; ++step) {
+        float loss = 0;
+        CHECK_OK(clora_trainer_step(trainer, bx, by, &loss));
+        if (fabs(loss - losses->data[step]) > 1e-5 + 1e-5 * fabs(losses->data[step]))
+            fail_msg("%s step %zu: loss %.8g, PyTorch %.8g", name, step, (double)loss,
+                     (double)losses->data[step]);
+    }
+    float *want;
+    want = transposed(golden_tensor_get(c, "A0_final"));
+    compare_param(model, "0.lora_A.default.weight", want, 18, "A of layer 0 after training");
+    free(want);
+    want = transposed(golden_tensor_get(c, "B0_final"));
+    compare_param(model, "0.lora_B.default.weight", want, 24, "B of layer 0 after training");
+    free(want);
+    want = transposed(golden_tensor_get(c, "A2_final"));
+    compare_param(model, "2.lora_A.default.weight", want, 24, "A of layer 2 after training");
+    free(want);
+    want = transposed(golden_tensor_get(c, "B2_final"));
+    compare_param(model, "2.lora_B.default.weight", want, 15, "B of layer 2 after training");
+    free(want);
+    /* the frozen base is what PyTorch started from */
+    compare_param(model, "0.base_layer.weight", golden_tensor_get(c, "w0")->data, 48,
+                  "frozen weight after training");
+    const clora_buffer *logits = NULL;
+    CHECK_OK(clora_model_forward(model, bx, &logits));
+    float *got = test_download(logits);
+    test_assert_close("logits after training", got, golden_tensor_get(c, "logits")->data, 50,
+                      1e-5, 1e-4);
+    free(got);
+    free(a0);
+    free(a2);
+    clora_buffer_destroy(bx);
+    clora_buffer_destroy(by);
+    clora_trainer_destroy(trainer);
+    clora_model_destroy(model);
+}
+
+static void seed_replace_linear_with_lora_adamw(void **state)
+{
+    (void)state;
+    check_training("seed_adamw");
+}
+
+static void seed_replace_linear_with_lora_sgd(void **state)
+{
+    (void)state;
+    check_training("seed_sgd");
+}
+
+/* ---- an adapter written by PEFT itself (tests/golden/make_peft_golden.py) ---- */
+
+static void peft_written_adapter_gives_peft_outputs(void **state)
+{
+    (void)state;
+    const golden_case *c = golden_case_get(&peft, "peft_net");
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create(&model, test_device, 1));
+    clora_node *root = clora_model_root(model);
+    CHECK_OK(clora_node_add_linear(root, "fc1", 4, 8, 1, NULL));
+    CHECK_OK(clora_node_add_activation(root, "act", CLORA_NODE_GELU, NULL));
+    CHECK_OK(clora_node_add_linear(root, "fc2", 8, 8, 1, NULL));
+    CHECK_OK(clora_node_add_layer_norm(root, "norm", 8, 1e-5f, NULL));
+    CHECK_OK(clora_node_add_linear(root, "head", 8, 3, 1, NULL));
+    const char *names[8][2] = {{"fc1.weight", "fc1_weight"},   {"fc1.bias", "fc1_bias"},
+                               {"fc2.weight", "fc2_weight"},   {"fc2.bias", "fc2_bias"},
+                               {"norm.weight", "norm_weight"}, {"norm.bias", "norm_bias"},
+                               {"head.weight", "head_weight"}, {"head.bias", "head_bias"}};
+    for (int i = 0; i < 8; ++i) {
+        const golden_tensor *t = golden_tensor_get(c, names[i][1]);
+        upload_param(model, names[i][0], t->data, t->numel);
+    }
+    CHECK_OK(clora_adapter_load(model, CLORA_TEST_GOLDEN_DIR "/peft_adapter", NULL));
+    clora_param_info info; /* rank_pattern {"head": 2} took effect */
+    CHECK_OK(clora_model_find_param(model, "head.lora_A.default.weight", &info));
+    assert_int_equal(clora_buffer_dim(info.value, 0), 2);
+    const golden_tensor *x = golden_tensor_get(c, "x");
+    clora_buffer *bx = test_buffer_2d(6, 4, x->data);
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_forward(model, bx, &y));
+    float *got = test_download(y);
+    test_assert_close("logits with PEFT's adapter", got, golden_tensor_get(c, "logits")->data, 18,
+                      1e-5, 1e-4);
+    free(got);
+    clora_buffer_destroy(bx);
+    clora_model_destroy(model);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +338,9 @@ int main(void)
         cmocka_unit_test(peft_rank_above_in),
         cmocka_unit_test(rslora_fan_in_fan_out),
         cmocka_unit_test(peft_fan_in_fan_out),
+        cmocka_unit_test(seed_replace_linear_with_lora_adamw),
+        cmocka_unit_test(seed_replace_linear_with_lora_sgd),
+        cmocka_unit_test(peft_written_adapter_gives_peft_outputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
