@@ -61,8 +61,18 @@ clora_status clora__fail_prefixed(clora_status status, const char *fmt, ...)
     va_start(args, fmt);
     int n = vsnprintf(last_message, sizeof last_message, fmt, args);
     va_end(args);
-    if (n >= 0 && (size_t)n < sizeof last_message)
-        snprintf(last_message + n, sizeof last_message - (size_t)n, ": %s", previous);
+    if (n >= 0 && (size_t)n + 2 < sizeof last_message) {
+        /* append ": " + previous, cut to fit */
+        size_t at = (size_t)n, room = sizeof last_message - at - 1;
+        size_t len = strnlen(previous, sizeof previous);
+        memcpy(last_message + at, ": ", 2);
+        at += 2;
+        room -= 2;
+        if (len > room)
+            len = room;
+        memcpy(last_message + at, previous, len);
+        last_message[at + len] = '\0';
+    }
     return status;
 }
 

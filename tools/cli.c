@@ -78,8 +78,8 @@ int cli_flag(char **argv, int i, const char *name)
 
 void cli_report(const char *command, const char *what, clora_status status)
 {
-    fprintf(stderr, "clora %s: %s: %s\n  %s\n", command, what, clora_status_string(status),
-            clora_last_error());
+    fprintf(stderr, "clora %s: %s: %s (%s)\n", command, what, clora_last_error(),
+            clora_status_name(status));
 }
 
 double cli_seconds(void)

@@ -13,6 +13,10 @@ typedef int (*cli_command)(int argc, char **argv);
 
 int cmd_devices(int argc, char **argv);
 int cmd_selfcheck(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 /* Option parsing: `--name value` or `--name=value`. Each returns 1 when
  * argv[*i] is that option (advancing *i past its value), 0 when it is not,
@@ -23,7 +27,7 @@ int cli_option_float(int argc, char **argv, int *i, const char *name, float *val
 /* 1 if argv[*i] is exactly `name` (a flag without a value). */
 int cli_flag(char **argv, int i, const char *name);
 
-/* Prints "clora <command>: <what>: <status string> — <detail>" to stderr. */
+/* Prints "clora <command>: <what>: <detail> (<status name>)" on one line to stderr. */
 void cli_report(const char *command, const char *what, clora_status status);
 
 /* Monotonic seconds. */

@@ -10,9 +10,13 @@ static const char usage[] =
     "LoRA fine-tuning and inference on any OpenCL device.\n"
     "\n"
     "commands:\n"
+    "  demo        the main job: pre-train a model, freeze it, fine-tune a LoRA adapter\n"
+    "              on a new task, report and save everything (what `make demo` runs)\n"
+    "  train       LoRA-fine-tune a saved model on a dataset file; save a PEFT adapter\n"
+    "  merge       merge an adapter into a model and save the merged model\n"
+    "  info        describe an adapter folder, a model folder or a .safetensors file\n"
     "  devices     list the OpenCL devices clora can use\n"
     "  selfcheck   check one LoRA layer against the plain-C reference and time it\n"
-    "  demo        what `make demo` runs: devices, then selfcheck on a GPT-2-sized layer\n"
     "  version     print the version (also: --version)\n"
     "  help        print this text (also: --help); `clora <command> --help` for a command\n"
     "\n"
@@ -21,22 +25,6 @@ static const char usage[] =
     "  CLORA_KERNEL_DIR  load OpenCL kernels from this folder instead of the embedded copy\n"
     "  CLORA_RANK_KERNEL rank-r kernels: tiled or streaming (default: streaming on CPUs)\n"
     "  CLORA_RANK_TILE   cap the tiled rank-r kernel's tile edge (1, 2, 4, 8 or 16)\n";
-
-static int cmd_demo(int argc, char **argv)
-{
-    if (argc > 1 && (cli_flag(argv, 1, "--help") || cli_flag(argv, 1, "-h"))) {
-        printf("usage: clora demo [--device SEL]\n\n"
-               "Lists the devices, then runs `clora selfcheck` on a GPT-2-sized LoRA layer\n"
-               "(N = 512, in = out = 768, r = 8).\n");
-        return 0;
-    }
-    char *devices_argv[] = {"devices", NULL};
-    int status = cmd_devices(1, devices_argv);
-    if (status != 0)
-        return status;
-    printf("\n");
-    return cmd_selfcheck(argc, argv);
-}
 
 int main(int argc, char **argv)
 {
@@ -57,13 +45,13 @@ int main(int argc, char **argv)
         const char *name;
         cli_command run;
     } commands[] = {
-        {"devices", cmd_devices},
+        {"demo", cmd_demo},       {"train", cmd_train}, {"merge", cmd_merge},
+        {"info", cmd_info},       {"devices", cmd_devices},
         {"selfcheck", cmd_selfcheck},
-        {"demo", cmd_demo},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
         if (!strcmp(command, commands[i].name))
             return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "clora: unknown command \"%s\"\n\n%s", command, usage);
+    fprintf(stderr, "clora: unknown command \"%s\" (see clora --help)\n", command);
     return 2;
 }

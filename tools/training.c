@@ -1,0 +1,448 @@
+/* training.c — datasets, batches, evaluation, progress and reports for the
+ * `clora` command. */
+#define _POSIX_C_SOURCE 200809L
+#include "training.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ---- datasets ------------------------------------------------------------------ */
+
+static int fail_dataset(const char *path, const char *what)
+{
+    fprintf(stderr, "clora: dataset %s: %s\n", path, what);
+    return 0;
+}
+
+int dataset_load(const char *path, dataset *data)
+{
+    memset(data, 0, sizeof *data);
+    clora_safetensors *file = NULL;
+    clora_status status = clora_safetensors_open(&file, path);
+    if (status != CLORA_OK) {
+        fprintf(stderr, "clora: %s\n", clora_last_error());
+        return 0;
+    }
+    clora_tensor_view inputs, labels, targets;
+    int has_labels = clora_safetensors_find(file, "labels", &labels) == CLORA_OK;
+    int has_targets = clora_safetensors_find(file, "targets", &targets) == CLORA_OK;
+    int ok = 1;
+    char why[256];
+    if (clora_safetensors_find(file, "inputs", &inputs) != CLORA_OK) {
+        ok = fail_dataset(path, "no tensor named \"inputs\"");
+    } else if (inputs.ndim < 2 || inputs.ndim > 4 || inputs.numel == 0) {
+        ok = fail_dataset(path, "\"inputs\" must be (N, ...) with 2 to 4 dimensions, not empty");
+    } else if (inputs.dtype != CLORA_DTYPE_F32 && inputs.dtype != CLORA_DTYPE_I32 &&
+               !clora_dtype_is_float(inputs.dtype)) {
+        snprintf(why, sizeof why, "\"inputs\" holds %s; use F32 features or I32 token ids",
+                 clora_dtype_name(inputs.dtype));
+        ok = fail_dataset(path, why);
+    } else if (has_labels == has_targets) {
+        ok = fail_dataset(path, "needs either \"labels\" (I32, classification) or \"targets\" "
+                                "(F32, regression)");
+    } else if (has_labels && (labels.dtype != CLORA_DTYPE_I32 || labels.ndim != 1 ||
+                              labels.shape[0] != inputs.shape[0])) {
+        ok = fail_dataset(path, "\"labels\" must be I32 (N) with N as in \"inputs\"");
+    } else if (has_targets && (!clora_dtype_is_float(targets.dtype) || targets.ndim < 1 ||
+                               targets.shape[0] != inputs.shape[0])) {
+        ok = fail_dataset(path, "\"targets\" must be float (N, ...) with N as in \"inputs\"");
+    }
+    if (ok) {
+        data->count = inputs.shape[0];
+        data->input_dtype = inputs.dtype == CLORA_DTYPE_I32 ? CLORA_DTYPE_I32 : CLORA_DTYPE_F32;
+        data->input_ndim = inputs.ndim - 1;
+        for (size_t d = 1; d < inputs.ndim; ++d)
+            data->input_shape[d - 1] = inputs.shape[d];
+        data->input_width = inputs.numel / data->count;
+        data->inputs = malloc(inputs.numel * 4);
+        if (!data->inputs) {
+            ok = fail_dataset(path, "out of memory");
+        } else if (data->input_dtype == CLORA_DTYPE_I32) {
+            memcpy(data->inputs, inputs.data, inputs.numel * 4);
+        } else if (clora_tensor_to_f32(&inputs, data->inputs) != CLORA_OK) {
+            ok = fail_dataset(path, clora_last_error());
+        }
+    }
+    if (ok && has_labels) {
+        data->labels = malloc(data->count * sizeof *data->labels);
+        if (!data->labels)
+            ok = fail_dataset(path, "out of memory");
+        else
+            memcpy(data->labels, labels.data, data->count * sizeof *data->labels);
+    }
+    if (ok && has_targets) {
+        data->target_width = targets.numel / data->count;
+        data->targets = malloc(targets.numel * sizeof *data->targets);
+        if (!data->targets || clora_tensor_to_f32(&targets, data->targets) != CLORA_OK)
+            ok = fail_dataset(path, "cannot read \"targets\"");
+    }
+    clora_safetensors_close(file);
+    if (!ok)
+        dataset_free(data);
+    return ok;
+}
+
+void dataset_free(dataset *data)
+{
+    free(data->inputs);
+    free(data->labels);
+    free(data->targets);
+    memset(data, 0, sizeof *data);
+}
+
+int dataset_save(const char *path, const dataset *data)
+{
+    clora_safetensors_writer *w = NULL;
+    clora_status status = clora_safetensors_writer_create(&w);
+    size_t shape[4] = {data->count};
+    for (size_t d = 0; d < data->input_ndim; ++d)
+        shape[d + 1] = data->input_shape[d];
+    if (status == CLORA_OK)
+        status = clora_safetensors_writer_add(w, "inputs", data->input_dtype, data->input_ndim + 1,
+                                              shape, data->inputs);
+    if (status == CLORA_OK && data->labels)
+        status = clora_safetensors_writer_add(w, "labels", CLORA_DTYPE_I32, 1, &data->count,
+                                              data->labels);
+    const size_t tshape[2] = {data->count, data->target_width};
+    if (status == CLORA_OK && data->targets)
+        status = clora_safetensors_writer_add(w, "targets", CLORA_DTYPE_F32, 2, tshape,
+                                              data->targets);
+    if (status == CLORA_OK)
+        status = clora_safetensors_writer_write(w, path);
+    clora_safetensors_writer_destroy(w);
+    if (status != CLORA_OK) {
+        fprintf(stderr, "clora: writing %s: %s\n", path, clora_last_error());
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- batches ----------------------------------------------------------------------- */
+
+clora_status batch_create(batch *b, clora_device *device, const dataset *data, size_t rows)
+{
+    memset(b, 0, sizeof *b);
+    b->rows = rows;
+    size_t shape[4] = {rows};
+    for (size_t d = 0; d < data->input_ndim; ++d)
+        shape[d + 1] = data->input_shape[d];
+    clora_status status = clora_buffer_create_typed(&b->input, device, data->input_dtype,
+                                                    data->input_ndim + 1, shape);
+    const size_t tshape[2] = {rows, data->target_width};
+    if (status == CLORA_OK)
+        status = data->labels
+                     ? clora_buffer_create_typed(&b->target, device, CLORA_DTYPE_I32, 1, &rows)
+                     : clora_buffer_create(&b->target, device, 2, tshape);
+    if (status != CLORA_OK)
+        batch_destroy(b);
+    return status;
+}
+
+void batch_destroy(batch *b)
+{
+    clora_buffer_destroy(b->input);
+    clora_buffer_destroy(b->target);
+    memset(b, 0, sizeof *b);
+}
+
+clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first)
+{
+    const size_t w = data->input_width, tw = data->target_width;
+    unsigned char *in = malloc(b->rows * w * 4);
+    void *target = malloc(b->rows * (data->labels ? 1 : tw) * 4);
+    clora_status status = CLORA_OK;
+    if (!in || !target) {
+        free(in);
+        free(target);
+        return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    }
+    for (size_t i = 0; i < b->rows; ++i) {
+        size_t k = order ? order[first + i] : first + i;
+        memcpy(in + i * w * 4, (const unsigned char *)data->inputs + k * w * 4, w * 4);
+        if (data->labels)
+            ((int32_t *)target)[i] = data->labels[k];
+        else
+            memcpy((float *)target + i * tw, data->targets + k * tw, tw * sizeof(float));
+    }
+    status = data->input_dtype == CLORA_DTYPE_I32
+                 ? clora_buffer_upload_i32(b->input, 0, (const int32_t *)in, b->rows * w)
+                 : clora_buffer_upload(b->input, 0, (const float *)in, b->rows * w);
+    if (status == CLORA_OK)
+        status = data->labels ? clora_buffer_upload_i32(b->target, 0, target, b->rows)
+                              : clora_buffer_upload(b->target, 0, target, b->rows * tw);
+    free(in);
+    free(target);
+    return status;
+}
+
+clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, size_t steps,
+                        uint64_t seed, const char *label, loss_log *log, const char *phase,
+                        float *last_loss)
+{
+    const size_t per_epoch = data->count / b->rows;
+    size_t *order = malloc(data->count * sizeof *order);
+    if (!order)
+        return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    uint64_t rng = 0x5eedull ^ (seed * 0x9e3779b97f4a7c15ull);
+    progress bar;
+    progress_start(&bar, label, steps);
+    float loss = 0.0f;
+    clora_status status = CLORA_OK;
+    for (size_t step = 0; step < steps && status == CLORA_OK; ++step) {
+        const size_t slot = step % per_epoch;
+        if (slot == 0) { /* a new epoch: reshuffle (Fisher-Yates) */
+            for (size_t i = 0; i < data->count; ++i)
+                order[i] = i;
+            for (size_t i = data->count - 1; i > 0; --i) {
+                size_t j = (size_t)cli_uniform(&rng, 0.0f, (float)(i + 1));
+                j = j > i ? i : j;
+                size_t t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+        }
+        status = batch_fill(b, data, order, slot * b->rows);
+        if (status == CLORA_OK)
+            status = clora_trainer_step(trainer, b->input, b->target, &loss);
+        if (status == CLORA_OK) {
+            if (log)
+                loss_log_add(log, phase, step + 1, loss, clora_trainer_last_lr(trainer));
+            progress_update(&bar, step + 1, loss);
+        }
+    }
+    free(order);
+    if (status != CLORA_OK) {
+        if (bar.tty)
+            printf("\n");
+        return status;
+    }
+    progress_finish(&bar, steps, loss);
+    if (last_loss)
+        *last_loss = loss;
+    return CLORA_OK;
+}
+
+clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result)
+{
+    const int was_training = clora_model_training(model);
+    clora_model_set_training(model, 0);
+    size_t rows = batch_rows < data->count ? batch_rows : data->count;
+    batch b;
+    clora_status status = batch_create(&b, clora_model_device(model), data, rows);
+    double total = 0.0;
+    size_t seen = 0;
+    float *logits = NULL;
+    for (size_t first = 0; status == CLORA_OK && first < data->count; first += rows) {
+        size_t n = data->count - first < rows ? data->count - first : rows;
+        if (n != b.rows) { /* the last, shorter batch */
+            batch_destroy(&b);
+            if ((status = batch_create(&b, clora_model_device(model), data, n)))
+                break;
+        }
+        const clora_buffer *out = NULL;
+        if ((status = batch_fill(&b, data, NULL, first)) ||
+            (status = clora_model_forward(model, b.input, &out)))
+            break;
+        if (data->labels) {
+            size_t classes = clora_buffer_dim(out, clora_buffer_ndim(out) - 1);
+            float *grown = realloc(logits, n * classes * sizeof *logits);
+            if (!grown) {
+                status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+                break;
+            }
+            logits = grown;
+            if ((status = clora_buffer_download(out, 0, logits, n * classes)))
+                break;
+            for (size_t i = 0; i < n; ++i) {
+                size_t best = 0;
+                for (size_t c = 1; c < classes; ++c)
+                    if (logits[i * classes + c] > logits[i * classes + best])
+                        best = c;
+                total += (int32_t)best == data->labels[first + i];
+            }
+        } else {
+            float loss = 0;
+            if ((status = clora_mse(&loss, NULL, out, b.target)))
+                break;
+            total += loss * (double)n;
+        }
+        seen += n;
+    }
+    free(logits);
+    batch_destroy(&b);
+    clora_model_set_training(model, was_training);
+    if (status == CLORA_OK)
+        *result = seen ? total / (double)seen : 0.0;
+    return status;
+}
+
+/* ---- progress and loss log ------------------------------------------------------------- */
+
+void progress_start(progress *p, const char *label, size_t total)
+{
+    p->label = label;
+    p->total = total;
+    p->start = cli_seconds();
+    p->last_print = 0;
+    p->tty = isatty(fileno(stdout));
+}
+
+static void progress_line(const progress *p, size_t step, float loss, int final)
+{
+    double elapsed = cli_seconds() - p->start;
+    double rate = elapsed > 0 ? (double)step / elapsed : 0.0;
+    double eta = rate > 0 ? (double)(p->total - step) / rate : 0.0;
+    printf("%s  %s  step %zu/%zu  loss %.4f  %.1f steps/s  %s %.0fs%s", p->tty ? "\r" : "",
+           p->label, step, p->total, (double)loss, rate, final ? "took" : "ETA",
+           final ? elapsed : eta, p->tty && !final ? "   " : "\n");
+    fflush(stdout);
+}
+
+void progress_update(progress *p, size_t step, float loss)
+{
+    double now = cli_seconds();
+    int due = p->tty ? now - p->last_print > 0.1
+                     : (p->total >= 10 && step % (p->total / 10) == 0 && step < p->total);
+    if (!due)
+        return;
+    p->last_print = now;
+    progress_line(p, step, loss, 0);
+}
+
+void progress_finish(progress *p, size_t steps, float loss)
+{
+    progress_line(p, steps, loss, 1);
+}
+
+int loss_log_add(loss_log *log, const char *phase, size_t step, float loss, float lr)
+{
+    if (log->count == log->capacity) {
+        size_t cap = log->capacity ? 2 * log->capacity : 256;
+        char(*phases)[16] = realloc(log->phase, cap * sizeof *phases);
+        if (phases)
+            log->phase = phases;
+        size_t *steps = realloc(log->step, cap * sizeof *steps);
+        if (steps)
+            log->step = steps;
+        float *losses = realloc(log->loss, cap * sizeof *losses);
+        if (losses)
+            log->loss = losses;
+        float *lrs = realloc(log->lr, cap * sizeof *lrs);
+        if (lrs)
+            log->lr = lrs;
+        if (!phases || !steps || !losses || !lrs)
+            return 0;
+        log->capacity = cap;
+    }
+    snprintf(log->phase[log->count], sizeof log->phase[0], "%s", phase);
+    log->step[log->count] = step;
+    log->loss[log->count] = loss;
+    log->lr[log->count] = lr;
+    log->count++;
+    return 1;
+}
+
+int loss_log_write(const loss_log *log, const char *path)
+{
+    size_t cap = 64 + log->count * 64, used = 0;
+    char *text = malloc(cap);
+    if (!text)
+        return 0;
+    used += (size_t)snprintf(text, cap, "phase,step,loss,lr\n");
+    for (size_t i = 0; i < log->count; ++i)
+        used += (size_t)snprintf(text + used, cap - used, "%s,%zu,%.6g,%.6g\n", log->phase[i],
+                                 log->step[i], (double)log->loss[i], (double)log->lr[i]);
+    int ok = write_file_atomic(path, text, used);
+    free(text);
+    return ok;
+}
+
+void loss_log_free(loss_log *log)
+{
+    free(log->phase);
+    free(log->step);
+    free(log->loss);
+    free(log->lr);
+    memset(log, 0, sizeof *log);
+}
+
+/* ---- formatting and reports -------------------------------------------------------------- */
+
+const char *with_commas(size_t n, char *out, size_t size)
+{
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%zu", n);
+    size_t used = 0;
+    for (int i = 0; i < len && used + 2 < size; ++i) {
+        if (i > 0 && (len - i) % 3 == 0)
+            out[used++] = ',';
+        out[used++] = digits[i];
+    }
+    out[used] = '\0';
+    return out;
+}
+
+const char *human_bytes(double bytes, char *out, size_t size)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB"};
+    int u = 0;
+    while (bytes >= 1024.0 && u < 3) {
+        bytes /= 1024.0;
+        ++u;
+    }
+    snprintf(out, size, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+    return out;
+}
+
+void print_parameter_counts(FILE *out, clora_model *model, const char *indent)
+{
+    clora_param_counts counts;
+    if (clora_model_count_params(model, &counts) != CLORA_OK)
+        return;
+    char a[32], b[32];
+    fprintf(out, "%sTotal trainable LoRA parameters: %s\n", indent,
+            with_commas(counts.trainable, a, sizeof a));
+    fprintf(out, "%strainable params: %s || all params: %s || trainable%%: %.4f\n", indent,
+            with_commas(counts.trainable, a, sizeof a), with_commas(counts.total, b, sizeof b),
+            counts.total ? 100.0 * (double)counts.trainable / (double)counts.total : 0.0);
+}
+
+void print_memory(FILE *out, clora_device *device, const char *indent)
+{
+    clora_memory_report report;
+    if (clora_device_memory(device, &report) != CLORA_OK)
+        return;
+    char text[32];
+    fprintf(out, "%sdevice memory:", indent);
+    for (int c = CLORA_MEMORY_FROZEN; c < CLORA_MEMORY_CATEGORY_COUNT; ++c)
+        fprintf(out, "%s %s %s", c == CLORA_MEMORY_FROZEN ? "" : ",",
+                clora_memory_category_name((clora_memory_category)c),
+                human_bytes((double)report.bytes[c], text, sizeof text));
+    fprintf(out, " (peak %s)\n", human_bytes((double)report.peak, text, sizeof text));
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size)
+{
+    size_t len = strlen(path) + 16;
+    char *temp = malloc(len);
+    if (!temp)
+        return 0;
+    snprintf(temp, len, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(temp, "wb");
+    int ok = f && fwrite(data, 1, size, f) == size;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (ok && rename(temp, path) != 0)
+        ok = 0;
+    if (!ok) {
+        fprintf(stderr, "clora: cannot write %s: %s\n", path, strerror(errno));
+        unlink(temp);
+    }
+    free(temp);
+    return ok;
+}

@@ -1,0 +1,98 @@
+/* training.h — what `clora train` and `clora demo` share: datasets in
+ * safetensors files, batches, evaluation, the progress line, the loss log,
+ * and the parameter and memory reports. */
+#ifndef CLORA_TOOLS_TRAINING_H
+#define CLORA_TOOLS_TRAINING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "clora/clora.h"
+
+/* A dataset file (safetensors) holds:
+ *   "inputs"  F32 (N, ...) features, or I32 (N, ...) token ids
+ *   "labels"  I32 (N) class indices  — classification (cross-entropy), or
+ *   "targets" F32 (N, ...)           — regression (mean squared error). */
+typedef struct dataset {
+    size_t count;             /* N */
+    clora_dtype input_dtype;  /* F32 or I32 */
+    size_t input_ndim;        /* dimensions of one example */
+    size_t input_shape[3];
+    size_t input_width;       /* elements of one example */
+    void *inputs;             /* count * input_width */
+    int32_t *labels;          /* classification, or NULL */
+    float *targets;           /* regression, or NULL */
+    size_t target_width;
+} dataset;
+
+/* Loads and checks a dataset file; prints a one-line error and returns 0 on
+ * failure. */
+int dataset_load(const char *path, dataset *data);
+void dataset_free(dataset *data);
+/* Writes a dataset file (atomically); returns 0 after printing an error. */
+int dataset_save(const char *path, const dataset *data);
+
+/* Device buffers for one batch of `rows` examples. */
+typedef struct batch {
+    size_t rows;
+    clora_buffer *input, *target;
+} batch;
+
+clora_status batch_create(batch *b, clora_device *device, const dataset *data, size_t rows);
+void batch_destroy(batch *b);
+/* Fills the batch with examples order[first .. first + rows). */
+clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first);
+
+/* Classification: the fraction of examples whose largest logit is the
+ * label; regression: the mean squared error. Runs in eval mode. */
+clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result);
+
+/* The live progress line: "  <label>  step 120/400  loss 0.1234  52.3 steps/s  ETA 5s",
+ * rewritten in place on a terminal, printed every tenth of the run otherwise. */
+typedef struct progress {
+    const char *label;
+    size_t total;
+    double start, last_print;
+    int tty;
+} progress;
+
+void progress_start(progress *p, const char *label, size_t total);
+void progress_update(progress *p, size_t step, float loss);
+void progress_finish(progress *p, size_t steps, float loss);
+
+/* The loss curve, written as CSV (phase,step,loss,lr). */
+typedef struct loss_log {
+    char (*phase)[16];
+    size_t *step;
+    float *loss, *lr;
+    size_t count, capacity;
+} loss_log;
+
+int loss_log_add(loss_log *log, const char *phase, size_t step, float loss, float lr);
+int loss_log_write(const loss_log *log, const char *path);
+void loss_log_free(loss_log *log);
+
+/* Runs `steps` trainer steps over shuffled batches of b->rows examples
+ * (reshuffled every epoch from `seed`; an epoch's last partial batch is
+ * skipped), with a progress line and the loss of each step in `log` under
+ * `phase`. *last_loss gets the final batch loss. */
+clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, size_t steps,
+                        uint64_t seed, const char *label, loss_log *log, const char *phase,
+                        float *last_loss);
+
+/* "12,345" */
+const char *with_commas(size_t n, char *out, size_t size);
+/* "12.3 KiB" */
+const char *human_bytes(double bytes, char *out, size_t size);
+
+/* Prints the parameter counts the way the original request's text reports
+ * them, plus PEFT's one-line summary. */
+void print_parameter_counts(FILE *out, clora_model *model, const char *indent);
+/* Prints device memory by category. */
+void print_memory(FILE *out, clora_device *device, const char *indent);
+
+/* Writes `size` bytes to path through a temporary renamed over it. */
+int write_file_atomic(const char *path, const void *data, size_t size);
+
+#endif /* CLORA_TOOLS_TRAINING_H */
