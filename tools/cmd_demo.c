@@ -195,13 +195,12 @@ int cmd_demo(int argc, char **argv)
         cli_report("demo", "setting up pre-training", status);
         goto done;
     }
-    double t0 = cli_seconds();
+    double full_step = 0, lora_step = 0;
     if ((status = train_loop(trainer, &a_train, &b, o.steps_a, o.seed, "pre-training (all weights)",
-                             &log, "pretrain_a", &loss))) {
+                             &log, "pretrain_a", &loss, &full_step))) {
         cli_report("demo", "pre-training", status);
         goto done;
     }
-    const double full_step = (cli_seconds() - t0) / (double)o.steps_a;
     clora_trainer_destroy(trainer);
     trainer = NULL;
     if ((status = evaluate(model, &a_eval, 500, &acc_a))) {
@@ -249,13 +248,11 @@ int cmd_demo(int argc, char **argv)
         cli_report("demo", "setting up fine-tuning", status);
         goto done;
     }
-    t0 = cli_seconds();
     if ((status = train_loop(trainer, &b_train, &b, o.steps_b, o.seed + 1,
-                             "fine-tuning (LoRA only)", &log, "lora_b", &loss))) {
+                             "fine-tuning (LoRA only)", &log, "lora_b", &loss, &lora_step))) {
         cli_report("demo", "fine-tuning", status);
         goto done;
     }
-    const double lora_step = (cli_seconds() - t0) / (double)o.steps_b;
     if ((status = evaluate(model, &b_eval, 500, &acc_b_after))) {
         cli_report("demo", "evaluating", status);
         goto done;

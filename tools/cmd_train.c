@@ -307,13 +307,12 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     float loss = 0;
-    const double t0 = cli_seconds();
-    if ((status = train_loop(trainer, &train, &b, steps, o.seed, "training", &log, "train",
-                             &loss))) {
+    double per_step = 0;
+    if ((status = train_loop(trainer, &train, &b, steps, o.seed, "training", &log, "train", &loss,
+                             &per_step))) {
         cli_report("train", "training", status);
         goto done;
     }
-    const double per_step = (cli_seconds() - t0) / (double)steps;
     if ((status = evaluate(model, eval_data, 256, &after))) {
         cli_report("train", "evaluating", status);
         goto done;

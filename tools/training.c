@@ -182,8 +182,10 @@ clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size
 
 clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, size_t steps,
                         uint64_t seed, const char *label, loss_log *log, const char *phase,
-                        float *last_loss)
+                        float *last_loss, double *step_seconds)
 {
+    const size_t untimed = steps / 10 < 10 ? steps / 10 : 10;
+    double timed_from = cli_seconds();
     const size_t per_epoch = data->count / b->rows;
     size_t *order = malloc(data->count * sizeof *order);
     if (!order)
@@ -194,6 +196,10 @@ clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, s
     float loss = 0.0f;
     clora_status status = CLORA_OK;
     for (size_t step = 0; step < steps && status == CLORA_OK; ++step) {
+        if (step == untimed) {
+            clora_device_finish(clora_buffer_device(b->input));
+            timed_from = cli_seconds();
+        }
         const size_t slot = step % per_epoch;
         if (slot == 0) { /* a new epoch: reshuffle (Fisher-Yates) */
             for (size_t i = 0; i < data->count; ++i)
@@ -221,6 +227,9 @@ clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, s
             printf("\n");
         return status;
     }
+    clora_device_finish(clora_buffer_device(b->input));
+    if (step_seconds)
+        *step_seconds = (cli_seconds() - timed_from) / (double)(steps - untimed);
     progress_finish(&bar, steps, loss);
     if (last_loss)
         *last_loss = loss;
@@ -405,8 +414,8 @@ void print_parameter_counts(FILE *out, clora_model *model, const char *indent)
     if (clora_model_count_params(model, &counts) != CLORA_OK)
         return;
     char a[32], b[32];
-    fprintf(out, "%sTotal trainable LoRA parameters: %s\n", indent,
-            with_commas(counts.trainable, a, sizeof a));
+    fprintf(out, "%sTotal trainable LoRA parameters: %s (frozen: %s)\n", indent,
+            with_commas(counts.trainable, a, sizeof a), with_commas(counts.frozen, b, sizeof b));
     fprintf(out, "%strainable params: %s || all params: %s || trainable%%: %.4f\n", indent,
             with_commas(counts.trainable, a, sizeof a), with_commas(counts.total, b, sizeof b),
             counts.total ? 100.0 * (double)counts.trainable / (double)counts.total : 0.0);

@@ -76,10 +76,12 @@ void loss_log_free(loss_log *log);
 /* Runs `steps` trainer steps over shuffled batches of b->rows examples
  * (reshuffled every epoch from `seed`; an epoch's last partial batch is
  * skipped), with a progress line and the loss of each step in `log` under
- * `phase`. *last_loss gets the final batch loss. */
+ * `phase`. *last_loss gets the final batch loss; *step_seconds (may be
+ * NULL) the mean time of a step after the first tenth of the run (at most
+ * 10 steps), which leaves out kernel compilation on first use. */
 clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, size_t steps,
                         uint64_t seed, const char *label, loss_log *log, const char *phase,
-                        float *last_loss);
+                        float *last_loss, double *step_seconds);
 
 /* "12,345" */
 const char *with_commas(size_t n, char *out, size_t size);
