@@ -832,7 +832,7 @@ static clora_status ensure_program(clora_device *dev, clora__program_id id)
     }
 }
 
-clora_status clora__device_kernel(clora_device *dev, clora__kernel_id id, cl_kernel *out)
+static clora_status device_kernel(clora_device *dev, clora__kernel_id id, cl_kernel *out)
 {
     clora_status status = ensure_program(dev, kernel_table[id].program);
     if (status != CLORA_OK)
@@ -867,7 +867,7 @@ clora_status clora__device_scratch(clora_device *dev, size_t bytes, cl_mem *out)
     return CLORA_OK;
 }
 
-clora_status clora__device_launch(clora_device *dev, clora__kernel_id id, cl_uint dims,
+static clora_status device_launch(clora_device *dev, clora__kernel_id id, cl_uint dims,
                                   const size_t *global, const size_t *local)
 {
     size_t group[3] = {1, 1, 1}, rounded[3];
@@ -896,6 +896,35 @@ clora_status clora__device_launch(clora_device *dev, clora__kernel_id id, cl_uin
         return CLORA__FAIL_CL(err, call);
     }
     return CLORA_OK;
+}
+
+clora_status clora__args_begin(clora__args *args, clora_device *dev, clora__kernel_id id)
+{
+    args->device = dev;
+    args->id = id;
+    args->kernel = NULL;
+    args->index = 0;
+    args->err = CL_SUCCESS;
+    return device_kernel(dev, id, &args->kernel);
+}
+
+clora_status clora__args_launch(const clora__args *args, cl_uint dims, const size_t *global,
+                                const size_t *local)
+{
+    if (args->err != CL_SUCCESS) {
+        char call[128];
+        snprintf(call, sizeof call, "clSetKernelArg(%s)", kernel_table[args->id].name);
+        return CLORA__FAIL_CL(args->err, call);
+    }
+    return device_launch(args->device, args->id, dims, global, local);
+}
+
+void clora__arg_int(clora__args *args, int value)
+{
+    cl_int v = value;
+    if (args->err == CL_SUCCESS)
+        args->err = clSetKernelArg(args->kernel, args->index, sizeof v, &v);
+    args->index++;
 }
 
 void clora__arg_mem(clora__args *args, cl_mem mem)

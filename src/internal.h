@@ -121,28 +121,29 @@ struct clora_device {
 /* Records `bytes` more (or, negative, fewer) held in `category`. */
 void clora__device_account(clora_device *device, clora_memory_category category, int64_t bytes);
 
-/* The kernel `id`, building its program on first use. */
-clora_status clora__device_kernel(clora_device *device, clora__kernel_id id, cl_kernel *out);
-
 /* A scratch buffer of at least `bytes`, owned by the device. Its contents
  * live until the next clora op; the queue is in order, so reuse is safe. */
 clora_status clora__device_scratch(clora_device *device, size_t bytes, cl_mem *out);
 
-/* Enqueues kernel `id` (its arguments set) over `global`, rounded up to
- * multiples of `local`; a `local` larger than the kernel allows on this
- * device is halved until it fits. */
-clora_status clora__device_launch(clora_device *device, clora__kernel_id id, cl_uint dims,
-                                  const size_t *global, const size_t *local);
-
-/* Sequential kernel-argument setting with one error check at the end. */
+/* One kernel launch: clora__args_begin() fetches kernel `id` (building its
+ * program on first use), the clora__arg_* calls set its arguments in order,
+ * and clora__args_launch() enqueues it over `global` (rounded up to
+ * multiples of `local`, which is halved while larger than the kernel
+ * allows on the device), reporting the first argument that failed to set. */
 typedef struct clora__args {
+    clora_device *device;
+    clora__kernel_id id;
     cl_kernel kernel;
     cl_uint index;
     cl_int err;
 } clora__args;
+clora_status clora__args_begin(clora__args *args, clora_device *device, clora__kernel_id id);
 void clora__arg_mem(clora__args *args, cl_mem mem);
 void clora__arg_uint(clora__args *args, size_t value); /* caller ensures it fits */
+void clora__arg_int(clora__args *args, int value);
 void clora__arg_float(clora__args *args, float value);
+clora_status clora__args_launch(const clora__args *args, cl_uint dims, const size_t *global,
+                                const size_t *local);
 
 /* ---- buffers (buffer.c) ------------------------------------------------ */
 

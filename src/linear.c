@@ -62,21 +62,18 @@ clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const cl
 static clora_status launch_rows_cols(clora__kernel_id id, clora_buffer *out, const clora_buffer *in,
                                      size_t rows, size_t cols, cl_uint dims)
 {
-    cl_kernel kernel;
-    clora_status status = clora__device_kernel(out->device, id, &kernel);
+    clora__args a;
+    clora_status status = clora__args_begin(&a, out->device, id);
     if (status != CLORA_OK)
         return status;
-    clora__args args = {kernel, 0, CL_SUCCESS};
-    clora__arg_mem(&args, out->mem);
-    clora__arg_uint(&args, out->offset);
-    clora__arg_mem(&args, in->mem);
-    clora__arg_uint(&args, in->offset);
-    clora__arg_uint(&args, rows);
-    clora__arg_uint(&args, cols);
-    if (args.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(args.err, "clSetKernelArg");
+    clora__arg_mem(&a, out->mem);
+    clora__arg_uint(&a, out->offset);
+    clora__arg_mem(&a, in->mem);
+    clora__arg_uint(&a, in->offset);
+    clora__arg_uint(&a, rows);
+    clora__arg_uint(&a, cols);
     const size_t global[2] = {cols, rows}, local[2] = {16, 4};
-    return clora__device_launch(out->device, id, dims, global, local);
+    return clora__args_launch(&a, dims, global, local);
 }
 
 /* y (N, out) = b on every row. */

@@ -58,12 +58,11 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
                                 size_t chunks, size_t k_chunk)
 {
     const int tiled = dev->rank_kernel == CLORA__RANK_TILED;
-    const clora__kernel_id id = tiled ? CLORA__KERNEL_LORA_GEMM : CLORA__KERNEL_LORA_STREAM;
-    cl_kernel kernel;
-    clora_status status = clora__device_kernel(dev, id, &kernel);
+    clora__args a;
+    clora_status status =
+        clora__args_begin(&a, dev, tiled ? CLORA__KERNEL_LORA_GEMM : CLORA__KERNEL_LORA_STREAM);
     if (status != CLORA_OK)
         return status;
-    clora__args a = {kernel, 0, CL_SUCCESS};
     clora__arg_mem(&a, g->x);
     clora__arg_uint(&a, g->x_offset);
     clora__arg_uint(&a, g->x_stride_m);
@@ -88,18 +87,16 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
     clora__arg_uint(&a, drop->seed_hi);
     clora__arg_uint(&a, drop->threshold);
     clora__arg_float(&a, drop->scale);
-    if (a.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(a.err, tiled ? "clSetKernelArg(lora_gemm)" : "clSetKernelArg(lora_stream)");
     if (tiled) {
         const size_t t = dev->rank_tile;
         const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
-        return clora__device_launch(dev, id, 3, global, local);
+        return clora__args_launch(&a, 3, global, local);
     }
     /* Streaming: one work-item per 4 outputs of a row; ~64 per group. */
     const size_t blocks = (g->p + 3) / 4;
     const size_t across = blocks < 16 ? blocks : 16;
     const size_t global[3] = {blocks, g->m, chunks}, local[3] = {across, 64 / across, 1};
-    return clora__device_launch(dev, id, 3, global, local);
+    return clora__args_launch(&a, 3, global, local);
 }
 
 /* C = epilogue(alpha · X · Y) in one pass over K. */
@@ -158,11 +155,9 @@ static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g, const dro
     if (status != CLORA_OK)
         return status;
 
-    cl_kernel kernel;
-    status = clora__device_kernel(dev, CLORA__KERNEL_LORA_REDUCE, &kernel);
-    if (status != CLORA_OK)
+    clora__args a;
+    if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_LORA_REDUCE)))
         return status;
-    clora__args a = {kernel, 0, CL_SUCCESS};
     clora__arg_mem(&a, partial);
     clora__arg_uint(&a, partial_offset);
     clora__arg_uint(&a, chunks);
@@ -174,11 +169,9 @@ static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g, const dro
     clora__arg_uint(&a, g->c_stride_p);
     clora__arg_float(&a, g->alpha);
     clora__arg_uint(&a, CLORA__GEMM_ACCUMULATE);
-    if (a.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(a.err, "clSetKernelArg(lora_reduce_partials)");
     const size_t t = dev->rank_tile;
     const size_t global[2] = {g->p, g->m}, local[2] = {t, t};
-    return clora__device_launch(dev, CLORA__KERNEL_LORA_REDUCE, 2, global, local);
+    return clora__args_launch(&a, 2, global, local);
 }
 
 /* W += scale * B * A for a base weight stored (out, in) or (in, out); the

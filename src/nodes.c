@@ -94,38 +94,29 @@ static unsigned activation_code(clora_node_kind kind)
     }
 }
 
-static clora_status launch_1d(clora_device *dev, clora__kernel_id id, clora__args *args, size_t n)
-{
-    if (args->err != CL_SUCCESS)
-        return CLORA__FAIL_CL(args->err, "clSetKernelArg");
-    const size_t global[1] = {n}, local[1] = {64};
-    return clora__device_launch(dev, id, 1, global, local);
-}
-
 static clora_status activation_forward(clora_node *node, const clora_buffer *x, clora_buffer *y)
 {
-    cl_kernel k;
-    clora_status status = clora__device_kernel(x->device, CLORA__KERNEL_ACTIVATION_FORWARD, &k);
+    clora__args a;
+    clora_status status = clora__args_begin(&a, x->device, CLORA__KERNEL_ACTIVATION_FORWARD);
     if (status != CLORA_OK)
         return status;
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, y->mem);
     clora__arg_uint(&a, y->offset);
     clora__arg_mem(&a, x->mem);
     clora__arg_uint(&a, x->offset);
     clora__arg_uint(&a, x->numel);
     clora__arg_uint(&a, activation_code(node->kind));
-    return launch_1d(x->device, CLORA__KERNEL_ACTIVATION_FORWARD, &a, x->numel);
+    const size_t global[1] = {x->numel}, local[1] = {64};
+    return clora__args_launch(&a, 1, global, local);
 }
 
 static clora_status activation_backward(clora_node *node, clora_buffer *dx, const clora_buffer *dy)
 {
     const clora_buffer *x = node->input, *y = node->output;
-    cl_kernel k;
-    clora_status status = clora__device_kernel(x->device, CLORA__KERNEL_ACTIVATION_BACKWARD, &k);
+    clora__args a;
+    clora_status status = clora__args_begin(&a, x->device, CLORA__KERNEL_ACTIVATION_BACKWARD);
     if (status != CLORA_OK)
         return status;
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, dx->mem);
     clora__arg_uint(&a, dx->offset);
     clora__arg_mem(&a, dy->mem);
@@ -136,18 +127,18 @@ static clora_status activation_backward(clora_node *node, clora_buffer *dx, cons
     clora__arg_uint(&a, y->offset);
     clora__arg_uint(&a, x->numel);
     clora__arg_uint(&a, activation_code(node->kind));
-    return launch_1d(x->device, CLORA__KERNEL_ACTIVATION_BACKWARD, &a, x->numel);
+    const size_t global[1] = {x->numel}, local[1] = {64};
+    return clora__args_launch(&a, 1, global, local);
 }
 
 /* out = in * mask / (1 - p), keyed (row, col) over in's (rows, cols). */
 static clora_status dropout_apply(const clora_node *node, clora_buffer *out, const clora_buffer *in)
 {
-    cl_kernel k;
-    clora_status status = clora__device_kernel(in->device, CLORA__KERNEL_DROPOUT_APPLY, &k);
+    clora__args a;
+    clora_status status = clora__args_begin(&a, in->device, CLORA__KERNEL_DROPOUT_APPLY);
     if (status != CLORA_OK)
         return status;
     size_t rows = clora__rows(in), cols = clora__cols(in);
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, out->mem);
     clora__arg_uint(&a, out->offset);
     clora__arg_mem(&a, in->mem);
@@ -158,10 +149,8 @@ static clora_status dropout_apply(const clora_node *node, clora_buffer *out, con
     clora__arg_uint(&a, (cl_uint)(node->dropout_seed >> 32));
     clora__arg_uint(&a, (cl_uint)floor((double)node->p * 16777216.0));
     clora__arg_float(&a, 1.0f / (1.0f - node->p));
-    if (a.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(a.err, "clSetKernelArg(dropout_apply)");
     const size_t global[2] = {cols, rows}, local[2] = {16, 4};
-    return clora__device_launch(in->device, CLORA__KERNEL_DROPOUT_APPLY, 2, global, local);
+    return clora__args_launch(&a, 2, global, local);
 }
 
 /* ---- LayerNorm --------------------------------------------------------------------- */
@@ -170,15 +159,14 @@ static clora_status layer_norm_forward(clora_node *node, const clora_buffer *x, 
 {
     const clora_buffer *w = value_of(node, "weight"), *b = value_of(node, "bias");
     size_t rows = clora__rows(x);
+    clora__args a;
     clora_status status = ensure(&node->saved[0], x->device, 1, &rows);
     if (status == CLORA_OK)
         status = ensure(&node->saved[1], x->device, 1, &rows);
-    cl_kernel k;
     if (status == CLORA_OK)
-        status = clora__device_kernel(x->device, CLORA__KERNEL_LAYER_NORM_FORWARD, &k);
+        status = clora__args_begin(&a, x->device, CLORA__KERNEL_LAYER_NORM_FORWARD);
     if (status != CLORA_OK)
         return status;
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, y->mem);
     clora__arg_uint(&a, y->offset);
     clora__arg_mem(&a, node->saved[0]->mem);
@@ -192,7 +180,8 @@ static clora_status layer_norm_forward(clora_node *node, const clora_buffer *x, 
     clora__arg_uint(&a, rows);
     clora__arg_uint(&a, node->features);
     clora__arg_float(&a, node->eps);
-    return launch_1d(x->device, CLORA__KERNEL_LAYER_NORM_FORWARD, &a, rows);
+    const size_t global[1] = {rows}, local[1] = {64};
+    return clora__args_launch(&a, 1, global, local);
 }
 
 static clora_status layer_norm_backward(clora_node *node, const clora_buffer *dy, clora_buffer *dx)
@@ -201,12 +190,11 @@ static clora_status layer_norm_backward(clora_node *node, const clora_buffer *dy
     clora_buffer *dw = grad_of(node, "weight"), *db = grad_of(node, "bias");
     size_t rows = clora__rows(x), cols = node->features;
     clora_device *dev = x->device;
-    cl_kernel k;
+    clora__args a;
     clora_status status;
     if (dw || db) {
-        if ((status = clora__device_kernel(dev, CLORA__KERNEL_LAYER_NORM_PARAM_GRADS, &k)))
+        if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_LAYER_NORM_PARAM_GRADS)))
             return status;
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, dw ? dw->mem : dy->mem);
         clora__arg_uint(&a, dw ? dw->offset : 0);
         clora__arg_mem(&a, db ? db->mem : dy->mem);
@@ -221,14 +209,14 @@ static clora_status layer_norm_backward(clora_node *node, const clora_buffer *dy
         clora__arg_mem(&a, node->saved[1]->mem);
         clora__arg_uint(&a, rows);
         clora__arg_uint(&a, cols);
-        if ((status = launch_1d(dev, CLORA__KERNEL_LAYER_NORM_PARAM_GRADS, &a, cols)))
+        const size_t global[1] = {cols}, local[1] = {64};
+        if ((status = clora__args_launch(&a, 1, global, local)))
             return status;
     }
     if (!dx)
         return CLORA_OK;
-    if ((status = clora__device_kernel(dev, CLORA__KERNEL_LAYER_NORM_BACKWARD, &k)))
+    if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_LAYER_NORM_BACKWARD)))
         return status;
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, dx->mem);
     clora__arg_uint(&a, dx->offset);
     clora__arg_mem(&a, dy->mem);
@@ -241,7 +229,8 @@ static clora_status layer_norm_backward(clora_node *node, const clora_buffer *dy
     clora__arg_mem(&a, node->saved[1]->mem);
     clora__arg_uint(&a, rows);
     clora__arg_uint(&a, cols);
-    return launch_1d(dev, CLORA__KERNEL_LAYER_NORM_BACKWARD, &a, rows);
+    const size_t global[1] = {rows}, local[1] = {64};
+    return clora__args_launch(&a, 1, global, local);
 }
 
 /* ---- Embedding -------------------------------------------------------------------------- */
@@ -262,10 +251,9 @@ static clora_status embedding_forward(clora_node *node, const clora_buffer *ids,
     if (status != CLORA_OK)
         return status;
     const clora_buffer *w = value_of(node, "weight");
-    cl_kernel k;
-    if ((status = clora__device_kernel(ids->device, CLORA__KERNEL_EMBEDDING_FORWARD, &k)))
+    clora__args a;
+    if ((status = clora__args_begin(&a, ids->device, CLORA__KERNEL_EMBEDDING_FORWARD)))
         return status;
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, y->mem);
     clora__arg_uint(&a, y->offset);
     clora__arg_mem(&a, w->mem);
@@ -274,10 +262,8 @@ static clora_status embedding_forward(clora_node *node, const clora_buffer *ids,
     clora__arg_uint(&a, ids->offset);
     clora__arg_uint(&a, ids->numel);
     clora__arg_uint(&a, node->features);
-    if (a.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(a.err, "clSetKernelArg(embedding_forward)");
     const size_t global[2] = {node->features, ids->numel}, local[2] = {16, 4};
-    return clora__device_launch(ids->device, CLORA__KERNEL_EMBEDDING_FORWARD, 2, global, local);
+    return clora__args_launch(&a, 2, global, local);
 }
 
 static clora_status embedding_backward(clora_node *node, const clora_buffer *dy)
@@ -286,11 +272,10 @@ static clora_status embedding_backward(clora_node *node, const clora_buffer *dy)
     if (!dw)
         return CLORA_OK;
     const clora_buffer *ids = node->input;
-    cl_kernel k;
-    clora_status status = clora__device_kernel(ids->device, CLORA__KERNEL_EMBEDDING_BACKWARD, &k);
+    clora__args a;
+    clora_status status = clora__args_begin(&a, ids->device, CLORA__KERNEL_EMBEDDING_BACKWARD);
     if (status != CLORA_OK)
         return status;
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, dw->mem);
     clora__arg_uint(&a, dw->offset);
     clora__arg_mem(&a, dy->mem);
@@ -299,7 +284,8 @@ static clora_status embedding_backward(clora_node *node, const clora_buffer *dy)
     clora__arg_uint(&a, ids->offset);
     clora__arg_uint(&a, ids->numel);
     clora__arg_uint(&a, node->features);
-    return launch_1d(ids->device, CLORA__KERNEL_EMBEDDING_BACKWARD, &a, node->features);
+    const size_t global[1] = {node->features}, local[1] = {64};
+    return clora__args_launch(&a, 1, global, local);
 }
 
 /* ---- Linear and LoRA --------------------------------------------------------------------- */

@@ -17,38 +17,32 @@ clora_status clora__sum(clora_device *dev, cl_mem out, size_t out_offset, const 
     if (parts == 0)
         parts = 1;
     cl_mem partials;
+    clora__args a;
     clora_status status = clora__device_scratch(dev, parts * sizeof(float), &partials);
-    cl_kernel k;
     if (status == CLORA_OK && x->numel > 0) {
-        if ((status = clora__device_kernel(dev, CLORA__KERNEL_SUM_PARTIALS, &k)))
+        if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_SUM_PARTIALS)))
             return status;
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, partials);
         clora__arg_mem(&a, x->mem);
         clora__arg_uint(&a, x->offset);
         clora__arg_uint(&a, x->numel);
         clora__arg_uint(&a, SUM_CHUNK);
         clora__arg_uint(&a, square != 0);
-        if (a.err != CL_SUCCESS)
-            return CLORA__FAIL_CL(a.err, "clSetKernelArg(sum_partials)");
         const size_t global[1] = {parts}, local[1] = {1};
-        status = clora__device_launch(dev, CLORA__KERNEL_SUM_PARTIALS, 1, global, local);
+        status = clora__args_launch(&a, 1, global, local);
     }
     if (status == CLORA_OK)
-        status = clora__device_kernel(dev, CLORA__KERNEL_SUM_FINISH, &k);
+        status = clora__args_begin(&a, dev, CLORA__KERNEL_SUM_FINISH);
     if (status != CLORA_OK)
         return status;
-    clora__args a = {k, 0, CL_SUCCESS};
     clora__arg_mem(&a, out);
     clora__arg_uint(&a, out_offset);
     clora__arg_mem(&a, partials);
     clora__arg_uint(&a, x->numel > 0 ? parts : 0);
     clora__arg_float(&a, scale);
     clora__arg_uint(&a, 0);
-    if (a.err != CL_SUCCESS)
-        return CLORA__FAIL_CL(a.err, "clSetKernelArg(sum_finish)");
     const size_t one[1] = {1};
-    return clora__device_launch(dev, CLORA__KERNEL_SUM_FINISH, 1, one, one);
+    return clora__args_launch(&a, 1, one, one);
 }
 
 /* ---- losses ------------------------------------------------------------------------ */
@@ -93,28 +87,22 @@ clora_status clora_cross_entropy(float *loss, clora_buffer *d_logits, const clor
     status = temporary(dev, 4, &stats);
     if (status == CLORA_OK)
         status = temporary(dev, rows, &row_loss);
-    cl_kernel k;
-    const cl_int ignore = ignore_index;
+    clora__args a;
     if (status == CLORA_OK)
-        status = clora__device_kernel(dev, CLORA__KERNEL_CROSS_ENTROPY_COUNT, &k);
+        status = clora__args_begin(&a, dev, CLORA__KERNEL_CROSS_ENTROPY_COUNT);
     if (status == CLORA_OK) {
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, stats->mem);
         clora__arg_mem(&a, labels->mem);
         clora__arg_uint(&a, labels->offset);
         clora__arg_uint(&a, rows);
         clora__arg_uint(&a, classes);
-        if (a.err == CL_SUCCESS)
-            a.err = clSetKernelArg(k, a.index++, sizeof ignore, &ignore);
+        clora__arg_int(&a, ignore_index);
         const size_t one[1] = {1};
-        status = a.err != CL_SUCCESS
-                     ? CLORA__FAIL_CL(a.err, "clSetKernelArg(cross_entropy_count)")
-                     : clora__device_launch(dev, CLORA__KERNEL_CROSS_ENTROPY_COUNT, 1, one, one);
+        status = clora__args_launch(&a, 1, one, one);
     }
     if (status == CLORA_OK)
-        status = clora__device_kernel(dev, CLORA__KERNEL_CROSS_ENTROPY_ROWS, &k);
+        status = clora__args_begin(&a, dev, CLORA__KERNEL_CROSS_ENTROPY_ROWS);
     if (status == CLORA_OK) {
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, d_logits ? d_logits->mem : logits->mem); /* unused without grad */
         clora__arg_uint(&a, d_logits ? d_logits->offset : 0);
         clora__arg_uint(&a, d_logits != NULL);
@@ -126,12 +114,9 @@ clora_status clora_cross_entropy(float *loss, clora_buffer *d_logits, const clor
         clora__arg_mem(&a, stats->mem);
         clora__arg_uint(&a, rows);
         clora__arg_uint(&a, classes);
-        if (a.err == CL_SUCCESS)
-            a.err = clSetKernelArg(k, a.index++, sizeof ignore, &ignore);
+        clora__arg_int(&a, ignore_index);
         const size_t global[1] = {rows}, local[1] = {64};
-        status = a.err != CL_SUCCESS
-                     ? CLORA__FAIL_CL(a.err, "clSetKernelArg(cross_entropy_rows)")
-                     : clora__device_launch(dev, CLORA__KERNEL_CROSS_ENTROPY_ROWS, 1, global, local);
+        status = clora__args_launch(&a, 1, global, local);
     }
     if (status == CLORA_OK)
         status = clora__sum(dev, stats->mem, 3, row_loss, 0, 1.0f);
@@ -175,11 +160,10 @@ clora_status clora_mse(float *loss, clora_buffer *d_pred, const clora_buffer *pr
     status = temporary(dev, pred->numel, &sq);
     if (status == CLORA_OK)
         status = temporary(dev, 1, &out);
-    cl_kernel k;
+    clora__args a;
     if (status == CLORA_OK)
-        status = clora__device_kernel(dev, CLORA__KERNEL_MSE_ELEMENTS, &k);
+        status = clora__args_begin(&a, dev, CLORA__KERNEL_MSE_ELEMENTS);
     if (status == CLORA_OK) {
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, d_pred ? d_pred->mem : sq->mem);
         clora__arg_uint(&a, d_pred ? d_pred->offset : 0);
         clora__arg_uint(&a, d_pred != NULL);
@@ -191,9 +175,7 @@ clora_status clora_mse(float *loss, clora_buffer *d_pred, const clora_buffer *pr
         clora__arg_uint(&a, pred->numel);
         clora__arg_float(&a, 1.0f / (float)pred->numel);
         const size_t global[1] = {pred->numel}, local[1] = {64};
-        status = a.err != CL_SUCCESS
-                     ? CLORA__FAIL_CL(a.err, "clSetKernelArg(mse_elements)")
-                     : clora__device_launch(dev, CLORA__KERNEL_MSE_ELEMENTS, 1, global, local);
+        status = clora__args_launch(&a, 1, global, local);
     }
     if (status == CLORA_OK)
         status = clora__sum(dev, out->mem, 0, sq, 0, 1.0f);
@@ -329,14 +311,14 @@ clora_status clora_optimizer_step(clora_optimizer *opt, float lr)
     }
     clora_device *dev = model->device;
     const clora_optimizer_config *c = &opt->config;
-    cl_kernel k;
+    const size_t global[1] = {n}, local[1] = {64};
+    clora__args a;
     if (c->kind == CLORA_OPTIMIZER_ADAMW) {
         const size_t t = opt->steps + 1;
         const double bc1 = 1.0 - pow((double)c->beta1, (double)t);
         const double bc2 = 1.0 - pow((double)c->beta2, (double)t);
-        if ((status = clora__device_kernel(dev, CLORA__KERNEL_ADAMW_STEP, &k)))
+        if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_ADAMW_STEP)))
             return status;
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, model->trainable_arena->mem);
         clora__arg_mem(&a, model->grad_arena->mem);
         clora__arg_mem(&a, opt->m->mem);
@@ -349,14 +331,10 @@ clora_status clora_optimizer_step(clora_optimizer *opt, float lr)
         clora__arg_float(&a, c->weight_decay);
         clora__arg_float(&a, (float)bc1);
         clora__arg_float(&a, (float)sqrt(bc2));
-        if (a.err != CL_SUCCESS)
-            return CLORA__FAIL_CL(a.err, "clSetKernelArg(adamw_step)");
-        const size_t global[1] = {n}, local[1] = {64};
-        status = clora__device_launch(dev, CLORA__KERNEL_ADAMW_STEP, 1, global, local);
+        status = clora__args_launch(&a, 1, global, local);
     } else {
-        if ((status = clora__device_kernel(dev, CLORA__KERNEL_SGD_STEP, &k)))
+        if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_SGD_STEP)))
             return status;
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, model->trainable_arena->mem);
         clora__arg_mem(&a, model->grad_arena->mem);
         clora__arg_mem(&a, opt->m ? opt->m->mem : model->grad_arena->mem);
@@ -367,10 +345,7 @@ clora_status clora_optimizer_step(clora_optimizer *opt, float lr)
         clora__arg_float(&a, c->weight_decay);
         clora__arg_uint(&a, c->nesterov != 0);
         clora__arg_uint(&a, opt->steps == 0);
-        if (a.err != CL_SUCCESS)
-            return CLORA__FAIL_CL(a.err, "clSetKernelArg(sgd_step)");
-        const size_t global[1] = {n}, local[1] = {64};
-        status = clora__device_launch(dev, CLORA__KERNEL_SGD_STEP, 1, global, local);
+        status = clora__args_launch(&a, 1, global, local);
     }
     if (status == CLORA_OK)
         opt->steps++;
@@ -398,31 +373,25 @@ clora_status clora_clip_grad_norm(clora_model *model, float max_norm, float *nor
     if ((status = temporary(dev, 3, &state)))
         return status;
     status = clora__sum(dev, state->mem, 0, model->grad_arena, 1, 1.0f);
-    cl_kernel k;
+    clora__args a;
     if (status == CLORA_OK)
-        status = clora__device_kernel(dev, CLORA__KERNEL_CLIP_COEFFICIENT, &k);
+        status = clora__args_begin(&a, dev, CLORA__KERNEL_CLIP_COEFFICIENT);
     if (status == CLORA_OK) {
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, state->mem);
         clora__arg_float(&a, max_norm);
         const size_t one[1] = {1};
-        status = a.err != CL_SUCCESS
-                     ? CLORA__FAIL_CL(a.err, "clSetKernelArg(clip_coefficient)")
-                     : clora__device_launch(dev, CLORA__KERNEL_CLIP_COEFFICIENT, 1, one, one);
+        status = clora__args_launch(&a, 1, one, one);
     }
     if (status == CLORA_OK)
-        status = clora__device_kernel(dev, CLORA__KERNEL_SCALE_BY, &k);
+        status = clora__args_begin(&a, dev, CLORA__KERNEL_SCALE_BY);
     if (status == CLORA_OK) {
-        clora__args a = {k, 0, CL_SUCCESS};
         clora__arg_mem(&a, model->grad_arena->mem);
         clora__arg_uint(&a, model->grad_arena->offset);
         clora__arg_uint(&a, model->grad_arena->numel);
         clora__arg_mem(&a, state->mem);
         clora__arg_uint(&a, 2);
         const size_t global[1] = {model->grad_arena->numel}, local[1] = {64};
-        status = a.err != CL_SUCCESS
-                     ? CLORA__FAIL_CL(a.err, "clSetKernelArg(scale_by)")
-                     : clora__device_launch(dev, CLORA__KERNEL_SCALE_BY, 1, global, local);
+        status = clora__args_launch(&a, 1, global, local);
     }
     if (status == CLORA_OK && norm)
         status = clora_buffer_download(state, 1, norm, 1);
