@@ -66,6 +66,7 @@ struct clora_node {
     clora_buffer *d_input;      /* owned */
     clora_buffer *saved[2];     /* LayerNorm mean, rstd; LoRA h */
     uint64_t dropout_seed;
+    float dropout_used; /* LoRA: the dropout p the last forward applied */
 };
 
 struct clora_model {
@@ -158,8 +159,6 @@ clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t 
 /* Reads a JSON object file (duplicate keys rejected); CLORA_ERR_IO or
  * CLORA_ERR_FORMAT naming the file. */
 clora_status clora__read_json(const char *path, json_t **out);
-/* Writes JSON, indented, atomically. */
-clora_status clora__write_json(const char *path, json_t *root);
 /* Writes a safetensors file and its JSON config as one (both or neither). */
 clora_status clora__save_weights_and_config(const char *weights_path,
                                             const clora_safetensors_writer *writer,

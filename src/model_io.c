@@ -120,23 +120,6 @@ static int save_params(clora_node *node, const char *path, void *user)
     return 0;
 }
 
-static clora_status write_json(const char *path, json_t *root)
-{
-    char *text = json_dumps(root, JSON_INDENT(2));
-    if (!text)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "encoding %s", path);
-    size_t len = strlen(text);
-    const clora__chunk chunks[2] = {{text, len}, {"\n", 1}};
-    clora_status status = clora__write_file_atomic(path, chunks, 2);
-    free(text);
-    return status;
-}
-
-clora_status clora__write_json(const char *path, json_t *root)
-{
-    return write_json(path, root);
-}
-
 clora_status clora__save_weights_and_config(const char *weights_path,
                                             const clora_safetensors_writer *writer,
                                             const char *config_path, json_t *config)

@@ -298,13 +298,15 @@ static clora__adapter *running_adapter(const clora_node *node)
     return &node->adapters[node->active];
 }
 
+/* The spec of the last forward: backward must regenerate the same mask,
+ * even if training mode changed in between. */
 static clora_lora_spec spec_of(const clora_node *node, const clora__adapter *ad,
                                const clora_node *base)
 {
     clora_lora_spec spec;
     spec.alpha = ad->alpha;
     spec.scale_mode = ad->scale_mode;
-    spec.dropout = node->model->training ? ad->dropout : 0.0f;
+    spec.dropout = node->dropout_used;
     spec.dropout_seed = node->dropout_seed;
     spec.weight_layout = base->layout;
     return spec;
@@ -323,6 +325,7 @@ static clora_status linear_like_forward(clora_node *node, const clora_buffer *x,
     if (status != CLORA_OK)
         return status;
     node->dropout_seed = dropout_seed(node);
+    node->dropout_used = node->model->training ? ad->dropout : 0.0f;
     const clora_lora_spec spec = spec_of(node, ad, base);
     return clora_lora_forward(y, node->saved[0], x, w, b, ad->lora_a->value, ad->lora_b->value,
                               &spec);
