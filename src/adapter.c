@@ -345,6 +345,18 @@ static int select_layers(clora_node *node, const char *path, void *user)
         }
         return 0;
     }
+    if (clora__linear_of(node)->tied) { /* merging would change its owner too */
+        if (listed) {
+            char owner[1024];
+            clora_node_path(clora__linear_of(node)->tied, owner, sizeof owner);
+            sel->status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                                      "target module \"%s\" shares its weight with \"%s\"; "
+                                      "LoRA on tied weights is not supported",
+                                      path, owner);
+            return 1;
+        }
+        return 0;
+    }
     const char *name = cfg->adapter_name ? cfg->adapter_name : "default";
     if (node->kind == CLORA_NODE_LORA && node_adapter(node, name) >= 0)
         return 0; /* already has it: a second call wraps nothing again */

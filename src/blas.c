@@ -71,3 +71,19 @@ clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t
         return fail_clblast(code, "CLBlastSgemm", __FILE__, __LINE__);
     return CLORA_OK;
 }
+
+clora_status clora__sgemm_batched(clora_device *device, int trans_a, int trans_b, size_t m,
+                                  size_t n, size_t k, float alpha, cl_mem a, size_t a_offset,
+                                  size_t lda, size_t a_stride, cl_mem b, size_t b_offset,
+                                  size_t ldb, size_t b_stride, float beta, cl_mem c,
+                                  size_t c_offset, size_t ldc, size_t c_stride, size_t count)
+{
+    CLBlastStatusCode code = CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+        trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_offset, lda,
+        a_stride, b, b_offset, ldb, b_stride, beta, c, c_offset, ldc, c_stride, count,
+        &device->queue, NULL);
+    if (code != CLBlastSuccess)
+        return fail_clblast(code, "CLBlastSgemmStridedBatched", __FILE__, __LINE__);
+    return CLORA_OK;
+}

@@ -42,7 +42,8 @@ const char *clora__cl_error_name(cl_int err);
     X(EMBEDDING, "embedding")   \
     X(REDUCE, "reduce")         \
     X(LOSS, "loss")             \
-    X(OPTIM, "optim")
+    X(OPTIM, "optim")           \
+    X(ATTENTION, "attention")
 
 /* X(id, program id, kernel function name) */
 #define CLORA__KERNEL_TABLE(X)                    \
@@ -67,7 +68,14 @@ const char *clora__cl_error_name(cl_int err);
     X(MSE_ELEMENTS, LOSS, "mse_elements")                         \
     X(ADAMW_STEP, OPTIM, "adamw_step")                            \
     X(SGD_STEP, OPTIM, "sgd_step")                                \
-    X(CLIP_COEFFICIENT, OPTIM, "clip_coefficient")
+    X(CLIP_COEFFICIENT, OPTIM, "clip_coefficient")                \
+    X(HEADS_SPLIT, ATTENTION, "heads_split")                      \
+    X(HEADS_MERGE, ATTENTION, "heads_merge")                      \
+    X(SOFTMAX_ROWS, ATTENTION, "softmax_rows")                    \
+    X(SOFTMAX_BACKWARD, ATTENTION, "softmax_backward")            \
+    X(ADD, ATTENTION, "add")                                      \
+    X(MEAN_POOL, ATTENTION, "mean_pool")                          \
+    X(MEAN_POOL_BACKWARD, ATTENTION, "mean_pool_backward")
 
 typedef enum clora__program_id {
 #define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,
@@ -235,6 +243,14 @@ clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const cl
 clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout layout,
                                    const clora_buffer *lora_a, const clora_buffer *lora_b,
                                    float scale);
+
+/* count GEMMs C_i = alpha * op(A_i) * op(B_i) + beta * C_i, row-major, the
+ * i-th operands `stride` elements after the (i-1)-th. */
+clora_status clora__sgemm_batched(clora_device *device, int trans_a, int trans_b, size_t m,
+                                  size_t n, size_t k, float alpha, cl_mem a, size_t a_offset,
+                                  size_t lda, size_t a_stride, cl_mem b, size_t b_offset,
+                                  size_t ldb, size_t b_stride, float beta, cl_mem c,
+                                  size_t c_offset, size_t ldc, size_t c_stride, size_t count);
 
 /* ---- op argument checks (checks.c) -------------------------------------- */
 

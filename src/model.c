@@ -13,8 +13,11 @@
 #define ARENA_ALIGN 16
 
 static const char *const kind_names[CLORA_NODE_KIND_COUNT] = {
-    "sequential", "linear", "lora", "relu",       "gelu",     "gelu_tanh",
-    "silu",       "tanh",   "layer_norm", "embedding", "dropout",
+    "sequential",      "linear",     "lora",           "relu",
+    "gelu",            "gelu_tanh",  "silu",           "tanh",
+    "layer_norm",      "embedding",  "dropout",        "gpt2_model",
+    "gpt2_block",      "gpt2_attention", "bert_embeddings", "bert_layer",
+    "bert_self_attention", "mean_pool",
 };
 
 const char *clora_node_kind_name(clora_node_kind kind)
@@ -90,9 +93,11 @@ void clora__node_release_activations(clora_node *node)
 {
     clora_buffer_destroy(node->owned_output);
     clora_buffer_destroy(node->d_input);
-    clora_buffer_destroy(node->saved[0]);
-    clora_buffer_destroy(node->saved[1]);
-    node->owned_output = node->d_input = node->saved[0] = node->saved[1] = NULL;
+    node->owned_output = node->d_input = NULL;
+    for (size_t i = 0; i < sizeof node->saved / sizeof node->saved[0]; ++i) {
+        clora_buffer_destroy(node->saved[i]);
+        node->saved[i] = NULL;
+    }
     node->output = NULL;
     node->input = NULL;
 }
@@ -179,7 +184,8 @@ clora_status clora__param_add(clora_node *node, const char *name, size_t ndim, c
     p->trainable = 1;
     clora_status status = clora__buffer_create(&p->own, model->device, CLORA_DTYPE_F32,
                                                CLORA_MEMORY_TRAINABLE, ndim, shape);
-    if (status == CLORA_OK && (init == CLORA__INIT_UNIFORM || init == CLORA__INIT_NORMAL ||
+    if (status == CLORA_OK && !model->skip_init &&
+        (init == CLORA__INIT_UNIFORM || init == CLORA__INIT_NORMAL ||
                                init == CLORA__INIT_ONE)) {
         float *host = malloc(p->numel * sizeof *host);
         if (!host) {
@@ -221,6 +227,8 @@ void clora__param_remove(clora_node *node, clora__param *param)
 
 clora__param *clora__param_get(const clora_node *node, const char *name)
 {
+    if (node->tied && !strcmp(name, "weight"))
+        return clora__param_get(node->tied, name);
     for (size_t i = 0; i < node->param_count; ++i)
         if (!strcmp(node->params[i]->name, name))
             return node->params[i];
@@ -299,7 +307,8 @@ static clora_status check_parent(const char *op, clora_node *parent)
 {
     if (!parent)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: parent is NULL", op);
-    if (parent->kind != CLORA_NODE_SEQUENTIAL)
+    /* transformer parts get their children from clora's own builders only */
+    if (parent->kind != CLORA_NODE_SEQUENTIAL && !parent->model->building)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                            "%s: children go into Sequential nodes, \"%s\" is %s", op, parent->name,
                            clora_node_kind_name(parent->kind));
@@ -331,6 +340,34 @@ static clora_status add_node(const char *op, clora_node *parent, const char *nam
     if (out)
         *out = node;
     return CLORA_OK;
+}
+
+clora_status clora__add_composite(clora_node *parent, const char *name, clora_node_kind kind,
+                                  clora_node **out)
+{
+    return add_node("clora__add_composite", parent, name, kind, NULL, NULL, out);
+}
+
+clora_status clora__param_reinit(clora_node *node, const char *name, clora__init init,
+                                 float bound)
+{
+    clora__param *p = clora__param_get(node, name);
+    if (!p)
+        return clora__fail(CLORA_ERR_NOT_FOUND, "node %s has no parameter %s", node->name, name);
+    if (node->model->skip_init)
+        return CLORA_OK;
+    float *host = malloc((p->numel ? p->numel : 1) * sizeof *host);
+    if (!host)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "initialising %s", name);
+    for (size_t i = 0; i < p->numel; ++i)
+        host[i] = init == CLORA__INIT_ZERO  ? 0.0f
+                  : init == CLORA__INIT_ONE ? 1.0f
+                  : init == CLORA__INIT_UNIFORM
+                      ? clora__rng_uniform(&node->model->init_rng, -bound, bound)
+                      : bound * clora__rng_normal(&node->model->init_rng);
+    clora_status status = clora_buffer_upload(p->value, 0, host, p->numel);
+    free(host);
+    return status;
 }
 
 clora_status clora_node_add_sequential(clora_node *parent, const char *name, clora_node **out)
@@ -378,6 +415,27 @@ clora_status clora_node_add_linear_in_out(clora_node *parent, const char *name, 
     const linear_args args = {in_features, out_features, bias, CLORA_WEIGHT_IN_OUT};
     return add_node("clora_node_add_linear_in_out", parent, name, CLORA_NODE_LINEAR, setup_linear,
                     &args, out);
+}
+
+static clora_status setup_tied_linear(clora_node *node, const void *args)
+{
+    clora_node *owner = (clora_node *)args;
+    const clora__param *w = clora__param_get(owner, "weight");
+    if (!w || w->ndim != 2)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "\"%s\" has no 2-D weight to share",
+                           owner->name);
+    node->out_features = w->shape[0];
+    node->in_features = w->shape[1];
+    node->layout = CLORA_WEIGHT_OUT_IN;
+    node->tied = owner;
+    return CLORA_OK;
+}
+
+clora_status clora__add_tied_linear(clora_node *parent, const char *name, clora_node *owner,
+                                    clora_node **out)
+{
+    return add_node("clora__add_tied_linear", parent, name, CLORA_NODE_LINEAR, setup_tied_linear,
+                    owner, out);
 }
 
 clora_status clora_node_add_activation(clora_node *parent, const char *name, clora_node_kind kind,

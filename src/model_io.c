@@ -11,6 +11,11 @@
  *        {"name": "norm", "kind": "layer_norm", "features": 8, "eps": 1e-05},
  *        {"name": "wte", "kind": "embedding", "num_embeddings": 50, "features": 8},
  *        {"name": "drop", "kind": "dropout", "p": 0.1}, ...]}}
+ * Transformer parts (clora/transformer.h) carry their children like
+ * sequential nodes; attention nodes add "features", "heads" and "p"; a
+ * Linear that shares another node's weight (GPT-2's lm_head) is written as
+ *   {"name": "lm_head", "kind": "linear", "tied_to": "transformer.wte"}
+ * and its weight is stored once, under its owner.
  */
 #include <jansson.h>
 #include <math.h>
@@ -36,8 +41,7 @@ static json_t *node_json(const clora_node *node)
     const clora_node *linear = clora__linear_of((clora_node *)node);
     const clora_node_kind kind = linear ? CLORA_NODE_LINEAR : node->kind;
     bad |= json_object_set_new(j, "kind", json_string(clora_node_kind_name(kind)));
-    switch (kind) {
-    case CLORA_NODE_SEQUENTIAL: {
+    if (kind == CLORA_NODE_SEQUENTIAL || kind >= CLORA_NODE_GPT2_MODEL) {
         json_t *children = json_array();
         bad |= !children;
         for (size_t i = 0; i < node->child_count && !bad; ++i) {
@@ -45,9 +49,21 @@ static json_t *node_json(const clora_node *node)
             bad |= !child || json_array_append_new(children, child);
         }
         bad |= json_object_set_new(j, "children", children);
-        break;
     }
+    switch (kind) {
+    case CLORA_NODE_GPT2_ATTENTION:
+    case CLORA_NODE_BERT_SELF_ATTENTION:
+        bad |= json_object_set_new(j, "features", json_integer((json_int_t)node->features));
+        bad |= json_object_set_new(j, "heads", json_integer((json_int_t)node->heads));
+        bad |= json_object_set_new(j, "p", json_real(node->p));
+        break;
     case CLORA_NODE_LINEAR:
+        if (linear->tied) {
+            char owner[4096];
+            bad |= clora_node_path(linear->tied, owner, sizeof owner) != CLORA_OK;
+            bad |= json_object_set_new(j, "tied_to", json_string(owner));
+            break;
+        }
         bad |= json_object_set_new(j, "in_features", json_integer((json_int_t)linear->in_features));
         bad |= json_object_set_new(j, "out_features",
                                    json_integer((json_int_t)linear->out_features));
@@ -253,6 +269,34 @@ static clora_status build_node(clora_node *parent, json_t *j, const char *where)
             status = build_children(node, json_object_get(j, "children"), where);
         return status;
     }
+    for (int k = CLORA_NODE_GPT2_MODEL; k < CLORA_NODE_KIND_COUNT; ++k) {
+        if (strcmp(kind, clora_node_kind_name((clora_node_kind)k)) != 0)
+            continue;
+        if (k == CLORA_NODE_GPT2_ATTENTION || k == CLORA_NODE_BERT_SELF_ATTENTION) {
+            json_t *p = json_object_get(j, "p");
+            if (!get_size(j, "features", &a) || !get_size(j, "heads", &b) || !json_is_number(p))
+                return clora__fail(CLORA_ERR_FORMAT, "%s: %s \"%s\" needs features, heads and p",
+                                   where, kind, name);
+            status = clora__add_attention(parent, name, (clora_node_kind)k, a, b,
+                                          (float)json_number_value(p), &node);
+        } else {
+            status = clora__add_composite(parent, name, (clora_node_kind)k, &node);
+        }
+        if (status == CLORA_OK)
+            status = build_children(node, json_object_get(j, "children"), where);
+        if (status == CLORA_OK)
+            status = clora__transformer_validate(node);
+        return status == CLORA_OK ? status : clora__fail_prefixed(status, "%s", where);
+    }
+    if (!strcmp(kind, "linear") && json_object_get(j, "tied_to")) {
+        const char *owner_path = json_string_value(json_object_get(j, "tied_to"));
+        clora_node *owner = NULL;
+        if (!owner_path || clora_model_find(parent->model, owner_path, &owner) != CLORA_OK)
+            return clora__fail(CLORA_ERR_FORMAT,
+                               "%s: linear \"%s\" is tied to \"%s\", which comes nowhere before it",
+                               where, name, owner_path ? owner_path : "(not a string)");
+        return clora__add_tied_linear(parent, name, owner, NULL);
+    }
     if (!strcmp(kind, "linear")) {
         const char *layout = json_string_value(json_object_get(j, "weight_layout"));
         json_t *bias = json_object_get(j, "bias");
@@ -296,16 +340,43 @@ static clora_status build_node(clora_node *parent, json_t *j, const char *where)
                        kind);
 }
 
-/* Fills every parameter from the file: all names present, none extra,
- * shapes equal, float dtypes. */
-static clora_status load_weights(clora_model *model, const char *path)
+clora_status clora__load_tensor(const char *path, const clora_tensor_view *view,
+                                const char *param, clora_buffer *dst)
+{
+    int same = view->ndim == dst->ndim;
+    for (size_t d = 0; same && d < view->ndim; ++d)
+        same = view->shape[d] == dst->shape[d];
+    if (!same) {
+        char want[64];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                           "%s: tensor \"%s\" has %zu dimensions / %zu elements; parameter %s "
+                           "is %s",
+                           path, view->name, view->ndim, view->numel, param,
+                           clora_buffer_shape_string(dst, want, sizeof want));
+    }
+    if (!clora_dtype_is_float(view->dtype))
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "%s: tensor \"%s\" holds %s, not floats",
+                           path, view->name, clora_dtype_name(view->dtype));
+    float *host = malloc((view->numel ? view->numel : 1) * sizeof *host);
+    if (!host)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", param);
+    clora_status status = clora_tensor_to_f32(view, host);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload(dst, 0, host, view->numel);
+    free(host);
+    return status;
+}
+
+clora_status clora__load_weights(clora_model *model, const char *path,
+                                 const clora__weight_names *names)
 {
     clora_safetensors *file = NULL;
     clora_status status = clora_safetensors_open(&file, path);
     if (status != CLORA_OK)
         return status;
+    const size_t tensors = clora_safetensors_count(file);
     size_t count = clora_model_param_count(model);
-    char *used = calloc(clora_safetensors_count(file) + 1, 1);
+    char *used = calloc(tensors + 1, 1);
     if (!used) {
         clora_safetensors_close(file);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", path);
@@ -313,55 +384,43 @@ static clora_status load_weights(clora_model *model, const char *path)
     for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         clora_param_info info;
         clora_tensor_view view;
-        status = clora_model_param(model, i, &info);
-        if (status != CLORA_OK)
+        if ((status = clora_model_param(model, i, &info)))
             break;
-        if (clora_safetensors_find(file, info.name, &view) != CLORA_OK) {
-            status = clora__fail(CLORA_ERR_FORMAT, "%s: no tensor \"%s\" for parameter %s", path,
-                                 info.name, info.name);
+        char candidate[512];
+        int found = 0;
+        for (size_t c = 0; !found; ++c) {
+            if (!names) {
+                if (c > 0)
+                    break;
+                snprintf(candidate, sizeof candidate, "%s", info.name);
+            } else if (!names->candidate(info.name, c, candidate, sizeof candidate, names->user)) {
+                break;
+            }
+            found = clora_safetensors_find(file, candidate, &view) == CLORA_OK;
+        }
+        if (!found) {
+            if (names && names->optional && names->optional(info.name, names->user))
+                continue; /* keeps its initial value */
+            status = clora__fail(CLORA_ERR_FORMAT, "%s: no tensor for parameter %s", path,
+                                 info.name);
             break;
         }
-        for (size_t t = 0; t < clora_safetensors_count(file); ++t) {
+        for (size_t t = 0; t < tensors; ++t) {
             clora_tensor_view other;
             if (clora_safetensors_get(file, t, &other) == CLORA_OK && other.name == view.name)
                 used[t] = 1;
         }
-        int same = view.ndim == info.value->ndim;
-        for (size_t d = 0; same && d < view.ndim; ++d)
-            same = view.shape[d] == info.value->shape[d];
-        if (!same) {
-            char want[64];
-            status = clora__fail(CLORA_ERR_SHAPE_MISMATCH,
-                                 "%s: tensor \"%s\" has %zu dimensions / %zu elements, the model "
-                                 "needs %s",
-                                 path, info.name, view.ndim, view.numel,
-                                 clora_buffer_shape_string(info.value, want, sizeof want));
-            break;
-        }
-        if (!clora_dtype_is_float(view.dtype)) {
-            status = clora__fail(CLORA_ERR_DTYPE_MISMATCH, "%s: tensor \"%s\" holds %s, not floats",
-                                 path, info.name, clora_dtype_name(view.dtype));
-            break;
-        }
-        float *host = malloc((view.numel ? view.numel : 1) * sizeof *host);
-        if (!host) {
-            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", info.name);
-            break;
-        }
-        status = clora_tensor_to_f32(&view, host);
-        if (status == CLORA_OK)
-            status = clora_buffer_upload(info.value, 0, host, view.numel);
-        free(host);
+        status = clora__load_tensor(path, &view, info.name, info.value);
     }
-    for (size_t t = 0; t < clora_safetensors_count(file) && status == CLORA_OK; ++t)
-        if (!used[t]) {
-            clora_tensor_view extra;
-            clora_safetensors_get(file, t, &extra);
-            status = clora__fail(CLORA_ERR_FORMAT,
-                                 "%s: tensor \"%s\" matches no parameter of the model in "
-                                 "config.json",
-                                 path, extra.name);
-        }
+    for (size_t t = 0; t < tensors && status == CLORA_OK; ++t) {
+        clora_tensor_view extra;
+        if (used[t] || clora_safetensors_get(file, t, &extra) != CLORA_OK)
+            continue;
+        if (names && names->ignorable && names->ignorable(extra.name, names->user))
+            continue;
+        status = clora__fail(CLORA_ERR_FORMAT, "%s: tensor \"%s\" matches no parameter of the model",
+                             path, extra.name);
+    }
     free(used);
     clora_safetensors_close(file);
     return status;
@@ -381,6 +440,10 @@ clora_status clora_model_load(clora_model **out, clora_device *device, const cha
     if ((status = clora__read_json(config_path, &root)))
         return status;
     const char *format = json_string_value(json_object_get(root, "format"));
+    if (!format && json_is_string(json_object_get(root, "model_type"))) {
+        json_decref(root); /* a Hugging Face model folder */
+        return clora_model_load_hf(out, device, dir, 0, 0);
+    }
     json_t *version = json_object_get(root, "format_version");
     json_t *tree = json_object_get(root, "model");
     if (!format || strcmp(format, MODEL_FORMAT) != 0) {
@@ -403,13 +466,16 @@ clora_status clora_model_load(clora_model **out, clora_device *device, const cha
                                       "sequential")))
         status = clora__fail(CLORA_ERR_FORMAT, "%s: \"model\" must be a sequential node",
                              config_path);
-    if (status == CLORA_OK)
+    if (status == CLORA_OK) {
+        model->building = 1; /* transformer parts get their children from the file */
         status = build_children(model->root, json_object_get(tree, "children"), config_path);
+        model->building = 0;
+    }
     json_decref(root);
     if (status == CLORA_OK && model->root->child_count == 0)
         status = clora__fail(CLORA_ERR_FORMAT, "%s: the model has no layers", config_path);
     if (status == CLORA_OK)
-        status = load_weights(model, weights_path);
+        status = clora__load_weights(model, weights_path, NULL);
     if (status != CLORA_OK) {
         clora_model_destroy(model);
         return status;

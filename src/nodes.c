@@ -9,17 +9,39 @@
 
 /* ---- activation buffers ------------------------------------------------------ */
 
-/* Makes *buf a float32 buffer of `shape`, reusing it when the shape is
+/* Makes *buf a buffer of `dtype` and `shape`, reusing it when both are
  * unchanged (the common case: the same batch shape every step). */
-static clora_status ensure(clora_buffer **buf, clora_device *device, size_t ndim,
-                           const size_t *shape)
+static clora_status ensure_typed(clora_buffer **buf, clora_device *device, clora_dtype dtype,
+                                 size_t ndim, const size_t *shape)
 {
-    if (*buf && (*buf)->ndim == ndim && !memcmp((*buf)->shape, shape, ndim * sizeof *shape))
+    if (*buf && (*buf)->dtype == dtype && (*buf)->ndim == ndim &&
+        !memcmp((*buf)->shape, shape, ndim * sizeof *shape))
         return CLORA_OK;
     clora_buffer_destroy(*buf);
     *buf = NULL;
-    return clora__buffer_create(buf, device, CLORA_DTYPE_F32, CLORA_MEMORY_ACTIVATIONS, ndim,
-                                shape);
+    return clora__buffer_create(buf, device, dtype, CLORA_MEMORY_ACTIVATIONS, ndim, shape);
+}
+
+clora_status clora__ensure(clora_buffer **buf, clora_device *device, size_t ndim,
+                           const size_t *shape)
+{
+    return ensure_typed(buf, device, CLORA_DTYPE_F32, ndim, shape);
+}
+
+clora_status clora__ensure_i32(clora_buffer **buf, clora_device *device, size_t ndim,
+                               const size_t *shape)
+{
+    return ensure_typed(buf, device, CLORA_DTYPE_I32, ndim, shape);
+}
+
+clora_node *clora__child(const clora_node *node, const char *name)
+{
+    if (!node)
+        return NULL;
+    for (size_t i = 0; i < node->child_count; ++i)
+        if (!strcmp(node->children[i]->name, name))
+            return node->children[i];
+    return NULL;
 }
 
 /* x's shape with the last dimension replaced by `last` (or appended). */
@@ -38,7 +60,7 @@ static void shape_with_last(const clora_buffer *x, size_t last, int append, size
 
 static clora_status ensure_like(clora_buffer **buf, const clora_buffer *like)
 {
-    return ensure(buf, like->device, like->ndim, like->shape);
+    return clora__ensure(buf, like->device, like->ndim, like->shape);
 }
 
 /* The value / gradient of parameter `name`, or NULL. */
@@ -54,11 +76,10 @@ static clora_buffer *grad_of(const clora_node *node, const char *name)
     return p ? p->grad : NULL;
 }
 
-/* A 64-bit seed for one node's masks in one training forward. */
-static uint64_t dropout_seed(const clora_node *node)
+uint64_t clora__node_seed(const clora_node *node, uint64_t salt)
 {
     uint64_t z = node->model->seed ^ (node->model->forward_count * 0x9e3779b97f4a7c15ull) ^
-                 ((uint64_t)node->id * 0xc2b2ae3d27d4eb4full);
+                 ((uint64_t)node->id * 0xc2b2ae3d27d4eb4full) ^ (salt * 0x165667b19e3779f9ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
@@ -131,8 +152,7 @@ static clora_status activation_backward(clora_node *node, clora_buffer *dx, cons
     return clora__args_launch(&a, 1, global, local);
 }
 
-/* out = in * mask / (1 - p), keyed (row, col) over in's (rows, cols). */
-static clora_status dropout_apply(const clora_node *node, clora_buffer *out, const clora_buffer *in)
+clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t seed, float p)
 {
     clora__args a;
     clora_status status = clora__args_begin(&a, in->device, CLORA__KERNEL_DROPOUT_APPLY);
@@ -145,12 +165,29 @@ static clora_status dropout_apply(const clora_node *node, clora_buffer *out, con
     clora__arg_uint(&a, in->offset);
     clora__arg_uint(&a, rows);
     clora__arg_uint(&a, cols);
-    clora__arg_uint(&a, (cl_uint)(node->dropout_seed & 0xffffffffu));
-    clora__arg_uint(&a, (cl_uint)(node->dropout_seed >> 32));
-    clora__arg_uint(&a, (cl_uint)floor((double)node->p * 16777216.0));
-    clora__arg_float(&a, 1.0f / (1.0f - node->p));
+    clora__arg_uint(&a, (cl_uint)(seed & 0xffffffffu));
+    clora__arg_uint(&a, (cl_uint)(seed >> 32));
+    clora__arg_uint(&a, (cl_uint)floor((double)p * 16777216.0));
+    clora__arg_float(&a, 1.0f / (1.0f - p));
     const size_t global[2] = {cols, rows}, local[2] = {16, 4};
     return clora__args_launch(&a, 2, global, local);
+}
+
+clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_buffer *b)
+{
+    clora__args args;
+    clora_status status = clora__args_begin(&args, out->device, CLORA__KERNEL_ADD);
+    if (status != CLORA_OK)
+        return status;
+    clora__arg_mem(&args, out->mem);
+    clora__arg_uint(&args, out->offset);
+    clora__arg_mem(&args, a->mem);
+    clora__arg_uint(&args, a->offset);
+    clora__arg_mem(&args, b->mem);
+    clora__arg_uint(&args, b->offset);
+    clora__arg_uint(&args, out->numel);
+    const size_t global[1] = {out->numel}, local[1] = {64};
+    return clora__args_launch(&args, 1, global, local);
 }
 
 /* ---- LayerNorm --------------------------------------------------------------------- */
@@ -160,9 +197,9 @@ static clora_status layer_norm_forward(clora_node *node, const clora_buffer *x, 
     const clora_buffer *w = value_of(node, "weight"), *b = value_of(node, "bias");
     size_t rows = clora__rows(x);
     clora__args a;
-    clora_status status = ensure(&node->saved[0], x->device, 1, &rows);
+    clora_status status = clora__ensure(&node->saved[0], x->device, 1, &rows);
     if (status == CLORA_OK)
-        status = ensure(&node->saved[1], x->device, 1, &rows);
+        status = clora__ensure(&node->saved[1], x->device, 1, &rows);
     if (status == CLORA_OK)
         status = clora__args_begin(&a, x->device, CLORA__KERNEL_LAYER_NORM_FORWARD);
     if (status != CLORA_OK)
@@ -321,10 +358,10 @@ static clora_status linear_like_forward(clora_node *node, const clora_buffer *x,
         return clora_linear_forward(y, x, w, b, base->layout);
     size_t ndim, shape[CLORA_MAX_DIMS];
     shape_with_last(x, ad->rank, 0, &ndim, shape);
-    clora_status status = ensure(&node->saved[0], x->device, ndim, shape);
+    clora_status status = clora__ensure(&node->saved[0], x->device, ndim, shape);
     if (status != CLORA_OK)
         return status;
-    node->dropout_seed = dropout_seed(node);
+    node->dropout_seed = clora__node_seed(node, 0);
     node->dropout_used = node->model->training ? ad->dropout : 0.0f;
     const clora_lora_spec spec = spec_of(node, ad, base);
     return clora_lora_forward(y, node->saved[0], x, w, b, ad->lora_a->value, ad->lora_b->value,
@@ -372,7 +409,7 @@ clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const 
         if ((status = require_float_input(node, x)))
             break;
         shape_with_last(x, clora__linear_of(node)->out_features, 0, &ndim, shape);
-        if ((status = ensure(&node->owned_output, x->device, ndim, shape)))
+        if ((status = clora__ensure(&node->owned_output, x->device, ndim, shape)))
             break;
         status = linear_like_forward(node, x, node->owned_output);
         node->output = node->owned_output;
@@ -418,7 +455,7 @@ clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const 
             break;
         }
         shape_with_last(x, node->features, 1, &ndim, shape);
-        if ((status = ensure(&node->owned_output, x->device, ndim, shape)))
+        if ((status = clora__ensure(&node->owned_output, x->device, ndim, shape)))
             break;
         status = embedding_forward(node, x, node->owned_output);
         node->output = node->owned_output;
@@ -427,17 +464,17 @@ clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const 
         if ((status = require_float_input(node, x)))
             break;
         if (node->model->training && node->p > 0.0f) {
-            node->dropout_seed = dropout_seed(node);
+            node->dropout_seed = clora__node_seed(node, 0);
             if ((status = ensure_like(&node->owned_output, x)))
                 break;
-            status = dropout_apply(node, node->owned_output, x);
+            status = clora__dropout(node->owned_output, x, node->dropout_seed, node->p);
             node->output = node->owned_output;
         } else {
             node->output = x; /* identity: pass the input through */
         }
         break;
     default:
-        status = clora__fail(CLORA_ERR_STATE, "node \"%s\" has an unknown kind", node->name);
+        return clora__transformer_forward(node, x, y);
     }
     if (status == CLORA_OK)
         *y = node->output;
@@ -448,6 +485,8 @@ clora_status clora__node_backward(clora_node *node, const clora_buffer *dy, int 
                                   const clora_buffer **dx)
 {
     *dx = NULL;
+    if (node->kind >= CLORA_NODE_GPT2_MODEL)
+        return clora__transformer_backward(node, dy, need_dx, dx);
     clora_status status = CLORA_OK;
     clora_buffer *d_input = NULL;
     if (need_dx && node->kind != CLORA_NODE_SEQUENTIAL && node->kind != CLORA_NODE_EMBEDDING) {
@@ -490,7 +529,7 @@ clora_status clora__node_backward(clora_node *node, const clora_buffer *dy, int 
             return CLORA_OK;
         }
         if (d_input)
-            status = dropout_apply(node, d_input, dy);
+            status = clora__dropout(d_input, dy, node->dropout_seed, node->p);
         break;
     default:
         return clora__fail(CLORA_ERR_STATE, "node \"%s\" has an unknown kind", node->name);

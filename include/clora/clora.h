@@ -19,5 +19,6 @@
 #include "clora/model.h"
 #include "clora/adapter.h"
 #include "clora/train.h"
+#include "clora/transformer.h"
 
 #endif /* CLORA_CLORA_H */

@@ -59,11 +59,21 @@ typedef enum clora_node_kind {
     CLORA_NODE_LAYER_NORM,
     CLORA_NODE_EMBEDDING,
     CLORA_NODE_DROPOUT,
+    /* transformer parts (clora/transformer.h), each driving named children */
+    CLORA_NODE_GPT2_MODEL,          /* wte, wpe, drop, h, ln_f */
+    CLORA_NODE_GPT2_BLOCK,          /* ln_1, attn, ln_2, mlp, with residuals */
+    CLORA_NODE_GPT2_ATTENTION,      /* c_attn, c_proj; causal */
+    CLORA_NODE_BERT_EMBEDDINGS,     /* word/position/token_type embeddings, LayerNorm, dropout */
+    CLORA_NODE_BERT_LAYER,          /* attention.{self,output}, intermediate, output; post-LN */
+    CLORA_NODE_BERT_SELF_ATTENTION, /* query, key, value; bidirectional */
+    CLORA_NODE_MEAN_POOL,           /* (B, T, C) -> (B, C) over unmasked tokens */
     CLORA_NODE_KIND_COUNT
 } clora_node_kind;
 
 /* "sequential", "linear", "lora", "relu", "gelu", "gelu_tanh", "silu",
- * "tanh", "layer_norm", "embedding", "dropout". */
+ * "tanh", "layer_norm", "embedding", "dropout", "gpt2_model", "gpt2_block",
+ * "gpt2_attention", "bert_embeddings", "bert_layer", "bert_self_attention",
+ * "mean_pool". */
 const char *clora_node_kind_name(clora_node_kind kind);
 
 /* ---- building ------------------------------------------------------------ */

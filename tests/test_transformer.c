@@ -1,0 +1,566 @@
+/* test_transformer.c — GPT-2 and BERT: Hugging Face checkpoints and PEFT
+ * adapters against PyTorch (tests/golden/make_transformer_golden.py),
+ * finite-difference checks of every transformer part's backward (dropout
+ * included), model folders, and the errors a user can run into.
+ *
+ * The finite-difference checks reach into the model (model_internal.h) for
+ * one thing: pinning the forward counter, so that each re-run forward in
+ * training mode draws the same dropout masks. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#include "support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "golden.h"
+#include "model_internal.h"
+
+#define GOLDEN CLORA_TEST_GOLDEN_DIR
+
+static golden_file reference;
+
+static int setup(void **state)
+{
+    golden_load(GOLDEN "/transformer_reference.txt", &reference);
+    return test_open_device(state);
+}
+
+static int teardown(void **state)
+{
+    golden_free(&reference);
+    return test_close_device(state);
+}
+
+/* An int32 device buffer from a golden tensor of whole numbers. */
+static clora_buffer *int_buffer(const golden_tensor *t)
+{
+    int32_t *host = calloc(t->numel, sizeof *host);
+    assert_non_null(host);
+    for (size_t i = 0; i < t->numel; ++i)
+        host[i] = (int32_t)t->data[i];
+    clora_buffer *buf = NULL;
+    CHECK_OK(clora_buffer_create_typed(&buf, test_device, CLORA_DTYPE_I32, t->ndim, t->shape));
+    CHECK_OK(clora_buffer_upload_i32(buf, 0, host, t->numel));
+    free(host);
+    return buf;
+}
+
+static void expect_output(const char *what, const clora_buffer *y, const golden_tensor *want,
+                          double atol, double rtol)
+{
+    assert_int_equal(y->numel, want->numel);
+    float *got = test_download(y);
+    test_assert_close(what, got, want->data, want->numel, atol, rtol);
+    free(got);
+}
+
+/* Every "d:<param>" tensor of the case against that parameter's gradient;
+ * returns how many were compared. */
+static size_t expect_grads(clora_model *model, const golden_case *c, double atol, double rtol)
+{
+    size_t compared = 0;
+    for (size_t i = 0; i < c->n_tensors; ++i) {
+        const golden_tensor *t = &c->tensors[i];
+        if (strncmp(t->name, "d:", 2) != 0)
+            continue;
+        clora_param_info info;
+        CHECK_OK(clora_model_find_param(model, t->name + 2, &info));
+        assert_non_null(info.grad);
+        expect_output(t->name, info.grad, t, atol, rtol);
+        ++compared;
+    }
+    return compared;
+}
+
+/* ---- PyTorch golden data --------------------------------------------------------------- */
+
+static void gpt2_against_pytorch(void **state)
+{
+    (void)state;
+    const golden_case *c = golden_case_get(&reference, "gpt2");
+    clora_buffer *ids = int_buffer(golden_tensor_get(c, "ids"));
+    clora_buffer *mask = int_buffer(golden_tensor_get(c, "mask"));
+    clora_model *model = NULL;
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_gpt2", 0, 0));
+
+    /* the base model, no mask: every position attends to all before it */
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    assert_int_equal(y->ndim, 3);
+    assert_int_equal(y->shape[2], 50);
+    expect_output("base logits", y, golden_tensor_get(c, "logits_nomask"), 1e-4, 1e-4);
+
+    /* PEFT's adapter on c_attn, c_proj, c_fc (Conv1D layout), with padding */
+    CHECK_OK(clora_adapter_load(model, GOLDEN "/tiny_gpt2_lora", "default"));
+    CHECK_OK(clora_model_set_attention_mask(model, mask));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    expect_output("LoRA logits", y, golden_tensor_get(c, "logits"), 1e-4, 1e-4);
+
+    CHECK_OK(clora_model_zero_grad(model));
+    const golden_tensor *g = golden_tensor_get(c, "g");
+    clora_buffer *dy = test_buffer(g->ndim, g->shape, g->data);
+    CHECK_OK(clora_model_backward(model, dy));
+    assert_int_equal(expect_grads(model, c, 1e-4, 1e-3), 16); /* 2 c_proj per block */
+
+    clora_buffer_destroy(dy);
+    clora_model_destroy(model);
+
+    /* the same weights stored as float16 */
+    CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_gpt2_f16", 0, 0));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    expect_output("float16 checkpoint", y, golden_tensor_get(c, "logits_f16"), 1e-4, 1e-4);
+    clora_model_destroy(model);
+    clora_buffer_destroy(ids);
+    clora_buffer_destroy(mask);
+}
+
+static void bert_against_pytorch(void **state)
+{
+    (void)state;
+    const golden_case *c = golden_case_get(&reference, "bert");
+    clora_buffer *ids = int_buffer(golden_tensor_get(c, "ids"));
+    clora_buffer *mask = int_buffer(golden_tensor_get(c, "mask"));
+    clora_buffer *types = int_buffer(golden_tensor_get(c, "types"));
+    clora_model *model = NULL;
+    const clora_buffer *y = NULL;
+
+    /* no head: the pooled embedding (the file's pooler is skipped) */
+    CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_bert", 0, 0));
+    CHECK_OK(clora_model_set_attention_mask(model, mask));
+    CHECK_OK(clora_model_set_token_types(model, types));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    assert_int_equal(y->ndim, 2);
+    expect_output("pooled", y, golden_tensor_get(c, "pooled_base"), 1e-4, 1e-4);
+    clora_model_destroy(model);
+
+    CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_bert_bf16", 0, 0));
+    CHECK_OK(clora_model_set_attention_mask(model, mask));
+    CHECK_OK(clora_model_set_token_types(model, types));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    expect_output("bfloat16 checkpoint", y, golden_tensor_get(c, "pooled_bf16"), 1e-4, 1e-4);
+    clora_model_destroy(model);
+
+    /* a 3-way head, its weights and LoRA on query/value from PEFT's adapter */
+    CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_bert", 3, 5));
+    CHECK_OK(clora_adapter_load(model, GOLDEN "/tiny_bert_lora", "default"));
+    CHECK_OK(clora_model_set_attention_mask(model, mask));
+    CHECK_OK(clora_model_set_token_types(model, types));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    expect_output("class logits", y, golden_tensor_get(c, "logits"), 1e-4, 1e-4);
+
+    CHECK_OK(clora_model_zero_grad(model));
+    const golden_tensor *g = golden_tensor_get(c, "g");
+    clora_buffer *dy = test_buffer(g->ndim, g->shape, g->data);
+    CHECK_OK(clora_model_backward(model, dy));
+    assert_int_equal(expect_grads(model, c, 1e-4, 1e-3), 10);
+
+    clora_buffer_destroy(dy);
+    clora_model_destroy(model);
+    clora_buffer_destroy(ids);
+    clora_buffer_destroy(mask);
+    clora_buffer_destroy(types);
+}
+
+/* ---- finite differences ---------------------------------------------------------------- */
+
+/* Tiny models with every dropout on, so backward's masks are checked too. */
+static clora_model *tiny_gpt2(float p)
+{
+    clora_gpt2_config c = clora_gpt2_config_default();
+    c.vocab_size = 13;
+    c.n_positions = 8;
+    c.n_embd = 8;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = p;
+    c.initializer_range = 0.3f;
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create_gpt2(&model, test_device, &c, 21));
+    return model;
+}
+
+static clora_model *tiny_bert(float p, size_t labels)
+{
+    clora_bert_config c = clora_bert_config_default();
+    c.vocab_size = 13;
+    c.hidden_size = 8;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.intermediate_size = 12;
+    c.max_position_embeddings = 8;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = p;
+    c.initializer_range = 0.3f;
+    c.num_labels = labels;
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create_bert(&model, test_device, &c, 22));
+    return model;
+}
+
+typedef struct batch {
+    clora_buffer *ids, *mask, *types;
+} batch;
+
+/* (2, 5) ids; the second row ends in two padding tokens. */
+static batch tiny_batch(void)
+{
+    static const int32_t ids[10] = {3, 7, 1, 12, 5, 9, 2, 6, 0, 0};
+    static const int32_t mask[10] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+    static const int32_t types[10] = {0, 0, 0, 1, 1, 0, 0, 1, 1, 1};
+    const size_t shape[2] = {2, 5};
+    batch b = {NULL, NULL, NULL};
+    CHECK_OK(clora_buffer_create_typed(&b.ids, test_device, CLORA_DTYPE_I32, 2, shape));
+    CHECK_OK(clora_buffer_create_typed(&b.mask, test_device, CLORA_DTYPE_I32, 2, shape));
+    CHECK_OK(clora_buffer_create_typed(&b.types, test_device, CLORA_DTYPE_I32, 2, shape));
+    CHECK_OK(clora_buffer_upload_i32(b.ids, 0, ids, 10));
+    CHECK_OK(clora_buffer_upload_i32(b.mask, 0, mask, 10));
+    CHECK_OK(clora_buffer_upload_i32(b.types, 0, types, 10));
+    return b;
+}
+
+static void batch_free(batch *b)
+{
+    clora_buffer_destroy(b->ids);
+    clora_buffer_destroy(b->mask);
+    clora_buffer_destroy(b->types);
+}
+
+/* L = sum(G * y) in double, the forward counter pinned so that training
+ * mode draws the same masks every time. */
+static double fd_loss(clora_model *model, const clora_buffer *ids, const float *g,
+                      const clora_buffer **out)
+{
+    model->forward_count = 41;
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    float *host = test_download(y);
+    double total = 0.0;
+    for (size_t i = 0; i < y->numel; ++i)
+        total += (double)g[i] * (double)host[i];
+    free(host);
+    if (out)
+        *out = y;
+    return total;
+}
+
+/* Makes every parameter trainable, puts LoRA (non-zero B) on `targets`,
+ * and compares backward with central differences at a few elements of
+ * every parameter tensor. */
+static void finite_differences(clora_model *model, const batch *b, const char *const *targets,
+                               size_t target_count)
+{
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 2;
+    lora.alpha = 4.0f;
+    lora.dropout = 0.25f;
+    lora.target_modules = targets;
+    lora.target_module_count = target_count;
+    size_t replaced = 0;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, &replaced));
+    assert_true(replaced >= 2);
+    CHECK_OK(clora_model_set_trainable(model, "", 1));
+    uint64_t rng = 99;
+    size_t count = clora_model_param_count(model);
+    for (size_t i = 0; i < count; ++i) {
+        clora_param_info info;
+        CHECK_OK(clora_model_param(model, i, &info));
+        if (strstr(info.name, "lora_B")) {
+            float *v = test_alloc(info.value->numel);
+            test_fill_uniform(v, info.value->numel, &rng, -0.5f, 0.5f);
+            CHECK_OK(clora_buffer_upload(info.value, 0, v, info.value->numel));
+            free(v);
+        }
+    }
+    CHECK_OK(clora_model_set_attention_mask(model, b->mask));
+    CHECK_OK(clora_model_set_training(model, 1));
+
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_forward(model, b->ids, &y));
+    float *g = test_alloc(y->numel);
+    test_fill_uniform(g, y->numel, &rng, -1.0f, 1.0f);
+    fd_loss(model, b->ids, g, &y);
+    clora_buffer *dy = test_buffer(y->ndim, y->shape, g);
+    CHECK_OK(clora_model_zero_grad(model));
+    CHECK_OK(clora_model_backward(model, dy));
+
+    const float eps = 1e-2f;
+    size_t checked = 0;
+    for (size_t i = 0; i < count; ++i) {
+        clora_param_info info;
+        CHECK_OK(clora_model_param(model, i, &info));
+        assert_non_null(info.grad);
+        float *value = test_download(info.value), *grad = test_download(info.grad);
+        for (int probe = 0; probe < 3; ++probe) {
+            float u;
+            test_fill_uniform(&u, 1, &rng, 0.0f, (float)info.value->numel);
+            size_t k = (size_t)u < info.value->numel ? (size_t)u : info.value->numel - 1;
+            float v = value[k] + eps;
+            CHECK_OK(clora_buffer_upload(info.value, k, &v, 1));
+            double up = fd_loss(model, b->ids, g, NULL);
+            v = value[k] - eps;
+            CHECK_OK(clora_buffer_upload(info.value, k, &v, 1));
+            double down = fd_loss(model, b->ids, g, NULL);
+            CHECK_OK(clora_buffer_upload(info.value, k, &value[k], 1));
+            double numeric = (up - down) / (2.0 * (double)eps);
+            if (fabs(numeric - (double)grad[k]) > 2e-3 + 2e-2 * fabs(numeric))
+                fail_msg("%s[%zu]: %.6g by backward, %.6g by finite differences", info.name, k,
+                         (double)grad[k], numeric);
+            ++checked;
+        }
+        free(value);
+        free(grad);
+    }
+    assert_true(checked >= 3 * 20);
+    free(g);
+    clora_buffer_destroy(dy);
+}
+
+static void gpt2_finite_differences(void **state)
+{
+    (void)state;
+    clora_model *model = tiny_gpt2(0.2f);
+    batch b = tiny_batch();
+    static const char *const targets[] = {"c_attn", "c_fc"};
+    finite_differences(model, &b, targets, 2);
+    batch_free(&b);
+    clora_model_destroy(model);
+}
+
+static void bert_finite_differences(void **state)
+{
+    (void)state;
+    clora_model *model = tiny_bert(0.2f, 3);
+    batch b = tiny_batch();
+    CHECK_OK(clora_model_set_token_types(model, b.types));
+    static const char *const targets[] = {"query", "value", "dense"};
+    finite_differences(model, &b, targets, 3);
+    batch_free(&b);
+    clora_model_destroy(model);
+}
+
+/* ---- dropout ----------------------------------------------------------------------------- */
+
+static void dropout_only_while_training(void **state)
+{
+    (void)state;
+    clora_model *model = tiny_gpt2(0.3f);
+    batch b = tiny_batch();
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_forward(model, b.ids, &y));
+    float *eval1 = test_download(y);
+    CHECK_OK(clora_model_forward(model, b.ids, &y));
+    float *eval2 = test_download(y);
+    test_assert_identical("eval forwards", eval1, eval2, y->numel);
+    CHECK_OK(clora_model_set_training(model, 1));
+    CHECK_OK(clora_model_forward(model, b.ids, &y));
+    float *train1 = test_download(y);
+    CHECK_OK(clora_model_forward(model, b.ids, &y));
+    float *train2 = test_download(y);
+    size_t differ_eval = 0, differ_steps = 0;
+    for (size_t i = 0; i < y->numel; ++i) {
+        differ_eval += train1[i] != eval1[i];
+        differ_steps += train1[i] != train2[i];
+    }
+    assert_true(differ_eval > y->numel / 2);  /* dropout acts in training */
+    assert_true(differ_steps > y->numel / 2); /* with new masks every step */
+    free(eval1);
+    free(eval2);
+    free(train1);
+    free(train2);
+    batch_free(&b);
+    clora_model_destroy(model);
+}
+
+/* ---- model folders -------------------------------------------------------------------------- */
+
+static void expect_same_output(clora_model *a, clora_model *b, const batch *in, int bert)
+{
+    const clora_buffer *ya = NULL, *yb = NULL;
+    CHECK_OK(clora_model_set_attention_mask(a, in->mask));
+    CHECK_OK(clora_model_set_attention_mask(b, in->mask));
+    if (bert) {
+        CHECK_OK(clora_model_set_token_types(a, in->types));
+        CHECK_OK(clora_model_set_token_types(b, in->types));
+    }
+    CHECK_OK(clora_model_forward(a, in->ids, &ya));
+    float *ha = test_download(ya);
+    CHECK_OK(clora_model_forward(b, in->ids, &yb));
+    float *hb = test_download(yb);
+    assert_int_equal(ya->numel, yb->numel);
+    test_assert_identical("reloaded model", ha, hb, ya->numel);
+    free(ha);
+    free(hb);
+}
+
+static void model_folder_round_trip(void **state)
+{
+    (void)state;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/clora-transformer-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    batch b = tiny_batch();
+    for (int bert = 0; bert < 2; ++bert) {
+        clora_model *model = bert ? tiny_bert(0.1f, 3) : tiny_gpt2(0.1f);
+        CHECK_OK(clora_model_save(model, dir));
+        clora_model *loaded = NULL;
+        CHECK_OK(clora_model_load(&loaded, test_device, dir));
+        clora_param_counts before, after;
+        CHECK_OK(clora_model_count_params(model, &before));
+        CHECK_OK(clora_model_count_params(loaded, &after));
+        assert_int_equal(before.total, after.total);
+        expect_same_output(model, loaded, &b, bert);
+        if (!bert) { /* lm_head still shares wte's weight */
+            clora_node *head = NULL;
+            CHECK_OK(clora_model_find(loaded, "lm_head", &head));
+            assert_ptr_equal(clora__param_get(head, "weight")->value,
+                             clora__param_get(head->tied, "weight")->value);
+        }
+        clora_model_destroy(model);
+        clora_model_destroy(loaded);
+    }
+    /* a Hugging Face folder through clora_model_load */
+    clora_model *hf = NULL, *direct = NULL;
+    CHECK_OK(clora_model_load(&hf, test_device, GOLDEN "/tiny_gpt2"));
+    CHECK_OK(clora_model_load_hf(&direct, test_device, GOLDEN "/tiny_gpt2", 0, 0));
+    expect_same_output(hf, direct, &b, 0);
+    clora_model_destroy(hf);
+    clora_model_destroy(direct);
+    batch_free(&b);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+/* A copy of tiny_gpt2 with config.json's `key` set to `value` (JSON text). */
+static void edited_copy(char *dir, const char *from, const char *key, const char *value)
+{
+    snprintf(dir, 64, "/tmp/clora-hf-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cp %s/model.safetensors %s/ && sed 's/\"%s\": [^,]*,/\"%s\": %s,/' "
+             "%s/config.json > %s/config.json",
+             from, dir, key, key, value, from, dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void checkpoint_errors(void **state)
+{
+    (void)state;
+    clora_model *model = NULL;
+    char dir[64];
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, "/nonexistent/clora", 0, 0),
+                 CLORA_ERR_IO);
+    assert_null(model);
+
+    edited_copy(dir, GOLDEN "/tiny_gpt2", "model_type", "\"llama\"");
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_UNSUPPORTED);
+    test_expect_message("llama");
+    remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_gpt2", "n_layer", "3");
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_FORMAT);
+    test_expect_message("transformer.h.2.");
+    remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_gpt2", "n_embd", "16");
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_SHAPE_MISMATCH);
+    remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_gpt2", "n_layer", "1");
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_FORMAT);
+    test_expect_message("matches no parameter");
+    remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_gpt2", "n_head", "3");
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_INVALID_ARGUMENT);
+    test_expect_message("heads");
+    remove_dir(dir);
+
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_gpt2", 2, 0),
+                 CLORA_ERR_UNSUPPORTED);
+    assert_null(model);
+}
+
+static void input_errors(void **state)
+{
+    (void)state;
+    clora_model *model = tiny_gpt2(0.0f);
+    batch b = tiny_batch();
+    const clora_buffer *y = NULL;
+    int32_t bad = 13; /* vocab_size */
+    CHECK_OK(clora_buffer_upload_i32(b.ids, 3, &bad, 1));
+    CHECK_STATUS(clora_model_forward(model, b.ids, &y), CLORA_ERR_INVALID_ARGUMENT);
+    test_expect_message("outside [0, 13)");
+
+    const size_t long_shape[2] = {1, 9}, odd_shape[2] = {2, 4};
+    clora_buffer *too_long = NULL, *odd_mask = NULL;
+    CHECK_OK(clora_buffer_create_typed(&too_long, test_device, CLORA_DTYPE_I32, 2, long_shape));
+    CHECK_STATUS(clora_model_forward(model, too_long, &y), CLORA_ERR_SHAPE_MISMATCH);
+    test_expect_message("positions for 8");
+
+    clora_buffer *floats = test_buffer_2d(2, 5, NULL);
+    CHECK_STATUS(clora_model_forward(model, floats, &y), CLORA_ERR_SHAPE_MISMATCH);
+    test_expect_message("int32 token ids");
+    CHECK_STATUS(clora_model_set_attention_mask(model, floats), CLORA_ERR_SHAPE_MISMATCH);
+
+    bad = 0;
+    CHECK_OK(clora_buffer_upload_i32(b.ids, 3, &bad, 1));
+    CHECK_OK(clora_buffer_create_typed(&odd_mask, test_device, CLORA_DTYPE_I32, 2, odd_shape));
+    CHECK_OK(clora_model_set_attention_mask(model, odd_mask));
+    CHECK_STATUS(clora_model_forward(model, b.ids, &y), CLORA_ERR_SHAPE_MISMATCH);
+    test_expect_message("attention mask");
+    CHECK_OK(clora_model_set_attention_mask(model, NULL));
+    CHECK_OK(clora_model_forward(model, b.ids, &y));
+
+    /* the tree's shape is clora's: no children into transformer parts */
+    clora_node *attn = NULL;
+    CHECK_OK(clora_model_find(model, "transformer.h.0.attn", &attn));
+    CHECK_STATUS(clora_node_add_dropout(attn, "extra", 0.1f, NULL), CLORA_ERR_INVALID_ARGUMENT);
+
+    /* LoRA on the tied lm_head is refused; "all linear layers" skips it */
+    clora_lora_config lora = clora_lora_config_default();
+    static const char *const head[] = {"lm_head"};
+    lora.target_modules = head;
+    lora.target_module_count = 1;
+    CHECK_STATUS(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL),
+                 CLORA_ERR_UNSUPPORTED);
+    test_expect_message("transformer.wte");
+    lora.target_modules = NULL;
+    lora.target_module_count = 0;
+    size_t replaced = 0;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, &replaced));
+    assert_int_equal(replaced, 8); /* c_attn, c_proj, c_fc, c_proj per block */
+
+    clora_buffer_destroy(too_long);
+    clora_buffer_destroy(odd_mask);
+    clora_buffer_destroy(floats);
+    batch_free(&b);
+    clora_model_destroy(model);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(gpt2_against_pytorch),
+        cmocka_unit_test(bert_against_pytorch),
+        cmocka_unit_test(gpt2_finite_differences),
+        cmocka_unit_test(bert_finite_differences),
+        cmocka_unit_test(dropout_only_while_training),
+        cmocka_unit_test(model_folder_round_trip),
+        cmocka_unit_test(checkpoint_errors),
+        cmocka_unit_test(input_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
