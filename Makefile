@@ -11,20 +11,28 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian packages needed to build and test.
 PACKAGES = build-essential cmake pkg-config \
            ocl-icd-opencl-dev opencl-headers pocl-opencl-icd \
-           libclblast-dev libcmocka-dev libjansson-dev oclgrind
+           libclblast-dev libcmocka-dev libjansson-dev libutf8proc-dev oclgrind
+
+# `make minilm`: the MiniLM fine-tune (model from PyPI, data from fortunes);
+# `make minilm-peft`: the same run with PyTorch and PEFT, for comparison.
+MINILM_DIR ?= clora-minilm
+MINILM_PACKAGES = fortunes python3 python3-pip
+PEFT_PACKAGES = python3-torch python3-numpy python3-venv
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
-.PHONY: all deps configure build demo test install clean
+.PHONY: all deps configure build demo test install clean minilm minilm-peft
 
 all: build
 
-deps:
+# Installs the Debian packages in $(1) that are missing (as root), or says
+# which to install.
+define install_packages
 	@if ! command -v dpkg-query >/dev/null 2>&1; then \
-	  echo "clora: not a Debian system; make sure these are installed: $(PACKAGES)"; \
+	  echo "clora: not a Debian system; make sure these are installed: $(1)"; \
 	else \
 	  missing=""; \
-	  for p in $(PACKAGES); do \
+	  for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	  done; \
 	  if [ -n "$$missing" ]; then \
@@ -38,6 +46,10 @@ deps:
 	    fi; \
 	  fi; \
 	fi
+endef
+
+deps:
+	$(call install_packages,$(PACKAGES))
 
 configure: deps
 	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
@@ -50,6 +62,16 @@ demo: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure
+
+minilm: build
+	$(call install_packages,$(MINILM_PACKAGES))
+	tools/minilm/run.sh $(BUILD_DIR)/tools/clora $(MINILM_DIR)
+
+minilm-peft: minilm
+	$(call install_packages,$(PEFT_PACKAGES))
+	tools/minilm/peft_env.sh $(MINILM_DIR)/peftenv
+	$(MINILM_DIR)/peftenv/bin/python tools/minilm/peft_compare.py $(MINILM_DIR) \
+	  | tee $(MINILM_DIR)/peft.log
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)

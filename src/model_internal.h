@@ -184,6 +184,8 @@ clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t 
 /* Reads a JSON object file (duplicate keys rejected); CLORA_ERR_IO or
  * CLORA_ERR_FORMAT naming the file. */
 clora_status clora__read_json(const char *path, json_t **out);
+/* The same with more jansson decoding flags (JSON_DECODE_INT_AS_REAL). */
+clora_status clora__read_json_flags(const char *path, size_t flags, json_t **out);
 /* Checks a file tensor against a parameter (shape, float dtype), converts it
  * to float32 and uploads it into dst. */
 clora_status clora__load_tensor(const char *path, const clora_tensor_view *view,

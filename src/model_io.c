@@ -206,13 +206,18 @@ clora_status clora_model_save(clora_model *model, const char *dir)
 
 clora_status clora__read_json(const char *path, json_t **out)
 {
+    return clora__read_json_flags(path, 0, out);
+}
+
+clora_status clora__read_json_flags(const char *path, size_t flags, json_t **out)
+{
     char *text = NULL;
     size_t size = 0;
     clora_status status = clora__read_file(path, &text, &size);
     if (status != CLORA_OK)
         return status;
     json_error_t error;
-    *out = json_loadb(text, size, JSON_REJECT_DUPLICATES, &error);
+    *out = json_loadb(text, size, JSON_REJECT_DUPLICATES | flags, &error);
     free(text);
     if (!*out)
         return clora__fail(CLORA_ERR_FORMAT, "%s: not valid JSON: %s (line %d, column %d)", path,

@@ -164,6 +164,74 @@ static void bert_against_pytorch(void **state)
     clora_buffer_destroy(types);
 }
 
+/* ---- the command ------------------------------------------------------------------------ */
+
+/* "a,b,c" of row `row` of a (rows, T) golden tensor of whole numbers. */
+static void id_list(const golden_tensor *t, size_t row, char *out, size_t size)
+{
+    size_t used = 0, T = t->shape[1];
+    for (size_t i = 0; i < T; ++i)
+        used += (size_t)snprintf(out + used, size - used, "%s%d", i ? "," : "",
+                                 (int)t->data[row * T + i]);
+}
+
+/* Runs `clora logits` and returns the file's "logits" (free() it). */
+static float *run_logits(const char *args, size_t *numel)
+{
+    char dir[64], cmd[2048], path[128];
+    snprintf(dir, sizeof dir, "/tmp/clora-logits-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/logits.safetensors", dir);
+    snprintf(cmd, sizeof cmd, "%s logits %s --out %s > %s/log 2>&1", CLORA_TEST_CLI, args, path,
+             dir);
+    if (system(cmd) != 0) {
+        snprintf(cmd, sizeof cmd, "cat %s/log", dir);
+        assert_int_equal(system(cmd), 0);
+        fail_msg("clora logits %s failed", args);
+    }
+    clora_safetensors *file = NULL;
+    clora_tensor_view view;
+    CHECK_OK(clora_safetensors_open(&file, path));
+    CHECK_OK(clora_safetensors_find(file, "logits", &view));
+    float *out = test_alloc(view.numel);
+    CHECK_OK(clora_tensor_to_f32(&view, out));
+    *numel = view.numel;
+    clora_safetensors_close(file);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    return out;
+}
+
+/* `clora logits` on a model folder with an adapter gives PyTorch's logits
+ * (the first batch row of the golden data, which has no padding). */
+static void logits_command_matches_pytorch(void **state)
+{
+    (void)state;
+    char ids[256], types[256], args[1024];
+    size_t numel = 0;
+    const golden_case *g = golden_case_get(&reference, "gpt2");
+    const golden_tensor *want = golden_tensor_get(g, "logits");
+    id_list(golden_tensor_get(g, "ids"), 0, ids, sizeof ids);
+    snprintf(args, sizeof args, "--model %s/tiny_gpt2 --adapter %s/tiny_gpt2_lora --tokens %s",
+             GOLDEN, GOLDEN, ids);
+    float *got = run_logits(args, &numel);
+    assert_int_equal(numel, want->numel / 2); /* (T, V) of row 0 */
+    test_assert_close("clora logits, GPT-2", got, want->data, numel, 1e-4, 1e-4);
+    free(got);
+
+    const golden_case *b = golden_case_get(&reference, "bert");
+    want = golden_tensor_get(b, "logits");
+    id_list(golden_tensor_get(b, "ids"), 0, ids, sizeof ids);
+    id_list(golden_tensor_get(b, "types"), 0, types, sizeof types);
+    snprintf(args, sizeof args,
+             "--model %s/tiny_bert --adapter %s/tiny_bert_lora --tokens %s --token-types %s",
+             GOLDEN, GOLDEN, ids, types);
+    got = run_logits(args, &numel);
+    assert_int_equal(numel, 3); /* (1, classes) */
+    test_assert_close("clora logits, BERT", got, want->data, numel, 1e-4, 1e-4);
+    free(got);
+}
+
 /* ---- finite differences ---------------------------------------------------------------- */
 
 /* Tiny models with every dropout on, so backward's masks are checked too. */
@@ -373,6 +441,53 @@ static void dropout_only_while_training(void **state)
     clora_model_destroy(model);
 }
 
+/* ---- a training step ------------------------------------------------------------------------ */
+
+/* Forward, backward and an AdamW step of both architectures with padding,
+ * token types, every dropout and LoRA: the path a fine-tune takes, small
+ * enough to run under oclgrind (tests/oclgrind_check.sh). */
+static void one_training_step(void **state)
+{
+    (void)state;
+    batch b = tiny_batch();
+    for (int bert = 0; bert < 2; ++bert) {
+        clora_model *model = bert ? tiny_bert(0.2f, 3) : tiny_gpt2(0.2f);
+        static const char *const gpt2_targets[] = {"c_attn", "c_proj"};
+        static const char *const bert_targets[] = {"query", "value"};
+        static const char *const head[] = {"classifier"};
+        clora_lora_config lora = clora_lora_config_default();
+        lora.rank = 2;
+        lora.dropout = 0.1f;
+        lora.target_modules = bert ? bert_targets : gpt2_targets;
+        lora.target_module_count = 2;
+        lora.modules_to_save = bert ? head : NULL;
+        lora.modules_to_save_count = bert ? 1 : 0;
+        CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+        CHECK_OK(clora_model_set_attention_mask(model, b.mask));
+        if (bert)
+            CHECK_OK(clora_model_set_token_types(model, b.types));
+        clora_trainer *trainer = NULL;
+        clora_train_config cfg = clora_train_config_default();
+        CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+        /* GPT-2: next-token labels (-100 where there is none); BERT: classes */
+        static const int32_t lm[10] = {7, 1, 12, 5, -100, 2, 6, -100, -100, -100};
+        static const int32_t classes[2] = {2, 0};
+        const size_t lm_shape[2] = {2, 5}, class_shape[1] = {2};
+        clora_buffer *labels = NULL;
+        CHECK_OK(clora_buffer_create_typed(&labels, test_device, CLORA_DTYPE_I32, bert ? 1 : 2,
+                                           bert ? class_shape : lm_shape));
+        CHECK_OK(clora_buffer_upload_i32(labels, 0, bert ? classes : lm, bert ? 2 : 10));
+        float first = 0.0f, loss = 0.0f;
+        for (int step = 0; step < 3; ++step)
+            CHECK_OK(clora_trainer_step(trainer, b.ids, labels, step == 0 ? &first : &loss));
+        assert_true(isfinite(first) && isfinite(loss));
+        clora_buffer_destroy(labels);
+        clora_trainer_destroy(trainer);
+        clora_model_destroy(model);
+    }
+    batch_free(&b);
+}
+
 /* ---- model folders -------------------------------------------------------------------------- */
 
 static void expect_same_output(clora_model *a, clora_model *b, const batch *in, int bert)
@@ -550,17 +665,21 @@ static void input_errors(void **state)
     clora_model_destroy(model);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gpt2_against_pytorch),
         cmocka_unit_test(bert_against_pytorch),
+        cmocka_unit_test(logits_command_matches_pytorch),
         cmocka_unit_test(gpt2_finite_differences),
         cmocka_unit_test(bert_finite_differences),
         cmocka_unit_test(dropout_only_while_training),
+        cmocka_unit_test(one_training_step),
         cmocka_unit_test(model_folder_round_trip),
         cmocka_unit_test(checkpoint_errors),
         cmocka_unit_test(input_errors),
     };
+    if (argc > 1) /* run only the tests whose names match */
+        cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, setup, teardown);
 }

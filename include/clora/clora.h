@@ -20,5 +20,6 @@
 #include "clora/adapter.h"
 #include "clora/train.h"
 #include "clora/transformer.h"
+#include "clora/tokenizer.h"
 
 #endif /* CLORA_CLORA_H */

@@ -1,0 +1,569 @@
+/* tokenizer.c — BERT WordPiece (clora/tokenizer.h). Text is handled as
+ * arrays of code points; utf8proc decodes, classifies, lower-cases and
+ * normalises them. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "clora/tokenizer.h"
+#include "internal.h"
+#include "model_internal.h"
+
+#define MAX_CHARS_PER_WORD 100
+
+struct clora_tokenizer {
+    char **tokens; /* by id */
+    size_t count;
+    size_t *slots; /* open-addressing hash of the tokens: id + 1, 0 when empty */
+    size_t slot_count;
+    clora_wordpiece_options options;
+    int32_t unk, cls, sep, pad;
+};
+
+clora_wordpiece_options clora_wordpiece_options_default(void)
+{
+    clora_wordpiece_options o;
+    o.lower_case = 1;
+    o.strip_accents = -1;
+    o.tokenize_chinese_chars = 1;
+    o.model_max_length = 512;
+    return o;
+}
+
+/* ---- the vocabulary ------------------------------------------------------------------ */
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; ++i)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int32_t lookup(const clora_tokenizer *t, const char *s, size_t n)
+{
+    for (size_t i = hash_bytes(s, n) & (t->slot_count - 1);; i = (i + 1) & (t->slot_count - 1)) {
+        size_t id = t->slots[i];
+        if (id == 0)
+            return -1;
+        const char *tok = t->tokens[id - 1];
+        if (strlen(tok) == n && !memcmp(tok, s, n))
+            return (int32_t)(id - 1);
+    }
+}
+
+/* Adds id to the hash; a later line with the same text takes the entry,
+ * as a Python dict built line by line would. */
+static void insert(clora_tokenizer *t, size_t id)
+{
+    const char *tok = t->tokens[id];
+    size_t n = strlen(tok);
+    for (size_t i = hash_bytes(tok, n) & (t->slot_count - 1);; i = (i + 1) & (t->slot_count - 1)) {
+        if (t->slots[i] == 0 || !strcmp(t->tokens[t->slots[i] - 1], tok)) {
+            t->slots[i] = id + 1;
+            return;
+        }
+    }
+}
+
+static clora_status parse_vocab(clora_tokenizer *t, const char *path, char *text, size_t size)
+{
+    size_t lines = 0;
+    for (size_t i = 0; i < size; ++i)
+        lines += text[i] == '\n';
+    lines += size > 0 && text[size - 1] != '\n';
+    t->tokens = calloc(lines ? lines : 1, sizeof *t->tokens);
+    t->slot_count = 16;
+    while (t->slot_count < 2 * lines)
+        t->slot_count *= 2;
+    t->slots = calloc(t->slot_count, sizeof *t->slots);
+    if (!t->tokens || !t->slots)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", path);
+    char *line = text;
+    for (size_t id = 0; id < lines; ++id) {
+        char *end = memchr(line, '\n', (size_t)(text + size - line));
+        size_t n = end ? (size_t)(end - line) : (size_t)(text + size - line);
+        if (n > 0 && line[n - 1] == '\r') /* read as text, "\r\n" ends a line too */
+            --n;
+        t->tokens[id] = malloc(n + 1);
+        if (!t->tokens[id])
+            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", path);
+        memcpy(t->tokens[id], line, n);
+        t->tokens[id][n] = '\0';
+        t->count = id + 1;
+        insert(t, id);
+        line = end ? end + 1 : text + size;
+    }
+    static const char *const required[4] = {"[UNK]", "[CLS]", "[SEP]", "[PAD]"};
+    int32_t *ids[4] = {&t->unk, &t->cls, &t->sep, &t->pad};
+    for (int i = 0; i < 4; ++i) {
+        *ids[i] = lookup(t, required[i], strlen(required[i]));
+        if (*ids[i] < 0)
+            return clora__fail(CLORA_ERR_FORMAT, "%s: the vocabulary has no %s token", path,
+                               required[i]);
+    }
+    return CLORA_OK;
+}
+
+clora_status clora_tokenizer_load_vocab(clora_tokenizer **out, const char *vocab_path,
+                                        const clora_wordpiece_options *options)
+{
+    if (!out || !vocab_path)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_load_vocab: %s is NULL",
+                           out ? "vocab_path" : "out");
+    *out = NULL;
+    clora_tokenizer *t = calloc(1, sizeof *t);
+    if (!t)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_tokenizer_load_vocab");
+    t->options = options ? *options : clora_wordpiece_options_default();
+    char *text = NULL;
+    size_t size = 0;
+    clora_status status = clora__read_file(vocab_path, &text, &size);
+    if (status == CLORA_OK && utf8proc_decompose((const utf8proc_uint8_t *)text,
+                                                 (utf8proc_ssize_t)size, NULL, 0, 0) < 0)
+        status = clora__fail(CLORA_ERR_FORMAT, "%s: not valid UTF-8", vocab_path);
+    if (status == CLORA_OK)
+        status = parse_vocab(t, vocab_path, text, size);
+    free(text);
+    if (status != CLORA_OK) {
+        clora_tokenizer_destroy(t);
+        return status;
+    }
+    *out = t;
+    return CLORA_OK;
+}
+
+/* A boolean option of tokenizer_config.json; null gives `null_value`. */
+static clora_status config_flag(json_t *config, const char *key, const char *path, int null_value,
+                                int *out)
+{
+    json_t *v = json_object_get(config, key);
+    if (!v)
+        return CLORA_OK;
+    if (json_is_null(v)) {
+        *out = null_value;
+        return CLORA_OK;
+    }
+    if (!json_is_boolean(v))
+        return clora__fail(CLORA_ERR_FORMAT, "%s: \"%s\" must be true, false or null", path, key);
+    *out = json_is_true(v);
+    return CLORA_OK;
+}
+
+clora_status clora_tokenizer_load(clora_tokenizer **out, const char *dir)
+{
+    if (!out || !dir)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_load: %s is NULL",
+                           out ? "dir" : "out");
+    *out = NULL;
+    char vocab[4096], config_path[4096];
+    clora_status status;
+    if ((status = clora__join_path(vocab, sizeof vocab, dir, "vocab.txt")) ||
+        (status = clora__join_path(config_path, sizeof config_path, dir, "tokenizer_config.json")))
+        return status;
+    clora_wordpiece_options options = clora_wordpiece_options_default();
+    FILE *probe = fopen(config_path, "rb");
+    if (probe) {
+        fclose(probe);
+        json_t *config = NULL;
+        /* numbers as doubles: "no limit" is written as 1e30 in integer digits */
+        if ((status = clora__read_json_flags(config_path, JSON_DECODE_INT_AS_REAL, &config)))
+            return status;
+        const char *type = json_string_value(json_object_get(config, "tokenizer_class"));
+        json_t *max = json_object_get(config, "model_max_length");
+        if (type && strcmp(type, "BertTokenizer") && strcmp(type, "BertTokenizerFast"))
+            status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                                 "%s: tokenizer_class %s; clora reads BERT WordPiece tokenizers",
+                                 config_path, type);
+        if (status == CLORA_OK)
+            status = config_flag(config, "do_lower_case", config_path, 1, &options.lower_case);
+        if (status == CLORA_OK)
+            status = config_flag(config, "strip_accents", config_path, -1, &options.strip_accents);
+        if (status == CLORA_OK)
+            status = config_flag(config, "tokenize_chinese_chars", config_path, 1,
+                                 &options.tokenize_chinese_chars);
+        if (status == CLORA_OK && json_is_number(max) && json_number_value(max) >= 1.0)
+            options.model_max_length =
+                json_number_value(max) < 1e9 ? (size_t)json_number_value(max) : 0;
+        json_decref(config);
+        if (status != CLORA_OK)
+            return status;
+    }
+    return clora_tokenizer_load_vocab(out, vocab, &options);
+}
+
+void clora_tokenizer_destroy(clora_tokenizer *tokenizer)
+{
+    if (!tokenizer)
+        return;
+    for (size_t i = 0; i < tokenizer->count; ++i)
+        free(tokenizer->tokens[i]);
+    free(tokenizer->tokens);
+    free(tokenizer->slots);
+    free(tokenizer);
+}
+
+size_t clora_tokenizer_vocab_size(const clora_tokenizer *tokenizer)
+{
+    return tokenizer ? tokenizer->count : 0;
+}
+
+int32_t clora_tokenizer_token_id(const clora_tokenizer *tokenizer, const char *token)
+{
+    return tokenizer && token ? lookup(tokenizer, token, strlen(token)) : -1;
+}
+
+const char *clora_tokenizer_token(const clora_tokenizer *tokenizer, int32_t id)
+{
+    if (!tokenizer || id < 0 || (size_t)id >= tokenizer->count)
+        return NULL;
+    return tokenizer->tokens[id];
+}
+
+size_t clora_tokenizer_max_length(const clora_tokenizer *tokenizer)
+{
+    return tokenizer ? tokenizer->options.model_max_length : 0;
+}
+
+/* ---- code-point arrays ----------------------------------------------------------------- */
+
+typedef struct cps {
+    int32_t *v;
+    size_t n, cap;
+} cps;
+
+typedef struct ids {
+    int32_t *v;
+    size_t n, cap;
+} ids;
+
+static int push(int32_t **v, size_t *n, size_t *cap, int32_t x)
+{
+    if (*n == *cap) {
+        size_t next = *cap ? 2 * *cap : 64;
+        int32_t *grown = realloc(*v, next * sizeof *grown);
+        if (!grown)
+            return 0;
+        *v = grown;
+        *cap = next;
+    }
+    (*v)[(*n)++] = x;
+    return 1;
+}
+
+#define PUSH(arr, x) push(&(arr).v, &(arr).n, &(arr).cap, (x))
+
+/* Decodes UTF-8 bytes, appending to out; -1 at the first invalid byte. */
+static long decode(const char *s, size_t n, cps *out)
+{
+    size_t i = 0;
+    while (i < n) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k <= 0)
+            return (long)i;
+        if (!PUSH(*out, c))
+            return -2;
+        i += (size_t)k;
+    }
+    return -1;
+}
+
+/* UTF-8 of a code-point range into a new string. */
+static char *encode(const int32_t *c, size_t n, const char *prefix)
+{
+    size_t p = prefix ? strlen(prefix) : 0;
+    char *s = malloc(p + 4 * n + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, prefix ? prefix : "", p);
+    size_t len = p;
+    for (size_t i = 0; i < n; ++i)
+        len += (size_t)utf8proc_encode_char(c[i], (utf8proc_uint8_t *)s + len);
+    s[len] = '\0';
+    return s;
+}
+
+/* Normalises a code-point array in place (NFC or NFD). */
+static int normalise(cps *text, int compose)
+{
+    char *utf8 = encode(text->v, text->n, NULL);
+    if (!utf8)
+        return 0;
+    utf8proc_uint8_t *mapped = NULL;
+    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)utf8, 0, &mapped,
+                                      UTF8PROC_NULLTERM | UTF8PROC_STABLE |
+                                          (compose ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE));
+    free(utf8);
+    if (n < 0)
+        return 0;
+    text->n = 0;
+    long bad = decode((const char *)mapped, (size_t)n, text);
+    free(mapped);
+    return bad == -1;
+}
+
+static int is_whitespace(int32_t c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
+           utf8proc_category(c) == UTF8PROC_CATEGORY_ZS;
+}
+
+static int is_control(int32_t c)
+{
+    if (c == '\t' || c == '\n' || c == '\r')
+        return 0;
+    switch (utf8proc_category(c)) {
+    case UTF8PROC_CATEGORY_CN:
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CO:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* BERT counts all non-letter/number ASCII as punctuation, and Unicode's P*. */
+static int is_punctuation(int32_t c)
+{
+    if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+        (c >= 123 && c <= 126))
+        return 1;
+    utf8proc_category_t k = utf8proc_category(c);
+    return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
+}
+
+/* The CJK Unified Ideographs blocks BERT puts spaces around. */
+static int is_cjk(int32_t c)
+{
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/* What Python's str.split() splits on once the text is cleaned: spaces,
+ * and the line and paragraph separators. */
+static int splits(int32_t c)
+{
+    utf8proc_category_t k = utf8proc_category(c);
+    return c == ' ' || k == UTF8PROC_CATEGORY_ZL || k == UTF8PROC_CATEGORY_ZP;
+}
+
+/* ---- word pieces --------------------------------------------------------------------------- */
+
+static clora_status word_pieces(const clora_tokenizer *t, const int32_t *word, size_t n, ids *out)
+{
+    if (n == 0)
+        return CLORA_OK;
+    const size_t before = out->n;
+    int bad = n > MAX_CHARS_PER_WORD;
+    for (size_t start = 0; start < n && !bad;) {
+        int32_t found = -1;
+        size_t end = n;
+        for (; end > start; --end) {
+            char *piece = encode(word + start, end - start, start > 0 ? "##" : NULL);
+            if (!piece)
+                return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+            found = lookup(t, piece, strlen(piece));
+            free(piece);
+            if (found >= 0)
+                break;
+        }
+        if (found < 0)
+            bad = 1;
+        else if (!PUSH(*out, found))
+            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+        start = end;
+    }
+    if (bad) {
+        out->n = before;
+        if (!PUSH(*out, t->unk))
+            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+    }
+    return CLORA_OK;
+}
+
+/* Appends the lower case of c as BertTokenizer gives it: it lower-cases
+ * the text one character at a time with Python's str.lower(), so without
+ * context (a capital sigma always becomes σ), and U+0130, the one
+ * character whose lower case is two, becomes i and a combining dot. */
+static int push_lower(cps *out, int32_t c)
+{
+    if (c == 0x130)
+        return PUSH(*out, 'i') && PUSH(*out, 0x307);
+    return PUSH(*out, utf8proc_tolower(c));
+}
+
+/* One whitespace-separated word: case, accents, punctuation, pieces. */
+static clora_status word_tokens(const clora_tokenizer *t, const int32_t *c, size_t n, ids *out)
+{
+    cps word = {NULL, 0, 0};
+    const clora_wordpiece_options *o = &t->options;
+    const int strip = o->lower_case ? o->strip_accents != 0 : o->strip_accents == 1;
+    clora_status status = CLORA_OK;
+    for (size_t i = 0; i < n && status == CLORA_OK; ++i)
+        if (!(o->lower_case ? push_lower(&word, c[i]) : PUSH(word, c[i])))
+            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+    if (status == CLORA_OK && strip) {
+        if (!normalise(&word, 0))
+            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+        size_t kept = 0;
+        for (size_t i = 0; i < word.n; ++i)
+            if (utf8proc_category(word.v[i]) != UTF8PROC_CATEGORY_MN)
+                word.v[kept++] = word.v[i];
+        word.n = kept;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i <= word.n && status == CLORA_OK; ++i) {
+        if (i < word.n && !is_punctuation(word.v[i]))
+            continue;
+        status = word_pieces(t, word.v + start, i - start, out);
+        if (status == CLORA_OK && i < word.n)
+            status = word_pieces(t, word.v + i, 1, out);
+        start = i + 1;
+    }
+    free(word.v);
+    return status;
+}
+
+/* Text without special tokens: clean, CJK spacing, NFC, words. */
+static clora_status plain_tokens(const clora_tokenizer *t, const char *s, size_t n, ids *out)
+{
+    cps raw = {NULL, 0, 0}, text = {NULL, 0, 0};
+    clora_status status = CLORA_OK;
+    long bad = decode(s, n, &raw);
+    if (bad == -2)
+        status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+    for (size_t i = 0; i < raw.n && status == CLORA_OK; ++i) {
+        int32_t c = raw.v[i];
+        int ok = 1;
+        if (c == 0 || c == 0xFFFD || is_control(c))
+            continue;
+        if (is_whitespace(c))
+            ok = PUSH(text, ' ');
+        else if (t->options.tokenize_chinese_chars && is_cjk(c))
+            ok = PUSH(text, ' ') && PUSH(text, c) && PUSH(text, ' ');
+        else
+            ok = PUSH(text, c);
+        if (!ok)
+            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+    }
+    if (status == CLORA_OK && text.n > 0 && !normalise(&text, 1))
+        status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+    size_t start = 0;
+    for (size_t i = 0; i <= text.n && status == CLORA_OK; ++i)
+        if (i == text.n || splits(text.v[i])) {
+            status = word_tokens(t, text.v + start, i - start, out);
+            start = i + 1;
+        }
+    free(raw.v);
+    free(text.v);
+    return status;
+}
+
+/* The first special token written in s[0, n): its position, length, id. */
+static int find_special(const clora_tokenizer *t, const char *s, size_t n, size_t *at,
+                        size_t *len, int32_t *id)
+{
+    static const char *const specials[5] = {"[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
+    int found = 0;
+    for (int k = 0; k < 5; ++k) {
+        int32_t kid = lookup(t, specials[k], strlen(specials[k]));
+        size_t m = strlen(specials[k]);
+        if (kid < 0)
+            continue;
+        for (size_t i = 0; i + m <= n && (!found || i < *at); ++i)
+            if (!memcmp(s + i, specials[k], m)) {
+                *at = i;
+                *len = m;
+                *id = kid;
+                found = 1;
+                break;
+            }
+    }
+    return found;
+}
+
+static clora_status tokenize(const clora_tokenizer *t, const char *text, ids *out)
+{
+    size_t n = strlen(text);
+    cps check = {NULL, 0, 0};
+    long bad = decode(text, n, &check);
+    free(check.v);
+    if (bad == -2)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+    if (bad >= 0)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "the text is not valid UTF-8 at byte %ld",
+                           bad);
+    clora_status status = CLORA_OK;
+    while (status == CLORA_OK) {
+        size_t at = 0, len = 0;
+        int32_t id = -1;
+        if (!find_special(t, text, n, &at, &len, &id))
+            return plain_tokens(t, text, n, out);
+        status = plain_tokens(t, text, at, out);
+        if (status == CLORA_OK && !PUSH(*out, id))
+            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+        text += at + len;
+        n -= at + len;
+    }
+    return status;
+}
+
+clora_status clora_tokenizer_tokenize(const clora_tokenizer *tokenizer, const char *text,
+                                      int32_t **out, size_t *count)
+{
+    if (!tokenizer || !text || !out || !count)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_tokenize: NULL argument");
+    *out = NULL;
+    *count = 0;
+    ids result = {NULL, 0, 0};
+    clora_status status = tokenize(tokenizer, text, &result);
+    if (status != CLORA_OK || result.n == 0) {
+        free(result.v);
+        return status;
+    }
+    *out = result.v;
+    *count = result.n;
+    return CLORA_OK;
+}
+
+clora_status clora_tokenizer_encode(const clora_tokenizer *tokenizer, const char *text,
+                                    size_t max_length, int32_t *out_ids, int32_t *mask,
+                                    size_t *length, int *truncated)
+{
+    if (!tokenizer || !text || !out_ids)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_encode: NULL argument");
+    if (max_length < 2)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "clora_tokenizer_encode: max_length %zu leaves no room for [CLS] and "
+                           "[SEP]",
+                           max_length);
+    ids result = {NULL, 0, 0};
+    clora_status status = tokenize(tokenizer, text, &result);
+    if (status != CLORA_OK) {
+        free(result.v);
+        return status;
+    }
+    const size_t kept = result.n < max_length - 2 ? result.n : max_length - 2;
+    out_ids[0] = tokenizer->cls;
+    if (kept)
+        memcpy(out_ids + 1, result.v, kept * sizeof *out_ids);
+    out_ids[kept + 1] = tokenizer->sep;
+    for (size_t i = kept + 2; i < max_length; ++i)
+        out_ids[i] = tokenizer->pad;
+    for (size_t i = 0; mask && i < max_length; ++i)
+        mask[i] = i < kept + 2;
+    if (length)
+        *length = kept + 2;
+    if (truncated)
+        *truncated = kept < result.n;
+    free(result.v);
+    return CLORA_OK;
+}
