@@ -47,6 +47,40 @@ grep -q "accuracy: " "$work/train.log" || fail "train printed no accuracy"
 "$clora" info "$work/trained" | grep -q '"fc1","head"' || fail "trained adapter targets"
 echo "ok: train"
 
+# transformers: a small BERT given the first 60 words of the test vocabulary
+golden=$(dirname "$0")/golden
+mkdir "$work/bert"
+cp "$golden/tiny_bert/config.json" "$golden/tiny_bert/model.safetensors" "$work/bert/"
+head -60 "$golden/wordpiece_vocab.txt" > "$work/bert/vocab.txt"
+printf '{"do_lower_case": true, "model_max_length": 16}\n' > "$work/bert/tokenizer_config.json"
+{
+    for i in 1 2 3 4 5 6 7 8; do
+        printf 'animal\tThe quick brown fox, the lazy dog!\n'
+        printf 'greeting\tHello world, hello me.\n'
+    done
+} > "$work/text.tsv"
+"$clora" tokenize --model "$work/bert" --input "$work/text.tsv" --out "$work/text.safetensors" \
+    > "$work/tokenize.log" || { cat "$work/tokenize.log"; fail "tokenize"; }
+grep -q "0=animal (8) 1=greeting (8)" "$work/tokenize.log" || fail "tokenize label counts"
+"$clora" info "$work/text.safetensors" | grep -q "attention_mask" || fail "tokenize: no mask"
+"$clora" train --model "$work/bert" --data "$work/text.safetensors" --out "$work/bert_lora" \
+    --epochs 4 --batch-size 4 --lr 0.01 > "$work/bert_train.log" \
+    || { cat "$work/bert_train.log"; fail "train BERT"; }
+grep -q "on 4 layers (query, value)" "$work/bert_train.log" || fail "BERT default targets"
+grep -q "accuracy: .* -> 100.00%" "$work/bert_train.log" || { cat "$work/bert_train.log"; fail "BERT did not learn"; }
+grep -q "tokens/s" "$work/bert_train.log" || fail "train: no tokens/s"
+"$clora" logits --model "$work/bert" --adapter "$work/bert_lora" --text "hello world" \
+    --out "$work/bert_logits.safetensors" > "$work/logits.log" || fail "logits --text"
+grep -q "logits (1, 2) for 4 tokens" "$work/logits.log" || { cat "$work/logits.log"; fail "logits shape"; }
+grep -q "classes, top 5: 1 " "$work/logits.log" || { cat "$work/logits.log"; fail "logits class"; }
+"$clora" generate --model "$golden/tiny_gpt2" --tokens 1,2,3 --max-new 4 > "$work/gen" 2>/dev/null \
+    || fail "generate"
+grep -Eq '^1,2,3(,[0-9]+){4}$' "$work/gen" || { cat "$work/gen"; fail "generate output"; }
+"$clora" generate --model "$golden/tiny_gpt2" --adapter "$golden/tiny_gpt2_lora" --tokens 1,2 \
+    --max-new 30 --top-k 5 --seed 7 > "$work/gen" 2> "$work/gen.err" || fail "generate top-k"
+grep -q "at the model's longest sequence" "$work/gen.err" || fail "generate: no stop at 16 tokens"
+echo "ok: tokenize, train, logits, generate on transformers"
+
 # bad paths and files
 head -c 100 "$work/demo/adapter/adapter_model.safetensors" > "$work/truncated.safetensors"
 mkdir "$work/bad_adapter"
@@ -67,7 +101,14 @@ expect_error "inputs" "$clora" train --model "$work/demo/base" \
 expect_error "required" "$clora" merge --model "$work/demo/base"
 expect_error "unknown option" "$clora" train --bogus
 expect_error "unknown command" "$clora" frobnicate
-for d in never1 never2 never3 never4 never5; do
+expect_error "not LABEL<TAB>TEXT" "$clora" tokenize --model "$work/bert" --input "$work/bert/vocab.txt" \
+    --out "$work/never6"
+expect_error "vocab.txt" "$clora" tokenize --model "$work/nothing" --input "$work/text.tsv" \
+    --out "$work/never7"
+expect_error "--tokens expects" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,x --out "$work/never8"
+expect_error "is outside" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,99 --out "$work/never9"
+expect_error "needs GPT-2" "$clora" generate --model "$work/bert" --tokens 1,2
+for d in never1 never2 never3 never4 never5 never6 never7 never8 never9; do
     [ -e "$work/$d" ] && fail "a failed command left $d behind"
 done
 echo "ok: bad inputs"

@@ -12,7 +12,11 @@ static const char usage[] =
     "commands:\n"
     "  demo        the main job: pre-train a model, freeze it, fine-tune a LoRA adapter\n"
     "              on a new task, report and save everything (what `make demo` runs)\n"
-    "  train       LoRA-fine-tune a saved model on a dataset file; save a PEFT adapter\n"
+    "  train       LoRA-fine-tune a model (clora, GPT-2 or BERT folder) on a dataset\n"
+    "              file; save a PEFT adapter\n"
+    "  tokenize    turn LABEL<TAB>TEXT lines into a dataset with a BERT tokenizer\n"
+    "  logits      run a model (with an adapter) on token ids; write the logits\n"
+    "  generate    continue a sequence of token ids with GPT-2 (greedy or top-k)\n"
     "  merge       merge an adapter into a model and save the merged model\n"
     "  info        describe an adapter folder, a model folder or a .safetensors file\n"
     "  devices     list the OpenCL devices clora can use\n"
@@ -45,9 +49,9 @@ int main(int argc, char **argv)
         const char *name;
         cli_command run;
     } commands[] = {
-        {"demo", cmd_demo},       {"train", cmd_train}, {"merge", cmd_merge},
-        {"info", cmd_info},       {"devices", cmd_devices},
-        {"selfcheck", cmd_selfcheck},
+        {"demo", cmd_demo},         {"train", cmd_train},       {"merge", cmd_merge},
+        {"info", cmd_info},         {"devices", cmd_devices},   {"selfcheck", cmd_selfcheck},
+        {"logits", cmd_logits},     {"generate", cmd_generate}, {"tokenize", cmd_tokenize},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
         if (!strcmp(command, commands[i].name))

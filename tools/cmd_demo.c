@@ -107,7 +107,7 @@ static float *logits_of(clora_model *model, const dataset *data, size_t rows, cl
 {
     batch b;
     float *out = NULL;
-    *status = batch_create(&b, clora_model_device(model), data, rows);
+    *status = batch_create(&b, model, data, rows);
     const clora_buffer *y = NULL;
     if (*status == CLORA_OK)
         *status = batch_fill(&b, data, NULL, 0);
@@ -191,7 +191,7 @@ int cmd_demo(int argc, char **argv)
     float loss = 0;
     double acc_a = 0, acc_b_before = 0, acc_b_after = 0, acc_a_disabled = 0;
     if ((status = clora_trainer_create(&trainer, model, &cfg)) ||
-        (status = batch_create(&b, dev, &a_train, rows))) {
+        (status = batch_create(&b, model, &a_train, rows))) {
         cli_report("demo", "setting up pre-training", status);
         goto done;
     }

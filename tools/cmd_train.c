@@ -6,22 +6,30 @@
 #include <string.h>
 
 #include "cli.h"
+#include "models.h"
 #include "training.h"
 
 static const char train_usage[] =
     "usage: clora train --model DIR --data FILE --out DIR [options]\n"
     "\n"
-    "Applies LoRA to a clora model folder, trains only the adapter on a dataset,\n"
-    "and saves it as a PEFT adapter folder (adapter_config.json +\n"
-    "adapter_model.safetensors). The base model is not modified.\n"
+    "Applies LoRA to a model, trains only the adapter on a dataset, and saves it\n"
+    "as a PEFT adapter folder (adapter_config.json + adapter_model.safetensors).\n"
+    "The base model is not modified.\n"
     "\n"
     "A dataset is a safetensors file with \"inputs\" (F32 (N, features) or I32\n"
-    "(N, T) token ids) and either \"labels\" (I32 (N): classification, trained\n"
-    "with cross-entropy, reported as accuracy) or \"targets\" (F32 (N, ...):\n"
-    "regression, mean squared error). `clora demo` writes examples.\n"
+    "(N, T) token ids, with an optional I32 \"attention_mask\" and\n"
+    "\"token_type_ids\") and either \"labels\" (I32 (N), or (N, T) with -100 for\n"
+    "tokens not scored: classification, trained with cross-entropy, reported as\n"
+    "accuracy) or \"targets\" (F32 (N, ...): regression, mean squared error).\n"
+    "`clora tokenize` makes one from text; `clora demo` writes examples.\n"
+    "\n"
+    "Hugging Face BERT folders get a classification head (\"classifier\", trained in\n"
+    "full and saved with the adapter, as PEFT's SEQ_CLS task does) sized by the\n"
+    "labels; without --targets, LoRA goes where PEFT puts it by default: query and\n"
+    "value for BERT, c_attn for GPT-2.\n"
     "\n"
     "required:\n"
-    "  --model DIR          a model folder (config.json + model.safetensors)\n"
+    "  --model DIR          a clora model folder or a Hugging Face GPT-2/BERT folder\n"
     "  --data FILE          training data\n"
     "  --out DIR            where to save the adapter (created if needed)\n"
     "LoRA:\n"
@@ -30,7 +38,8 @@ static const char train_usage[] =
     "  --scale-mode MODE    peft (alpha/r, default), seed (alpha), rslora (alpha/sqrt(r))\n"
     "  --dropout P          dropout on the LoRA branch (default 0)\n"
     "  --init MODE          peft (default), seed, gaussian\n"
-    "  --targets A,B        modules to adapt, PEFT's rule (default: every Linear)\n"
+    "  --targets A,B        modules to adapt, PEFT's rule (default: every Linear;\n"
+    "                       PEFT's defaults for GPT-2 and BERT)\n"
     "  --target-regex RE    or a regex over the whole module path\n"
     "  --exclude A,B        modules to leave alone\n"
     "  --rank-pattern P=R,.. per-module ranks (regex=rank)\n"
@@ -49,13 +58,14 @@ static const char train_usage[] =
     "  --clip NORM          clip gradients to this global norm (default: off)\n"
     "  --seed S             shuffling, initialisation and dropout (default 0)\n"
     "other:\n"
+    "  --num-labels K       BERT: classes of the new head (default: from the labels)\n"
     "  --eval FILE          evaluation data (default: the training data)\n"
     "  --log FILE           write the loss curve as CSV\n"
     "  --device SEL         device index or name part\n";
 
 typedef struct train_options {
     const char *model, *data, *out, *eval, *log, *device;
-    size_t rank, steps, epochs, batch, warmup;
+    size_t rank, steps, epochs, batch, warmup, num_labels;
     float alpha, dropout, lr, weight_decay, momentum, clip;
     const char *scale_mode, *init, *targets, *target_regex, *exclude, *rank_pattern, *trainable,
         *adapter_name, *optimizer, *schedule;
@@ -119,6 +129,7 @@ static int parse(int argc, char **argv, train_options *o)
             (r = cli_option_string(argc, argv, &i, "--schedule", &o->schedule)) ||
             (r = cli_option_size(argc, argv, &i, "--warmup", &o->warmup)) ||
             (r = cli_option_float(argc, argv, &i, "--clip", &o->clip)) ||
+            (r = cli_option_size(argc, argv, &i, "--num-labels", &o->num_labels)) ||
             (r = cli_option_size(argc, argv, &i, "--seed", &o->seed))) {
             if (r < 0)
                 return -1;
@@ -225,12 +236,39 @@ int cmd_train(int argc, char **argv)
         cli_report("train", "opening the device", status);
         goto done;
     }
-    if ((status = clora_model_load(&model, dev, o.model))) {
-        cli_report("train", "loading the model", status);
-        goto done;
-    }
     if (!dataset_load(o.data, &train) || (o.eval && !dataset_load(o.eval, &eval)))
         goto done;
+    const model_family family = model_family_of(o.model);
+    size_t classes = o.num_labels;
+    if (family == FAMILY_BERT && train.labels && train.label_width == 1 && !classes)
+        for (size_t i = 0; i < train.count; ++i)
+            if (train.labels[i] >= 0 && (size_t)train.labels[i] + 1 > classes)
+                classes = (size_t)train.labels[i] + 1;
+    model_family opened;
+    if (!open_model("train", dev, o.model, NULL, classes, o.seed, &model, &opened))
+        goto done;
+    if (family != FAMILY_CLORA && !o.targets && !o.target_regex) { /* PEFT's defaults */
+        static const char *const bert_targets[] = {"query", "value"};
+        static const char *const gpt2_targets[] = {"c_attn"};
+        free(targets);
+        targets = malloc(2 * sizeof *targets);
+        if (!targets)
+            goto done;
+        n_targets = family == FAMILY_BERT ? 2 : 1;
+        memcpy(targets, family == FAMILY_BERT ? bert_targets : gpt2_targets,
+               n_targets * sizeof *targets);
+    }
+    if (family == FAMILY_BERT && classes > 0) { /* the new head trains and is saved */
+        int listed = 0;
+        for (size_t i = 0; i < n_trainable; ++i)
+            listed |= !strcmp(trainable[i], "classifier");
+        const char **grown = listed ? trainable : realloc(trainable, (n_trainable + 2) * sizeof *grown);
+        if (!grown)
+            goto done;
+        trainable = grown;
+        if (!listed)
+            trainable[n_trainable++] = "classifier";
+    }
     const dataset *eval_data = o.eval ? &eval : &train;
     if (train.labels == NULL) {
         printf("regression data (targets): training with mean squared error\n");
@@ -247,6 +285,9 @@ int cmd_train(int argc, char **argv)
     printf("clora train on %s\n", info.name);
     printf("  model %s: %s parameters; data %s: %zu examples\n", o.model,
            with_commas(counts.total, a, sizeof a), o.data, train.count);
+    if (family == FAMILY_BERT && classes > 0)
+        printf("  classification head: %zu classes%s%s\n", classes,
+               train.label_names ? " " : "", train.label_names ? train.label_names : "");
     printf("  Total trainable parameters before: %s\n", with_commas(counts.trainable, a, sizeof a));
 
     clora_lora_config lora = clora_lora_config_default();
@@ -274,12 +315,23 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "clora train: no Linear layer matched; nothing to train\n");
         goto done;
     }
-    printf("  LoRA r=%zu alpha=%g (scale %g) on %zu layers\n", o.rank, (double)o.alpha,
+    printf("  LoRA r=%zu alpha=%g (scale %g) on %zu layers (", o.rank, (double)o.alpha,
            (double)clora_lora_scale(lora.scale_mode, o.alpha, o.rank), replaced);
+    for (size_t i = 0; i < n_targets; ++i)
+        printf("%s%s", i ? ", " : "", targets[i]);
+    printf("%s)\n", n_targets ? "" : o.target_regex ? o.target_regex : "every Linear");
+    if (n_trainable) {
+        printf("  trained in full and saved with the adapter:");
+        for (size_t i = 0; i < n_trainable; ++i)
+            printf(" %s", trainable[i]);
+        printf("\n");
+    }
     print_parameter_counts(stdout, model, "  ");
 
     double before = 0, after = 0;
-    if ((status = evaluate(model, eval_data, 256, &before))) {
+    /* token batches hold every layer's activations: evaluate in smaller ones */
+    const size_t eval_rows = train.input_dtype == CLORA_DTYPE_I32 ? 32 : 256;
+    if ((status = evaluate(model, eval_data, eval_rows, &before))) {
         cli_report("train", "evaluating the model on the data", status);
         goto done;
     }
@@ -302,7 +354,7 @@ int cmd_train(int argc, char **argv)
     cfg.max_grad_norm = o.clip;
     cfg.loss = train.labels ? CLORA_LOSS_CROSS_ENTROPY : CLORA_LOSS_MSE;
     if ((status = clora_trainer_create(&trainer, model, &cfg)) ||
-        (status = batch_create(&b, dev, &train, rows))) {
+        (status = batch_create(&b, model, &train, rows))) {
         cli_report("train", "setting up training", status);
         goto done;
     }
@@ -313,7 +365,7 @@ int cmd_train(int argc, char **argv)
         cli_report("train", "training", status);
         goto done;
     }
-    if ((status = evaluate(model, eval_data, 256, &after))) {
+    if ((status = evaluate(model, eval_data, eval_rows, &after))) {
         cli_report("train", "evaluating", status);
         goto done;
     }
@@ -327,7 +379,16 @@ int cmd_train(int argc, char **argv)
         printf("  %s: %.2f%% -> %.2f%%\n", metric, 100.0 * before, 100.0 * after);
     else
         printf("  %s: %.6g -> %.6g\n", metric, before, after);
-    printf("  %.2f ms per step, %.0f examples/s\n", per_step * 1e3, (double)rows / per_step);
+    printf("  %.2f ms per step, %.0f examples/s", per_step * 1e3, (double)rows / per_step);
+    if (train.input_dtype == CLORA_DTYPE_I32) {
+        size_t tokens = 0; /* real tokens per batch on average: masks count */
+        for (size_t i = 0; i < train.count * train.input_width; ++i)
+            tokens += train.attention_mask ? train.attention_mask[i] != 0 : 1;
+        printf(", %.0f tokens/s (%.1f tokens per example, padded to %zu)",
+               (double)tokens / (double)train.count * (double)rows / per_step,
+               (double)tokens / (double)train.count, train.input_width);
+    }
+    printf("\n");
     print_memory(stdout, dev, "  ");
     printf("  adapter saved to %s%s%s\n", o.out, o.log ? ", loss curve to " : "",
            o.log ? o.log : "");

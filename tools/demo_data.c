@@ -53,6 +53,7 @@ int demo_make_dataset(dataset *data, size_t count, int turned, uint64_t seed)
     data->input_width = DEMO_SIDE * DEMO_SIDE;
     data->inputs = malloc(count * data->input_width * sizeof(float));
     data->labels = malloc(count * sizeof *data->labels);
+    data->label_width = 1;
     if (!data->inputs || !data->labels) {
         dataset_free(data);
         return 0;

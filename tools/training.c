@@ -28,9 +28,11 @@ int dataset_load(const char *path, dataset *data)
         fprintf(stderr, "clora: %s\n", clora_last_error());
         return 0;
     }
-    clora_tensor_view inputs, labels, targets;
+    clora_tensor_view inputs, labels, targets, mask, types;
     int has_labels = clora_safetensors_find(file, "labels", &labels) == CLORA_OK;
     int has_targets = clora_safetensors_find(file, "targets", &targets) == CLORA_OK;
+    int has_mask = clora_safetensors_find(file, "attention_mask", &mask) == CLORA_OK;
+    int has_types = clora_safetensors_find(file, "token_type_ids", &types) == CLORA_OK;
     int ok = 1;
     char why[256];
     if (clora_safetensors_find(file, "inputs", &inputs) != CLORA_OK) {
@@ -45,9 +47,20 @@ int dataset_load(const char *path, dataset *data)
     } else if (has_labels == has_targets) {
         ok = fail_dataset(path, "needs either \"labels\" (I32, classification) or \"targets\" "
                                 "(F32, regression)");
-    } else if (has_labels && (labels.dtype != CLORA_DTYPE_I32 || labels.ndim != 1 ||
-                              labels.shape[0] != inputs.shape[0])) {
-        ok = fail_dataset(path, "\"labels\" must be I32 (N) with N as in \"inputs\"");
+    } else if (has_labels &&
+               (labels.dtype != CLORA_DTYPE_I32 || labels.shape[0] != inputs.shape[0] ||
+                (labels.ndim != 1 &&
+                 (labels.ndim != 2 || inputs.ndim != 2 || labels.shape[1] != inputs.shape[1])))) {
+        ok = fail_dataset(path, "\"labels\" must be I32 (N), or (N, T) for (N, T) inputs");
+    } else if ((has_mask || has_types) && inputs.dtype != CLORA_DTYPE_I32) {
+        ok = fail_dataset(path, "\"attention_mask\" and \"token_type_ids\" go with I32 token "
+                                "ids");
+    } else if ((has_mask && (mask.dtype != CLORA_DTYPE_I32 || mask.numel != inputs.numel ||
+                             mask.ndim != inputs.ndim)) ||
+               (has_types && (types.dtype != CLORA_DTYPE_I32 || types.numel != inputs.numel ||
+                              types.ndim != inputs.ndim))) {
+        ok = fail_dataset(path, "\"attention_mask\" and \"token_type_ids\" must be I32 of the "
+                                "shape of \"inputs\"");
     } else if (has_targets && (!clora_dtype_is_float(targets.dtype) || targets.ndim < 1 ||
                                targets.shape[0] != inputs.shape[0])) {
         ok = fail_dataset(path, "\"targets\" must be float (N, ...) with N as in \"inputs\"");
@@ -69,12 +82,28 @@ int dataset_load(const char *path, dataset *data)
         }
     }
     if (ok && has_labels) {
-        data->labels = malloc(data->count * sizeof *data->labels);
+        data->label_width = labels.numel / data->count;
+        data->labels = malloc(labels.numel * sizeof *data->labels);
         if (!data->labels)
             ok = fail_dataset(path, "out of memory");
         else
-            memcpy(data->labels, labels.data, data->count * sizeof *data->labels);
+            memcpy(data->labels, labels.data, labels.numel * sizeof *data->labels);
     }
+    int32_t **extras[2] = {&data->attention_mask, &data->token_types};
+    const clora_tensor_view *views[2] = {&mask, &types};
+    const int present[2] = {has_mask, has_types};
+    for (int k = 0; k < 2 && ok; ++k) {
+        if (!present[k])
+            continue;
+        *extras[k] = malloc(inputs.numel * sizeof **extras[k]);
+        if (!*extras[k])
+            ok = fail_dataset(path, "out of memory");
+        else
+            memcpy(*extras[k], views[k]->data, inputs.numel * sizeof **extras[k]);
+    }
+    const char *names = clora_safetensors_metadata(file, "label_names");
+    if (ok && names && !(data->label_names = strdup(names)))
+        ok = fail_dataset(path, "out of memory");
     if (ok && has_targets) {
         data->target_width = targets.numel / data->count;
         data->targets = malloc(targets.numel * sizeof *data->targets);
@@ -90,6 +119,9 @@ int dataset_load(const char *path, dataset *data)
 void dataset_free(dataset *data)
 {
     free(data->inputs);
+    free(data->attention_mask);
+    free(data->token_types);
+    free(data->label_names);
     free(data->labels);
     free(data->targets);
     memset(data, 0, sizeof *data);
@@ -105,9 +137,18 @@ int dataset_save(const char *path, const dataset *data)
     if (status == CLORA_OK)
         status = clora_safetensors_writer_add(w, "inputs", data->input_dtype, data->input_ndim + 1,
                                               shape, data->inputs);
+    if (status == CLORA_OK && data->attention_mask)
+        status = clora_safetensors_writer_add(w, "attention_mask", CLORA_DTYPE_I32,
+                                              data->input_ndim + 1, shape, data->attention_mask);
+    if (status == CLORA_OK && data->token_types)
+        status = clora_safetensors_writer_add(w, "token_type_ids", CLORA_DTYPE_I32,
+                                              data->input_ndim + 1, shape, data->token_types);
+    const size_t lshape[2] = {data->count, data->label_width};
     if (status == CLORA_OK && data->labels)
-        status = clora_safetensors_writer_add(w, "labels", CLORA_DTYPE_I32, 1, &data->count,
-                                              data->labels);
+        status = clora_safetensors_writer_add(w, "labels", CLORA_DTYPE_I32,
+                                              data->label_width > 1 ? 2 : 1, lshape, data->labels);
+    if (status == CLORA_OK && data->label_names)
+        status = clora_safetensors_writer_metadata(w, "label_names", data->label_names);
     const size_t tshape[2] = {data->count, data->target_width};
     if (status == CLORA_OK && data->targets)
         status = clora_safetensors_writer_add(w, "targets", CLORA_DTYPE_F32, 2, tshape,
@@ -124,20 +165,28 @@ int dataset_save(const char *path, const dataset *data)
 
 /* ---- batches ----------------------------------------------------------------------- */
 
-clora_status batch_create(batch *b, clora_device *device, const dataset *data, size_t rows)
+clora_status batch_create(batch *b, clora_model *model, const dataset *data, size_t rows)
 {
     memset(b, 0, sizeof *b);
     b->rows = rows;
+    b->model = model;
+    clora_device *device = clora_model_device(model);
     size_t shape[4] = {rows};
     for (size_t d = 0; d < data->input_ndim; ++d)
         shape[d + 1] = data->input_shape[d];
     clora_status status = clora_buffer_create_typed(&b->input, device, data->input_dtype,
                                                     data->input_ndim + 1, shape);
-    const size_t tshape[2] = {rows, data->target_width};
+    const size_t tshape[2] = {rows, data->target_width}, lshape[2] = {rows, data->label_width};
     if (status == CLORA_OK)
-        status = data->labels
-                     ? clora_buffer_create_typed(&b->target, device, CLORA_DTYPE_I32, 1, &rows)
-                     : clora_buffer_create(&b->target, device, 2, tshape);
+        status = data->labels ? clora_buffer_create_typed(&b->target, device, CLORA_DTYPE_I32,
+                                                          data->label_width > 1 ? 2 : 1, lshape)
+                              : clora_buffer_create(&b->target, device, 2, tshape);
+    if (status == CLORA_OK && data->attention_mask)
+        status = clora_buffer_create_typed(&b->mask, device, CLORA_DTYPE_I32,
+                                           data->input_ndim + 1, shape);
+    if (status == CLORA_OK && data->token_types)
+        status = clora_buffer_create_typed(&b->types, device, CLORA_DTYPE_I32,
+                                           data->input_ndim + 1, shape);
     if (status != CLORA_OK)
         batch_destroy(b);
     return status;
@@ -145,18 +194,40 @@ clora_status batch_create(batch *b, clora_device *device, const dataset *data, s
 
 void batch_destroy(batch *b)
 {
+    if (b->model && b->mask)
+        clora_model_set_attention_mask(b->model, NULL);
+    if (b->model && b->types)
+        clora_model_set_token_types(b->model, NULL);
     clora_buffer_destroy(b->input);
     clora_buffer_destroy(b->target);
+    clora_buffer_destroy(b->mask);
+    clora_buffer_destroy(b->types);
     memset(b, 0, sizeof *b);
+}
+
+/* Uploads rows order[first ..] of a (count, width) int32 table. */
+static clora_status upload_rows_i32(clora_buffer *dst, const int32_t *table, size_t width,
+                                    const size_t *order, size_t first, size_t rows)
+{
+    int32_t *host = malloc(rows * width * sizeof *host);
+    if (!host)
+        return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    for (size_t i = 0; i < rows; ++i) {
+        size_t k = order ? order[first + i] : first + i;
+        memcpy(host + i * width, table + k * width, width * sizeof *host);
+    }
+    clora_status status = clora_buffer_upload_i32(dst, 0, host, rows * width);
+    free(host);
+    return status;
 }
 
 clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first)
 {
     const size_t w = data->input_width, tw = data->target_width;
     unsigned char *in = malloc(b->rows * w * 4);
-    void *target = malloc(b->rows * (data->labels ? 1 : tw) * 4);
+    float *target = data->targets ? malloc(b->rows * tw * sizeof *target) : NULL;
     clora_status status = CLORA_OK;
-    if (!in || !target) {
+    if (!in || (data->targets && !target)) {
         free(in);
         free(target);
         return CLORA_ERR_OUT_OF_HOST_MEMORY;
@@ -164,17 +235,24 @@ clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size
     for (size_t i = 0; i < b->rows; ++i) {
         size_t k = order ? order[first + i] : first + i;
         memcpy(in + i * w * 4, (const unsigned char *)data->inputs + k * w * 4, w * 4);
-        if (data->labels)
-            ((int32_t *)target)[i] = data->labels[k];
-        else
-            memcpy((float *)target + i * tw, data->targets + k * tw, tw * sizeof(float));
+        if (target)
+            memcpy(target + i * tw, data->targets + k * tw, tw * sizeof *target);
     }
     status = data->input_dtype == CLORA_DTYPE_I32
                  ? clora_buffer_upload_i32(b->input, 0, (const int32_t *)in, b->rows * w)
                  : clora_buffer_upload(b->input, 0, (const float *)in, b->rows * w);
     if (status == CLORA_OK)
-        status = data->labels ? clora_buffer_upload_i32(b->target, 0, target, b->rows)
+        status = data->labels ? upload_rows_i32(b->target, data->labels, data->label_width, order,
+                                                first, b->rows)
                               : clora_buffer_upload(b->target, 0, target, b->rows * tw);
+    if (status == CLORA_OK && b->mask &&
+        (status = upload_rows_i32(b->mask, data->attention_mask, w, order, first, b->rows)) ==
+            CLORA_OK)
+        status = clora_model_set_attention_mask(b->model, b->mask);
+    if (status == CLORA_OK && b->types &&
+        (status = upload_rows_i32(b->types, data->token_types, w, order, first, b->rows)) ==
+            CLORA_OK)
+        status = clora_model_set_token_types(b->model, b->types);
     free(in);
     free(target);
     return status;
@@ -242,15 +320,15 @@ clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows
     clora_model_set_training(model, 0);
     size_t rows = batch_rows < data->count ? batch_rows : data->count;
     batch b;
-    clora_status status = batch_create(&b, clora_model_device(model), data, rows);
+    clora_status status = batch_create(&b, model, data, rows);
     double total = 0.0;
-    size_t seen = 0;
+    size_t scored = 0;
     float *logits = NULL;
     for (size_t first = 0; status == CLORA_OK && first < data->count; first += rows) {
         size_t n = data->count - first < rows ? data->count - first : rows;
         if (n != b.rows) { /* the last, shorter batch */
             batch_destroy(&b);
-            if ((status = batch_create(&b, clora_model_device(model), data, n)))
+            if ((status = batch_create(&b, model, data, n)))
                 break;
         }
         const clora_buffer *out = NULL;
@@ -258,35 +336,44 @@ clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows
             (status = clora_model_forward(model, b.input, &out)))
             break;
         if (data->labels) {
-            size_t classes = clora_buffer_dim(out, clora_buffer_ndim(out) - 1);
-            float *grown = realloc(logits, n * classes * sizeof *logits);
+            const size_t classes = clora_buffer_dim(out, clora_buffer_ndim(out) - 1);
+            const size_t rows_out = n * data->label_width;
+            if (clora_buffer_numel(out) != rows_out * classes) {
+                status = CLORA_ERR_SHAPE_MISMATCH;
+                break;
+            }
+            float *grown = realloc(logits, rows_out * classes * sizeof *logits);
             if (!grown) {
                 status = CLORA_ERR_OUT_OF_HOST_MEMORY;
                 break;
             }
             logits = grown;
-            if ((status = clora_buffer_download(out, 0, logits, n * classes)))
+            if ((status = clora_buffer_download(out, 0, logits, rows_out * classes)))
                 break;
-            for (size_t i = 0; i < n; ++i) {
+            const int32_t *labels = data->labels + first * data->label_width;
+            for (size_t i = 0; i < rows_out; ++i) {
+                if (labels[i] == -100)
+                    continue;
                 size_t best = 0;
                 for (size_t c = 1; c < classes; ++c)
                     if (logits[i * classes + c] > logits[i * classes + best])
                         best = c;
-                total += (int32_t)best == data->labels[first + i];
+                total += (int32_t)best == labels[i];
+                ++scored;
             }
         } else {
             float loss = 0;
             if ((status = clora_mse(&loss, NULL, out, b.target)))
                 break;
             total += loss * (double)n;
+            scored += n;
         }
-        seen += n;
     }
     free(logits);
     batch_destroy(&b);
     clora_model_set_training(model, was_training);
     if (status == CLORA_OK)
-        *result = seen ? total / (double)seen : 0.0;
+        *result = scored ? total / (double)scored : 0.0;
     return status;
 }
 

@@ -11,9 +11,14 @@
 #include "clora/clora.h"
 
 /* A dataset file (safetensors) holds:
- *   "inputs"  F32 (N, ...) features, or I32 (N, ...) token ids
- *   "labels"  I32 (N) class indices  — classification (cross-entropy), or
- *   "targets" F32 (N, ...)           — regression (mean squared error). */
+ *   "inputs"          F32 (N, ...) features, or I32 (N, T) token ids
+ *   "labels"          I32 (N) class indices, or (N, T) a class per token
+ *                     (-100: not scored) — classification (cross-entropy), or
+ *   "targets"         F32 (N, ...) — regression (mean squared error);
+ * with token ids, optionally
+ *   "attention_mask"  I32 (N, T), 0 for padding
+ *   "token_type_ids"  I32 (N, T), BERT's segments
+ * and in the metadata "label_names", a JSON list of the class names. */
 typedef struct dataset {
     size_t count;             /* N */
     clora_dtype input_dtype;  /* F32 or I32 */
@@ -21,9 +26,13 @@ typedef struct dataset {
     size_t input_shape[3];
     size_t input_width;       /* elements of one example */
     void *inputs;             /* count * input_width */
+    int32_t *attention_mask;  /* count * input_width, or NULL */
+    int32_t *token_types;     /* count * input_width, or NULL */
     int32_t *labels;          /* classification, or NULL */
+    size_t label_width;       /* 1, or T for a label per token */
     float *targets;           /* regression, or NULL */
     size_t target_width;
+    char *label_names;        /* JSON list, or NULL */
 } dataset;
 
 /* Loads and checks a dataset file; prints a one-line error and returns 0 on
@@ -33,19 +42,22 @@ void dataset_free(dataset *data);
 /* Writes a dataset file (atomically); returns 0 after printing an error. */
 int dataset_save(const char *path, const dataset *data);
 
-/* Device buffers for one batch of `rows` examples. */
+/* Device buffers for one batch of `rows` examples, for `model`. */
 typedef struct batch {
     size_t rows;
-    clora_buffer *input, *target;
+    clora_model *model;
+    clora_buffer *input, *target, *mask, *types;
 } batch;
 
-clora_status batch_create(batch *b, clora_device *device, const dataset *data, size_t rows);
+clora_status batch_create(batch *b, clora_model *model, const dataset *data, size_t rows);
+/* Frees the buffers (and takes the mask and token types off the model). */
 void batch_destroy(batch *b);
-/* Fills the batch with examples order[first .. first + rows). */
+/* Fills the batch with examples order[first .. first + rows) and sets its
+ * attention mask and token types on the model. */
 clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first);
 
-/* Classification: the fraction of examples whose largest logit is the
- * label; regression: the mean squared error. Runs in eval mode. */
+/* Classification: the fraction of labels (other than -100) that are the
+ * largest logit; regression: the mean squared error. Runs in eval mode. */
 clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result);
 
 /* The live progress line: "  <label>  step 120/400  loss 0.1234  52.3 steps/s  ETA 5s",

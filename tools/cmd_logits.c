@@ -1,0 +1,198 @@
+/* cmd_logits.c — `clora logits`: one forward pass of a model (with or
+ * without an adapter) on one sequence, written as a safetensors file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "models.h"
+
+static const char logits_usage[] =
+    "usage: clora logits --model DIR [--adapter DIR] (--tokens IDS | --text TEXT) --out FILE\n"
+    "\n"
+    "Runs the model on one sequence and writes its output to a safetensors file\n"
+    "under the key \"logits\":\n"
+    "  GPT-2 folders   (T, vocab): the next-token logits at every position\n"
+    "  BERT folders    (1, classes): class logits, when the model has a head (the\n"
+    "                  adapter's modules_to_save, or --classes); else (1, hidden):\n"
+    "                  the mean-pooled embedding\n"
+    "  clora folders   the model's output for a (1, T) batch of ids\n"
+    "\n"
+    "options:\n"
+    "  --model DIR        a Hugging Face GPT-2 or BERT folder, or a clora model folder\n"
+    "  --adapter DIR      a PEFT adapter folder to apply (default: none)\n"
+    "  --tokens IDS       the token ids, comma-separated: 15496,11,995\n"
+    "  --text TEXT        BERT: the text, tokenized with the folder's vocab.txt\n"
+    "                     ([CLS] text [SEP])\n"
+    "  --token-types IDS  BERT: a token type per token (default: all 0)\n"
+    "  --classes K        BERT: add a K-way head (initialised from --seed) when the\n"
+    "                     adapter brings none\n"
+    "  --seed S           (default 0)\n"
+    "  --out FILE         where to write the logits\n"
+    "  --device SEL       device index or name part\n";
+
+/* The ids of `text` through the model folder's tokenizer. */
+static int text_ids(const char *dir, const char *text, int32_t **ids, size_t *count)
+{
+    clora_tokenizer *tok = NULL;
+    clora_status status = clora_tokenizer_load(&tok, dir);
+    if (status != CLORA_OK) {
+        cli_report("logits", "loading the tokenizer", status);
+        return 0;
+    }
+    size_t limit = clora_tokenizer_max_length(tok), n = 0;
+    int32_t *pieces = NULL;
+    status = clora_tokenizer_tokenize(tok, text, &pieces, &n);
+    free(pieces);
+    size_t length = n + 2;
+    if (limit && length > limit)
+        length = limit;
+    *ids = malloc(length * sizeof **ids);
+    if (status == CLORA_OK && !*ids)
+        status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+    if (status == CLORA_OK)
+        status = clora_tokenizer_encode(tok, text, length, *ids, NULL, count, NULL);
+    clora_tokenizer_destroy(tok);
+    if (status != CLORA_OK) {
+        cli_report("logits", "tokenizing --text", status);
+        free(*ids);
+        *ids = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+int cmd_logits(int argc, char **argv)
+{
+    const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *text = NULL, *types = NULL,
+               *out = NULL, *device = NULL;
+    size_t classes = 0, seed = 0;
+    for (int i = 1; i < argc; ++i) {
+        int r = 0;
+        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
+            fputs(logits_usage, stdout);
+            return 0;
+        }
+        if ((r = cli_option_string(argc, argv, &i, "--model", &model_dir)) ||
+            (r = cli_option_string(argc, argv, &i, "--adapter", &adapter)) ||
+            (r = cli_option_string(argc, argv, &i, "--tokens", &tokens)) ||
+            (r = cli_option_string(argc, argv, &i, "--text", &text)) ||
+            (r = cli_option_string(argc, argv, &i, "--token-types", &types)) ||
+            (r = cli_option_string(argc, argv, &i, "--out", &out)) ||
+            (r = cli_option_string(argc, argv, &i, "--device", &device)) ||
+            (r = cli_option_size(argc, argv, &i, "--classes", &classes)) ||
+            (r = cli_option_size(argc, argv, &i, "--seed", &seed))) {
+            if (r < 0)
+                return 2;
+            continue;
+        }
+        fprintf(stderr, "clora logits: unknown option \"%s\" (see --help)\n", argv[i]);
+        return 2;
+    }
+    if (!model_dir || !out || (!tokens == !text)) {
+        fprintf(stderr, "clora logits: needs --model, --out, and --tokens or --text (see --help)\n");
+        return 2;
+    }
+    int32_t *ids = NULL, *type_ids = NULL;
+    size_t count = 0, type_count = 0;
+    if (tokens && !parse_ids("logits", "--tokens", tokens, &ids, &count))
+        return 2;
+    if (types && !parse_ids("logits", "--token-types", types, &type_ids, &type_count)) {
+        free(ids);
+        return 2;
+    }
+    int exit_code = 1;
+    clora_device *dev = NULL;
+    clora_model *model = NULL;
+    clora_buffer *input = NULL, *type_buf = NULL;
+    float *host = NULL;
+    model_family family = FAMILY_CLORA;
+    clora_status status = clora_device_open(&dev, device);
+    if (status != CLORA_OK) {
+        cli_report("logits", "opening the device", status);
+        goto done;
+    }
+    if (text && !text_ids(model_dir, text, &ids, &count))
+        goto done;
+    if (types && type_count != count) {
+        fprintf(stderr, "clora logits: --token-types has %zu entries for %zu tokens\n",
+                type_count, count);
+        exit_code = 2;
+        goto done;
+    }
+    if (!open_model("logits", dev, model_dir, adapter, classes, seed, &model, &family))
+        goto done;
+    const size_t shape[2] = {1, count};
+    const clora_buffer *y = NULL;
+    if ((status = clora_buffer_create_typed(&input, dev, CLORA_DTYPE_I32, 2, shape)) ||
+        (status = clora_buffer_upload_i32(input, 0, ids, count))) {
+        cli_report("logits", "uploading the tokens", status);
+        goto done;
+    }
+    if (type_ids && ((status = clora_buffer_create_typed(&type_buf, dev, CLORA_DTYPE_I32, 2,
+                                                         shape)) ||
+                     (status = clora_buffer_upload_i32(type_buf, 0, type_ids, count)) ||
+                     (status = clora_model_set_token_types(model, type_buf)))) {
+        cli_report("logits", "setting the token types", status);
+        goto done;
+    }
+    if ((status = clora_model_forward(model, input, &y))) {
+        cli_report("logits", "running the model", status);
+        goto done;
+    }
+    size_t ndim = clora_buffer_ndim(y), dims[4], numel = 1;
+    for (size_t d = 0; d < ndim; ++d)
+        numel *= (dims[d] = clora_buffer_dim(y, d));
+    if (ndim == 3 && dims[0] == 1) { /* (1, T, V) -> (T, V) */
+        dims[0] = dims[1];
+        dims[1] = dims[2];
+        ndim = 2;
+    }
+    host = malloc(numel * sizeof *host);
+    if (!host || (status = clora_buffer_download(y, 0, host, numel))) {
+        cli_report("logits", "reading the output", host ? status : CLORA_ERR_OUT_OF_HOST_MEMORY);
+        goto done;
+    }
+    clora_safetensors_writer *w = NULL;
+    if ((status = clora_safetensors_writer_create(&w)) ||
+        (status = clora_safetensors_writer_add(w, "logits", CLORA_DTYPE_F32, ndim, dims, host)) ||
+        (status = clora_safetensors_writer_write(w, out))) {
+        cli_report("logits", "writing the output", status);
+        clora_safetensors_writer_destroy(w);
+        goto done;
+    }
+    clora_safetensors_writer_destroy(w);
+    printf("logits (");
+    for (size_t d = 0; d < ndim; ++d)
+        printf("%s%zu", d ? ", " : "", dims[d]);
+    printf(") for %zu tokens written to %s\n", count, out);
+    clora_node *head = NULL;
+    const int classifier = family == FAMILY_BERT &&
+                           clora_model_find(model, "classifier", &head) == CLORA_OK;
+    if (family == FAMILY_GPT2 || classifier) { /* the five largest of the last row */
+        const size_t width = dims[ndim - 1];
+        const float *last = host + numel - width;
+        char *taken = calloc(width, 1);
+        printf("%s:", family == FAMILY_GPT2 ? "next token, top 5" : "classes, top 5");
+        for (size_t k = 0; taken && k < 5 && k < width; ++k) {
+            size_t best = width;
+            for (size_t j = 0; j < width; ++j)
+                if (!taken[j] && (best == width || last[j] > last[best]))
+                    best = j;
+            taken[best] = 1;
+            printf(" %zu (%.4f)", best, (double)last[best]);
+        }
+        printf("\n");
+        free(taken);
+    }
+    exit_code = 0;
+done:
+    free(host);
+    free(ids);
+    free(type_ids);
+    clora_buffer_destroy(input);
+    clora_buffer_destroy(type_buf);
+    clora_model_destroy(model);
+    clora_device_destroy(dev);
+    return exit_code;
+}

@@ -1,0 +1,106 @@
+/* models.c — opening models and adapters for the `clora` commands. */
+#include "models.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+model_family model_family_of(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *config = json_load_file(path, 0, NULL);
+    const char *type = json_string_value(json_object_get(config, "model_type"));
+    model_family family = FAMILY_CLORA;
+    if (type && !json_object_get(config, "format"))
+        family = !strcmp(type, "bert") ? FAMILY_BERT : !strcmp(type, "gpt2") ? FAMILY_GPT2
+                                                                            : FAMILY_CLORA;
+    json_decref(config);
+    return family;
+}
+
+size_t adapter_classes(const char *adapter_dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", adapter_dir);
+    clora_safetensors *file = NULL;
+    if (clora_safetensors_open(&file, path) != CLORA_OK)
+        return 0; /* clora_adapter_load says what is wrong */
+    clora_tensor_view view;
+    size_t classes = 0;
+    if (clora_safetensors_find(file, "base_model.model.classifier.weight", &view) == CLORA_OK &&
+        view.ndim == 2)
+        classes = view.shape[0];
+    clora_safetensors_close(file);
+    return classes;
+}
+
+int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
+               size_t classes, uint64_t seed, clora_model **out, model_family *family)
+{
+    *out = NULL;
+    *family = model_family_of(dir);
+    clora_status status;
+    if (*family == FAMILY_BERT) {
+        if (classes == 0 && adapter)
+            classes = adapter_classes(adapter);
+        status = clora_model_load_hf(out, device, dir, classes, seed);
+    } else if (*family == FAMILY_GPT2) {
+        status = clora_model_load_hf(out, device, dir, 0, seed);
+    } else {
+        status = clora_model_load(out, device, dir);
+    }
+    if (status != CLORA_OK) {
+        cli_report(command, "loading the model", status);
+        return 0;
+    }
+    if (adapter && (status = clora_adapter_load(*out, adapter, "default"))) {
+        cli_report(command, "loading the adapter", status);
+        clora_model_destroy(*out);
+        *out = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+int parse_ids(const char *command, const char *option, const char *text, int32_t **ids,
+              size_t *count)
+{
+    *ids = NULL;
+    *count = 0;
+    size_t capacity = 1;
+    for (const char *p = text; *p; ++p)
+        capacity += *p == ',';
+    *ids = malloc(capacity * sizeof **ids);
+    if (!*ids) {
+        fprintf(stderr, "clora %s: out of memory\n", command);
+        return 0;
+    }
+    const char *p = text;
+    while (*p) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            fprintf(stderr, "clora %s: %s expects ids like 15496,11,995; \"%s\" is not\n",
+                    command, option, text);
+            free(*ids);
+            *ids = NULL;
+            *count = 0;
+            return 0;
+        }
+        (*ids)[(*count)++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (*count == 0) {
+        fprintf(stderr, "clora %s: %s is empty\n", command, option);
+        free(*ids);
+        *ids = NULL;
+        return 0;
+    }
+    return 1;
+}

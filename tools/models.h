@@ -1,0 +1,39 @@
+/* models.h — how the `clora` commands open models: clora model folders and
+ * Hugging Face GPT-2 / BERT folders, with an optional adapter; and the
+ * token-id lists they take on the command line. */
+#ifndef CLORA_TOOLS_MODELS_H
+#define CLORA_TOOLS_MODELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clora/clora.h"
+
+typedef enum model_family {
+    FAMILY_CLORA, /* a clora model folder */
+    FAMILY_GPT2,  /* a Hugging Face GPT-2 folder: ids in, (B, T, V) logits out */
+    FAMILY_BERT   /* a Hugging Face BERT folder: ids in, pooled (B, C) or (B, classes) out */
+} model_family;
+
+/* The family of a model folder, from its config.json; FAMILY_CLORA when it
+ * is not a Hugging Face folder (clora_model_load reports the rest). */
+model_family model_family_of(const char *dir);
+
+/* The rows of the "classifier.weight" an adapter folder carries
+ * (modules_to_save), or 0. */
+size_t adapter_classes(const char *adapter_dir);
+
+/* Opens `dir` on the device. BERT folders get a classification head of
+ * `classes` labels (0: the adapter's, if it carries one, else none);
+ * `seed` initialises a new head and drives dropout. Then loads `adapter`
+ * (may be NULL) as "default". Prints a one-line error for `command` and
+ * returns 0 on failure. */
+int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
+               size_t classes, uint64_t seed, clora_model **out, model_family *family);
+
+/* "1,2,3" into a new array of ids (free() it); prints an error naming
+ * `option` and returns 0 when the list is empty or malformed. */
+int parse_ids(const char *command, const char *option, const char *text, int32_t **ids,
+              size_t *count);
+
+#endif /* CLORA_TOOLS_MODELS_H */
