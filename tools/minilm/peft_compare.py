@@ -2,7 +2,7 @@
 """The MiniLM fine-tune of tools/minilm/run.sh done with PyTorch and PEFT,
 for the side-by-side figures in README.md.
 
-    python peft_compare.py OUT
+    python peft_compare.py OUT [THREADS]
 
 OUT is run.sh's folder: the model, the tokenized datasets clora wrote
 (train/eval.safetensors, used here as they are, so both runs see the same
@@ -12,7 +12,8 @@ The run matches clora's: LoRA r=8, alpha 16, dropout 0.1 on query and value,
 a new Linear head on the masked mean of the hidden states trained in full
 (modules_to_save), AdamW lr 1e-3 (PyTorch's defaults otherwise), linear
 schedule with 9 warm-up steps, 2 epochs of 44 batches (the last partial
-batch of an epoch skipped), dropout on while training. The random draws
+batch of an epoch skipped), dropout on while training, PyTorch's own number
+of threads unless THREADS is given. The random draws
 (head and LoRA A initialisation, dropout masks, shuffling) are PyTorch's,
 so accuracies agree in expectation, not bit for bit.
 
@@ -96,6 +97,8 @@ def accuracy(model, ids, mask, labels):
 
 def main():
     out = sys.argv[1]
+    if len(sys.argv) > 2:  # --threads N; else PyTorch's own choice
+        torch.set_num_threads(int(sys.argv[2]))
     model_dir = os.path.join(out, "model")
     tokenizer_ok = check_tokenizer(out, model_dir)
     train_ids, train_mask, train_labels, names = load_dataset(os.path.join(out, "train.safetensors"))
