@@ -934,6 +934,12 @@ void clora__arg_mem(clora__args *args, cl_mem mem)
     args->index++;
 }
 
+void clora__arg_buffer(clora__args *args, const clora_buffer *buffer)
+{
+    clora__arg_mem(args, buffer->mem);
+    clora__arg_uint(args, buffer->offset);
+}
+
 void clora__arg_uint(clora__args *args, size_t value)
 {
     cl_uint v = (cl_uint)value;

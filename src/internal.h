@@ -147,6 +147,8 @@ typedef struct clora__args {
 } clora__args;
 clora_status clora__args_begin(clora__args *args, clora_device *device, clora__kernel_id id);
 void clora__arg_mem(clora__args *args, cl_mem mem);
+/* A buffer as the kernels take it: its cl_mem, then its element offset. */
+void clora__arg_buffer(clora__args *args, const clora_buffer *buffer);
 void clora__arg_uint(clora__args *args, size_t value); /* caller ensures it fits */
 void clora__arg_int(clora__args *args, int value);
 void clora__arg_float(clora__args *args, float value);

@@ -66,10 +66,8 @@ static clora_status launch_rows_cols(clora__kernel_id id, clora_buffer *out, con
     clora_status status = clora__args_begin(&a, out->device, id);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&a, out->mem);
-    clora__arg_uint(&a, out->offset);
-    clora__arg_mem(&a, in->mem);
-    clora__arg_uint(&a, in->offset);
+    clora__arg_buffer(&a, out);
+    clora__arg_buffer(&a, in);
     clora__arg_uint(&a, rows);
     clora__arg_uint(&a, cols);
     const size_t global[2] = {cols, rows}, local[2] = {16, 4};

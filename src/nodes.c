@@ -121,10 +121,8 @@ static clora_status activation_forward(clora_node *node, const clora_buffer *x, 
     clora_status status = clora__args_begin(&a, x->device, CLORA__KERNEL_ACTIVATION_FORWARD);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&a, y->mem);
-    clora__arg_uint(&a, y->offset);
-    clora__arg_mem(&a, x->mem);
-    clora__arg_uint(&a, x->offset);
+    clora__arg_buffer(&a, y);
+    clora__arg_buffer(&a, x);
     clora__arg_uint(&a, x->numel);
     clora__arg_uint(&a, activation_code(node->kind));
     const size_t global[1] = {x->numel}, local[1] = {64};
@@ -138,14 +136,10 @@ static clora_status activation_backward(clora_node *node, clora_buffer *dx, cons
     clora_status status = clora__args_begin(&a, x->device, CLORA__KERNEL_ACTIVATION_BACKWARD);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&a, dx->mem);
-    clora__arg_uint(&a, dx->offset);
-    clora__arg_mem(&a, dy->mem);
-    clora__arg_uint(&a, dy->offset);
-    clora__arg_mem(&a, x->mem);
-    clora__arg_uint(&a, x->offset);
-    clora__arg_mem(&a, y->mem);
-    clora__arg_uint(&a, y->offset);
+    clora__arg_buffer(&a, dx);
+    clora__arg_buffer(&a, dy);
+    clora__arg_buffer(&a, x);
+    clora__arg_buffer(&a, y);
     clora__arg_uint(&a, x->numel);
     clora__arg_uint(&a, activation_code(node->kind));
     const size_t global[1] = {x->numel}, local[1] = {64};
@@ -159,10 +153,8 @@ clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t 
     if (status != CLORA_OK)
         return status;
     size_t rows = clora__rows(in), cols = clora__cols(in);
-    clora__arg_mem(&a, out->mem);
-    clora__arg_uint(&a, out->offset);
-    clora__arg_mem(&a, in->mem);
-    clora__arg_uint(&a, in->offset);
+    clora__arg_buffer(&a, out);
+    clora__arg_buffer(&a, in);
     clora__arg_uint(&a, rows);
     clora__arg_uint(&a, cols);
     clora__arg_uint(&a, (cl_uint)(seed & 0xffffffffu));
@@ -179,12 +171,9 @@ clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_bu
     clora_status status = clora__args_begin(&args, out->device, CLORA__KERNEL_ADD);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&args, out->mem);
-    clora__arg_uint(&args, out->offset);
-    clora__arg_mem(&args, a->mem);
-    clora__arg_uint(&args, a->offset);
-    clora__arg_mem(&args, b->mem);
-    clora__arg_uint(&args, b->offset);
+    clora__arg_buffer(&args, out);
+    clora__arg_buffer(&args, a);
+    clora__arg_buffer(&args, b);
     clora__arg_uint(&args, out->numel);
     const size_t global[1] = {out->numel}, local[1] = {64};
     return clora__args_launch(&args, 1, global, local);
@@ -204,16 +193,12 @@ static clora_status layer_norm_forward(clora_node *node, const clora_buffer *x, 
         status = clora__args_begin(&a, x->device, CLORA__KERNEL_LAYER_NORM_FORWARD);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&a, y->mem);
-    clora__arg_uint(&a, y->offset);
+    clora__arg_buffer(&a, y);
     clora__arg_mem(&a, node->saved[0]->mem);
     clora__arg_mem(&a, node->saved[1]->mem);
-    clora__arg_mem(&a, x->mem);
-    clora__arg_uint(&a, x->offset);
-    clora__arg_mem(&a, w->mem);
-    clora__arg_uint(&a, w->offset);
-    clora__arg_mem(&a, b->mem);
-    clora__arg_uint(&a, b->offset);
+    clora__arg_buffer(&a, x);
+    clora__arg_buffer(&a, w);
+    clora__arg_buffer(&a, b);
     clora__arg_uint(&a, rows);
     clora__arg_uint(&a, node->features);
     clora__arg_float(&a, node->eps);
@@ -238,10 +223,8 @@ static clora_status layer_norm_backward(clora_node *node, const clora_buffer *dy
         clora__arg_uint(&a, db ? db->offset : 0);
         clora__arg_uint(&a, dw != NULL);
         clora__arg_uint(&a, db != NULL);
-        clora__arg_mem(&a, dy->mem);
-        clora__arg_uint(&a, dy->offset);
-        clora__arg_mem(&a, x->mem);
-        clora__arg_uint(&a, x->offset);
+        clora__arg_buffer(&a, dy);
+        clora__arg_buffer(&a, x);
         clora__arg_mem(&a, node->saved[0]->mem);
         clora__arg_mem(&a, node->saved[1]->mem);
         clora__arg_uint(&a, rows);
@@ -254,14 +237,10 @@ static clora_status layer_norm_backward(clora_node *node, const clora_buffer *dy
         return CLORA_OK;
     if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_LAYER_NORM_BACKWARD)))
         return status;
-    clora__arg_mem(&a, dx->mem);
-    clora__arg_uint(&a, dx->offset);
-    clora__arg_mem(&a, dy->mem);
-    clora__arg_uint(&a, dy->offset);
-    clora__arg_mem(&a, x->mem);
-    clora__arg_uint(&a, x->offset);
-    clora__arg_mem(&a, w->mem);
-    clora__arg_uint(&a, w->offset);
+    clora__arg_buffer(&a, dx);
+    clora__arg_buffer(&a, dy);
+    clora__arg_buffer(&a, x);
+    clora__arg_buffer(&a, w);
     clora__arg_mem(&a, node->saved[0]->mem);
     clora__arg_mem(&a, node->saved[1]->mem);
     clora__arg_uint(&a, rows);
@@ -291,12 +270,9 @@ static clora_status embedding_forward(clora_node *node, const clora_buffer *ids,
     clora__args a;
     if ((status = clora__args_begin(&a, ids->device, CLORA__KERNEL_EMBEDDING_FORWARD)))
         return status;
-    clora__arg_mem(&a, y->mem);
-    clora__arg_uint(&a, y->offset);
-    clora__arg_mem(&a, w->mem);
-    clora__arg_uint(&a, w->offset);
-    clora__arg_mem(&a, ids->mem);
-    clora__arg_uint(&a, ids->offset);
+    clora__arg_buffer(&a, y);
+    clora__arg_buffer(&a, w);
+    clora__arg_buffer(&a, ids);
     clora__arg_uint(&a, ids->numel);
     clora__arg_uint(&a, node->features);
     const size_t global[2] = {node->features, ids->numel}, local[2] = {16, 4};
@@ -313,12 +289,9 @@ static clora_status embedding_backward(clora_node *node, const clora_buffer *dy)
     clora_status status = clora__args_begin(&a, ids->device, CLORA__KERNEL_EMBEDDING_BACKWARD);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&a, dw->mem);
-    clora__arg_uint(&a, dw->offset);
-    clora__arg_mem(&a, dy->mem);
-    clora__arg_uint(&a, dy->offset);
-    clora__arg_mem(&a, ids->mem);
-    clora__arg_uint(&a, ids->offset);
+    clora__arg_buffer(&a, dw);
+    clora__arg_buffer(&a, dy);
+    clora__arg_buffer(&a, ids);
     clora__arg_uint(&a, ids->numel);
     clora__arg_uint(&a, node->features);
     const size_t global[1] = {node->features}, local[1] = {64};

@@ -23,8 +23,7 @@ clora_status clora__sum(clora_device *dev, cl_mem out, size_t out_offset, const 
         if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_SUM_PARTIALS)))
             return status;
         clora__arg_mem(&a, partials);
-        clora__arg_mem(&a, x->mem);
-        clora__arg_uint(&a, x->offset);
+        clora__arg_buffer(&a, x);
         clora__arg_uint(&a, x->numel);
         clora__arg_uint(&a, SUM_CHUNK);
         clora__arg_uint(&a, square != 0);
@@ -92,8 +91,7 @@ clora_status clora_cross_entropy(float *loss, clora_buffer *d_logits, const clor
         status = clora__args_begin(&a, dev, CLORA__KERNEL_CROSS_ENTROPY_COUNT);
     if (status == CLORA_OK) {
         clora__arg_mem(&a, stats->mem);
-        clora__arg_mem(&a, labels->mem);
-        clora__arg_uint(&a, labels->offset);
+        clora__arg_buffer(&a, labels);
         clora__arg_uint(&a, rows);
         clora__arg_uint(&a, classes);
         clora__arg_int(&a, ignore_index);
@@ -107,10 +105,8 @@ clora_status clora_cross_entropy(float *loss, clora_buffer *d_logits, const clor
         clora__arg_uint(&a, d_logits ? d_logits->offset : 0);
         clora__arg_uint(&a, d_logits != NULL);
         clora__arg_mem(&a, row_loss->mem);
-        clora__arg_mem(&a, logits->mem);
-        clora__arg_uint(&a, logits->offset);
-        clora__arg_mem(&a, labels->mem);
-        clora__arg_uint(&a, labels->offset);
+        clora__arg_buffer(&a, logits);
+        clora__arg_buffer(&a, labels);
         clora__arg_mem(&a, stats->mem);
         clora__arg_uint(&a, rows);
         clora__arg_uint(&a, classes);
@@ -168,10 +164,8 @@ clora_status clora_mse(float *loss, clora_buffer *d_pred, const clora_buffer *pr
         clora__arg_uint(&a, d_pred ? d_pred->offset : 0);
         clora__arg_uint(&a, d_pred != NULL);
         clora__arg_mem(&a, sq->mem);
-        clora__arg_mem(&a, pred->mem);
-        clora__arg_uint(&a, pred->offset);
-        clora__arg_mem(&a, target->mem);
-        clora__arg_uint(&a, target->offset);
+        clora__arg_buffer(&a, pred);
+        clora__arg_buffer(&a, target);
         clora__arg_uint(&a, pred->numel);
         clora__arg_float(&a, 1.0f / (float)pred->numel);
         const size_t global[1] = {pred->numel}, local[1] = {64};
@@ -385,8 +379,7 @@ clora_status clora_clip_grad_norm(clora_model *model, float max_norm, float *nor
     if (status == CLORA_OK)
         status = clora__args_begin(&a, dev, CLORA__KERNEL_SCALE_BY);
     if (status == CLORA_OK) {
-        clora__arg_mem(&a, model->grad_arena->mem);
-        clora__arg_uint(&a, model->grad_arena->offset);
+        clora__arg_buffer(&a, model->grad_arena);
         clora__arg_uint(&a, model->grad_arena->numel);
         clora__arg_mem(&a, state->mem);
         clora__arg_uint(&a, 2);

@@ -32,19 +32,15 @@ static clora_status heads(clora__kernel_id id, clora_buffer *out, const clora_bu
     if (status != CLORA_OK)
         return status;
     if (id == CLORA__KERNEL_HEADS_SPLIT) { /* out (B,H,T,D) from in rows */
-        clora__arg_mem(&a, out->mem);
-        clora__arg_uint(&a, out->offset);
-        clora__arg_mem(&a, in->mem);
-        clora__arg_uint(&a, in->offset);
+        clora__arg_buffer(&a, out);
+        clora__arg_buffer(&a, in);
         clora__arg_uint(&a, ld);
         clora__arg_uint(&a, col0);
     } else { /* out rows from in (B,H,T,D) */
-        clora__arg_mem(&a, out->mem);
-        clora__arg_uint(&a, out->offset);
+        clora__arg_buffer(&a, out);
         clora__arg_uint(&a, ld);
         clora__arg_uint(&a, col0);
-        clora__arg_mem(&a, in->mem);
-        clora__arg_uint(&a, in->offset);
+        clora__arg_buffer(&a, in);
     }
     clora__arg_uint(&a, B);
     clora__arg_uint(&a, T);
@@ -107,8 +103,7 @@ static clora_status core_forward(clora_node *node, size_t B, size_t T, clora_buf
         status = clora__args_begin(&a, dev, CLORA__KERNEL_SOFTMAX_ROWS);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&a, p->mem);
-    clora__arg_uint(&a, p->offset);
+    clora__arg_buffer(&a, p);
     clora__arg_uint(&a, B * H * T);
     clora__arg_uint(&a, T);
     clora__arg_uint(&a, H);
@@ -170,10 +165,8 @@ static clora_status core_backward(clora_node *node, size_t B, size_t T,
     clora__args a;
     if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_SOFTMAX_BACKWARD)))
         return status;
-    clora__arg_mem(&a, dp->mem);
-    clora__arg_uint(&a, dp->offset);
-    clora__arg_mem(&a, p->mem);
-    clora__arg_uint(&a, p->offset);
+    clora__arg_buffer(&a, dp);
+    clora__arg_buffer(&a, p);
     clora__arg_uint(&a, B * H * T);
     clora__arg_uint(&a, T);
     const size_t rows[1] = {B * H * T}, local[1] = {64};
@@ -539,10 +532,8 @@ static clora_status mean_pool_launch(clora_node *node, clora__kernel_id id, clor
         status = clora__args_begin(&a, out->device, id);
     if (status != CLORA_OK)
         return status;
-    clora__arg_mem(&a, out->mem);
-    clora__arg_uint(&a, out->offset);
-    clora__arg_mem(&a, in->mem);
-    clora__arg_uint(&a, in->offset);
+    clora__arg_buffer(&a, out);
+    clora__arg_buffer(&a, in);
     clora__arg_mem(&a, mask ? mask->mem : in->mem);
     clora__arg_uint(&a, mask ? mask->offset : 0);
     clora__arg_uint(&a, mask != NULL);
