@@ -183,20 +183,11 @@ static int ignorable(const char *tensor, void *user)
 
 /* ---- loading --------------------------------------------------------------------------- */
 
-clora_status clora_model_load_hf(clora_model **out, clora_device *device, const char *dir,
-                                 size_t num_labels, uint64_t seed)
+clora_status clora__model_from_hf(clora_model **out, clora_device *device, json_t *json,
+                                  const char *config_path, const char *weights_path,
+                                  size_t num_labels, uint64_t seed)
 {
-    if (!out || !device || !dir)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_load_hf: NULL argument");
-    *out = NULL;
-    char config_path[4096], weights_path[4096];
     clora_status status;
-    if ((status = clora__join_path(config_path, sizeof config_path, dir, "config.json")) ||
-        (status = clora__join_path(weights_path, sizeof weights_path, dir, "model.safetensors")))
-        return status;
-    json_t *json = NULL;
-    if ((status = clora__read_json(config_path, &json)))
-        return status;
     reader r = {json, config_path, CLORA_OK};
     const char *type = json_string_value(json_object_get(json, "model_type"));
     clora_model *model = NULL;
@@ -225,7 +216,6 @@ clora_status clora_model_load_hf(clora_model **out, clora_device *device, const 
                              "%s: model_type \"%s\"; clora loads \"gpt2\" and \"bert\"",
                              config_path, type ? type : "(missing)");
     }
-    json_decref(json);
     if (status == CLORA_OK) {
         const clora__weight_names rules = {candidate, optional, ignorable, &names};
         status = clora__load_weights(model, weights_path, &rules);
@@ -236,4 +226,23 @@ clora_status clora_model_load_hf(clora_model **out, clora_device *device, const 
     }
     *out = model;
     return CLORA_OK;
+}
+
+clora_status clora_model_load_hf(clora_model **out, clora_device *device, const char *dir,
+                                 size_t num_labels, uint64_t seed)
+{
+    if (!out || !device || !dir)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_load_hf: NULL argument");
+    *out = NULL;
+    char config_path[4096], weights_path[4096];
+    clora_status status;
+    if ((status = clora__join_path(config_path, sizeof config_path, dir, "config.json")) ||
+        (status = clora__join_path(weights_path, sizeof weights_path, dir, "model.safetensors")))
+        return status;
+    json_t *json = NULL;
+    if ((status = clora__read_json(config_path, &json)))
+        return status;
+    status = clora__model_from_hf(out, device, json, config_path, weights_path, num_labels, seed);
+    json_decref(json);
+    return status;
 }

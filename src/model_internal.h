@@ -254,6 +254,11 @@ clora_status clora__create_gpt2(clora_model **out, clora_device *device,
                                 const clora_gpt2_config *config, uint64_t seed, int skip_init);
 clora_status clora__create_bert(clora_model **out, clora_device *device,
                                 const clora_bert_config *config, uint64_t seed, int skip_init);
+/* clora_model_load_hf() on an already parsed config.json (hf.c); also what
+ * clora_model_load() does with a Hugging Face folder. */
+clora_status clora__model_from_hf(clora_model **out, clora_device *device, json_t *config,
+                                  const char *config_path, const char *weights_path,
+                                  size_t num_labels, uint64_t seed);
 /* Whether a transformer part has the children its forward drives. */
 clora_status clora__transformer_validate(const clora_node *node);
 

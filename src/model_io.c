@@ -446,8 +446,10 @@ clora_status clora_model_load(clora_model **out, clora_device *device, const cha
         return status;
     const char *format = json_string_value(json_object_get(root, "format"));
     if (!format && json_is_string(json_object_get(root, "model_type"))) {
-        json_decref(root); /* a Hugging Face model folder */
-        return clora_model_load_hf(out, device, dir, 0, 0);
+        /* a Hugging Face model folder */
+        status = clora__model_from_hf(out, device, root, config_path, weights_path, 0, 0);
+        json_decref(root);
+        return status;
     }
     json_t *version = json_object_get(root, "format_version");
     json_t *tree = json_object_get(root, "model");
