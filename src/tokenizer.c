@@ -272,27 +272,25 @@ static long decode(const char *s, size_t n, cps *out)
     return -1;
 }
 
-/* UTF-8 of a code-point range into a new string. */
-static char *encode(const int32_t *c, size_t n, const char *prefix)
+/* UTF-8 of `prefix` then a code-point range into dst, which holds
+ * strlen(prefix) + 4 * n + 1 bytes; returns the length. */
+static size_t encode_into(char *dst, const int32_t *c, size_t n, const char *prefix)
 {
-    size_t p = prefix ? strlen(prefix) : 0;
-    char *s = malloc(p + 4 * n + 1);
-    if (!s)
-        return NULL;
-    memcpy(s, prefix ? prefix : "", p);
-    size_t len = p;
+    size_t len = prefix ? strlen(prefix) : 0;
+    memcpy(dst, prefix ? prefix : "", len);
     for (size_t i = 0; i < n; ++i)
-        len += (size_t)utf8proc_encode_char(c[i], (utf8proc_uint8_t *)s + len);
-    s[len] = '\0';
-    return s;
+        len += (size_t)utf8proc_encode_char(c[i], (utf8proc_uint8_t *)dst + len);
+    dst[len] = '\0';
+    return len;
 }
 
 /* Normalises a code-point array in place (NFC or NFD). */
 static int normalise(cps *text, int compose)
 {
-    char *utf8 = encode(text->v, text->n, NULL);
+    char *utf8 = malloc(4 * text->n + 1);
     if (!utf8)
         return 0;
+    encode_into(utf8, text->v, text->n, NULL);
     utf8proc_uint8_t *mapped = NULL;
     utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)utf8, 0, &mapped,
                                       UTF8PROC_NULLTERM | UTF8PROC_STABLE |
@@ -363,16 +361,13 @@ static clora_status word_pieces(const clora_tokenizer *t, const int32_t *word, s
         return CLORA_OK;
     const size_t before = out->n;
     int bad = n > MAX_CHARS_PER_WORD;
+    char piece[2 + 4 * MAX_CHARS_PER_WORD + 1]; /* "##" and the longest word */
     for (size_t start = 0; start < n && !bad;) {
         int32_t found = -1;
         size_t end = n;
         for (; end > start; --end) {
-            char *piece = encode(word + start, end - start, start > 0 ? "##" : NULL);
-            if (!piece)
-                return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-            found = lookup(t, piece, strlen(piece));
-            free(piece);
-            if (found >= 0)
+            size_t len = encode_into(piece, word + start, end - start, start > 0 ? "##" : NULL);
+            if ((found = lookup(t, piece, len)) >= 0)
                 break;
         }
         if (found < 0)
@@ -432,14 +427,19 @@ static clora_status word_tokens(const clora_tokenizer *t, const int32_t *c, size
     return status;
 }
 
-/* Text without special tokens: clean, CJK spacing, NFC, words. */
-static clora_status plain_tokens(const clora_tokenizer *t, const char *s, size_t n, ids *out)
+/* Text without special tokens, `base` bytes into the whole text: clean,
+ * CJK spacing, NFC, words. */
+static clora_status plain_tokens(const clora_tokenizer *t, const char *s, size_t n, size_t base,
+                                 ids *out)
 {
     cps raw = {NULL, 0, 0}, text = {NULL, 0, 0};
     clora_status status = CLORA_OK;
     long bad = decode(s, n, &raw);
     if (bad == -2)
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
+    else if (bad >= 0)
+        status = clora__fail(CLORA_ERR_INVALID_ARGUMENT, "the text is not valid UTF-8 at byte %zu",
+                             base + (size_t)bad);
     for (size_t i = 0; i < raw.n && status == CLORA_OK; ++i) {
         int32_t c = raw.v[i];
         int ok = 1;
@@ -492,26 +492,17 @@ static int find_special(const clora_tokenizer *t, const char *s, size_t n, size_
 
 static clora_status tokenize(const clora_tokenizer *t, const char *text, ids *out)
 {
-    size_t n = strlen(text);
-    cps check = {NULL, 0, 0};
-    long bad = decode(text, n, &check);
-    free(check.v);
-    if (bad == -2)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-    if (bad >= 0)
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "the text is not valid UTF-8 at byte %ld",
-                           bad);
+    size_t n = strlen(text), base = 0;
     clora_status status = CLORA_OK;
     while (status == CLORA_OK) {
         size_t at = 0, len = 0;
         int32_t id = -1;
-        if (!find_special(t, text, n, &at, &len, &id))
-            return plain_tokens(t, text, n, out);
-        status = plain_tokens(t, text, at, out);
+        if (!find_special(t, text + base, n - base, &at, &len, &id))
+            return plain_tokens(t, text + base, n - base, base, out);
+        status = plain_tokens(t, text + base, at, base, out);
         if (status == CLORA_OK && !PUSH(*out, id))
             status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-        text += at + len;
-        n -= at + len;
+        base += at + len;
     }
     return status;
 }
