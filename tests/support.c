@@ -1,4 +1,5 @@
 /* support.c — shared helpers of the clora test binaries. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include "support.h"
 
 #include <math.h>
@@ -107,4 +108,18 @@ void test_assert_identical(const char *what, const float *a, const float *b, siz
     for (size_t i = 0; i < n; ++i)
         if (memcmp(&a[i], &b[i], sizeof a[i]) != 0)
             fail_msg("%s: element %zu differs: %.9g vs %.9g", what, i, (double)a[i], (double)b[i]);
+}
+
+void test_temp_dir(char dir[64], const char *name)
+{
+    snprintf(dir, 64, "/tmp/clora-%.32s-XXXXXX", name);
+    if (!mkdtemp(dir))
+        fail_msg("cannot create %s", dir);
+}
+
+void test_remove_dir(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
 }

@@ -61,6 +61,11 @@ float *test_download(const clora_buffer *buffer);
 void test_assert_close(const char *what, const float *got, const float *want, size_t n,
                        double atol, double rtol);
 
+/* A new empty folder /tmp/clora-<name>-XXXXXX, its path in dir (64 bytes). */
+void test_temp_dir(char dir[64], const char *name);
+/* Removes a folder and everything in it. */
+void test_remove_dir(const char *dir);
+
 /* Fails unless the two arrays are bit-identical. */
 void test_assert_identical(const char *what, const float *a, const float *b, size_t n);
 

@@ -368,8 +368,8 @@ static void kernel_dir_missing_file_is_an_io_error(void **state)
 static void kernel_build_failure_carries_the_log(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/clora-test-kernels-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    test_temp_dir(dir, "test-kernels");
     char path[128];
     snprintf(path, sizeof path, "%s/linear.cl", dir);
     FILE *f = fopen(path, "w");
@@ -385,9 +385,7 @@ static void kernel_build_failure_carries_the_log(void **state)
     test_expect_message("build log");
     test_expect_message(path);
     test_expect_message("undeclared_name_42");
-    unlink(path);
-    unlink(common);
-    rmdir(dir);
+    test_remove_dir(dir);
 }
 
 static void rank_tile_cap_is_checked(void **state)

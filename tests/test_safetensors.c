@@ -276,8 +276,8 @@ static void writer_rejects_bad_tensors(void **state)
 static void files_on_disk_and_atomic_writes(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/clora-st-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    test_temp_dir(dir, "st");
     char path[256];
     snprintf(path, sizeof path, "%s/t.safetensors", dir);
     clora_safetensors_writer *w = sample_writer();
@@ -324,8 +324,7 @@ static void files_on_disk_and_atomic_writes(void **state)
     test_expect_message("empty.safetensors");
 
     clora_safetensors_writer_destroy(w);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 static void every_truncation_is_rejected(void **state)

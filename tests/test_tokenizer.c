@@ -1,7 +1,6 @@
 /* test_tokenizer.c — WordPiece against the ids Hugging Face's
  * BertTokenizer gives (tests/golden/make_tokenizer_golden.py), the model
  * folder's tokenizer_config.json, and errors. Host-only: no device. */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include "support.h"
 
 #include <jansson.h>
@@ -127,8 +126,7 @@ static void vocabulary(void **state)
 /* A folder with the test vocabulary and a tokenizer_config.json. */
 static void folder_with_config(char *dir, const char *config)
 {
-    snprintf(dir, 64, "/tmp/clora-tok-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    test_temp_dir(dir, "tok");
     char cmd[512];
     snprintf(cmd, sizeof cmd, "cp %s/wordpiece_vocab.txt %s/vocab.txt", GOLDEN, dir);
     assert_int_equal(system(cmd), 0);
@@ -139,13 +137,6 @@ static void folder_with_config(char *dir, const char *config)
         fputs(config, f);
         fclose(f);
     }
-}
-
-static void remove_folder(const char *dir)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
 }
 
 static void folder_config(void **state)
@@ -166,7 +157,7 @@ static void folder_config(void **state)
     assert_int_equal(ids[0], clora_tokenizer_token_id(tok, "Hello"));
     free(ids);
     clora_tokenizer_destroy(tok);
-    remove_folder(dir);
+    test_remove_dir(dir);
 
     /* no config: uncased defaults; Hugging Face's "no limit" number */
     folder_with_config(dir, NULL);
@@ -175,21 +166,21 @@ static void folder_config(void **state)
     assert_int_equal(ids[0], clora_tokenizer_token_id(tok, "hello"));
     free(ids);
     clora_tokenizer_destroy(tok);
-    remove_folder(dir);
+    test_remove_dir(dir);
     folder_with_config(dir, "{\"model_max_length\": 1000000000000000019884624838656}");
     CHECK_OK(clora_tokenizer_load(&tok, dir));
     assert_int_equal(clora_tokenizer_max_length(tok), 0);
     clora_tokenizer_destroy(tok);
-    remove_folder(dir);
+    test_remove_dir(dir);
 
     folder_with_config(dir, "{\"tokenizer_class\": \"GPT2Tokenizer\"}");
     CHECK_STATUS(clora_tokenizer_load(&tok, dir), CLORA_ERR_UNSUPPORTED);
     test_expect_message("GPT2Tokenizer");
-    remove_folder(dir);
+    test_remove_dir(dir);
     folder_with_config(dir, "{\"do_lower_case\": 1}");
     CHECK_STATUS(clora_tokenizer_load(&tok, dir), CLORA_ERR_FORMAT);
     test_expect_message("do_lower_case");
-    remove_folder(dir);
+    test_remove_dir(dir);
     assert_null(tok);
 }
 
@@ -201,8 +192,7 @@ static void errors(void **state)
     CHECK_STATUS(clora_tokenizer_load(&tok, "/nonexistent"), CLORA_ERR_IO);
 
     char dir[64], path[128];
-    snprintf(dir, sizeof dir, "/tmp/clora-tok-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    test_temp_dir(dir, "tok");
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -210,7 +200,7 @@ static void errors(void **state)
     fclose(f);
     CHECK_STATUS(clora_tokenizer_load_vocab(&tok, path, NULL), CLORA_ERR_FORMAT);
     test_expect_message("[SEP]");
-    remove_folder(dir);
+    test_remove_dir(dir);
     assert_null(tok);
 
     CHECK_OK(clora_tokenizer_load_vocab(&tok, GOLDEN "/wordpiece_vocab.txt", NULL));

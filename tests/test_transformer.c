@@ -6,7 +6,6 @@
  * The finite-difference checks reach into the model (model_internal.h) for
  * one thing: pinning the forward counter, so that each re-run forward in
  * training mode draws the same dropout masks. */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include "support.h"
 
 #include <math.h>
@@ -179,8 +178,7 @@ static void id_list(const golden_tensor *t, size_t row, char *out, size_t size)
 static float *run_logits(const char *args, size_t *numel)
 {
     char dir[64], cmd[2048], path[128];
-    snprintf(dir, sizeof dir, "/tmp/clora-logits-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    test_temp_dir(dir, "logits");
     snprintf(path, sizeof path, "%s/logits.safetensors", dir);
     snprintf(cmd, sizeof cmd, "%s logits %s --out %s > %s/log 2>&1", CLORA_TEST_CLI, args, path,
              dir);
@@ -197,8 +195,7 @@ static float *run_logits(const char *args, size_t *numel)
     CHECK_OK(clora_tensor_to_f32(&view, out));
     *numel = view.numel;
     clora_safetensors_close(file);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    test_remove_dir(dir);
     return out;
 }
 
@@ -513,8 +510,7 @@ static void model_folder_round_trip(void **state)
 {
     (void)state;
     char dir[64];
-    snprintf(dir, sizeof dir, "/tmp/clora-transformer-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    test_temp_dir(dir, "transformer");
     batch b = tiny_batch();
     for (int bert = 0; bert < 2; ++bert) {
         clora_model *model = bert ? tiny_bert(0.1f, 3) : tiny_gpt2(0.1f);
@@ -543,9 +539,7 @@ static void model_folder_round_trip(void **state)
     clora_model_destroy(hf);
     clora_model_destroy(direct);
     batch_free(&b);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -553,20 +547,12 @@ static void model_folder_round_trip(void **state)
 /* A copy of tiny_gpt2 with config.json's `key` set to `value` (JSON text). */
 static void edited_copy(char *dir, const char *from, const char *key, const char *value)
 {
-    snprintf(dir, 64, "/tmp/clora-hf-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    test_temp_dir(dir, "hf");
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "cp %s/model.safetensors %s/ && sed 's/\"%s\": [^,]*,/\"%s\": %s,/' "
              "%s/config.json > %s/config.json",
              from, dir, key, key, value, from, dir);
-    assert_int_equal(system(cmd), 0);
-}
-
-static void remove_dir(const char *dir)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -582,26 +568,26 @@ static void checkpoint_errors(void **state)
     edited_copy(dir, GOLDEN "/tiny_gpt2", "model_type", "\"llama\"");
     CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_UNSUPPORTED);
     test_expect_message("llama");
-    remove_dir(dir);
+    test_remove_dir(dir);
 
     edited_copy(dir, GOLDEN "/tiny_gpt2", "n_layer", "3");
     CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_FORMAT);
     test_expect_message("transformer.h.2.");
-    remove_dir(dir);
+    test_remove_dir(dir);
 
     edited_copy(dir, GOLDEN "/tiny_gpt2", "n_embd", "16");
     CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_SHAPE_MISMATCH);
-    remove_dir(dir);
+    test_remove_dir(dir);
 
     edited_copy(dir, GOLDEN "/tiny_gpt2", "n_layer", "1");
     CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_FORMAT);
     test_expect_message("matches no parameter");
-    remove_dir(dir);
+    test_remove_dir(dir);
 
     edited_copy(dir, GOLDEN "/tiny_gpt2", "n_head", "3");
     CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_INVALID_ARGUMENT);
     test_expect_message("heads");
-    remove_dir(dir);
+    test_remove_dir(dir);
 
     CHECK_STATUS(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_gpt2", 2, 0),
                  CLORA_ERR_UNSUPPORTED);
