@@ -163,6 +163,23 @@ clora_node *clora__linear_of(clora_node *node)
 
 /* ---- parameters ---------------------------------------------------------------- */
 
+/* Writes a parameter's values as `init` says, drawing from the model's
+ * initialisation stream. */
+static clora_status init_values(clora_model *model, clora__param *p, clora__init init, float bound)
+{
+    float *host = malloc((p->numel ? p->numel : 1) * sizeof *host);
+    if (!host)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "initialising %s", p->name);
+    for (size_t i = 0; i < p->numel; ++i)
+        host[i] = init == CLORA__INIT_ZERO       ? 0.0f
+                  : init == CLORA__INIT_ONE      ? 1.0f
+                  : init == CLORA__INIT_UNIFORM ? clora__rng_uniform(&model->init_rng, -bound, bound)
+                                                : bound * clora__rng_normal(&model->init_rng);
+    clora_status status = clora_buffer_upload(p->value, 0, host, p->numel);
+    free(host);
+    return status;
+}
+
 clora_status clora__param_add(clora_node *node, const char *name, size_t ndim, const size_t *shape,
                               clora__init init, float bound, clora__param **out)
 {
@@ -184,27 +201,14 @@ clora_status clora__param_add(clora_node *node, const char *name, size_t ndim, c
     p->trainable = 1;
     clora_status status = clora__buffer_create(&p->own, model->device, CLORA_DTYPE_F32,
                                                CLORA_MEMORY_TRAINABLE, ndim, shape);
-    if (status == CLORA_OK && !model->skip_init &&
-        (init == CLORA__INIT_UNIFORM || init == CLORA__INIT_NORMAL ||
-                               init == CLORA__INIT_ONE)) {
-        float *host = malloc(p->numel * sizeof *host);
-        if (!host) {
-            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "initialising %s", name);
-        } else {
-            for (size_t i = 0; i < p->numel; ++i)
-                host[i] = init == CLORA__INIT_ONE       ? 1.0f
-                          : init == CLORA__INIT_UNIFORM ? clora__rng_uniform(&model->init_rng,
-                                                                             -bound, bound)
-                                                        : bound * clora__rng_normal(&model->init_rng);
-            status = clora_buffer_upload(p->own, 0, host, p->numel);
-            free(host);
-        }
-    }
+    p->value = p->own;
+    /* new buffers are zero-filled: INIT_ZERO has nothing to write */
+    if (status == CLORA_OK && !model->skip_init && init != CLORA__INIT_ZERO)
+        status = init_values(model, p, init, bound);
     if (status != CLORA_OK) {
         param_free(p);
         return status;
     }
-    p->value = p->own;
     node->params[node->param_count++] = p;
     clora__model_touch(model);
     if (out)
@@ -354,20 +358,7 @@ clora_status clora__param_reinit(clora_node *node, const char *name, clora__init
     clora__param *p = clora__param_get(node, name);
     if (!p)
         return clora__fail(CLORA_ERR_NOT_FOUND, "node %s has no parameter %s", node->name, name);
-    if (node->model->skip_init)
-        return CLORA_OK;
-    float *host = malloc((p->numel ? p->numel : 1) * sizeof *host);
-    if (!host)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "initialising %s", name);
-    for (size_t i = 0; i < p->numel; ++i)
-        host[i] = init == CLORA__INIT_ZERO  ? 0.0f
-                  : init == CLORA__INIT_ONE ? 1.0f
-                  : init == CLORA__INIT_UNIFORM
-                      ? clora__rng_uniform(&node->model->init_rng, -bound, bound)
-                      : bound * clora__rng_normal(&node->model->init_rng);
-    clora_status status = clora_buffer_upload(p->value, 0, host, p->numel);
-    free(host);
-    return status;
+    return node->model->skip_init ? CLORA_OK : init_values(node->model, p, init, bound);
 }
 
 clora_status clora_node_add_sequential(clora_node *parent, const char *name, clora_node **out)
