@@ -103,12 +103,15 @@ expect_error "unknown option" "$clora" train --bogus
 expect_error "unknown command" "$clora" frobnicate
 expect_error "not LABEL<TAB>TEXT" "$clora" tokenize --model "$work/bert" --input "$work/bert/vocab.txt" \
     --out "$work/never6"
+printf 'bad\377label\tthe dog\n' > "$work/badlabel.tsv"
+expect_error "not valid UTF-8" "$clora" tokenize --model "$work/bert" --input "$work/badlabel.tsv" \
+    --out "$work/never10"
 expect_error "vocab.txt" "$clora" tokenize --model "$work/nothing" --input "$work/text.tsv" \
     --out "$work/never7"
 expect_error "--tokens expects" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,x --out "$work/never8"
 expect_error "is outside" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,99 --out "$work/never9"
 expect_error "needs GPT-2" "$clora" generate --model "$work/bert" --tokens 1,2
-for d in never1 never2 never3 never4 never5 never6 never7 never8 never9; do
+for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10; do
     [ -e "$work/$d" ] && fail "a failed command left $d behind"
 done
 echo "ok: bad inputs"

@@ -1,5 +1,6 @@
 /* cmd_tokenize.c — `clora tokenize`: labelled text lines into a dataset
  * file for `clora train`, with a BERT model folder's WordPiece tokenizer. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,23 +240,22 @@ int cmd_tokenize(int argc, char **argv)
         memmove(ids + i * longest, ids + i * max_length, longest * sizeof *ids);
         memmove(mask + i * longest, mask + i * max_length, longest * sizeof *mask);
     }
-    size_t json_len = 3;
-    for (size_t k = 0; k < labels.n; ++k)
-        json_len += 2 * strlen(labels.v[k]) + 4;
-    json = malloc(json_len);
-    if (!json)
-        goto done;
-    size_t used = (size_t)sprintf(json, "[");
-    for (size_t k = 0; k < labels.n; ++k) {
-        used += (size_t)sprintf(json + used, "%s\"", k ? "," : "");
-        for (const char *c = labels.v[k]; *c; ++c) {
-            if (*c == '"' || *c == '\\')
-                json[used++] = '\\';
-            json[used++] = *c;
+    json_t *list = json_array();
+    for (size_t k = 0; list && k < labels.n; ++k) {
+        json_t *name = json_string(labels.v[k]); /* NULL unless UTF-8 */
+        if (!name) {
+            fprintf(stderr, "clora tokenize: label \"%s\" is not valid UTF-8\n", labels.v[k]);
+            json_decref(list);
+            goto done;
         }
-        json[used++] = '"';
+        json_array_append_new(list, name);
     }
-    sprintf(json + used, "]");
+    json = list ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    if (!json) {
+        fprintf(stderr, "clora tokenize: out of memory\n");
+        goto done;
+    }
     data.count = count;
     data.input_dtype = CLORA_DTYPE_I32;
     data.input_ndim = 1;
