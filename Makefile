@@ -19,9 +19,16 @@ MINILM_DIR ?= clora-minilm
 MINILM_PACKAGES = fortunes python3 python3-pip
 PEFT_PACKAGES = python3-torch python3-numpy python3-venv
 
+# `make bench`: `clora bench` next to the same layer measurements in PyTorch;
+# OpenBLAS is the host baseline of `clora bench`'s gemm_vs_openblas. The
+# results land in $(BENCH_DIR); BENCH_FLAGS=--quick for a smoke run.
+BENCH_PACKAGES = libopenblas0 python3-torch python3-numpy
+BENCH_DIR ?= clora-bench
+BENCH_FLAGS ?=
+
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
-.PHONY: all deps configure build demo test install clean minilm minilm-peft
+.PHONY: all deps configure build demo test install clean minilm minilm-peft bench
 
 all: build
 
@@ -74,6 +81,16 @@ minilm-peft: build
 	tools/minilm/peft_env.sh $(MINILM_DIR)/peftenv
 	$(MINILM_DIR)/peftenv/bin/python tools/minilm/peft_compare.py $(MINILM_DIR) \
 	  | tee $(MINILM_DIR)/peft.log
+
+# A failing `clora bench` must fail the target, not vanish into tee.
+bench: SHELL := /bin/bash
+bench: .SHELLFLAGS := -o pipefail -c
+bench: build
+	$(call install_packages,$(BENCH_PACKAGES))
+	@mkdir -p $(BENCH_DIR)
+	$(BUILD_DIR)/tools/clora bench --json $(BENCH_FLAGS) | tee $(BENCH_DIR)/clora.jsonl
+	/usr/bin/python3 tools/bench/torch_bench.py $(BENCH_FLAGS) --compare $(BENCH_DIR)/clora.jsonl \
+	  | tee $(BENCH_DIR)/pytorch.jsonl
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)

@@ -2,13 +2,19 @@
 # holds each file as a NUL-terminated byte array plus a lookup table, so the
 # installed library needs no source tree. Run with `cmake -P`.
 #
-#   -D KERNEL_FILES="a.cl;b.cl"  -D OUTPUT=kernels_embedded.c
+#   -D KERNEL_FILES="a.cl;b.cl"  -D OUTPUT=kernels_embedded.c [-D TABLE=name]
+#
+# TABLE names the lookup table (default clora__embedded_kernels); the same
+# script embeds the shipped tuning files of tuning/ as clora__embedded_tuning.
 #
 # Kernel sources must be plain ASCII: some OpenCL compilers reject other
 # bytes even inside comments.
 
 if(NOT KERNEL_FILES OR NOT OUTPUT)
   message(FATAL_ERROR "embed_kernels.cmake needs KERNEL_FILES and OUTPUT")
+endif()
+if(NOT TABLE)
+  set(TABLE clora__embedded_kernels)
 endif()
 
 # A regex for one line of 16 bytes ("0x2f,0x2a,...").
@@ -27,10 +33,11 @@ foreach(path IN LISTS KERNEL_FILES)
   math(EXPR byte_count "${hex_length} / 2")
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
   string(REGEX REPLACE "(${line_of_bytes})" "\\1\n    " bytes "${bytes}")
-  string(APPEND body "static const char kernel_${name}[] = {\n    ${bytes}0x00};\n\n")
-  string(APPEND table "    {\"${name}\", kernel_${name}, ${byte_count}},\n")
+  string(MAKE_C_IDENTIFIER "${name}" cname)
+  string(APPEND body "static const char file_${cname}[] = {\n    ${bytes}0x00};\n\n")
+  string(APPEND table "    {\"${name}\", file_${cname}, ${byte_count}},\n")
 endforeach()
-string(APPEND body "const clora__embedded_kernel clora__embedded_kernels[] = {\n${table}    {0, 0, 0}};\n")
+string(APPEND body "const clora__embedded_kernel ${TABLE}[] = {\n${table}    {0, 0, 0}};\n")
 
 # Write only on change so that an unchanged kernel set does not rebuild.
 if(EXISTS "${OUTPUT}")

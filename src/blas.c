@@ -1,5 +1,6 @@
 /* blas.c — every CLBlast call of clora lives here; nothing else includes
- * CLBlast's header. */
+ * CLBlast's header. Tuning parameters are chosen in tuning.c and handed to
+ * CLBlast through clora__clblast_override. */
 #include <clblast_c.h>
 
 #include "internal.h"
@@ -86,4 +87,21 @@ clora_status clora__sgemm_batched(clora_device *device, int trans_a, int trans_b
     if (code != CLBlastSuccess)
         return fail_clblast(code, "CLBlastSgemmStridedBatched", __FILE__, __LINE__);
     return CLORA_OK;
+}
+
+clora_status clora__clblast_override(cl_device_id device, const char *kernel, size_t count,
+                                     const char **names, const size_t *values)
+{
+    CLBlastStatusCode code = CLBlastOverrideParameters(device, kernel, CLBlastPrecisionSingle,
+                                                       count, names, values);
+    if (code != CLBlastSuccess)
+        return clora__fail(CLORA_ERR_CLBLAST,
+                           "CLBlast refused the parameters for its %s kernel: %s (%d)", kernel,
+                           clblast_status_name(code), (int)code);
+    return CLORA_OK;
+}
+
+void clora__clblast_clear_cache(void)
+{
+    CLBlastClearCache();
 }

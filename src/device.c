@@ -380,7 +380,7 @@ static clora_status finish_setup(clora_device *dev, size_t index)
         if (tile < dev->rank_tile)
             dev->rank_tile = tile;
     }
-    return CLORA_OK;
+    return clora__tuning_open(dev);
 }
 
 static clora_status open_entry(clora_device **out, const device_entry *entry, size_t index)
@@ -581,6 +581,8 @@ size_t clora_device_scratch_bytes(const clora_device *dev)
 void clora__device_account(clora_device *dev, clora_memory_category category, int64_t bytes)
 {
     dev->memory[category] = (uint64_t)((int64_t)dev->memory[category] + bytes);
+    if (dev->memory[category] > dev->memory_category_peak[category])
+        dev->memory_category_peak[category] = dev->memory[category];
     uint64_t total = 0;
     for (int c = 0; c < CLORA_MEMORY_CATEGORY_COUNT; ++c)
         total += dev->memory[c];
@@ -596,9 +598,22 @@ clora_status clora_device_memory(const clora_device *dev, clora_memory_report *r
     memset(report, 0, sizeof *report);
     for (int c = 0; c < CLORA_MEMORY_CATEGORY_COUNT; ++c) {
         report->bytes[c] = dev->memory[c];
+        report->peak_bytes[c] = dev->memory_category_peak[c];
         report->total += dev->memory[c];
     }
     report->peak = dev->memory_peak;
+    return CLORA_OK;
+}
+
+clora_status clora_device_reset_memory_peak(clora_device *dev)
+{
+    if (!dev)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_device_reset_memory_peak: device is NULL");
+    dev->memory_peak = 0;
+    for (int c = 0; c < CLORA_MEMORY_CATEGORY_COUNT; ++c) {
+        dev->memory_category_peak[c] = dev->memory[c];
+        dev->memory_peak += dev->memory[c];
+    }
     return CLORA_OK;
 }
 

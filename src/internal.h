@@ -124,6 +124,7 @@ struct clora_device {
     size_t scratch_bytes;
     uint64_t memory[CLORA_MEMORY_CATEGORY_COUNT]; /* bytes held, by category */
     uint64_t memory_peak;
+    uint64_t memory_category_peak[CLORA_MEMORY_CATEGORY_COUNT];
 };
 
 /* Records `bytes` more (or, negative, fewer) held in `category`. */
@@ -226,6 +227,21 @@ clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t
                           size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
                           size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
                           size_t ldc);
+
+/* Hands CLBlast `count` tuning parameters for one of its kernels ("Xgemm",
+ * "XgemmDirect", "Copy", ...) in single precision on `device`; CLBlast
+ * wants every parameter of the kernel. */
+clora_status clora__clblast_override(cl_device_id device, const char *kernel, size_t count,
+                                     const char **names, const size_t *values);
+/* Drops CLBlast's compiled programs and parameter choices, process-wide. */
+void clora__clblast_clear_cache(void);
+
+/* ---- CLBlast tuning parameters (tuning.c) -------------------------------- */
+
+/* Applies the device's tuning at open: CLORA_TUNING, the cache file or
+ * clora's shipped parameters (see clora_device_set_tuning); fills
+ * dev->info.tuning. */
+clora_status clora__tuning_open(clora_device *device);
 
 /* ---- Linear pieces the LoRA op reuses (linear.c) ------------------------- */
 

@@ -1,5 +1,5 @@
-/* kernels_embedded.h — the OpenCL sources of cl/, compiled into the library
- * by cmake/embed_kernels.cmake. */
+/* kernels_embedded.h — the OpenCL sources of cl/ and the tuning files of
+ * tuning/, compiled into the library by cmake/embed_kernels.cmake. */
 #ifndef CLORA_KERNELS_EMBEDDED_H
 #define CLORA_KERNELS_EMBEDDED_H
 
@@ -12,5 +12,7 @@ typedef struct clora__embedded_kernel {
 } clora__embedded_kernel;
 
 extern const clora__embedded_kernel clora__embedded_kernels[];
+/* The same for tuning/NAME.json: CLBlast parameters clora ships. */
+extern const clora__embedded_kernel clora__embedded_tuning[];
 
 #endif /* CLORA_KERNELS_EMBEDDED_H */

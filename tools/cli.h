@@ -20,6 +20,8 @@ int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* Option parsing: `--name value` or `--name=value`. Each returns 1 when
  * argv[*i] is that option (advancing *i past its value), 0 when it is not,

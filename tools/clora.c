@@ -21,6 +21,8 @@ static const char usage[] =
     "  info        describe an adapter folder, a model folder or a .safetensors file\n"
     "  devices     list the OpenCL devices clora can use\n"
     "  selfcheck   check one LoRA layer against the plain-C reference and time it\n"
+    "  bench       measure GEMM, LoRA layer and training-step speed (ratios side by side)\n"
+    "  tune        tune CLBlast's GEMM kernels for a device; later runs use the result\n"
     "  version     print the version (also: --version)\n"
     "  help        print this text (also: --help); `clora <command> --help` for a command\n"
     "\n"
@@ -28,7 +30,10 @@ static const char usage[] =
     "  CLORA_DEVICE      default device: an index from `clora devices` or part of a name\n"
     "  CLORA_KERNEL_DIR  load OpenCL kernels from this folder instead of the embedded copy\n"
     "  CLORA_RANK_KERNEL rank-r kernels: tiled or streaming (default: streaming on CPUs)\n"
-    "  CLORA_RANK_TILE   cap the tiled rank-r kernel's tile edge (1, 2, 4, 8 or 16)\n";
+    "  CLORA_RANK_TILE   cap the tiled rank-r kernel's tile edge (1, 2, 4, 8 or 16)\n"
+    "  CLORA_TUNING      CLBlast parameters: off, or a tuning file (default: the\n"
+    "                    device's `clora tune` result, else clora's shipped ones)\n"
+    "  CLORA_TUNING_DIR  where `clora tune` keeps its results (default ~/.cache/clora)\n";
 
 int main(int argc, char **argv)
 {
@@ -52,6 +57,7 @@ int main(int argc, char **argv)
         {"demo", cmd_demo},         {"train", cmd_train},       {"merge", cmd_merge},
         {"info", cmd_info},         {"devices", cmd_devices},   {"selfcheck", cmd_selfcheck},
         {"logits", cmd_logits},     {"generate", cmd_generate}, {"tokenize", cmd_tokenize},
+        {"bench", cmd_bench},       {"tune", cmd_tune},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
         if (!strcmp(command, commands[i].name))

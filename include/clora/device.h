@@ -70,6 +70,8 @@ typedef struct clora_device_info {
     unsigned compute_units;
     int fp16;                    /* 1 if cl_khr_fp16 is reported */
     int fp64;                    /* 1 if cl_khr_fp64 is reported */
+    char tuning[320];            /* open devices: where CLBlast's kernel parameters
+                                    come from (see clora_device_set_tuning) */
 } clora_device_info;
 
 /* Number of OpenCL devices on all platforms; 0 (and CLORA_OK) when the ICD
@@ -113,6 +115,43 @@ clora_status clora_device_get_info(const clora_device *device, clora_device_info
  * bits), else CLORA_ERR_UNSUPPORTED naming the missing ones. */
 clora_status clora_device_require(const clora_device *device, unsigned features);
 
+/* ---- CLBlast kernel parameters ("tuning") ----------------------------------
+ *
+ * The frozen GEMMs run through CLBlast, whose speed depends on kernel
+ * parameters tuned per device. Devices missing from CLBlast's database
+ * (PoCL's CPU device among them) get generic parameters that can be several
+ * times slower. Opening (or wrapping) a device applies, first match wins:
+ *
+ *   CLORA_TUNING=off      nothing: CLBlast's own parameters;
+ *   CLORA_TUNING=FILE     that tuning file (an error if it cannot be used);
+ *   the device's cache file, clora_device_tuning_path(), written by
+ *                         `clora tune` (an error if it cannot be used);
+ *   clora's shipped parameters for the kind of device (PoCL's CPU device),
+ *                         skipped if this CLBlast does not take them.
+ *
+ * info.tuning names the choice. A tuning file is JSON:
+ *   {"format": "clora-clblast-tuning", "version": 1,
+ *    "kernels": {"Xgemm": {"GEMMK": 0, "MWG": 64, ...}, "XgemmDirect": {...},
+ *                "Copy": {...}, "Pad": {...}, "Transpose": {...},
+ *                "Padtranspose": {...}, "GemmRoutine": {"XGEMM_MIN_INDIRECT_SIZE": 384}},
+ *    ...}
+ * with every parameter of each kernel listed (CLBlast's names); other
+ * members (device, command, timings) are informative. */
+
+/* The cache file for this device: $CLORA_TUNING_DIR, else
+ * $XDG_CACHE_HOME/clora, else $HOME/.cache/clora, then a file name made of
+ * the platform, device and driver names. CLORA_ERR_NOT_FOUND when no folder
+ * can be named (no HOME). */
+clora_status clora_device_tuning_path(const clora_device *device, char *path, size_t size);
+
+/* Re-chooses the parameters: source NULL makes the choice of open again,
+ * "off" goes back to CLBlast's own parameters, anything else is a tuning
+ * file. Finishes the queue first. CLBlast keeps compiled kernels and
+ * parameters process-wide, so this recompiles its kernels on next use for
+ * every device (other open devices keep their own parameters). On error the
+ * device is left on CLBlast's own parameters and info.tuning says so. */
+clora_status clora_device_set_tuning(clora_device *device, const char *source);
+
 /* Blocks until all work clora (or anyone) enqueued on the queue is done. */
 clora_status clora_device_finish(clora_device *device);
 
@@ -138,11 +177,15 @@ typedef struct clora_memory_report {
     uint64_t bytes[CLORA_MEMORY_CATEGORY_COUNT]; /* held now, by category */
     uint64_t total;                              /* held now, all categories */
     uint64_t peak;                               /* highest total so far */
+    uint64_t peak_bytes[CLORA_MEMORY_CATEGORY_COUNT]; /* highest of each category */
 } clora_memory_report;
 
 /* Device memory clora holds on this device now, by category. Views and
  * wrapped application buffers own no memory and do not count. */
 clora_status clora_device_memory(const clora_device *device, clora_memory_report *report);
+
+/* Starts the peaks of clora_device_memory() again from what is held now. */
+clora_status clora_device_reset_memory_peak(clora_device *device);
 
 /* "other", "frozen weights", "trainable parameters", "gradients",
  * "optimizer state", "activations", "scratch". */

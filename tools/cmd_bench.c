@@ -1,0 +1,616 @@
+/* cmd_bench.c — `clora bench`: the frozen GEMM, the LoRA layer against it,
+ * the LoRA training step against full fine-tuning, CLBlast against OpenBLAS
+ * on the host, and whole training steps of the demo model and a
+ * GPT-2-small-shaped model. Every comparison is measured side by side in one
+ * run: the two cases alternate, each timed after the queue drains, and the
+ * medians are compared. */
+/* POSIX.1-2008 for dlopen. */
+#define _POSIX_C_SOURCE 200809L
+#include <dlfcn.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char bench_usage[] =
+    "usage: clora bench [options]\n"
+    "\n"
+    "Measures, each as the median of several repetitions after warm-up, with\n"
+    "the two sides of every ratio alternating in the same run:\n"
+    "  gemm                    frozen SGEMM y = x*W^T through CLBlast (GFLOP/s)\n"
+    "  gemm_untuned            the same with CLBlast's own parameters, when the\n"
+    "                          device has tuned ones (ratio: speed-up of tuning)\n"
+    "  gemm_vs_openblas        CLBlast SGEMM speed / OpenBLAS cblas_sgemm on the\n"
+    "                          host (skipped when libopenblas is not installed)\n"
+    "  lora_forward_vs_gemm    LoRA forward time / bare frozen GEMM time\n"
+    "  lora_step_vs_full_step  LoRA layer step (forward, dx, dA, dB) time / full\n"
+    "                          fine-tuning step (forward, dx, dW, db) time\n"
+    "  demo_step, gpt2_step    whole training steps (LoRA and full), tokens/s and\n"
+    "                          peak device memory by category\n"
+    "\n"
+    "options:\n"
+    "  --device SEL   device index or name part (default: CLORA_DEVICE, else first GPU)\n"
+    "  --quick        one small shape of each kind, few repetitions (a smoke run)\n"
+    "  --json         one JSON object per line instead of the table\n"
+    "  --reps K       timed repetitions per case (default 7, --quick 3)\n"
+    "  --only NAME    run only measurements whose name starts with NAME\n";
+
+typedef struct bench_options {
+    const char *device;
+    const char *only;
+    int quick, json;
+    size_t reps;
+} bench_options;
+
+typedef struct bench {
+    bench_options o;
+    clora_device *dev;
+    clora_device_info info;
+    int failed;
+} bench;
+
+/* ---- output -------------------------------------------------------------- */
+
+/* Prints one result: a JSON line, or a table row. ratio_of is "time" (lower
+ * is better) or "speed" (higher is better); baseline_ms < 0: no baseline. */
+static void report(bench *b, const char *name, const char *shape, double median_ms,
+                   const char *baseline, double baseline_ms, const char *ratio_of, json_t *extra)
+{
+    double ratio = 0.0;
+    if (baseline_ms > 0)
+        ratio = !strcmp(ratio_of, "speed") ? baseline_ms / median_ms : median_ms / baseline_ms;
+    if (b->o.json) {
+        json_t *line = json_pack("{s:s, s:s, s:f, s:s, s:s}", "name", name, "shape", shape,
+                                 "median_ms", median_ms, "implementation", "clora", "device",
+                                 b->info.name);
+        if (baseline_ms > 0) {
+            json_object_set_new(line, "baseline", json_string(baseline));
+            json_object_set_new(line, "baseline_ms", json_real(baseline_ms));
+            json_object_set_new(line, "ratio", json_real(ratio));
+            json_object_set_new(line, "ratio_of", json_string(ratio_of));
+        }
+        if (extra)
+            json_object_update(line, extra);
+        char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        if (text)
+            puts(text);
+        free(text);
+        json_decref(line);
+    } else {
+        printf("  %-24s %-28s %10.3f ms", name, shape, median_ms);
+        if (baseline_ms > 0)
+            printf("  %-18s %10.3f ms  ratio %.3f (%s)", baseline, baseline_ms, ratio,
+                   !strcmp(ratio_of, "speed") ? "speed" : "time");
+        const char *key;
+        json_t *value;
+        json_object_foreach(extra, key, value) {
+            if (json_is_real(value))
+                printf("  %s %.1f", key, json_real_value(value));
+            else if (json_is_integer(value))
+                printf("  %s %lld", key, (long long)json_integer_value(value));
+            else if (json_is_object(value)) /* memory by category: the total */
+                printf("  %s %.1f MiB", key,
+                       (double)json_integer_value(json_object_get(value, "total")) / 1048576.0);
+        }
+        putchar('\n');
+    }
+    fflush(stdout);
+    json_decref(extra);
+}
+
+static int wanted(const bench *b, const char *name)
+{
+    return !b->o.only || !strncmp(name, b->o.only, strlen(b->o.only));
+}
+
+static void fail(bench *b, const char *what, clora_status status)
+{
+    cli_report("bench", what, status);
+    b->failed = 1;
+}
+
+/* ---- timing ----------------------------------------------------------------- */
+
+/* A case: runs once (enqueueing work) and returns a status. */
+typedef clora_status (*bench_fn)(void *context);
+
+/* Times `count` cases alternating, `reps` times after one warm-up round
+ * (two when the first compiles kernels); medians in ms into out. The queue
+ * drains before each case starts and is waited for before its clock stops. */
+static clora_status measure(bench *b, size_t count, bench_fn *fns, void **contexts,
+                            size_t reps, double *out)
+{
+    double *times = calloc(count * reps, sizeof(double));
+    if (!times)
+        return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    clora_status status = CLORA_OK;
+    const size_t warmup = 2;
+    for (size_t rep = 0; rep < reps + warmup && status == CLORA_OK; ++rep)
+        for (size_t c = 0; c < count && status == CLORA_OK; ++c) {
+            if ((status = clora_device_finish(b->dev)))
+                break;
+            double t0 = cli_seconds();
+            status = fns[c](contexts[c]);
+            if (status == CLORA_OK)
+                status = clora_device_finish(b->dev);
+            if (rep >= warmup)
+                times[c * reps + rep - warmup] = (cli_seconds() - t0) * 1e3;
+        }
+    for (size_t c = 0; c < count && status == CLORA_OK; ++c)
+        out[c] = cli_median(times + c * reps, reps);
+    free(times);
+    return status;
+}
+
+/* ---- one layer ------------------------------------------------------------------ */
+
+typedef struct layer {
+    size_t n, in, out, r;
+    clora_lora_spec spec;
+    clora_buffer *x, *w, *bias, *a, *bm, *y, *h, *dy, *dx, *dw, *db, *da, *dbm;
+    float *host_x, *host_w, *host_y; /* for OpenBLAS */
+} layer;
+
+static void layer_free(layer *l)
+{
+    clora_buffer *all[] = {l->x,  l->w,  l->bias, l->a,  l->bm, l->y, l->h,
+                           l->dy, l->dx, l->dw,   l->db, l->da, l->dbm};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
+        clora_buffer_destroy(all[i]);
+    free(l->host_x);
+    free(l->host_w);
+    free(l->host_y);
+    memset(l, 0, sizeof *l);
+}
+
+static clora_status random_buffer(clora_buffer **out, clora_device *dev, size_t rows, size_t cols,
+                                  float bound, uint64_t *rng, float **keep)
+{
+    clora_status status = cols ? clora_buffer_create_2d(out, dev, rows, cols)
+                               : clora_buffer_create_1d(out, dev, rows);
+    const size_t count = rows * (cols ? cols : 1);
+    float *host = status == CLORA_OK ? malloc(count * sizeof(float)) : NULL;
+    if (status == CLORA_OK && !host)
+        status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+    for (size_t i = 0; status == CLORA_OK && i < count; ++i)
+        host[i] = cli_uniform(rng, -bound, bound);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload(*out, 0, host, count);
+    if (keep && status == CLORA_OK)
+        *keep = host;
+    else
+        free(host);
+    return status;
+}
+
+static clora_status layer_create(layer *l, clora_device *dev, size_t n, size_t in, size_t out,
+                                 size_t r)
+{
+    memset(l, 0, sizeof *l);
+    l->n = n, l->in = in, l->out = out, l->r = r;
+    l->spec = (clora_lora_spec){16.0f, CLORA_SCALE_ALPHA_OVER_R, 0.0f, 1, CLORA_WEIGHT_OUT_IN};
+    uint64_t rng = 7;
+    const float bound = 1.0f / sqrtf((float)in);
+    clora_status status;
+    if ((status = random_buffer(&l->x, dev, n, in, 1.0f, &rng, &l->host_x)) ||
+        (status = random_buffer(&l->w, dev, out, in, bound, &rng, &l->host_w)) ||
+        (status = random_buffer(&l->bias, dev, out, 0, bound, &rng, NULL)) ||
+        (status = random_buffer(&l->a, dev, r, in, bound, &rng, NULL)) ||
+        (status = random_buffer(&l->bm, dev, out, r, 0.01f, &rng, NULL)) ||
+        (status = random_buffer(&l->dy, dev, n, out, 1e-3f, &rng, NULL)) ||
+        (status = clora_buffer_create_2d(&l->y, dev, n, out)) ||
+        (status = clora_buffer_create_2d(&l->h, dev, n, r)) ||
+        (status = clora_buffer_create_2d(&l->dx, dev, n, in)) ||
+        (status = clora_buffer_create_2d(&l->dw, dev, out, in)) ||
+        (status = clora_buffer_create_1d(&l->db, dev, out)) ||
+        (status = clora_buffer_create_2d(&l->da, dev, r, in)) ||
+        (status = clora_buffer_create_2d(&l->dbm, dev, out, r)))
+        return status;
+    if (!(l->host_y = malloc(n * out * sizeof(float))))
+        return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    return CLORA_OK;
+}
+
+static clora_status run_gemm(void *p)
+{
+    layer *l = p;
+    return clora_linear_forward(l->y, l->x, l->w, NULL, CLORA_WEIGHT_OUT_IN);
+}
+
+static clora_status run_lora_forward(void *p)
+{
+    layer *l = p;
+    return clora_lora_forward(l->y, l->h, l->x, l->w, NULL, l->a, l->bm, &l->spec);
+}
+
+static clora_status run_full_step(void *p)
+{
+    layer *l = p;
+    clora_status status = clora_linear_forward(l->y, l->x, l->w, l->bias, CLORA_WEIGHT_OUT_IN);
+    if (status == CLORA_OK)
+        status = clora_linear_backward(l->dx, l->dw, l->db, l->dy, l->x, l->w,
+                                       CLORA_WEIGHT_OUT_IN);
+    return status;
+}
+
+static clora_status run_lora_step(void *p)
+{
+    layer *l = p;
+    clora_status status =
+        clora_lora_forward(l->y, l->h, l->x, l->w, l->bias, l->a, l->bm, &l->spec);
+    if (status == CLORA_OK)
+        status = clora_lora_backward(l->dx, l->da, l->dbm, l->dy, l->x, l->h, l->w, l->a, l->bm,
+                                     &l->spec);
+    return status;
+}
+
+/* OpenBLAS, found at run time so that it stays a benchmark-only dependency. */
+typedef void (*cblas_sgemm_fn)(int layout, int trans_a, int trans_b, int m, int n, int k,
+                               float alpha, const float *a, int lda, const float *b, int ldb,
+                               float beta, float *c, int ldc);
+static cblas_sgemm_fn openblas_sgemm(void)
+{
+    static int tried;
+    static cblas_sgemm_fn fn;
+    if (!tried) {
+        tried = 1;
+        const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
+        for (size_t i = 0; i < 2 && !fn; ++i) {
+            void *lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+            if (lib)
+                *(void **)&fn = dlsym(lib, "cblas_sgemm");
+        }
+    }
+    return fn;
+}
+
+static clora_status run_openblas(void *p)
+{
+    layer *l = p;
+    enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 }; /* CBLAS's values */
+    openblas_sgemm()(ROW_MAJOR, NO_TRANS, TRANS, (int)l->n, (int)l->out, (int)l->in, 1.0f,
+                     l->host_x, (int)l->in, l->host_w, (int)l->in, 0.0f, l->host_y, (int)l->out);
+    return CLORA_OK;
+}
+
+static json_t *gflops(double flops, double ms)
+{
+    return json_pack("{s:f}", "gflops", flops / (ms * 1e6));
+}
+
+/* The layer measurements for one shape; the GEMM-only ones once per (N, in,
+ * out), the LoRA ones per rank. */
+static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t *ranks,
+                        size_t rank_count, int tuned)
+{
+    char shape[96];
+    layer l;
+    clora_status status = layer_create(&l, b->dev, n, in, out, ranks[0]);
+    if (status != CLORA_OK) {
+        fail(b, "allocating a layer", status);
+        layer_free(&l);
+        return;
+    }
+    const double flops = 2.0 * (double)n * (double)in * (double)out;
+    snprintf(shape, sizeof shape, "N=%zu in=%zu out=%zu", n, in, out);
+    double ms[2];
+    bench_fn fns[2];
+    void *ctx[2] = {&l, &l};
+
+    if (wanted(b, "gemm")) {
+        fns[0] = run_gemm;
+        if ((status = measure(b, 1, fns, ctx, b->o.reps, ms)))
+            goto failed;
+        report(b, "gemm", shape, ms[0], NULL, -1, "time", gflops(flops, ms[0]));
+    }
+    if (wanted(b, "gemm_untuned") && tuned && !b->o.quick) {
+        /* CLBlast's own parameters, then the device's again: each switch
+         * recompiles CLBlast's kernels, which the warm-up absorbs. */
+        double untuned = 0;
+        fns[0] = run_gemm;
+        if ((status = clora_device_set_tuning(b->dev, "off")) ||
+            (status = measure(b, 1, fns, ctx, b->o.reps, &untuned)) ||
+            (status = clora_device_set_tuning(b->dev, NULL)) ||
+            (status = measure(b, 1, fns, ctx, b->o.reps, ms)))
+            goto failed;
+        report(b, "gemm_untuned", shape, untuned, "gemm (tuned)", ms[0], "time",
+               gflops(flops, untuned));
+    }
+    if (wanted(b, "gemm_vs_openblas")) {
+        if (!openblas_sgemm()) {
+            if (!b->o.json)
+                printf("  %-24s %-28s skipped: libopenblas not found\n", "gemm_vs_openblas",
+                       shape);
+        } else {
+            fns[0] = run_gemm;
+            fns[1] = run_openblas;
+            if ((status = measure(b, 2, fns, ctx, b->o.reps, ms)))
+                goto failed;
+            json_t *extra = json_pack("{s:f, s:f}", "gflops", flops / (ms[0] * 1e6),
+                                      "baseline_gflops", flops / (ms[1] * 1e6));
+            report(b, "gemm_vs_openblas", shape, ms[0], "openblas", ms[1], "speed", extra);
+        }
+    }
+    for (size_t i = 0; i < rank_count; ++i) {
+        if (ranks[i] != l.r) {
+            layer_free(&l);
+            if ((status = layer_create(&l, b->dev, n, in, out, ranks[i])))
+                goto failed;
+        }
+        snprintf(shape, sizeof shape, "N=%zu in=%zu out=%zu r=%zu", n, in, out, ranks[i]);
+        if (wanted(b, "lora_forward_vs_gemm")) {
+            fns[0] = run_lora_forward;
+            fns[1] = run_gemm;
+            if ((status = measure(b, 2, fns, ctx, b->o.reps, ms)))
+                goto failed;
+            report(b, "lora_forward_vs_gemm", shape, ms[0], "gemm", ms[1], "time", NULL);
+        }
+        if (wanted(b, "lora_step_vs_full_step")) {
+            fns[0] = run_lora_step;
+            fns[1] = run_full_step;
+            if ((status = measure(b, 2, fns, ctx, b->o.reps, ms)))
+                goto failed;
+            report(b, "lora_step_vs_full_step", shape, ms[0], "full_step", ms[1], "time", NULL);
+        }
+    }
+    layer_free(&l);
+    return;
+failed:
+    fail(b, shape, status);
+    layer_free(&l);
+}
+
+/* ---- whole models ------------------------------------------------------------------ */
+
+typedef struct model_step {
+    clora_trainer *trainer;
+    clora_buffer *input, *target;
+} model_step;
+
+static clora_status run_model_step(void *p)
+{
+    model_step *s = p;
+    return clora_trainer_step(s->trainer, s->input, s->target, NULL);
+}
+
+/* Peak device memory by category since the last reset. */
+static json_t *memory_json(clora_device *dev)
+{
+    static const char *const memory_keys[CLORA_MEMORY_CATEGORY_COUNT] = {
+        "other", "frozen", "trainable", "gradients", "optimizer", "activations", "scratch"};
+    clora_memory_report report;
+    if (clora_device_memory(dev, &report) != CLORA_OK)
+        return json_null();
+    json_t *mem = json_object();
+    for (int c = 0; c < CLORA_MEMORY_CATEGORY_COUNT; ++c)
+        json_object_set_new(mem, memory_keys[c], json_integer((json_int_t)report.peak_bytes[c]));
+    json_object_set_new(mem, "total", json_integer((json_int_t)report.peak));
+    return mem;
+}
+
+/* Training steps of `model` on (input, target), first in full (every
+ * weight trains), then LoRA-wrapped by `lora`; each with its own trainer and
+ * its own memory peak. */
+static clora_status time_steps(bench *b, clora_model *model, clora_buffer *input,
+                               clora_buffer *target, const clora_lora_config *lora, size_t tokens,
+                               const char *name, const char *shape, size_t reps)
+{
+    clora_train_config cfg = clora_train_config_default();
+    cfg.optimizer.lr = 1e-4f;
+    model_step full = {NULL, input, target}, adapted = {NULL, input, target};
+    double full_ms = 0, lora_ms = 0;
+    bench_fn fns[1] = {run_model_step};
+    void *ctx[1] = {&full};
+    json_t *full_memory = NULL, *lora_memory = NULL;
+    clora_status status = clora_model_set_training(model, 1);
+    if (status == CLORA_OK)
+        status = clora_device_reset_memory_peak(b->dev);
+    if (status == CLORA_OK)
+        status = clora_trainer_create(&full.trainer, model, &cfg);
+    if (status == CLORA_OK)
+        status = measure(b, 1, fns, ctx, reps, &full_ms);
+    clora_trainer_destroy(full.trainer);
+    if (status == CLORA_OK) {
+        full_memory = memory_json(b->dev);
+        status = clora_replace_linear_with_lora(clora_model_root(model), lora, NULL);
+    }
+    /* Counting lays the parameters out anew (frozen weights lose their
+     * gradients), so the LoRA peak starts from the LoRA model. */
+    clora_param_counts counts;
+    if (status == CLORA_OK)
+        status = clora_model_count_params(model, &counts);
+    if (status == CLORA_OK)
+        status = clora_device_reset_memory_peak(b->dev);
+    if (status == CLORA_OK)
+        status = clora_trainer_create(&adapted.trainer, model, &cfg);
+    ctx[0] = &adapted;
+    if (status == CLORA_OK)
+        status = measure(b, 1, fns, ctx, reps, &lora_ms);
+    clora_trainer_destroy(adapted.trainer);
+    if (status == CLORA_OK) {
+        lora_memory = memory_json(b->dev);
+        json_t *extra = json_pack("{s:f, s:f, s:o, s:o}", "tokens_per_s",
+                                  (double)tokens / (lora_ms * 1e-3), "full_tokens_per_s",
+                                  (double)tokens / (full_ms * 1e-3), "peak_memory_bytes",
+                                  lora_memory, "full_peak_memory_bytes", full_memory);
+        report(b, name, shape, lora_ms, "full_step", full_ms, "time", extra);
+    } else {
+        json_decref(full_memory);
+    }
+    return status;
+}
+
+/* The demo's model: 64 -> H -> H -> 10 MLP, batch 64, rank 4 on every Linear. */
+static void bench_demo(bench *b)
+{
+    const size_t rows = 64, hidden = 256;
+    clora_model *model = NULL;
+    clora_buffer *input = NULL, *target = NULL;
+    uint64_t rng = 3;
+    clora_status status = clora_model_create(&model, b->dev, 1);
+    clora_node *root = status == CLORA_OK ? clora_model_root(model) : NULL;
+    if (status == CLORA_OK)
+        status = clora_node_add_linear(root, "fc1", 64, hidden, 1, NULL);
+    if (status == CLORA_OK)
+        status = clora_node_add_activation(root, "act1", CLORA_NODE_GELU, NULL);
+    if (status == CLORA_OK)
+        status = clora_node_add_linear(root, "fc2", hidden, hidden, 1, NULL);
+    if (status == CLORA_OK)
+        status = clora_node_add_layer_norm(root, "norm", hidden, 1e-5f, NULL);
+    if (status == CLORA_OK)
+        status = clora_node_add_activation(root, "act2", CLORA_NODE_GELU, NULL);
+    if (status == CLORA_OK)
+        status = clora_node_add_linear(root, "head", hidden, 10, 1, NULL);
+    if (status == CLORA_OK)
+        status = random_buffer(&input, b->dev, rows, 64, 1.0f, &rng, NULL);
+    const size_t shape[1] = {rows};
+    if (status == CLORA_OK)
+        status = clora_buffer_create_typed(&target, b->dev, CLORA_DTYPE_I32, 1, shape);
+    int32_t labels[64];
+    for (size_t i = 0; i < rows; ++i)
+        labels[i] = (int32_t)(i % 10);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload_i32(target, 0, labels, rows);
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 4;
+    lora.alpha = 8;
+    if (status == CLORA_OK)
+        status = time_steps(b, model, input, target, &lora, rows, "demo_step",
+                            "MLP 64-256-256-10 B=64 r=4", b->o.quick ? 5 : 25);
+    if (status != CLORA_OK)
+        fail(b, "the demo model's step", status);
+    clora_buffer_destroy(input);
+    clora_buffer_destroy(target);
+    clora_model_destroy(model);
+}
+
+/* GPT-2 small's shapes (12 layers, 768 wide, 12 heads, 50257 tokens) at
+ * random weights; LoRA rank 8 on c_attn (PEFT's default for GPT-2). */
+static void bench_gpt2(bench *b)
+{
+    const size_t batch = 1, seq = b->o.quick ? 64 : 256;
+    clora_gpt2_config cfg = clora_gpt2_config_default();
+    if (b->o.quick)
+        cfg.n_layer = 2;
+    clora_model *model = NULL;
+    clora_buffer *input = NULL, *target = NULL;
+    const size_t shape[2] = {batch, seq};
+    int32_t *ids = malloc(batch * seq * sizeof(int32_t));
+    clora_status status = ids ? CLORA_OK : CLORA_ERR_OUT_OF_HOST_MEMORY;
+    uint64_t rng = 11;
+    for (size_t i = 0; ids && i < batch * seq; ++i)
+        ids[i] = (int32_t)(cli_uniform(&rng, 0.0f, 1.0f) * (float)(cfg.vocab_size - 1));
+    if (status == CLORA_OK)
+        status = clora_model_create_gpt2(&model, b->dev, &cfg, 1);
+    if (status == CLORA_OK)
+        status = clora_buffer_create_typed(&input, b->dev, CLORA_DTYPE_I32, 2, shape);
+    if (status == CLORA_OK)
+        status = clora_buffer_create_typed(&target, b->dev, CLORA_DTYPE_I32, 2, shape);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload_i32(input, 0, ids, batch * seq);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload_i32(target, 0, ids, batch * seq);
+    const char *targets[] = {"c_attn"};
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 8;
+    lora.alpha = 16;
+    lora.target_modules = targets;
+    lora.target_module_count = 1;
+    char text[96];
+    snprintf(text, sizeof text, "GPT-2 %zux%zu B=%zu T=%zu r=8", cfg.n_layer, cfg.n_embd, batch,
+             seq);
+    if (status == CLORA_OK)
+        status = time_steps(b, model, input, target, &lora, batch * seq, "gpt2_step", text,
+                            b->o.quick ? 1 : 3);
+    if (status != CLORA_OK)
+        fail(b, "the GPT-2-shaped model's step", status);
+    free(ids);
+    clora_buffer_destroy(input);
+    clora_buffer_destroy(target);
+    clora_model_destroy(model);
+}
+
+/* ---- the command -------------------------------------------------------------------- */
+
+static int parse_options(int argc, char **argv, bench_options *o)
+{
+    for (int i = 1; i < argc; ++i) {
+        int r = 0;
+        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
+            fputs(bench_usage, stdout);
+            return 0;
+        }
+        if (cli_flag(argv, i, "--quick")) {
+            o->quick = 1;
+            continue;
+        }
+        if (cli_flag(argv, i, "--json")) {
+            o->json = 1;
+            continue;
+        }
+        if ((r = cli_option_string(argc, argv, &i, "--device", &o->device)) ||
+            (r = cli_option_string(argc, argv, &i, "--only", &o->only)) ||
+            (r = cli_option_size(argc, argv, &i, "--reps", &o->reps))) {
+            if (r < 0)
+                return -1;
+            continue;
+        }
+        fprintf(stderr, "clora bench: unknown option \"%s\" (see --help)\n", argv[i]);
+        return -1;
+    }
+    if (o->reps == 0)
+        o->reps = o->quick ? 3 : 7;
+    return 1;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    bench b = {{0}, NULL, {0}, 0};
+    int parsed = parse_options(argc, argv, &b.o);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
+    clora_status status = clora_device_open(&b.dev, b.o.device);
+    if (status != CLORA_OK) {
+        cli_report("bench", "opening the device", status);
+        return 1;
+    }
+    clora_device_get_info(b.dev, &b.info);
+    const int tuned = strncmp(b.info.tuning, "CLBlast's own", 13) != 0;
+    if (!b.o.json) {
+        printf("clora bench on %s (%s, %s)\n", b.info.name, b.info.platform_name,
+               b.info.driver_version);
+        printf("CLBlast parameters: %s\n", b.info.tuning);
+        printf("OpenBLAS: %s\n\n", openblas_sgemm() ? "found" : "not found (skipping)");
+    }
+
+    /* (N, in, out) and the ranks measured on each. */
+    static const struct {
+        size_t n, in, out;
+        size_t ranks[3], rank_count;
+    } full[] = {
+        {512, 768, 768, {8, 16, 64}, 3},    {512, 768, 3072, {16}, 1},
+        {512, 3072, 768, {16}, 1},          {2048, 768, 768, {16}, 1},
+        {512, 3072, 3072, {8, 16}, 2},      {512, 4096, 4096, {16}, 1},
+        {2048, 768, 3072, {16}, 1},
+    }, quick[] = {
+        {512, 768, 768, {8}, 1},
+    };
+    const size_t count = b.o.quick ? 1 : sizeof full / sizeof full[0];
+    for (size_t i = 0; i < count; ++i) {
+        const size_t n = b.o.quick ? quick[i].n : full[i].n;
+        const size_t in = b.o.quick ? quick[i].in : full[i].in;
+        const size_t out = b.o.quick ? quick[i].out : full[i].out;
+        const size_t *ranks = b.o.quick ? quick[i].ranks : full[i].ranks;
+        const size_t rank_count = b.o.quick ? quick[i].rank_count : full[i].rank_count;
+        bench_layer(&b, n, in, out, ranks, rank_count, tuned);
+    }
+    if (wanted(&b, "demo_step"))
+        bench_demo(&b);
+    if (wanted(&b, "gpt2_step"))
+        bench_gpt2(&b);
+    clora_device_destroy(b.dev);
+    return b.failed ? 1 : 0;
+}

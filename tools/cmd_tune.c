@@ -1,0 +1,601 @@
+/* cmd_tune.c — `clora tune`: runs CLBlast's tuners (the clblast-utils
+ * programs) for a device, keeps each kernel's best parameters, chooses where
+ * CLBlast switches from its direct to its indirect GEMM by timing clora's own
+ * Linear steps, checks the result against what the device used before, and
+ * writes the device's tuning file, which clora applies at every open. */
+/* POSIX.1-2008 for fork, mkdtemp, fileno and the folder calls. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char tune_usage[] =
+    "usage: clora tune [options]\n"
+    "\n"
+    "Tunes CLBlast's GEMM kernels for a device, so that clora's frozen GEMMs run\n"
+    "fast on devices CLBlast has no parameters for (PoCL's CPU device among them).\n"
+    "\n"
+    "  1. runs CLBlast's tuners (clblast_tuner_xgemm, _xgemm_direct, _copy_fast,\n"
+    "     _copy_pad, _transpose_fast, _transpose_pad from Debian's clblast-utils)\n"
+    "     and keeps each kernel's fastest parameters;\n"
+    "  2. times clora's Linear step (forward, dx, dW) at sizes 64 .. 1024 with\n"
+    "     CLBlast's direct and indirect GEMM to choose where it switches;\n"
+    "  3. times that step at N = 512, in = out = 768 with the parameters the device\n"
+    "     used before and with the new ones, and keeps the new ones only if faster;\n"
+    "  4. writes the device's tuning file (see `clora bench`, CLORA_TUNING).\n"
+    "\n"
+    "The tuners try hundreds of kernel variants: expect 20 to 60 minutes on a CPU\n"
+    "device, a few minutes on a GPU.\n"
+    "\n"
+    "options:\n"
+    "  --device SEL      device index or name part (default: CLORA_DEVICE, else first GPU)\n"
+    "  --fraction F      share of the tuners' random search spaces to try (default 0.02)\n"
+    "  --m M --n N --k K the GEMM size the main tuner times (default 512 768 768)\n"
+    "  --keep DIR        run the tuners in DIR and keep their logs and results there\n"
+    "  --from DIR        skip step 1: read the tuner results (clblast_*.json) in DIR\n"
+    "  --output FILE     write FILE instead of the device's tuning cache file\n"
+    "  --match PLATFORM  record that the file fits every device of this type on\n"
+    "                    platforms whose name contains PLATFORM (clora's shipped files)\n"
+    "  --force           write the result even if it is not faster than before\n";
+
+typedef struct tune_options {
+    const char *device, *keep, *from, *output, *match;
+    float fraction;
+    size_t m, n, k;
+    int force;
+} tune_options;
+
+/* The tuners clora runs and the CLBlast kernel each one tunes. */
+static const struct {
+    const char *program, *family, *kernel;
+    int gemm_size; /* takes -m -n -k */
+} tuners[] = {
+    {"clblast_tuner_xgemm", "xgemm", "Xgemm", 1},
+    {"clblast_tuner_xgemm_direct", "xgemm_direct", "XgemmDirect", 1},
+    {"clblast_tuner_copy_fast", "copy", "Copy", 0},
+    {"clblast_tuner_copy_pad", "pad", "Pad", 0},
+    {"clblast_tuner_transpose_fast", "transpose", "Transpose", 0},
+    {"clblast_tuner_transpose_pad", "padtranspose", "Padtranspose", 0},
+};
+enum { TUNER_COUNT = sizeof tuners / sizeof tuners[0] };
+
+/* ---- step 1: the tuners -------------------------------------------------------- */
+
+/* The tuners address a device as (platform index, device index on it). */
+static int opencl_position(clora_device *dev, unsigned *platform_index, unsigned *device_index)
+{
+    cl_device_id device = clora_device_cl_device(dev);
+    cl_platform_id platform = NULL, platforms[64];
+    cl_device_id devices[256];
+    cl_uint platform_count = 0, device_count = 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL) ||
+        clGetPlatformIDs(64, platforms, &platform_count))
+        return 0;
+    for (cl_uint p = 0; p < platform_count && p < 64; ++p) {
+        if (platforms[p] != platform)
+            continue;
+        if (clGetDeviceIDs(platform, CL_DEVICE_TYPE_ALL, 256, devices, &device_count))
+            return 0;
+        for (cl_uint d = 0; d < device_count && d < 256; ++d)
+            if (devices[d] == device) {
+                *platform_index = p;
+                *device_index = d;
+                return 1;
+            }
+    }
+    return 0;
+}
+
+/* Runs argv[0] (looked up on PATH) in `dir` with its output in `log`;
+ * returns its exit status, or -1 if it could not start. */
+static int run_program(char *const *argv, const char *dir, const char *log)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (chdir(dir) != 0 || !freopen(log, "w", stdout) || dup2(fileno(stdout), 2) < 0)
+            _exit(126);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(wstatus))
+        return WEXITSTATUS(wstatus) == 127 ? -1 : WEXITSTATUS(wstatus);
+    return 128 + (WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0);
+}
+
+static int run_tuners(const tune_options *o, clora_device *dev, const char *dir)
+{
+    unsigned platform = 0, device = 0;
+    if (!opencl_position(dev, &platform, &device)) {
+        fprintf(stderr, "clora tune: cannot find the device's OpenCL platform and index\n");
+        return 0;
+    }
+    char platform_text[16], device_text[16], fraction[32], m[32], n[32], k[32];
+    snprintf(platform_text, sizeof platform_text, "%u", platform);
+    snprintf(device_text, sizeof device_text, "%u", device);
+    snprintf(fraction, sizeof fraction, "%g", (double)o->fraction);
+    snprintf(m, sizeof m, "%zu", o->m);
+    snprintf(n, sizeof n, "%zu", o->n);
+    snprintf(k, sizeof k, "%zu", o->k);
+    for (int t = 0; t < TUNER_COUNT; ++t) {
+        char log[1200];
+        snprintf(log, sizeof log, "%s/%s.log", dir, tuners[t].family);
+        char *argv[24];
+        int a = 0;
+        argv[a++] = (char *)tuners[t].program;
+        argv[a++] = "-platform", argv[a++] = platform_text;
+        argv[a++] = "-device", argv[a++] = device_text;
+        argv[a++] = "-precision", argv[a++] = "32";
+        argv[a++] = "-runs", argv[a++] = "1";
+        if (tuners[t].gemm_size) {
+            argv[a++] = "-m", argv[a++] = m;
+            argv[a++] = "-n", argv[a++] = n;
+            argv[a++] = "-k", argv[a++] = k;
+            argv[a++] = "-fraction", argv[a++] = fraction;
+        }
+        argv[a] = NULL;
+        printf("  [%d/%d] %s ... ", t + 1, TUNER_COUNT, tuners[t].program);
+        double t0 = cli_seconds();
+        int rc = run_program(argv, dir, log);
+        if (rc == -1) {
+            printf("\n");
+            fprintf(stderr,
+                    "clora tune: cannot run %s; install Debian's clblast-utils "
+                    "(apt-get install clblast-utils)\n",
+                    tuners[t].program);
+            return 0;
+        }
+        if (rc != 0) {
+            printf("\n");
+            fprintf(stderr, "clora tune: %s failed (exit status %d); its output is in %s\n",
+                    tuners[t].program, rc, log);
+            return 0;
+        }
+        printf("%.0f s\n", cli_seconds() - t0);
+    }
+    return 1;
+}
+
+/* ---- reading the tuners' results ------------------------------------------------ */
+
+/* "MWG=64 NWG=64 ... PRECISION=32" into {"MWG": 64, ...} without PRECISION;
+ * NULL if malformed. */
+static json_t *parse_parameters(const char *text)
+{
+    json_t *out = json_object();
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ')
+            ++p;
+        if (!*p)
+            break;
+        const char *eq = strchr(p, '=');
+        if (!eq || eq == p || eq - p > 63) {
+            json_decref(out);
+            return NULL;
+        }
+        char name[64];
+        memcpy(name, p, (size_t)(eq - p));
+        name[eq - p] = '\0';
+        char *end = NULL;
+        long value = strtol(eq + 1, &end, 10);
+        if (end == eq + 1 || (*end != ' ' && *end != '\0') || value < 0) {
+            json_decref(out);
+            return NULL;
+        }
+        if (strcmp(name, "PRECISION") != 0)
+            json_object_set_new(out, name, json_integer(value));
+        p = end;
+    }
+    if (json_object_size(out) == 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The fastest result of `family` among the tuner files in `dir` (the GEMM
+ * tuner writes one per search phase); *time_ms and *source describe it. */
+static json_t *best_of_family(const char *dir, const char *family, double *time_ms,
+                              char *source, size_t source_size)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    json_t *best = NULL;
+    double best_time = INFINITY;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        size_t len = strlen(name);
+        if (strncmp(name, "clblast_", 8) != 0 || len < 5 || strcmp(name + len - 5, ".json"))
+            continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        json_t *doc = json_load_file(path, 0, NULL);
+        const char *fam = json_string_value(json_object_get(doc, "kernel_family"));
+        const char *precision = json_string_value(json_object_get(doc, "precision"));
+        const char *time_text = json_string_value(json_object_get(doc, "best_time"));
+        const char *params = json_string_value(json_object_get(doc, "best_parameters"));
+        if (fam && !strcmp(fam, family) && precision && !strcmp(precision, "32") && time_text &&
+            params) {
+            double t = strtod(time_text, NULL);
+            json_t *parsed = parse_parameters(params);
+            if (parsed && t > 0 && t < best_time) {
+                json_decref(best);
+                best = parsed;
+                best_time = t;
+                snprintf(source, source_size, "%s", name);
+            } else {
+                json_decref(parsed);
+            }
+        }
+        json_decref(doc);
+    }
+    closedir(d);
+    *time_ms = best_time;
+    return best;
+}
+
+/* ---- steps 2 and 3: timing clora's Linear step -------------------------------- */
+
+typedef struct linear_step {
+    clora_buffer *x, *w, *y, *dy, *dx, *dw;
+} linear_step;
+
+static void step_free(linear_step *s)
+{
+    clora_buffer *all[] = {s->x, s->w, s->y, s->dy, s->dx, s->dw};
+    for (int i = 0; i < 6; ++i)
+        clora_buffer_destroy(all[i]);
+    memset(s, 0, sizeof *s);
+}
+
+static clora_status step_create(linear_step *s, clora_device *dev, size_t n, size_t in, size_t out)
+{
+    memset(s, 0, sizeof *s);
+    clora_status status;
+    if ((status = clora_buffer_create_2d(&s->x, dev, n, in)) ||
+        (status = clora_buffer_create_2d(&s->w, dev, out, in)) ||
+        (status = clora_buffer_create_2d(&s->y, dev, n, out)) ||
+        (status = clora_buffer_create_2d(&s->dy, dev, n, out)) ||
+        (status = clora_buffer_create_2d(&s->dx, dev, n, in)) ||
+        (status = clora_buffer_create_2d(&s->dw, dev, out, in)) ||
+        (status = clora_buffer_fill(s->x, 0.5f)) || (status = clora_buffer_fill(s->w, 0.01f)) ||
+        (status = clora_buffer_fill(s->dy, 0.001f)))
+        return status;
+    return CLORA_OK;
+}
+
+/* Median ms of forward + dx + dW (the three GEMM orientations clora uses). */
+static clora_status time_step(clora_device *dev, linear_step *s, size_t reps, double *ms)
+{
+    double times[16];
+    if (reps > 16)
+        reps = 16;
+    clora_status status = CLORA_OK;
+    for (size_t rep = 0; rep < reps + 1 && status == CLORA_OK; ++rep) {
+        double t0 = cli_seconds();
+        status = clora_linear_forward(s->y, s->x, s->w, NULL, CLORA_WEIGHT_OUT_IN);
+        if (status == CLORA_OK)
+            status = clora_linear_backward(s->dx, s->dw, NULL, s->dy, s->x, s->w,
+                                           CLORA_WEIGHT_OUT_IN);
+        if (status == CLORA_OK)
+            status = clora_device_finish(dev);
+        if (rep > 0)
+            times[rep - 1] = (cli_seconds() - t0) * 1e3;
+    }
+    if (status == CLORA_OK)
+        *ms = cli_median(times, reps);
+    return status;
+}
+
+/* Writes `doc` to `path` through a temporary file and a rename. */
+static int write_json(const char *path, json_t *doc)
+{
+    char temporary[1300];
+    snprintf(temporary, sizeof temporary, "%s.tmp%ld", path, (long)getpid());
+    if (json_dump_file(doc, temporary, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+        fprintf(stderr, "clora tune: cannot write %s: %s\n", temporary, strerror(errno));
+        return 0;
+    }
+    if (rename(temporary, path) != 0) {
+        fprintf(stderr, "clora tune: cannot rename %s to %s: %s\n", temporary, path,
+                strerror(errno));
+        remove(temporary);
+        return 0;
+    }
+    return 1;
+}
+
+/* Applies `kernels` through a tuning file in `dir`. */
+static clora_status try_kernels(clora_device *dev, const char *dir, json_t *kernels)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/candidate.json", dir);
+    json_t *doc = json_pack("{s:s, s:i, s:O}", "format", "clora-clblast-tuning", "version", 1,
+                            "kernels", kernels);
+    int ok = write_json(path, doc);
+    json_decref(doc);
+    if (!ok)
+        return CLORA_ERR_IO;
+    return clora_device_set_tuning(dev, path);
+}
+
+/* Step 2: the smallest size from which the indirect GEMM stays at least as
+ * fast as the direct one (CLBlast compares m*n*k with its cube). */
+static clora_status choose_switch(clora_device *dev, const char *dir, json_t *kernels,
+                                  size_t *threshold)
+{
+    static const size_t sizes[] = {64, 128, 192, 256, 384, 512, 768, 1024};
+    enum { SIZE_COUNT = sizeof sizes / sizeof sizes[0] };
+    double ms[2][SIZE_COUNT];
+    clora_status status = CLORA_OK;
+    printf("  direct or indirect GEMM: timing clora's Linear step at sizes 64 .. 1024\n");
+    for (int method = 0; method < 2 && status == CLORA_OK; ++method) {
+        /* 0: always direct (switch above every size); 1: always indirect. */
+        json_object_set_new(kernels, "GemmRoutine",
+                            json_pack("{s:i}", "XGEMM_MIN_INDIRECT_SIZE", method ? 0 : 100000));
+        status = try_kernels(dev, dir, kernels);
+        for (int i = 0; i < SIZE_COUNT && status == CLORA_OK; ++i) {
+            linear_step s;
+            status = step_create(&s, dev, sizes[i], sizes[i], sizes[i]);
+            if (status == CLORA_OK)
+                status = time_step(dev, &s, sizes[i] <= 256 ? 9 : 3, &ms[method][i]);
+            step_free(&s);
+        }
+    }
+    if (status != CLORA_OK)
+        return status;
+    size_t chosen = 100000;
+    for (int i = SIZE_COUNT - 1; i >= 0 && ms[1][i] <= ms[0][i]; --i)
+        chosen = sizes[i];
+    for (int i = 0; i < SIZE_COUNT; ++i)
+        printf("    %5zu: direct %9.3f ms, indirect %9.3f ms\n", sizes[i], ms[0][i], ms[1][i]);
+    printf("    -> indirect from size %zu\n", chosen);
+    *threshold = chosen;
+    json_object_set_new(kernels, "GemmRoutine",
+                        json_pack("{s:i}", "XGEMM_MIN_INDIRECT_SIZE", (json_int_t)chosen));
+    return CLORA_OK;
+}
+
+/* ---- the command ------------------------------------------------------------------ */
+
+static int parse_options(int argc, char **argv, tune_options *o)
+{
+    for (int i = 1; i < argc; ++i) {
+        int r = 0;
+        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
+            fputs(tune_usage, stdout);
+            return 0;
+        }
+        if (cli_flag(argv, i, "--force")) {
+            o->force = 1;
+            continue;
+        }
+        if ((r = cli_option_string(argc, argv, &i, "--device", &o->device)) ||
+            (r = cli_option_string(argc, argv, &i, "--keep", &o->keep)) ||
+            (r = cli_option_string(argc, argv, &i, "--from", &o->from)) ||
+            (r = cli_option_string(argc, argv, &i, "--output", &o->output)) ||
+            (r = cli_option_string(argc, argv, &i, "--match", &o->match)) ||
+            (r = cli_option_float(argc, argv, &i, "--fraction", &o->fraction)) ||
+            (r = cli_option_size(argc, argv, &i, "--m", &o->m)) ||
+            (r = cli_option_size(argc, argv, &i, "--n", &o->n)) ||
+            (r = cli_option_size(argc, argv, &i, "--k", &o->k))) {
+            if (r < 0)
+                return -1;
+            continue;
+        }
+        fprintf(stderr, "clora tune: unknown option \"%s\" (see --help)\n", argv[i]);
+        return -1;
+    }
+    if (!(o->fraction > 0.0f && o->fraction <= 1.0f)) {
+        fprintf(stderr, "clora tune: --fraction must be in (0, 1]\n");
+        return -1;
+    }
+    if (o->m == 0 || o->n == 0 || o->k == 0) {
+        fprintf(stderr, "clora tune: --m, --n and --k must be at least 1\n");
+        return -1;
+    }
+    if (o->from && o->keep) {
+        fprintf(stderr, "clora tune: --from and --keep exclude each other\n");
+        return -1;
+    }
+    return 1;
+}
+
+/* Removes the tuners' files from a temporary folder, then the folder. */
+static void remove_work_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char path[1200];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            remove(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* Creates every missing folder on the way to `path`'s parent. */
+static int make_parent_dirs(const char *path)
+{
+    char buf[1200];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; ++p) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "clora tune: cannot create folder %s: %s\n", buf, strerror(errno));
+            return 0;
+        }
+        *p = '/';
+    }
+    return 1;
+}
+
+int cmd_tune(int argc, char **argv)
+{
+    tune_options o = {0};
+    o.fraction = 0.02f;
+    o.m = 512, o.n = 768, o.k = 768;
+    int parsed = parse_options(argc, argv, &o);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
+
+    clora_device *dev = NULL;
+    json_t *kernels = json_object(), *doc = NULL;
+    char work[1100] = "", scratch[1100] = "", output[1500] = "";
+    char before[sizeof ((clora_device_info *)0)->tuning];
+    int exit_code = 1;
+    clora_status status = clora_device_open(&dev, o.device);
+    if (status != CLORA_OK) {
+        cli_report("tune", "opening the device", status);
+        goto done;
+    }
+    clora_device_info info;
+    clora_device_get_info(dev, &info);
+    snprintf(before, sizeof before, "%s", info.tuning);
+    if (o.output) {
+        snprintf(output, sizeof output, "%s", o.output);
+    } else if ((status = clora_device_tuning_path(dev, output, sizeof output)) != CLORA_OK) {
+        cli_report("tune", "naming the tuning file", status);
+        goto done;
+    }
+    printf("clora tune on %s (%s, %s)\n", info.name, info.platform_name, info.driver_version);
+    printf("  now using: %s\n  result to: %s\n", before, output);
+
+    /* A folder of our own for candidate files (and the tuners' output
+     * unless --keep or --from names one). */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/clora-tune-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(scratch)) {
+        fprintf(stderr, "clora tune: cannot create a temporary folder: %s\n", strerror(errno));
+        scratch[0] = '\0';
+        goto done;
+    }
+
+    /* 1. the tuners */
+    snprintf(work, sizeof work, "%s", o.from ? o.from : o.keep ? o.keep : scratch);
+    if (o.from) {
+        printf("  reading tuner results in %s\n", work);
+    } else {
+        if (o.keep && mkdir(work, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "clora tune: cannot create %s: %s\n", work, strerror(errno));
+            goto done;
+        }
+        printf("  running CLBlast's tuners in %s (GEMM size %zu x %zu x %zu, fraction %g)\n",
+               work, o.m, o.n, o.k, (double)o.fraction);
+        if (!run_tuners(&o, dev, work))
+            goto done;
+    }
+    for (int t = 0; t < TUNER_COUNT; ++t) {
+        double best_ms = 0;
+        char source[300];
+        json_t *best = best_of_family(work, tuners[t].family, &best_ms, source, sizeof source);
+        if (!best) {
+            fprintf(stderr, "clora tune: no %s results (clblast_*.json of kernel family \"%s\") "
+                            "in %s\n",
+                    tuners[t].program, tuners[t].family, work);
+            goto done;
+        }
+        printf("  %-13s %8.3f ms  (%s)\n", tuners[t].kernel, best_ms, source);
+        json_object_set_new(kernels, tuners[t].kernel, best);
+    }
+
+    /* 2. direct or indirect */
+    size_t threshold = 0;
+    if ((status = choose_switch(dev, scratch, kernels, &threshold)) != CLORA_OK) {
+        cli_report("tune", "timing the GEMM routines", status);
+        goto done;
+    }
+
+    /* 3. before and after, alternating */
+    linear_step s;
+    double old_ms[3], new_ms[3];
+    status = step_create(&s, dev, 512, 768, 768);
+    for (int round = 0; round < 3 && status == CLORA_OK; ++round) {
+        status = clora_device_set_tuning(dev, NULL);
+        if (status == CLORA_OK)
+            status = time_step(dev, &s, 5, &old_ms[round]);
+        if (status == CLORA_OK)
+            status = try_kernels(dev, scratch, kernels);
+        if (status == CLORA_OK)
+            status = time_step(dev, &s, 5, &new_ms[round]);
+    }
+    step_free(&s);
+    if (status != CLORA_OK) {
+        cli_report("tune", "comparing with the parameters before", status);
+        goto done;
+    }
+    const double old_median = cli_median(old_ms, 3), new_median = cli_median(new_ms, 3);
+    const double gflops = 3 * 2.0 * 512 * 768 * 768 / 1e6;
+    printf("  Linear step N=512 in=out=768 (forward, dx, dW): %.2f ms before (%.1f GFLOP/s), "
+           "%.2f ms tuned (%.1f GFLOP/s): %.2fx\n",
+           old_median, gflops / old_median, new_median, gflops / new_median,
+           old_median / new_median);
+    if (new_median >= old_median && !o.force) {
+        printf("  not faster than what the device uses now; nothing written (--force writes "
+               "it anyway)\n");
+        exit_code = 0;
+        goto done;
+    }
+
+    /* 4. the file */
+    time_t now = time(NULL);
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    doc = json_pack("{s:s, s:i}", "format", "clora-clblast-tuning", "version", 1);
+    if (o.match)
+        json_object_set_new(doc, "match",
+                            json_pack("{s:s, s:s}", "platform", o.match, "type",
+                                      clora_device_type_name(info.type)));
+    json_object_set_new(doc, "device",
+                        json_pack("{s:s, s:s, s:s}", "name", info.name, "platform",
+                                  info.platform_name, "driver", info.driver_version));
+    json_object_set_new(doc, "created", json_string(when));
+    char tuned_with[200];
+    snprintf(tuned_with, sizeof tuned_with,
+             "CLBlast tuners, -precision 32 -runs 1, GEMM -m %zu -n %zu -k %zu -fraction %g", o.m,
+             o.n, o.k, (double)o.fraction);
+    json_object_set_new(doc, "tuned_with", json_string(tuned_with));
+    json_object_set_new(doc, "linear_step_ms",
+                        json_pack("{s:s, s:f, s:f}", "shape", "N=512 in=768 out=768", "before",
+                                  old_median, "tuned", new_median));
+    json_object_set_new(doc, "kernels", json_incref(kernels));
+    if (!make_parent_dirs(output) || !write_json(output, doc))
+        goto done;
+    printf("  wrote %s\n", output);
+    exit_code = 0;
+
+done:
+    if (scratch[0])
+        remove_work_dir(scratch);
+    json_decref(doc);
+    json_decref(kernels);
+    clora_device_destroy(dev);
+    return exit_code;
+}
