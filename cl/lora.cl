@@ -13,16 +13,28 @@
  *                         reading operands straight from (cached) memory,
  *                         with no local memory or barriers; global
  *                         (ceil(P / 4), M, chunks)
+ *   lora_rows_nt          the same product when rows of X and "rows" Y(., p)
+ *                         are both contiguous in k (x_stride_k == y_stride_k
+ *                         == 1), for CPUs: each work-item reads one row of X
+ *                         once, four k at a time, against 8 rows of Y (no
+ *                         DROP_Y);
+ *                         global (ceil(P / 8), M)
+ *   lora_cols_tn          the same product when X(., k) and Y(k, .) are
+ *                         contiguous (x_stride_m == y_stride_p == 1), as in
+ *                         the reductions over N, for CPUs: each work-item
+ *                         walks k once for 8 m and 4 p, so Y is read once per
+ *                         8 rows of C; global (ceil(P / 4), ceil(M / 8))
  *   lora_reduce_partials  C (M, P) = epilogue(alpha * sum_z partial (z, M, P)),
  *                         partial starting at element partial_offset
  *                         global (P, M), sums the chunks in order
  *
  * The op uses them as (N rows, r rank, s scale):
- *   h  (N, r)    = drop(x) * A^T      X = x, Y(k, p) = A[p][k]
- *   y  (N, out)  = s * h * B^T + b    X = h, Y(k, p) = B[p][k]
+ *   h  (N, r)    = drop(x) * A^T      X = x, Y(k, p) = A[p][k]        (rows_nt)
+ *   y  (N, out)  = s * h * B^T + b    X = h, Y(k, p) = B[p][k]        (rows_nt)
  *   dB (out, r) += s * dy^T * h       X(m, k) = dy[k][m], K = N, split
+ *                 (CPUs: dB^T = s * h^T * dy, X(m, k) = h[k][m]       (cols_tn))
  *   g  (N, r)    = s * dy * B         X = dy, Y = B
- *   dA (r, in)  += g^T * drop(x)      X(m, k) = g[k][m], K = N, split
+ *   dA (r, in)  += g^T * drop(x)      X(m, k) = g[k][m], K = N, split (cols_tn)
  *   dx (N, in)   = drop'(g * A)       X = g, Y = A
  * A reduction over N is split into chunks whose partial sums land in scratch,
  * then lora_reduce_partials adds them in a fixed order: deterministic, no
@@ -172,6 +184,105 @@ __kernel void lora_stream(PRODUCT_ARGUMENTS)
     for (uint i = 0; i < 4 && p0 + i < P; ++i)
         store_result(c, base + (p0 + i) * c_stride_p, results[i], alpha, flags, bias,
                      bias_offset + p0 + i, key, m, p0 + i, drop_threshold, drop_scale);
+}
+
+/* Loads 4 consecutive elements of a row, the last ones repeated past
+ * `count` (their results are never stored). */
+static float4 load4_clamped(__global const float *row, const uint at, const uint count)
+{
+    if (at + 4 <= count)
+        return vload4(0, row + at);
+    return (float4)(row[min(at, count - 1)], row[min(at + 1, count - 1)],
+                    row[min(at + 2, count - 1)], row[min(at + 3, count - 1)]);
+}
+
+static float4 dropped4(const float4 v, const uint key, const uint row, const uint col,
+                       const uint threshold, const float scale)
+{
+    return (float4)(dropped(v.s0, key, row, col, threshold, scale),
+                    dropped(v.s1, key, row, col + 1, threshold, scale),
+                    dropped(v.s2, key, row, col + 2, threshold, scale),
+                    dropped(v.s3, key, row, col + 3, threshold, scale));
+}
+
+__kernel void lora_rows_nt(PRODUCT_ARGUMENTS)
+{
+    const uint p0 = get_global_id(0) * 8;
+    const uint m = get_global_id(1);
+    if (m >= M || p0 >= P)
+        return;
+    const uint key = seed_key(seed_lo, seed_hi);
+    __global const float *xm = x + x_offset + m * x_stride_m;
+    /* Rows of Y past P repeat the last one; their results are not stored. */
+    __global const float *yp[8];
+    for (uint j = 0; j < 8; ++j)
+        yp[j] = y + y_offset + min(p0 + j, P - 1) * y_stride_p;
+
+    float4 acc[8];
+    for (uint j = 0; j < 8; ++j)
+        acc[j] = (float4)(0.0f);
+    uint k = 0;
+    for (; k + 4 <= K; k += 4) {
+        float4 xv = vload4(0, xm + k);
+        if (flags & DROP_X)
+            xv = dropped4(xv, key, m, k, drop_threshold, drop_scale);
+        for (uint j = 0; j < 8; ++j)
+            acc[j] += xv * vload4(0, yp[j] + k);
+    }
+    float sum[8];
+    for (uint j = 0; j < 8; ++j)
+        sum[j] = (acc[j].s0 + acc[j].s1) + (acc[j].s2 + acc[j].s3);
+    for (; k < K; ++k) {
+        float xv = xm[k];
+        if (flags & DROP_X)
+            xv = dropped(xv, key, m, k, drop_threshold, drop_scale);
+        for (uint j = 0; j < 8; ++j)
+            sum[j] += xv * yp[j][k];
+    }
+
+    const uint base = c_offset + m * c_stride_m;
+    for (uint j = 0; j < 8 && p0 + j < P; ++j)
+        store_result(c, base + (p0 + j) * c_stride_p, sum[j], alpha, flags, bias,
+                     bias_offset + p0 + j, key, m, p0 + j, drop_threshold, drop_scale);
+}
+
+__kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
+{
+    const uint p0 = get_global_id(0) * 4;
+    const uint m0 = get_global_id(1) * 8;
+    if (m0 >= M || p0 >= P)
+        return;
+    const uint key = seed_key(seed_lo, seed_hi);
+    /* Columns of X past M repeat the last one; their results are not stored. */
+    uint mj[8];
+    for (uint j = 0; j < 8; ++j)
+        mj[j] = min(m0 + j, M - 1);
+
+    float4 acc[8];
+    for (uint j = 0; j < 8; ++j)
+        acc[j] = (float4)(0.0f);
+    __global const float *xk = x + x_offset;
+    __global const float *yk = y + y_offset;
+    for (uint k = 0; k < K; ++k, xk += x_stride_k, yk += y_stride_k) {
+        float4 yv = load4_clamped(yk, p0, P);
+        if (flags & DROP_Y)
+            yv = dropped4(yv, key, k, p0, drop_threshold, drop_scale);
+        for (uint j = 0; j < 8; ++j) {
+            float xv = xk[mj[j]];
+            if (flags & DROP_X)
+                xv = dropped(xv, key, mj[j], k, drop_threshold, drop_scale);
+            acc[j] += xv * yv;
+        }
+    }
+
+    for (uint j = 0; j < 8 && m0 + j < M; ++j) {
+        const uint m = m0 + j;
+        const float results[4] = {acc[j].s0, acc[j].s1, acc[j].s2, acc[j].s3};
+        for (uint i = 0; i < 4 && p0 + i < P; ++i)
+            store_result(c, c_offset + m * c_stride_m + (p0 + i) * c_stride_p, results[i],
+                         alpha, flags, bias, bias_offset + p0 + i, key, m, p0 + i,
+                         drop_threshold, drop_scale);
+    }
 }
 
 __kernel void lora_reduce_partials(__global const float *partial, const uint partial_offset,

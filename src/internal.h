@@ -51,6 +51,8 @@ const char *clora__cl_error_name(cl_int err);
     X(COLUMN_SUM, LINEAR, "column_sum")           \
     X(LORA_GEMM, LORA, "lora_gemm")               \
     X(LORA_STREAM, LORA, "lora_stream")           \
+    X(LORA_ROWS_NT, LORA, "lora_rows_nt")         \
+    X(LORA_COLS_TN, LORA, "lora_cols_tn")         \
     X(LORA_REDUCE, LORA, "lora_reduce_partials")                  \
     X(ACTIVATION_FORWARD, ACTIVATION, "activation_forward")       \
     X(ACTIVATION_BACKWARD, ACTIVATION, "activation_backward")     \

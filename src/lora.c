@@ -54,13 +54,25 @@ static dropout dropout_of(const clora_lora_spec *spec)
     return d;
 }
 
+/* The CPU kernel for a product: the row-dot and column-sweep shapes have
+ * their own (see cl/lora.cl; rows_nt masks X only), the rest stream. */
+static clora__kernel_id streaming_kernel(const rank_gemm *g, size_t chunks)
+{
+    if (chunks == 1 && g->x_stride_k == 1 && g->y_stride_k == 1 &&
+        !(g->flags & CLORA__GEMM_DROP_Y))
+        return CLORA__KERNEL_LORA_ROWS_NT;
+    if (chunks == 1 && g->x_stride_m == 1 && g->y_stride_p == 1)
+        return CLORA__KERNEL_LORA_COLS_TN;
+    return CLORA__KERNEL_LORA_STREAM;
+}
+
 static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dropout *drop,
                                 size_t chunks, size_t k_chunk)
 {
     const int tiled = dev->rank_kernel == CLORA__RANK_TILED;
+    const clora__kernel_id id = tiled ? CLORA__KERNEL_LORA_GEMM : streaming_kernel(g, chunks);
     clora__args a;
-    clora_status status =
-        clora__args_begin(&a, dev, tiled ? CLORA__KERNEL_LORA_GEMM : CLORA__KERNEL_LORA_STREAM);
+    clora_status status = clora__args_begin(&a, dev, id);
     if (status != CLORA_OK)
         return status;
     clora__arg_mem(&a, g->x);
@@ -92,10 +104,18 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
         const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
         return clora__args_launch(&a, 3, global, local);
     }
-    /* Streaming: one work-item per 4 outputs of a row; ~64 per group. */
-    const size_t blocks = (g->p + 3) / 4;
-    const size_t across = blocks < 16 ? blocks : 16;
-    const size_t global[3] = {blocks, g->m, chunks}, local[3] = {across, 64 / across, 1};
+    /* One work-item per 8 outputs of a row (rows_nt), per 8 x 4 outputs
+     * (cols_tn) or per 4 outputs of a row (stream); ~64 per group. */
+    size_t blocks, rows;
+    if (id == CLORA__KERNEL_LORA_ROWS_NT)
+        blocks = (g->p + 7) / 8, rows = g->m;
+    else if (id == CLORA__KERNEL_LORA_COLS_TN)
+        blocks = (g->p + 3) / 4, rows = (g->m + 7) / 8;
+    else
+        blocks = (g->p + 3) / 4, rows = g->m;
+    const size_t across = blocks < 64 ? blocks : 64;
+    const size_t down = 64 / across < rows ? 64 / across : rows;
+    const size_t global[3] = {blocks, rows, chunks}, local[3] = {across, down, 1};
     return clora__args_launch(&a, 3, global, local);
 }
 
@@ -393,7 +413,8 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
                                         &scratch)) != CLORA_OK)
         return status;
 
-    /* dB += s · dyᵀ · h */
+    /* dB += s · dyᵀ · h; on CPUs as dBᵀ += s · hᵀ · dy, which sweeps dy
+     * once per 8 ranks (cols_tn) instead of once per 4. */
     if (d_lora_b) {
         rank_gemm db = {
             .x = dy->mem, .x_offset = dy->offset, .x_stride_m = 1, .x_stride_k = d.out,
@@ -402,6 +423,15 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
             .m = d.out, .k = d.n, .p = d.r, .alpha = d.scale,
             .flags = CLORA__GEMM_ACCUMULATE,
         };
+        if (dev->rank_kernel == CLORA__RANK_STREAMING)
+            db = (rank_gemm){
+                .x = h->mem, .x_offset = h->offset, .x_stride_m = 1, .x_stride_k = d.r,
+                .y = dy->mem, .y_offset = dy->offset, .y_stride_k = d.out, .y_stride_p = 1,
+                .c = d_lora_b->mem, .c_offset = d_lora_b->offset,
+                .c_stride_m = 1, .c_stride_p = d.r,
+                .m = d.r, .k = d.n, .p = d.out, .alpha = d.scale,
+                .flags = CLORA__GEMM_ACCUMULATE,
+            };
         if ((status = gemm_reduce(dev, &db, &drop, scratch, g_floats)) != CLORA_OK)
             return status;
     }

@@ -110,83 +110,92 @@ static clora_status load_tuning_file(const char *path, json_t **kernels)
 
 /* ---- handing parameters to CLBlast ------------------------------------------ */
 
-static clora_status apply_kernels(cl_device_id device, json_t *kernels)
-{
-    const char *kernel;
-    json_t *parameters;
-    json_object_foreach(kernels, kernel, parameters) {
-        const char *names[MAX_PARAMETERS];
-        size_t values[MAX_PARAMETERS], count = 0;
-        const char *name;
-        json_t *value;
-        json_object_foreach(parameters, name, value) {
-            names[count] = name;
-            values[count++] = (size_t)json_integer_value(value);
-        }
-        clora_status status = clora__clblast_override(device, kernel, count, names, values);
-        if (status != CLORA_OK)
-            return status;
-    }
-    return CLORA_OK;
-}
-
-/* CLBlast's parameter choices are process-wide, keyed by device; clearing
- * them (to change a device's parameters after its kernels were compiled)
- * drops every device's, so clora remembers what it applied to each. */
+/* CLBlast keeps overridden parameters per device until the process ends: it
+ * has no call that gives a kernel its own parameters back, and clearing its
+ * cache drops compiled programs only. So clora remembers, per device, the
+ * parameters in force for each kernel it has overridden. */
 #define REGISTRY_SIZE 32
 static struct {
     cl_device_id device;
-    json_t *kernels; /* NULL: CLBlast's own parameters */
+    json_t *in_force; /* kernel name -> parameters; empty: CLBlast's own */
 } registry[REGISTRY_SIZE];
 static size_t registry_count;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Applies `kernels` (NULL: none) to `device`, clearing CLBlast's caches
- * first when the device had other parameters before. Called locked. */
-static clora_status set_device_kernels(cl_device_id device, json_t *kernels, int force_clear)
+static int any_overridden(cl_device_id device)
+{
+    for (size_t i = 0; i < registry_count; ++i)
+        if (registry[i].device == device)
+            return json_object_size(registry[i].in_force) > 0;
+    return 0;
+}
+
+static clora_status override_kernel(cl_device_id device, const char *kernel, json_t *parameters)
+{
+    const char *names[MAX_PARAMETERS];
+    size_t values[MAX_PARAMETERS], count = 0;
+    const char *name;
+    json_t *value;
+    json_object_foreach(parameters, name, value) {
+        names[count] = name;
+        values[count++] = (size_t)json_integer_value(value);
+    }
+    return clora__clblast_override(device, kernel, count, names, values);
+}
+
+/* Puts `kernels` in force on `device` (kernels it does not list keep what
+ * they have). If CLBlast refuses one kernel's parameters, the kernels this
+ * call changed get their previous parameters back where they had clora's,
+ * and keep the new ones otherwise (CLBlast cannot undo those), which
+ * in_force records. Called locked. */
+static clora_status put_in_force(cl_device_id device, json_t *kernels)
 {
     size_t slot = registry_count;
     for (size_t i = 0; i < registry_count; ++i)
         if (registry[i].device == device)
             slot = i;
-    const int seen = slot < registry_count;
-    const int same = seen && ((!kernels && !registry[slot].kernels) ||
-                              (kernels && registry[slot].kernels &&
-                               json_equal(kernels, registry[slot].kernels)));
-    if (same && !force_clear)
-        return CLORA_OK;
-    if (!seen) {
+    if (slot == registry_count) {
         if (registry_count == REGISTRY_SIZE)
             return clora__fail(CLORA_ERR_UNSUPPORTED,
                                "more than %d OpenCL devices in one process", REGISTRY_SIZE);
         registry[slot].device = device;
-        registry[slot].kernels = NULL;
+        registry[slot].in_force = json_object();
         ++registry_count;
     }
-    json_decref(registry[slot].kernels);
-    registry[slot].kernels = NULL;
+    json_t *in_force = registry[slot].in_force;
 
+    const char *kernel;
+    json_t *parameters;
+    int changes = 0;
+    json_object_foreach(kernels, kernel, parameters) {
+        json_t *now = json_object_get(in_force, kernel);
+        changes += !now || !json_equal(now, parameters);
+    }
+    if (!changes)
+        return CLORA_OK;
+    /* Programs CLBlast compiled with the old parameters must go (for every
+     * device: CLBlast cannot drop one device's); they recompile on use. */
+    clora__clblast_clear_cache();
+
+    json_t *applied = json_array();
     clora_status status = CLORA_OK;
-    if (seen || force_clear) {
-        /* Kernels compiled with the old parameters must go; CLBlast can only
-         * drop everything, so the other devices get theirs back. */
-        clora__clblast_clear_cache();
-        for (size_t i = 0; i < registry_count && status == CLORA_OK; ++i)
-            if (i != slot && registry[i].kernels)
-                status = apply_kernels(registry[i].device, registry[i].kernels);
+    json_object_foreach(kernels, kernel, parameters) {
+        status = override_kernel(device, kernel, parameters);
+        if (status != CLORA_OK)
+            break;
+        json_array_append_new(applied, json_string(kernel));
     }
-    if (status == CLORA_OK && kernels) {
-        status = apply_kernels(device, kernels);
-        if (status == CLORA_OK) {
-            registry[slot].kernels = json_incref(kernels);
-        } else {
-            /* Half-applied parameters: back to CLBlast's own. */
-            clora__clblast_clear_cache();
-            for (size_t i = 0; i < registry_count; ++i)
-                if (i != slot && registry[i].kernels)
-                    apply_kernels(registry[i].device, registry[i].kernels);
-        }
+    size_t i;
+    json_t *name;
+    json_array_foreach(applied, i, name) {
+        const char *k = json_string_value(name);
+        json_t *old = json_object_get(in_force, k);
+        if (status != CLORA_OK && old)
+            override_kernel(device, k, old); /* accepted before */
+        else
+            json_object_set(in_force, k, json_object_get(kernels, k));
     }
+    json_decref(applied);
     return status;
 }
 
@@ -278,77 +287,71 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Chooses and applies; source as for clora_device_set_tuning. */
-static clora_status choose(clora_device *dev, const char *source, int force_clear)
+/* Chooses and applies; source as for clora_device_set_tuning. On failure
+ * the note keeps what was in force before, with the failure. */
+static clora_status choose(clora_device *dev, const char *source)
 {
-    char *note = dev->info.tuning;
-    const size_t note_size = sizeof dev->info.tuning;
+    char note[sizeof dev->info.tuning];
     const char *env = getenv("CLORA_TUNING");
-    const char *origin = "CLORA_TUNING";
-    if (!source && env && *env)
+    const char *origin = "tuning file";
+    if (!source && env && *env) {
         source = env;
-    else if (source)
-        origin = "tuning file";
+        origin = "CLORA_TUNING";
+    }
 
     json_t *kernels = NULL;
+    const clora__embedded_kernel *shipped = NULL;
     clora_status status = CLORA_OK;
     if (source && !strcmp(source, "off")) {
-        snprintf(note, note_size, "CLBlast's own parameters (%s=off)",
+        snprintf(note, sizeof note, "CLBlast's own parameters (%s=off)",
                  source == env ? "CLORA_TUNING" : "tuning");
     } else if (source) {
         status = load_tuning_file(source, &kernels);
-        if (status == CLORA_OK)
-            snprintf(note, note_size, "%s %s", origin, source);
+        snprintf(note, sizeof note, "%s %.280s", origin, source);
     } else {
         char path[1500];
         if (clora_device_tuning_path(dev, path, sizeof path) == CLORA_OK && file_exists(path)) {
             status = load_tuning_file(path, &kernels);
-            if (status == CLORA_OK)
-                snprintf(note, note_size, "cache file %.300s", path);
-            else
+            if (status != CLORA_OK)
                 clora__fail_prefixed(status, "the device's tuning cache file (rerun `clora tune`, "
                                              "delete it, or set CLORA_TUNING=off)");
+            snprintf(note, sizeof note, "cache file %.300s", path);
+        } else if ((shipped = shipped_for(dev, &kernels)) != NULL) {
+            snprintf(note, sizeof note, "clora's shipped parameters (tuning/%s.json)",
+                     shipped->name);
         } else {
-            const clora__embedded_kernel *shipped = shipped_for(dev, &kernels);
-            if (shipped) {
-                pthread_mutex_lock(&registry_lock);
-                status = set_device_kernels(dev->device, kernels, force_clear);
-                pthread_mutex_unlock(&registry_lock);
-                json_decref(kernels);
-                if (status == CLORA_OK) {
-                    snprintf(note, note_size, "clora's shipped parameters (tuning/%s.json)",
-                             shipped->name);
-                    return CLORA_OK;
-                }
-                /* Made for another CLBlast version: not the caller's mistake. */
-                kernels = NULL;
-                snprintf(note, note_size,
-                         "CLBlast's own parameters (this CLBlast refused clora's shipped "
-                         "tuning/%s.json)",
-                         shipped->name);
-            } else {
-                snprintf(note, note_size, "CLBlast's own parameters (no tuning for this device)");
-            }
+            snprintf(note, sizeof note, "CLBlast's own parameters (no tuning for this device)");
         }
     }
-    if (status == CLORA_OK) {
-        pthread_mutex_lock(&registry_lock);
-        status = set_device_kernels(dev->device, kernels, force_clear);
-        pthread_mutex_unlock(&registry_lock);
+
+    pthread_mutex_lock(&registry_lock);
+    if (status == CLORA_OK && kernels) {
+        status = put_in_force(dev->device, kernels);
+        if (status != CLORA_OK && shipped) {
+            /* Made for another CLBlast version: not the caller's mistake. */
+            snprintf(note, sizeof note,
+                     "CLBlast's own parameters (this CLBlast refused clora's shipped "
+                     "tuning/%s.json)",
+                     shipped->name);
+            status = CLORA_OK;
+        }
+    } else if (status == CLORA_OK && any_overridden(dev->device)) {
+        status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                             "this process already gave CLBlast other parameters for device "
+                             "\"%s\", and CLBlast cannot go back to its own; set "
+                             "CLORA_TUNING=off before the first device is opened",
+                             dev->info.name);
     }
+    pthread_mutex_unlock(&registry_lock);
     json_decref(kernels);
-    if (status != CLORA_OK) {
-        snprintf(note, note_size, "CLBlast's own parameters (tuning failed)");
-        pthread_mutex_lock(&registry_lock);
-        set_device_kernels(dev->device, NULL, 0);
-        pthread_mutex_unlock(&registry_lock);
-    }
+    if (status == CLORA_OK)
+        snprintf(dev->info.tuning, sizeof dev->info.tuning, "%s", note);
     return status;
 }
 
 clora_status clora__tuning_open(clora_device *dev)
 {
-    return choose(dev, NULL, 0);
+    return choose(dev, NULL);
 }
 
 clora_status clora_device_set_tuning(clora_device *dev, const char *source)
@@ -361,5 +364,5 @@ clora_status clora_device_set_tuning(clora_device *dev, const char *source)
     clora_status status = clora_device_finish(dev);
     if (status != CLORA_OK)
         return status;
-    return choose(dev, source, 1);
+    return choose(dev, source);
 }

@@ -111,7 +111,28 @@ expect_error "vocab.txt" "$clora" tokenize --model "$work/nothing" --input "$wor
 expect_error "--tokens expects" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,x --out "$work/never8"
 expect_error "is outside" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,99 --out "$work/never9"
 expect_error "needs GPT-2" "$clora" generate --model "$work/bert" --tokens 1,2
-for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10; do
+# CLBlast tuning: CLBlast's own parameters on request, bad tuning files, tune's errors
+CLORA_TUNING=off "$clora" selfcheck --rows 9 --in 10 --out 11 --rank 2 --reps 0 > "$work/off.log" \
+    || { cat "$work/off.log"; fail "selfcheck under CLORA_TUNING=off"; }
+grep -q "CLBlast parameters: CLBlast's own parameters (CLORA_TUNING=off)" "$work/off.log" \
+    || fail "selfcheck does not say CLORA_TUNING=off"
+expect_error "cannot open $work/nothing.json" env CLORA_TUNING="$work/nothing.json" \
+    "$clora" selfcheck --reps 0
+mkdir "$work/empty"
+expect_error "no clblast_tuner_xgemm results" "$clora" tune --from "$work/empty" \
+    --output "$work/never11"
+expect_error "--fraction must be in" "$clora" tune --fraction 0
+expect_error "unknown option" "$clora" bench --bogus
+"$clora" bench --quick --only lora_forward --reps 1 --json > "$work/bench.jsonl" \
+    || fail "bench --quick --only lora_forward"
+grep -q '^{"name":"lora_forward_vs_gemm","shape":"N=512 in=768 out=768 r=8","median_ms":' \
+    "$work/bench.jsonl" || { cat "$work/bench.jsonl"; fail "bench JSON line"; }
+grep -q '"baseline":"gemm","baseline_ms":.*"ratio":.*"ratio_of":"time"' "$work/bench.jsonl" \
+    || { cat "$work/bench.jsonl"; fail "bench JSON ratio"; }
+[ "$(wc -l < "$work/bench.jsonl")" -eq 1 ] || fail "bench --only printed other measurements"
+echo "ok: tuning and bench"
+
+for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11; do
     [ -e "$work/$d" ] && fail "a failed command left $d behind"
 done
 echo "ok: bad inputs"

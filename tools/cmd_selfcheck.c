@@ -117,6 +117,7 @@ int cmd_selfcheck(int argc, char **argv)
     clora_device_info info;
     clora_device_get_info(dev, &info);
     printf("clora selfcheck on device %zu: %s (%s)\n", info.index, info.name, info.platform_name);
+    printf("CLBlast parameters: %s\n", info.tuning);
     printf("LoRA layer: N = %zu rows, in = %zu, out = %zu, r = %zu, alpha = %g (scale %g)%s\n", n,
            in, out, r, (double)o.alpha, (double)clora_lora_scale(spec.scale_mode, o.alpha, r),
            o.dropout > 0 ? ", with dropout" : "");

@@ -28,18 +28,21 @@ static const char tune_usage[] =
     "  1. runs CLBlast's tuners (clblast_tuner_xgemm, _xgemm_direct, _copy_fast,\n"
     "     _copy_pad, _transpose_fast, _transpose_pad from Debian's clblast-utils)\n"
     "     and keeps each kernel's fastest parameters;\n"
-    "  2. times clora's Linear step (forward, dx, dW) at sizes 64 .. 1024 with\n"
-    "     CLBlast's direct and indirect GEMM to choose where it switches;\n"
-    "  3. times that step at N = 512, in = out = 768 with the parameters the device\n"
-    "     used before and with the new ones, and keeps the new ones only if faster;\n"
-    "  4. writes the device's tuning file (see `clora bench`, CLORA_TUNING).\n"
+    "  2. times clora's Linear step (forward, dx, dW) at N = 512, in = out = 768\n"
+    "     with the parameters the device uses now;\n"
+    "  3. times that step at sizes 64 .. 1024 with CLBlast's direct and indirect\n"
+    "     GEMM to choose where it switches;\n"
+    "  4. times the step of 2 with the new parameters;\n"
+    "  5. writes the device's tuning file if they are faster (see CLORA_TUNING).\n"
     "\n"
-    "The tuners try hundreds of kernel variants: expect 20 to 60 minutes on a CPU\n"
-    "device, a few minutes on a GPU.\n"
+    "The tuners try about a thousand kernel variants: expect 30 to 60 minutes on a\n"
+    "CPU device, a few minutes on a GPU.\n"
     "\n"
     "options:\n"
     "  --device SEL      device index or name part (default: CLORA_DEVICE, else first GPU)\n"
-    "  --fraction F      share of the tuners' random search spaces to try (default 0.02)\n"
+    "  --fraction F      share of the GEMM tuners' random search spaces to try after\n"
+    "                    their fixed sets (default 2e-5: about 120 GEMM and 10\n"
+    "                    direct-GEMM variants; the spaces hold 6 million and 421,000)\n"
     "  --m M --n N --k K the GEMM size the main tuner times (default 512 768 768)\n"
     "  --keep DIR        run the tuners in DIR and keep their logs and results there\n"
     "  --from DIR        skip step 1: read the tuner results (clblast_*.json) in DIR\n"
@@ -211,8 +214,25 @@ static json_t *parse_parameters(const char *text)
     return out;
 }
 
+/* "xgemm" matches the GEMM tuner's phases "xgemm_1", "xgemm_2", "xgemm_11",
+ * ... but not "xgemm_direct_1". */
+static int family_matches(const char *found, const char *family)
+{
+    size_t n = strlen(family);
+    if (strncmp(found, family, n) != 0)
+        return 0;
+    if (found[n] == '\0')
+        return 1;
+    if (found[n] != '_' || found[n + 1] == '\0')
+        return 0;
+    for (const char *p = found + n + 1; *p; ++p)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
 /* The fastest result of `family` among the tuner files in `dir` (the GEMM
- * tuner writes one per search phase); *time_ms and *source describe it. */
+ * tuners write one per search phase); *time_ms and *source describe it. */
 static json_t *best_of_family(const char *dir, const char *family, double *time_ms,
                               char *source, size_t source_size)
 {
@@ -234,8 +254,8 @@ static json_t *best_of_family(const char *dir, const char *family, double *time_
         const char *precision = json_string_value(json_object_get(doc, "precision"));
         const char *time_text = json_string_value(json_object_get(doc, "best_time"));
         const char *params = json_string_value(json_object_get(doc, "best_parameters"));
-        if (fam && !strcmp(fam, family) && precision && !strcmp(precision, "32") && time_text &&
-            params) {
+        if (fam && family_matches(fam, family) && precision && !strcmp(precision, "32") &&
+            time_text && params) {
             double t = strtod(time_text, NULL);
             json_t *parsed = parse_parameters(params);
             if (parsed && t > 0 && t < best_time) {
@@ -460,14 +480,14 @@ static int make_parent_dirs(const char *path)
 int cmd_tune(int argc, char **argv)
 {
     tune_options o = {0};
-    o.fraction = 0.02f;
+    o.fraction = 2e-5f;
     o.m = 512, o.n = 768, o.k = 768;
     int parsed = parse_options(argc, argv, &o);
     if (parsed <= 0)
         return parsed == 0 ? 0 : 2;
 
     clora_device *dev = NULL;
-    json_t *kernels = json_object(), *doc = NULL;
+    json_t *kernels = json_object(), *sources = json_object(), *doc = NULL;
     char work[1100] = "", scratch[1100] = "", output[1500] = "";
     char before[sizeof ((clora_device_info *)0)->tuning];
     int exit_code = 1;
@@ -524,31 +544,38 @@ int cmd_tune(int argc, char **argv)
         }
         printf("  %-13s %8.3f ms  (%s)\n", tuners[t].kernel, best_ms, source);
         json_object_set_new(kernels, tuners[t].kernel, best);
+        json_object_set_new(sources, tuners[t].kernel, json_string(source));
     }
 
-    /* 2. direct or indirect */
+    /* 2. what the device uses now: CLBlast cannot go back to its own
+     * parameters once given others, so this is measured first. */
+    linear_step s;
+    double old_ms[3], new_ms[3];
+    status = step_create(&s, dev, 512, 768, 768);
+    for (int round = 0; round < 3 && status == CLORA_OK; ++round)
+        status = time_step(dev, &s, 5, &old_ms[round]);
+    step_free(&s);
+    if (status != CLORA_OK) {
+        cli_report("tune", "timing the parameters in use", status);
+        goto done;
+    }
+
+    /* 3. direct or indirect */
     size_t threshold = 0;
     if ((status = choose_switch(dev, scratch, kernels, &threshold)) != CLORA_OK) {
         cli_report("tune", "timing the GEMM routines", status);
         goto done;
     }
 
-    /* 3. before and after, alternating */
-    linear_step s;
-    double old_ms[3], new_ms[3];
-    status = step_create(&s, dev, 512, 768, 768);
-    for (int round = 0; round < 3 && status == CLORA_OK; ++round) {
-        status = clora_device_set_tuning(dev, NULL);
-        if (status == CLORA_OK)
-            status = time_step(dev, &s, 5, &old_ms[round]);
-        if (status == CLORA_OK)
-            status = try_kernels(dev, scratch, kernels);
-        if (status == CLORA_OK)
-            status = time_step(dev, &s, 5, &new_ms[round]);
-    }
+    /* 4. the new parameters at the same shape */
+    status = try_kernels(dev, scratch, kernels);
+    if (status == CLORA_OK)
+        status = step_create(&s, dev, 512, 768, 768);
+    for (int round = 0; round < 3 && status == CLORA_OK; ++round)
+        status = time_step(dev, &s, 5, &new_ms[round]);
     step_free(&s);
     if (status != CLORA_OK) {
-        cli_report("tune", "comparing with the parameters before", status);
+        cli_report("tune", "timing the new parameters", status);
         goto done;
     }
     const double old_median = cli_median(old_ms, 3), new_median = cli_median(new_ms, 3);
@@ -564,7 +591,7 @@ int cmd_tune(int argc, char **argv)
         goto done;
     }
 
-    /* 4. the file */
+    /* 5. the file */
     time_t now = time(NULL);
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -578,10 +605,15 @@ int cmd_tune(int argc, char **argv)
                                   info.platform_name, "driver", info.driver_version));
     json_object_set_new(doc, "created", json_string(when));
     char tuned_with[200];
-    snprintf(tuned_with, sizeof tuned_with,
-             "CLBlast tuners, -precision 32 -runs 1, GEMM -m %zu -n %zu -k %zu -fraction %g", o.m,
-             o.n, o.k, (double)o.fraction);
+    if (o.from)
+        snprintf(tuned_with, sizeof tuned_with, "clora tune --from: results of earlier "
+                                                "CLBlast tuner runs (files in \"sources\")");
+    else
+        snprintf(tuned_with, sizeof tuned_with,
+                 "CLBlast tuners, -precision 32 -runs 1, GEMM -m %zu -n %zu -k %zu -fraction %g",
+                 o.m, o.n, o.k, (double)o.fraction);
     json_object_set_new(doc, "tuned_with", json_string(tuned_with));
+    json_object_set_new(doc, "sources", json_incref(sources));
     json_object_set_new(doc, "linear_step_ms",
                         json_pack("{s:s, s:f, s:f}", "shape", "N=512 in=768 out=768", "before",
                                   old_median, "tuned", new_median));
@@ -596,6 +628,7 @@ done:
         remove_work_dir(scratch);
     json_decref(doc);
     json_decref(kernels);
+    json_decref(sources);
     clora_device_destroy(dev);
     return exit_code;
 }

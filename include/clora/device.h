@@ -145,11 +145,15 @@ clora_status clora_device_require(const clora_device *device, unsigned features)
 clora_status clora_device_tuning_path(const clora_device *device, char *path, size_t size);
 
 /* Re-chooses the parameters: source NULL makes the choice of open again,
- * "off" goes back to CLBlast's own parameters, anything else is a tuning
- * file. Finishes the queue first. CLBlast keeps compiled kernels and
- * parameters process-wide, so this recompiles its kernels on next use for
- * every device (other open devices keep their own parameters). On error the
- * device is left on CLBlast's own parameters and info.tuning says so. */
+ * "off" keeps CLBlast's own parameters, anything else is a tuning file. A
+ * file sets the kernels it lists; the others keep what they have. CLBlast
+ * keeps parameters per device for the life of the process and cannot go
+ * back to its own, so "off" (and an open under CLORA_TUNING=off) fails with
+ * CLORA_ERR_UNSUPPORTED once the process gave the device other parameters.
+ * Finishes the queue first; CLBlast recompiles its kernels on next use, for
+ * every device. On error the parameters in force stay (and info.tuning
+ * with them), except kernels of the file that CLBlast took before it
+ * refused another, for which it has no way back. */
 clora_status clora_device_set_tuning(clora_device *device, const char *source);
 
 /* Blocks until all work clora (or anyone) enqueued on the queue is done. */
