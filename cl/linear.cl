@@ -2,6 +2,7 @@
  *
  * Kernels (N = rows, out = features; offsets and sizes in elements):
  *   bias_broadcast  y (N, out) = b (out) on every row; global (out, N)
+ *   bias_add        y (N, out) += b (out) on every row; global (out, N)
  *   column_sum      db (out) += sum_n dy (N, out); global (out), one work-item
  *                   per column summing rows in order, so the result is the
  *                   same on every run
@@ -15,6 +16,16 @@ __kernel void bias_broadcast(__global float *y, const uint y_offset,
     const uint row = get_global_id(1);
     if (col < cols && row < rows)
         y[y_offset + row * cols + col] = bias[bias_offset + col];
+}
+
+__kernel void bias_add(__global float *y, const uint y_offset,
+                       __global const float *bias, const uint bias_offset,
+                       const uint rows, const uint cols)
+{
+    const uint col = get_global_id(0);
+    const uint row = get_global_id(1);
+    if (col < cols && row < rows)
+        y[y_offset + row * cols + col] += bias[bias_offset + col];
 }
 
 __kernel void column_sum(__global float *sum, const uint sum_offset,

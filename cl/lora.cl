@@ -24,11 +24,17 @@
  *                         the reductions over N, for CPUs: each work-item
  *                         walks k once for 8 m and 4 p, so Y is read once per
  *                         8 rows of C; global (ceil(P / 4), ceil(M / 8))
+ *   lora_forward_rows,    CPUs: whole passes per row of the forward (h and the
+ *   lora_backward_rows    update of y) and of backward (g and the update of dx),
+ *                         after the frozen GEMM wrote y or dx (beta = 0, which
+ *                         CLBlast runs faster there than beta = 1)
+ *   lora_transpose        B^T for lora_forward_rows
  *   lora_reduce_partials  C (M, P) = epilogue(alpha * sum_z partial (z, M, P)),
  *                         partial starting at element partial_offset
  *                         global (P, M), sums the chunks in order
  *
- * The op uses them as (N rows, r rank, s scale):
+ * The op uses them as (N rows, r rank, s scale; on CPUs h, y, g and dx come
+ * from the row kernels instead):
  *   h  (N, r)    = drop(x) * A^T      X = x, Y(k, p) = A[p][k]        (rows_nt)
  *   y  (N, out)  = s * h * B^T + b    X = h, Y(k, p) = B[p][k]        (rows_nt)
  *   dB (out, r) += s * dy^T * h       X(m, k) = dy[k][m], K = N, split
@@ -282,6 +288,163 @@ __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
             store_result(c, c_offset + m * c_stride_m + (p0 + i) * c_stride_p, results[i],
                          alpha, flags, bias, bias_offset + p0 + i, key, m, p0 + i,
                          drop_threshold, drop_scale);
+    }
+}
+
+/* The LoRA arguments the two row kernels share. */
+#define ROW_ARGUMENTS                                                                        \
+    const uint N, const uint IN, const uint OUT, const uint R, const float scale,          \
+        const uint flags, const uint seed_lo, const uint seed_hi, const uint drop_threshold, \
+        const float drop_scale
+
+/* CPUs: the LoRA branch of the forward in one pass per row, after the
+ * frozen GEMM has written y = x * W^T and lora_transpose B^T:
+ *   h[m]  = drop(x[m]) * A^T             (kept for backward)
+ *   y[m] += s * h[m] * B^T (+ b)
+ * x is read once, y once read and written. global (N). */
+__kernel void lora_forward_rows(__global const float *x, const uint x_offset,
+                                __global const float *a, const uint a_offset,
+                                __global const float *bt, const uint bt_offset,
+                                __global const float *bias, const uint bias_offset,
+                                __global float *h, const uint h_offset,
+                                __global float *y, const uint y_offset, ROW_ARGUMENTS)
+{
+    const uint m = get_global_id(0);
+    if (m >= N)
+        return;
+    const uint key = seed_key(seed_lo, seed_hi);
+    __global const float *xm = x + x_offset + m * IN;
+    __global float *hm = h + h_offset + m * R;
+    __global float *ym = y + y_offset + m * OUT;
+
+    /* h, eight ranks at a time; rows of A past R repeat the last one. */
+    for (uint j0 = 0; j0 < R; j0 += 8) {
+        __global const float *aj[8];
+        for (uint j = 0; j < 8; ++j)
+            aj[j] = a + a_offset + min(j0 + j, R - 1) * IN;
+        float4 acc[8];
+        for (uint j = 0; j < 8; ++j)
+            acc[j] = (float4)(0.0f);
+        uint k = 0;
+        for (; k + 4 <= IN; k += 4) {
+            float4 xv = vload4(0, xm + k);
+            if (flags & DROP_X)
+                xv = dropped4(xv, key, m, k, drop_threshold, drop_scale);
+            for (uint j = 0; j < 8; ++j)
+                acc[j] += xv * vload4(0, aj[j] + k);
+        }
+        float sum[8];
+        for (uint j = 0; j < 8; ++j)
+            sum[j] = (acc[j].s0 + acc[j].s1) + (acc[j].s2 + acc[j].s3);
+        for (; k < IN; ++k) {
+            float xv = xm[k];
+            if (flags & DROP_X)
+                xv = dropped(xv, key, m, k, drop_threshold, drop_scale);
+            for (uint j = 0; j < 8; ++j)
+                sum[j] += xv * aj[j][k];
+        }
+        for (uint j = 0; j < 8 && j0 + j < R; ++j)
+            hm[j0 + j] = sum[j];
+    }
+
+    /* y += s * h * B^T + b with B^T (R, OUT) row-major, four outputs at a
+     * time: y is read and written once. */
+    uint o = 0;
+    for (; o + 4 <= OUT; o += 4) {
+        float4 acc = (float4)(0.0f);
+        for (uint j = 0; j < R; ++j)
+            acc += hm[j] * vload4(0, bt + bt_offset + j * OUT + o);
+        acc *= scale;
+        if (flags & ADD_BIAS)
+            acc += vload4(0, bias + bias_offset + o);
+        vstore4(vload4(0, ym + o) + acc, 0, ym + o);
+    }
+    for (; o < OUT; ++o) {
+        float acc = 0.0f;
+        for (uint j = 0; j < R; ++j)
+            acc += hm[j] * bt[bt_offset + j * OUT + o];
+        acc *= scale;
+        if (flags & ADD_BIAS)
+            acc += bias[bias_offset + o];
+        ym[o] += acc;
+    }
+}
+
+/* dst (cols, rows) = src (rows, cols)^T; global (cols, rows). */
+__kernel void lora_transpose(__global const float *src, const uint src_offset,
+                             __global float *dst, const uint dst_offset, const uint rows,
+                             const uint cols)
+{
+    const uint col = get_global_id(0);
+    const uint row = get_global_id(1);
+    if (col < cols && row < rows)
+        dst[dst_offset + col * rows + row] = src[src_offset + row * cols + col];
+}
+
+/* CPUs: the rank-r part of dx in one pass per row, after the frozen GEMM
+ * has written dx = dy * W:
+ *   g[m]   = s * dy[m] * B               (kept for dA)
+ *   dx[m] += drop'(g[m] * A)             (when flags has ACCUMULATE)
+ * dy is read once, dx once read and written. global (N). */
+__kernel void lora_backward_rows(__global const float *dy, const uint dy_offset,
+                                 __global const float *b, const uint b_offset,
+                                 __global const float *a, const uint a_offset,
+                                 __global float *g, const uint g_offset,
+                                 __global float *dx, const uint dx_offset, ROW_ARGUMENTS)
+{
+    const uint m = get_global_id(0);
+    if (m >= N)
+        return;
+    const uint key = seed_key(seed_lo, seed_hi);
+    __global const float *dym = dy + dy_offset + m * OUT;
+    __global float *gm = g + g_offset + m * R;
+
+    /* g, eight ranks at a time: each row of B (OUT, R) holds the ranks of
+     * one output. */
+    for (uint j0 = 0; j0 < R; j0 += 8) {
+        const uint width = min(8u, R - j0);
+        __global const float *bo = b + b_offset + j0;
+        float sum[8];
+        if (width == 8) {
+            float8 acc = (float8)(0.0f);
+            for (uint o = 0; o < OUT; ++o, bo += R)
+                acc += dym[o] * vload8(0, bo);
+            sum[0] = acc.s0, sum[1] = acc.s1, sum[2] = acc.s2, sum[3] = acc.s3;
+            sum[4] = acc.s4, sum[5] = acc.s5, sum[6] = acc.s6, sum[7] = acc.s7;
+        } else {
+            for (uint j = 0; j < 8; ++j)
+                sum[j] = 0.0f;
+            for (uint o = 0; o < OUT; ++o, bo += R) {
+                const float d = dym[o];
+                for (uint j = 0; j < width; ++j)
+                    sum[j] += d * bo[j];
+            }
+        }
+        for (uint j = 0; j < width; ++j)
+            gm[j0 + j] = scale * sum[j];
+    }
+    if (!(flags & ACCUMULATE))
+        return;
+
+    /* dx += drop'(g * A), A (R, IN) row-major, four columns at a time. */
+    __global float *dxm = dx + dx_offset + m * IN;
+    __global const float *arow = a + a_offset;
+    uint k = 0;
+    for (; k + 4 <= IN; k += 4) {
+        float4 acc = (float4)(0.0f);
+        for (uint j = 0; j < R; ++j)
+            acc += gm[j] * vload4(0, arow + j * IN + k);
+        if (flags & DROP_C)
+            acc = dropped4(acc, key, m, k, drop_threshold, drop_scale);
+        vstore4(vload4(0, dxm + k) + acc, 0, dxm + k);
+    }
+    for (; k < IN; ++k) {
+        float acc = 0.0f;
+        for (uint j = 0; j < R; ++j)
+            acc += gm[j] * arow[j * IN + k];
+        if (flags & DROP_C)
+            acc = dropped(acc, key, m, k, drop_threshold, drop_scale);
+        dxm[k] += acc;
     }
 }
 

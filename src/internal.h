@@ -48,11 +48,15 @@ const char *clora__cl_error_name(cl_int err);
 /* X(id, program id, kernel function name) */
 #define CLORA__KERNEL_TABLE(X)                    \
     X(BIAS_BROADCAST, LINEAR, "bias_broadcast")   \
+    X(BIAS_ADD, LINEAR, "bias_add")               \
     X(COLUMN_SUM, LINEAR, "column_sum")           \
     X(LORA_GEMM, LORA, "lora_gemm")               \
     X(LORA_STREAM, LORA, "lora_stream")           \
     X(LORA_ROWS_NT, LORA, "lora_rows_nt")         \
     X(LORA_COLS_TN, LORA, "lora_cols_tn")         \
+    X(LORA_FORWARD_ROWS, LORA, "lora_forward_rows") \
+    X(LORA_BACKWARD_ROWS, LORA, "lora_backward_rows") \
+    X(LORA_TRANSPOSE, LORA, "lora_transpose")     \
     X(LORA_REDUCE, LORA, "lora_reduce_partials")                  \
     X(ACTIVATION_FORWARD, ACTIVATION, "activation_forward")       \
     X(ACTIVATION_BACKWARD, ACTIVATION, "activation_backward")     \

@@ -44,6 +44,15 @@ typedef struct dropout {
     float scale; /* 1 / (1 - p) */
 } dropout;
 
+/* The kernels' last four arguments. */
+static void arg_dropout(clora__args *a, const dropout *drop)
+{
+    clora__arg_uint(a, drop->seed_lo);
+    clora__arg_uint(a, drop->seed_hi);
+    clora__arg_uint(a, drop->threshold);
+    clora__arg_float(a, drop->scale);
+}
+
 static dropout dropout_of(const clora_lora_spec *spec)
 {
     dropout d;
@@ -95,10 +104,7 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
     clora__arg_uint(&a, k_chunk);
     clora__arg_float(&a, g->alpha);
     clora__arg_uint(&a, g->flags);
-    clora__arg_uint(&a, drop->seed_lo);
-    clora__arg_uint(&a, drop->seed_hi);
-    clora__arg_uint(&a, drop->threshold);
-    clora__arg_float(&a, drop->scale);
+    arg_dropout(&a, drop);
     if (tiled) {
         const size_t t = dev->rank_tile;
         const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
@@ -113,10 +119,64 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
         blocks = (g->p + 3) / 4, rows = (g->m + 7) / 8;
     else
         blocks = (g->p + 3) / 4, rows = g->m;
-    const size_t across = blocks < 64 ? blocks : 64;
-    const size_t down = 64 / across < rows ? 64 / across : rows;
+    /* cols_tn has few work-items (one per 32 outputs), each long: small
+     * groups spread them over the compute units. */
+    const size_t group = id == CLORA__KERNEL_LORA_COLS_TN ? 8 : 64;
+    const size_t across = blocks < group ? blocks : group;
+    const size_t down = group / across < rows ? group / across : rows;
     const size_t global[3] = {blocks, rows, chunks}, local[3] = {across, down, 1};
     return clora__args_launch(&a, 3, global, local);
+}
+
+/* A LoRA layer's sizes and scale. */
+typedef struct lora_dims {
+    size_t n, in, out, r;
+    float scale;
+} lora_dims;
+
+/* The row kernels of the CPU family (cl/lora.cl): one work-item per row. */
+typedef struct row_pass {
+    cl_mem in;               /* x (forward) or dy (backward) */
+    size_t in_offset;
+    cl_mem first, second;    /* A, Bᵀ (forward) or B, A (backward) */
+    size_t first_offset, second_offset;
+    const clora_buffer *bias;
+    cl_mem kept;             /* h (forward) or g (backward), (N, r) */
+    size_t kept_offset;
+    clora_buffer *out;       /* y or dx, updated in place; NULL: g only */
+    unsigned flags;
+} row_pass;
+
+static clora_status launch_rows(clora_device *dev, clora__kernel_id id, const row_pass *pass,
+                                const lora_dims *d, const dropout *drop)
+{
+    clora__args a;
+    clora_status status = clora__args_begin(&a, dev, id);
+    if (status != CLORA_OK)
+        return status;
+    clora__arg_mem(&a, pass->in);
+    clora__arg_uint(&a, pass->in_offset);
+    clora__arg_mem(&a, pass->first);
+    clora__arg_uint(&a, pass->first_offset);
+    clora__arg_mem(&a, pass->second);
+    clora__arg_uint(&a, pass->second_offset);
+    if (id == CLORA__KERNEL_LORA_FORWARD_ROWS) {
+        clora__arg_mem(&a, pass->bias ? pass->bias->mem : pass->in);
+        clora__arg_uint(&a, pass->bias ? pass->bias->offset : 0);
+    }
+    clora__arg_mem(&a, pass->kept);
+    clora__arg_uint(&a, pass->kept_offset);
+    clora__arg_mem(&a, pass->out ? pass->out->mem : pass->kept); /* never written without one */
+    clora__arg_uint(&a, pass->out ? pass->out->offset : 0);
+    clora__arg_uint(&a, d->n);
+    clora__arg_uint(&a, d->in);
+    clora__arg_uint(&a, d->out);
+    clora__arg_uint(&a, d->r);
+    clora__arg_float(&a, d->scale);
+    clora__arg_uint(&a, pass->flags);
+    arg_dropout(&a, drop);
+    const size_t global[1] = {d->n}, local[1] = {d->n < 16 ? d->n : 16};
+    return clora__args_launch(&a, 1, global, local);
 }
 
 /* C = epilogue(alpha · X · Y) in one pass over K. */
@@ -216,11 +276,6 @@ clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout lay
 
 /* ---- argument checks shared by forward and backward ---------------------- */
 
-typedef struct lora_dims {
-    size_t n, in, out, r;
-    float scale;
-} lora_dims;
-
 static clora_status check_spec(const char *op, const clora_lora_spec *spec)
 {
     if (!spec)
@@ -308,16 +363,49 @@ clora_status clora_lora_forward(clora_buffer *y, clora_buffer *h, const clora_bu
         return status;
 
     clora_device *dev = x->device;
-    cl_mem h_mem;
-    size_t h_offset = 0;
-    if (h) {
-        h_mem = h->mem;
-        h_offset = h->offset;
-    } else if ((status = clora__device_scratch(dev, d.n * d.r * sizeof(float), &h_mem)) !=
-               CLORA_OK) {
+    const int rows_family = dev->rank_kernel == CLORA__RANK_STREAMING;
+    /* Scratch: h when the caller keeps none, then (CPUs) Bᵀ. */
+    const size_t h_floats = h ? 0 : d.n * d.r, bt_floats = rows_family ? d.r * d.out : 0;
+    if (h_floats + bt_floats > CLORA__MAX_KERNEL_ELEMENTS)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: N = %zu rows need more scratch than 32-bit indexing reaches; "
+                           "split the batch",
+                           op, d.n);
+    cl_mem scratch = NULL;
+    if (h_floats + bt_floats > 0 &&
+        (status = clora__device_scratch(dev, (h_floats + bt_floats) * sizeof(float),
+                                        &scratch)) != CLORA_OK)
         return status;
-    }
+    cl_mem h_mem = h ? h->mem : scratch;
+    const size_t h_offset = h ? h->offset : 0;
     const dropout drop = dropout_of(spec);
+
+    if (rows_family) {
+        /* y = x · Wᵀ; Bᵀ; then one pass per row keeps h and adds
+         * s · h · Bᵀ + b: x is read once for h, y once read and written. */
+        if ((status = clora__gemm_x_wt(y, x, weight, spec->weight_layout, 0.0f)) != CLORA_OK)
+            return status;
+        clora__args a;
+        if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_LORA_TRANSPOSE)))
+            return status;
+        clora__arg_buffer(&a, lora_b);
+        clora__arg_mem(&a, scratch);
+        clora__arg_uint(&a, h_floats);
+        clora__arg_uint(&a, d.out);
+        clora__arg_uint(&a, d.r);
+        const size_t global[2] = {d.r, d.out}, local[2] = {d.r < 8 ? d.r : 8, 8};
+        if ((status = clora__args_launch(&a, 2, global, local)))
+            return status;
+        const row_pass pass = {
+            .in = x->mem, .in_offset = x->offset,
+            .first = lora_a->mem, .first_offset = lora_a->offset,
+            .second = scratch, .second_offset = h_floats, .bias = bias,
+            .kept = h_mem, .kept_offset = h_offset, .out = y,
+            .flags = (bias ? CLORA__GEMM_BIAS : 0u) |
+                     (spec->dropout > 0.0f ? CLORA__GEMM_DROP_X : 0u),
+        };
+        return launch_rows(dev, CLORA__KERNEL_LORA_FORWARD_ROWS, &pass, &d, &drop);
+    }
 
     /* h = drop(x) · Aᵀ */
     rank_gemm down = {
@@ -437,6 +525,32 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
     }
     if (!need_g)
         return CLORA_OK;
+
+    if (dev->rank_kernel == CLORA__RANK_STREAMING) {
+        /* dx = dy · W first; then one pass per row computes g = s · dy · B
+         * and adds drop'(g · A) to dx; then dA from g. */
+        if (dx && (status = clora__gemm_dy_w(dx, dy, weight, spec->weight_layout, 0.0f)))
+            return status;
+        const row_pass pass = {
+            .in = dy->mem, .in_offset = dy->offset,
+            .first = lora_b->mem, .first_offset = lora_b->offset,
+            .second = lora_a->mem, .second_offset = lora_a->offset,
+            .kept = scratch, .kept_offset = 0, .out = dx,
+            .flags = (dx ? CLORA__GEMM_ACCUMULATE : 0u) | (drop_flag ? CLORA__GEMM_DROP_C : 0u),
+        };
+        if ((status = launch_rows(dev, CLORA__KERNEL_LORA_BACKWARD_ROWS, &pass, &d, &drop)))
+            return status;
+        if (!d_lora_a)
+            return CLORA_OK;
+        rank_gemm da = {
+            .x = scratch, .x_offset = 0, .x_stride_m = 1, .x_stride_k = d.r,
+            .y = x->mem, .y_offset = x->offset, .y_stride_k = d.in, .y_stride_p = 1,
+            .c = d_lora_a->mem, .c_offset = d_lora_a->offset, .c_stride_m = d.in, .c_stride_p = 1,
+            .m = d.r, .k = d.n, .p = d.in, .alpha = 1.0f,
+            .flags = CLORA__GEMM_ACCUMULATE | (drop_flag ? CLORA__GEMM_DROP_Y : 0u),
+        };
+        return gemm_direct(dev, &da, &drop);
+    }
 
     /* g = s · dy · B */
     rank_gemm g = {

@@ -22,7 +22,9 @@ static const char bench_usage[] =
     "the two sides of every ratio alternating in the same run:\n"
     "  gemm                    frozen SGEMM y = x*W^T through CLBlast (GFLOP/s)\n"
     "  gemm_untuned            the same with CLBlast's own parameters, when the\n"
-    "                          device has tuned ones (ratio: speed-up of tuning)\n"
+    "                          device has tuned ones; measured first, as CLBlast\n"
+    "                          cannot go back to its own parameters (ratio:\n"
+    "                          untuned time / tuned time; not in --quick)\n"
     "  gemm_vs_openblas        CLBlast SGEMM speed / OpenBLAS cblas_sgemm on the\n"
     "                          host (skipped when libopenblas is not installed)\n"
     "  lora_forward_vs_gemm    LoRA forward time / bare frozen GEMM time\n"
@@ -284,7 +286,7 @@ static json_t *gflops(double flops, double ms)
 /* The layer measurements for one shape; the GEMM-only ones once per (N, in,
  * out), the LoRA ones per rank. */
 static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t *ranks,
-                        size_t rank_count, int tuned)
+                        size_t rank_count, double untuned_ms)
 {
     char shape[96];
     layer l;
@@ -300,24 +302,18 @@ static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t 
     bench_fn fns[2];
     void *ctx[2] = {&l, &l};
 
-    if (wanted(b, "gemm")) {
+    if (wanted(b, "gemm") || untuned_ms > 0) {
         fns[0] = run_gemm;
         if ((status = measure(b, 1, fns, ctx, b->o.reps, ms)))
             goto failed;
-        report(b, "gemm", shape, ms[0], NULL, -1, "time", gflops(flops, ms[0]));
+        if (wanted(b, "gemm"))
+            report(b, "gemm", shape, ms[0], NULL, -1, "time", gflops(flops, ms[0]));
     }
-    if (wanted(b, "gemm_untuned") && tuned && !b->o.quick) {
-        /* CLBlast's own parameters, then the device's again: each switch
-         * recompiles CLBlast's kernels, which the warm-up absorbs. */
-        double untuned = 0;
-        fns[0] = run_gemm;
-        if ((status = clora_device_set_tuning(b->dev, "off")) ||
-            (status = measure(b, 1, fns, ctx, b->o.reps, &untuned)) ||
-            (status = clora_device_set_tuning(b->dev, NULL)) ||
-            (status = measure(b, 1, fns, ctx, b->o.reps, ms)))
-            goto failed;
-        report(b, "gemm_untuned", shape, untuned, "gemm (tuned)", ms[0], "time",
-               gflops(flops, untuned));
+    if (untuned_ms > 0) {
+        /* gemm_untuned ran first (CLBlast cannot go back to its own
+         * parameters later); its baseline is the tuned gemm above. */
+        report(b, "gemm_untuned", shape, untuned_ms, "gemm", ms[0], "time",
+               gflops(flops, untuned_ms));
     }
     if (wanted(b, "gemm_vs_openblas")) {
         if (!openblas_sgemm()) {
@@ -566,50 +562,83 @@ static int parse_options(int argc, char **argv, bench_options *o)
     return 1;
 }
 
+/* (N, in, out) and the ranks measured on each. */
+typedef struct layer_shape {
+    size_t n, in, out;
+    size_t ranks[3], rank_count;
+} layer_shape;
+static const layer_shape full_shapes[] = {
+    {512, 768, 768, {8, 16, 64}, 3},    {512, 768, 3072, {16}, 1},
+    {512, 3072, 768, {16}, 1},          {2048, 768, 768, {16}, 1},
+    {512, 3072, 3072, {8, 16}, 2},      {512, 4096, 4096, {16}, 1},
+    {2048, 768, 3072, {16}, 1},
+};
+static const layer_shape quick_shapes[] = {{512, 768, 768, {8}, 1}};
+enum { FULL_SHAPES = sizeof full_shapes / sizeof full_shapes[0] };
+
 int cmd_bench(int argc, char **argv)
 {
     bench b = {{0}, NULL, {0}, 0};
     int parsed = parse_options(argc, argv, &b.o);
     if (parsed <= 0)
         return parsed == 0 ? 0 : 2;
-    clora_status status = clora_device_open(&b.dev, b.o.device);
+    const layer_shape *shapes = b.o.quick ? quick_shapes : full_shapes;
+    const size_t count = b.o.quick ? 1 : FULL_SHAPES;
+    double untuned[FULL_SHAPES] = {0};
+
+    /* CLBlast cannot go back to its own parameters once it has others, so
+     * gemm_untuned runs first, on a device opened with CLORA_TUNING=off,
+     * which then takes its tuned parameters (if it has any). */
+    const char *env = getenv("CLORA_TUNING");
+    const int user_off = env && !strcmp(env, "off");
+    clora_status status;
+    if (!b.o.quick && !user_off && wanted(&b, "gemm_untuned")) {
+        setenv("CLORA_TUNING", "off", 1);
+        status = clora_device_open(&b.dev, b.o.device);
+        unsetenv("CLORA_TUNING");
+        if (env)
+            setenv("CLORA_TUNING", env, 1);
+    } else {
+        status = clora_device_open(&b.dev, b.o.device);
+    }
     if (status != CLORA_OK) {
         cli_report("bench", "opening the device", status);
         return 1;
     }
     clora_device_get_info(b.dev, &b.info);
-    const int tuned = strncmp(b.info.tuning, "CLBlast's own", 13) != 0;
+    if (!b.o.quick && !user_off && wanted(&b, "gemm_untuned")) {
+        if (!b.o.json)
+            printf("clora bench on %s: gemm with CLBlast's own parameters first ...\n",
+                   b.info.name);
+        for (size_t i = 0; i < count && !b.failed; ++i) {
+            layer l;
+            bench_fn fns[1] = {run_gemm};
+            void *ctx[1] = {&l};
+            status = layer_create(&l, b.dev, shapes[i].n, shapes[i].in, shapes[i].out, 1);
+            if (status == CLORA_OK)
+                status = measure(&b, 1, fns, ctx, b.o.reps, &untuned[i]);
+            if (status != CLORA_OK)
+                fail(&b, "timing gemm_untuned", status);
+            layer_free(&l);
+        }
+        if ((status = clora_device_set_tuning(b.dev, NULL)) != CLORA_OK)
+            fail(&b, "putting the device's tuned parameters in force", status);
+        clora_device_get_info(b.dev, &b.info);
+        if (strncmp(b.info.tuning, "CLBlast's own", 13) == 0)
+            memset(untuned, 0, sizeof untuned); /* nothing tuned to compare with */
+    }
     if (!b.o.json) {
         printf("clora bench on %s (%s, %s)\n", b.info.name, b.info.platform_name,
                b.info.driver_version);
         printf("CLBlast parameters: %s\n", b.info.tuning);
         printf("OpenBLAS: %s\n\n", openblas_sgemm() ? "found" : "not found (skipping)");
     }
-
-    /* (N, in, out) and the ranks measured on each. */
-    static const struct {
-        size_t n, in, out;
-        size_t ranks[3], rank_count;
-    } full[] = {
-        {512, 768, 768, {8, 16, 64}, 3},    {512, 768, 3072, {16}, 1},
-        {512, 3072, 768, {16}, 1},          {2048, 768, 768, {16}, 1},
-        {512, 3072, 3072, {8, 16}, 2},      {512, 4096, 4096, {16}, 1},
-        {2048, 768, 3072, {16}, 1},
-    }, quick[] = {
-        {512, 768, 768, {8}, 1},
-    };
-    const size_t count = b.o.quick ? 1 : sizeof full / sizeof full[0];
-    for (size_t i = 0; i < count; ++i) {
-        const size_t n = b.o.quick ? quick[i].n : full[i].n;
-        const size_t in = b.o.quick ? quick[i].in : full[i].in;
-        const size_t out = b.o.quick ? quick[i].out : full[i].out;
-        const size_t *ranks = b.o.quick ? quick[i].ranks : full[i].ranks;
-        const size_t rank_count = b.o.quick ? quick[i].rank_count : full[i].rank_count;
-        bench_layer(&b, n, in, out, ranks, rank_count, tuned);
-    }
-    if (wanted(&b, "demo_step"))
+    for (size_t i = 0; i < count && !b.failed; ++i)
+        bench_layer(&b, shapes[i].n, shapes[i].in, shapes[i].out, shapes[i].ranks,
+                    shapes[i].rank_count, untuned[i] > 0 ? untuned[i] : -1.0);
+    if (!b.failed && wanted(&b, "demo_step"))
         bench_demo(&b);
-    if (wanted(&b, "gpt2_step"))
+    if (!b.failed && wanted(&b, "gpt2_step"))
         bench_gpt2(&b);
     clora_device_destroy(b.dev);
     return b.failed ? 1 : 0;
