@@ -121,7 +121,7 @@ expect_error "cannot open $work/nothing.json" env CLORA_TUNING="$work/nothing.js
 mkdir "$work/empty"
 expect_error "no clblast_tuner_xgemm results" "$clora" tune --from "$work/empty" \
     --output "$work/never11"
-expect_error "must be at least 1" "$clora" tune --m 0
+expect_error "multiples of 128" "$clora" tune --m 100
 expect_error "unknown option" "$clora" bench --bogus
 "$clora" bench --quick --only lora_forward --reps 1 --json > "$work/bench.jsonl" \
     || fail "bench --quick --only lora_forward"

@@ -44,7 +44,8 @@ static const char tune_usage[] =
     "options:\n"
     "  --device SEL      device index or name part (default: CLORA_DEVICE, else first GPU)\n"
 
-    "  --m M --n N --k K the GEMM size the main tuner times (default 512 768 768)\n"
+    "  --m M --n N --k K the GEMM size the GEMM tuners time, multiples of 128\n"
+    "                    (default 512 768 768)\n"
     "  --keep DIR        run the tuners in DIR and keep their logs and results there\n"
     "  --from DIR        skip step 1: read the tuner results (clblast_*.json) in DIR\n"
     "  --output FILE     write FILE instead of the device's tuning cache file\n"
@@ -141,7 +142,10 @@ static int run_program(char *const *argv, const char *dir, const char *log,
         const struct timespec second = {1, 0};
         nanosleep(&second, NULL);
     }
-    if (stopped)
+    /* Stopped by us, or ended in any way after writing what we wait for
+     * (the GEMM tuner aborts in its random search on some sizes). */
+    struct stat st;
+    if (stopped || (stop_when && stat(stop_path, &st) == 0))
         return 0;
     if (WIFEXITED(wstatus))
         return WEXITSTATUS(wstatus) == 127 ? -1 : WEXITSTATUS(wstatus);
@@ -448,8 +452,9 @@ static int parse_options(int argc, char **argv, tune_options *o)
         fprintf(stderr, "clora tune: unknown option \"%s\" (see --help)\n", argv[i]);
         return -1;
     }
-    if (o->m == 0 || o->n == 0 || o->k == 0) {
-        fprintf(stderr, "clora tune: --m, --n and --k must be at least 1\n");
+    if (o->m == 0 || o->n == 0 || o->k == 0 || o->m % 128 || o->n % 128 || o->k % 128) {
+        fprintf(stderr, "clora tune: --m, --n and --k must be positive multiples of 128 (what "
+                        "CLBlast's GEMM tuner accepts)\n");
         return -1;
     }
     if (o->from && o->keep) {
