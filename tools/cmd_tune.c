@@ -31,15 +31,18 @@ static const char tune_usage[] =
     "     and keeps each kernel's fastest parameters;\n"
     "  2. times clora's Linear step (forward, dx, dW) at N = 512, in = out = 768\n"
     "     with the parameters the device uses now;\n"
-    "  3. times that step at sizes 64 .. 1024 with CLBlast's direct and indirect\n"
-    "     GEMM to choose where it switches;\n"
+    "  3. tries wider variants of the best Xgemm parameters (tiles up to 128,\n"
+    "     vectors up to 8, which the tuner's fixed set lacks) on that step at\n"
+    "     M x K -> N, then times it at sizes 64 .. 1024 with CLBlast's direct and\n"
+    "     indirect GEMM to choose where it switches;\n"
     "  4. times the step of 2 with the new parameters;\n"
     "  5. writes the device's tuning file if they are faster (see CLORA_TUNING).\n"
     "\n"
     "The GEMM tuners run their fixed sets of kernel variants (578 and 46) and are\n"
     "stopped before their random searches, whose spaces (millions of variants on\n"
-    "a CPU device) they enumerate in memory. Expect 20 to 30 minutes on a CPU\n"
-    "device, a few minutes on a GPU.\n"
+    "a CPU device) they enumerate in memory. Expect 30 to 45 minutes on a CPU\n"
+    "device (CLBlast compiles its kernels anew for every variant of step 3),\n"
+    "a few minutes on a GPU.\n"
     "\n"
     "options:\n"
     "  --device SEL      device index or name part (default: CLORA_DEVICE, else first GPU)\n"
@@ -423,6 +426,95 @@ static clora_status choose_switch(clora_device *dev, const char *dir, json_t *ke
     return CLORA_OK;
 }
 
+/* Whether CLBlast's Xgemm takes these parameters (its tuner's constraints). */
+static int xgemm_valid(json_t *x)
+{
+#define P(name) ((long)json_integer_value(json_object_get(x, name)))
+    const long mwg = P("MWG"), nwg = P("NWG"), kwg = P("KWG"), mdimc = P("MDIMC"),
+               ndimc = P("NDIMC"), mdima = P("MDIMA"), ndimb = P("NDIMB"), kwi = P("KWI"),
+               vwm = P("VWM"), vwn = P("VWN");
+#undef P
+    if (mwg <= 0 || nwg <= 0 || kwg <= 0 || mdimc <= 0 || ndimc <= 0 || mdima <= 0 ||
+        ndimb <= 0 || kwi <= 0 || vwm <= 0 || vwn <= 0)
+        return 0;
+    return mwg % (mdimc * vwm) == 0 && nwg % (ndimc * vwn) == 0 &&
+           mwg % (mdima * vwm) == 0 && nwg % (ndimb * vwn) == 0 && kwg % kwi == 0 &&
+           (mdimc * ndimc) % mdima == 0 && (mdimc * ndimc) % ndimb == 0 &&
+           kwg % ((mdimc * ndimc) / mdima) == 0 && kwg % ((mdimc * ndimc) / ndimb) == 0;
+}
+
+/* Step 3: the GEMM tuner's fixed set stops at moderate tiles and vector
+ * widths; wider ones (VWM = VWN = 8, 128-wide tiles) are often much faster
+ * on CPUs. Tries the tuner's best with MWG, NWG, VWM and VWN each kept or
+ * doubled (up to 128 and 8) and KWG kept or halved, timing clora's Linear
+ * step through the indirect GEMM, and keeps the fastest in `kernels`. */
+static clora_status search_xgemm(clora_device *dev, const char *dir, json_t *kernels,
+                                 const tune_options *o)
+{
+    json_t *start = json_deep_copy(json_object_get(kernels, "Xgemm"));
+    json_t *best = NULL;
+    double best_ms = INFINITY;
+    linear_step s;
+    clora_status status = step_create(&s, dev, o->m, o->k, o->n);
+    /* Always the indirect GEMM, which is what Xgemm's parameters drive. */
+    json_object_set_new(kernels, "GemmRoutine", json_pack("{s:i}", "XGEMM_MIN_INDIRECT_SIZE", 0));
+    const char *doubled[4] = {"MWG", "NWG", "VWM", "VWN"};
+    const long limit[4] = {128, 128, 8, 8};
+    clora_status last_failure = CLORA_OK;
+    printf("  Xgemm neighbours of the tuner's best, timing clora's Linear step "
+           "(N=%zu in=%zu out=%zu, each first compiles CLBlast's kernels):\n",
+           o->m, o->k, o->n);
+    for (unsigned mask = 0; mask < 32 && status == CLORA_OK; ++mask) {
+        json_t *x = json_deep_copy(start);
+        int skip = 0;
+        for (int i = 0; i < 4; ++i)
+            if (mask & (1u << i)) {
+                long v = 2 * (long)json_integer_value(json_object_get(x, doubled[i]));
+                skip |= v > limit[i];
+                json_object_set_new(x, doubled[i], json_integer(v));
+            }
+        if (mask & 16) {
+            long kwg = (long)json_integer_value(json_object_get(x, "KWG")) / 2;
+            skip |= kwg < 8;
+            json_object_set_new(x, "KWG", json_integer(kwg));
+        }
+        if (skip || !xgemm_valid(x)) {
+            json_decref(x);
+            continue;
+        }
+        json_object_set(kernels, "Xgemm", x);
+        double ms = INFINITY;
+        clora_status tried_status = try_kernels(dev, dir, kernels);
+        if (tried_status == CLORA_OK)
+            tried_status = time_step(dev, &s, 3, &ms);
+        printf("    MWG %3lld NWG %3lld KWG %2lld VWM %lld VWN %lld: ",
+               (long long)json_integer_value(json_object_get(x, "MWG")),
+               (long long)json_integer_value(json_object_get(x, "NWG")),
+               (long long)json_integer_value(json_object_get(x, "KWG")),
+               (long long)json_integer_value(json_object_get(x, "VWM")),
+               (long long)json_integer_value(json_object_get(x, "VWN")));
+        if (tried_status != CLORA_OK) {
+            printf("refused (%s)\n", clora_status_name(tried_status));
+            last_failure = tried_status;
+        } else {
+            printf("%8.2f ms\n", ms);
+            if (ms < best_ms) {
+                best_ms = ms;
+                json_decref(best);
+                best = json_incref(x);
+            }
+        }
+        fflush(stdout);
+        json_decref(x);
+    }
+    step_free(&s);
+    json_object_set_new(kernels, "Xgemm", best ? best : json_incref(start));
+    json_decref(start);
+    if (status == CLORA_OK && !best)
+        status = last_failure != CLORA_OK ? last_failure : CLORA_ERR_CLBLAST;
+    return status;
+}
+
 /* ---- the command ------------------------------------------------------------------ */
 
 static int parse_options(int argc, char **argv, tune_options *o)
@@ -582,7 +674,13 @@ int cmd_tune(int argc, char **argv)
         goto done;
     }
 
-    /* 3. direct or indirect */
+    /* 3. wider Xgemm variants than the tuner's fixed set holds */
+    if ((status = search_xgemm(dev, scratch, kernels, &o)) != CLORA_OK) {
+        cli_report("tune", "searching Xgemm variants", status);
+        goto done;
+    }
+
+    /* 3b. direct or indirect */
     size_t threshold = 0;
     if ((status = choose_switch(dev, scratch, kernels, &threshold)) != CLORA_OK) {
         cli_report("tune", "timing the GEMM routines", status);
