@@ -306,8 +306,8 @@ __kernel void lora_forward_rows(__global const float *x, const uint x_offset,
                                 __global const float *a, const uint a_offset,
                                 __global const float *bt, const uint bt_offset,
                                 __global const float *bias, const uint bias_offset,
-                                __global float *h, const uint h_offset,
-                                __global float *y, const uint y_offset, ROW_ARGUMENTS)
+                                __global float *restrict h, const uint h_offset,
+                                __global float *restrict y, const uint y_offset, ROW_ARGUMENTS)
 {
     const uint m = get_global_id(0);
     if (m >= N)
@@ -350,6 +350,23 @@ __kernel void lora_forward_rows(__global const float *x, const uint x_offset,
     /* y += s * h * B^T + b with B^T (R, OUT) row-major, four outputs at a
      * time: y is read and written once. */
     uint o = 0;
+    for (; o + 8 <= OUT; o += 8) {
+        float4 acc0 = (float4)(0.0f), acc1 = (float4)(0.0f);
+        __global const float *bj = bt + bt_offset + o;
+        for (uint j = 0; j < R; ++j, bj += OUT) {
+            const float hj = hm[j];
+            acc0 += hj * vload4(0, bj);
+            acc1 += hj * vload4(0, bj + 4);
+        }
+        acc0 *= scale;
+        acc1 *= scale;
+        if (flags & ADD_BIAS) {
+            acc0 += vload4(0, bias + bias_offset + o);
+            acc1 += vload4(0, bias + bias_offset + o + 4);
+        }
+        vstore4(vload4(0, ym + o) + acc0, 0, ym + o);
+        vstore4(vload4(0, ym + o + 4) + acc1, 0, ym + o + 4);
+    }
     for (; o + 4 <= OUT; o += 4) {
         float4 acc = (float4)(0.0f);
         for (uint j = 0; j < R; ++j)
@@ -389,8 +406,8 @@ __kernel void lora_transpose(__global const float *src, const uint src_offset,
 __kernel void lora_backward_rows(__global const float *dy, const uint dy_offset,
                                  __global const float *b, const uint b_offset,
                                  __global const float *a, const uint a_offset,
-                                 __global float *g, const uint g_offset,
-                                 __global float *dx, const uint dx_offset, ROW_ARGUMENTS)
+                                 __global float *restrict g, const uint g_offset,
+                                 __global float *restrict dx, const uint dx_offset, ROW_ARGUMENTS)
 {
     const uint m = get_global_id(0);
     if (m >= N)
@@ -430,6 +447,21 @@ __kernel void lora_backward_rows(__global const float *dy, const uint dy_offset,
     __global float *dxm = dx + dx_offset + m * IN;
     __global const float *arow = a + a_offset;
     uint k = 0;
+    for (; k + 8 <= IN; k += 8) {
+        float4 acc0 = (float4)(0.0f), acc1 = (float4)(0.0f);
+        __global const float *aj = arow + k;
+        for (uint j = 0; j < R; ++j, aj += IN) {
+            const float gj = gm[j];
+            acc0 += gj * vload4(0, aj);
+            acc1 += gj * vload4(0, aj + 4);
+        }
+        if (flags & DROP_C) {
+            acc0 = dropped4(acc0, key, m, k, drop_threshold, drop_scale);
+            acc1 = dropped4(acc1, key, m, k + 4, drop_threshold, drop_scale);
+        }
+        vstore4(vload4(0, dxm + k) + acc0, 0, dxm + k);
+        vstore4(vload4(0, dxm + k + 4) + acc1, 0, dxm + k + 4);
+    }
     for (; k + 4 <= IN; k += 4) {
         float4 acc = (float4)(0.0f);
         for (uint j = 0; j < R; ++j)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -26,7 +27,9 @@ static const char bench_usage[] =
     "                          cannot go back to its own parameters (ratio:\n"
     "                          untuned time / tuned time; not in --quick)\n"
     "  gemm_vs_openblas        CLBlast SGEMM speed / OpenBLAS cblas_sgemm on the\n"
-    "                          host (skipped when libopenblas is not installed)\n"
+    "                          host (skipped when libopenblas is not installed;\n"
+    "                          one after the other, not alternating, as OpenBLAS's\n"
+    "                          threads spin on after each call)\n"
     "  lora_forward_vs_gemm    LoRA forward time / bare frozen GEMM time\n"
     "  lora_step_vs_full_step  LoRA layer step (forward, dx, dA, dB) time / full\n"
     "                          fine-tuning step (forward, dx, dW, db) time\n"
@@ -321,10 +324,17 @@ static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t 
                 printf("  %-24s %-28s skipped: libopenblas not found\n", "gemm_vs_openblas",
                        shape);
         } else {
+            /* Not alternating: OpenBLAS's threads keep spinning for a while
+             * after each call and would slow the device's threads (PoCL's
+             * CPU device shares the cores). CLBlast first, then OpenBLAS,
+             * then a pause for its threads to go to sleep. */
             fns[0] = run_gemm;
             fns[1] = run_openblas;
-            if ((status = measure(b, 2, fns, ctx, b->o.reps, ms)))
+            if ((status = measure(b, 1, fns, ctx, b->o.reps, &ms[0])) ||
+                (status = measure(b, 1, fns + 1, ctx + 1, b->o.reps, &ms[1])))
                 goto failed;
+            const struct timespec pause = {0, 300000000};
+            nanosleep(&pause, NULL);
             json_t *extra = json_pack("{s:f, s:f}", "gflops", flops / (ms[0] * 1e6),
                                       "baseline_gflops", flops / (ms[1] * 1e6));
             report(b, "gemm_vs_openblas", shape, ms[0], "openblas", ms[1], "speed", extra);
