@@ -347,8 +347,10 @@ __kernel void lora_forward_rows(__global const float *x, const uint x_offset,
             hm[j0 + j] = sum[j];
     }
 
-    /* y += s * h * B^T + b with B^T (R, OUT) row-major, four outputs at a
-     * time: y is read and written once. */
+    /* y += s * h * B^T + b with B^T (R, OUT) row-major, eight outputs at a
+     * time: y is read and written once. (Forms that hold h in vector
+     * registers, built from a private array or loaded from the h just
+     * written, crash oclgrind 21.10's uninitialised-value check.) */
     uint o = 0;
     for (; o + 8 <= OUT; o += 8) {
         float4 acc0 = (float4)(0.0f), acc1 = (float4)(0.0f);
