@@ -13,12 +13,6 @@
  *                         reading operands straight from (cached) memory,
  *                         with no local memory or barriers; global
  *                         (ceil(P / 4), M, chunks)
- *   lora_rows_nt          the same product when rows of X and "rows" Y(., p)
- *                         are both contiguous in k (x_stride_k == y_stride_k
- *                         == 1), for CPUs: each work-item reads one row of X
- *                         once, four k at a time, against 8 rows of Y (no
- *                         DROP_Y);
- *                         global (ceil(P / 8), M)
  *   lora_cols_tn          the same product when X(., k) and Y(k, .) are
  *                         contiguous (x_stride_m == y_stride_p == 1), as in
  *                         the reductions over N, for CPUs: each work-item
@@ -35,8 +29,8 @@
  *
  * The op uses them as (N rows, r rank, s scale; on CPUs h, y, g and dx come
  * from the row kernels instead):
- *   h  (N, r)    = drop(x) * A^T      X = x, Y(k, p) = A[p][k]        (rows_nt)
- *   y  (N, out)  = s * h * B^T + b    X = h, Y(k, p) = B[p][k]        (rows_nt)
+ *   h  (N, r)    = drop(x) * A^T      X = x, Y(k, p) = A[p][k]
+ *   y  (N, out)  = s * h * B^T + b    X = h, Y(k, p) = B[p][k]
  *   dB (out, r) += s * dy^T * h       X(m, k) = dy[k][m], K = N, split
  *                 (CPUs: dB^T = s * h^T * dy, X(m, k) = h[k][m]       (cols_tn))
  *   g  (N, r)    = s * dy * B         X = dy, Y = B
@@ -209,47 +203,6 @@ static float4 dropped4(const float4 v, const uint key, const uint row, const uin
                     dropped(v.s1, key, row, col + 1, threshold, scale),
                     dropped(v.s2, key, row, col + 2, threshold, scale),
                     dropped(v.s3, key, row, col + 3, threshold, scale));
-}
-
-__kernel void lora_rows_nt(PRODUCT_ARGUMENTS)
-{
-    const uint p0 = get_global_id(0) * 8;
-    const uint m = get_global_id(1);
-    if (m >= M || p0 >= P)
-        return;
-    const uint key = seed_key(seed_lo, seed_hi);
-    __global const float *xm = x + x_offset + m * x_stride_m;
-    /* Rows of Y past P repeat the last one; their results are not stored. */
-    __global const float *yp[8];
-    for (uint j = 0; j < 8; ++j)
-        yp[j] = y + y_offset + min(p0 + j, P - 1) * y_stride_p;
-
-    float4 acc[8];
-    for (uint j = 0; j < 8; ++j)
-        acc[j] = (float4)(0.0f);
-    uint k = 0;
-    for (; k + 4 <= K; k += 4) {
-        float4 xv = vload4(0, xm + k);
-        if (flags & DROP_X)
-            xv = dropped4(xv, key, m, k, drop_threshold, drop_scale);
-        for (uint j = 0; j < 8; ++j)
-            acc[j] += xv * vload4(0, yp[j] + k);
-    }
-    float sum[8];
-    for (uint j = 0; j < 8; ++j)
-        sum[j] = (acc[j].s0 + acc[j].s1) + (acc[j].s2 + acc[j].s3);
-    for (; k < K; ++k) {
-        float xv = xm[k];
-        if (flags & DROP_X)
-            xv = dropped(xv, key, m, k, drop_threshold, drop_scale);
-        for (uint j = 0; j < 8; ++j)
-            sum[j] += xv * yp[j][k];
-    }
-
-    const uint base = c_offset + m * c_stride_m;
-    for (uint j = 0; j < 8 && p0 + j < P; ++j)
-        store_result(c, base + (p0 + j) * c_stride_p, sum[j], alpha, flags, bias,
-                     bias_offset + p0 + j, key, m, p0 + j, drop_threshold, drop_scale);
 }
 
 __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)

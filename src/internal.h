@@ -52,7 +52,6 @@ const char *clora__cl_error_name(cl_int err);
     X(COLUMN_SUM, LINEAR, "column_sum")           \
     X(LORA_GEMM, LORA, "lora_gemm")               \
     X(LORA_STREAM, LORA, "lora_stream")           \
-    X(LORA_ROWS_NT, LORA, "lora_rows_nt")         \
     X(LORA_COLS_TN, LORA, "lora_cols_tn")         \
     X(LORA_FORWARD_ROWS, LORA, "lora_forward_rows") \
     X(LORA_BACKWARD_ROWS, LORA, "lora_backward_rows") \
@@ -239,7 +238,8 @@ clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t
  * wants every parameter of the kernel. */
 clora_status clora__clblast_override(cl_device_id device, const char *kernel, size_t count,
                                      const char **names, const size_t *values);
-/* Drops CLBlast's compiled programs and parameter choices, process-wide. */
+/* Drops CLBlast's compiled programs, process-wide (not the parameters
+ * given through clora__clblast_override: CLBlast keeps those). */
 void clora__clblast_clear_cache(void);
 
 /* ---- CLBlast tuning parameters (tuning.c) -------------------------------- */

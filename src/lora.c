@@ -63,13 +63,10 @@ static dropout dropout_of(const clora_lora_spec *spec)
     return d;
 }
 
-/* The CPU kernel for a product: the row-dot and column-sweep shapes have
- * their own (see cl/lora.cl; rows_nt masks X only), the rest stream. */
+/* The CPU kernel for a product: the column sweeps of the reductions over N
+ * have their own (see cl/lora.cl), the rest stream. */
 static clora__kernel_id streaming_kernel(const rank_gemm *g, size_t chunks)
 {
-    if (chunks == 1 && g->x_stride_k == 1 && g->y_stride_k == 1 &&
-        !(g->flags & CLORA__GEMM_DROP_Y))
-        return CLORA__KERNEL_LORA_ROWS_NT;
     if (chunks == 1 && g->x_stride_m == 1 && g->y_stride_p == 1)
         return CLORA__KERNEL_LORA_COLS_TN;
     return CLORA__KERNEL_LORA_STREAM;
@@ -110,15 +107,10 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
         const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
         return clora__args_launch(&a, 3, global, local);
     }
-    /* One work-item per 8 outputs of a row (rows_nt), per 8 x 4 outputs
-     * (cols_tn) or per 4 outputs of a row (stream); ~64 per group. */
-    size_t blocks, rows;
-    if (id == CLORA__KERNEL_LORA_ROWS_NT)
-        blocks = (g->p + 7) / 8, rows = g->m;
-    else if (id == CLORA__KERNEL_LORA_COLS_TN)
-        blocks = (g->p + 3) / 4, rows = (g->m + 7) / 8;
-    else
-        blocks = (g->p + 3) / 4, rows = g->m;
+    /* One work-item per 8 x 4 outputs (cols_tn) or per 4 outputs of a row
+     * (stream); ~64 per group. */
+    const size_t blocks = (g->p + 3) / 4;
+    const size_t rows = id == CLORA__KERNEL_LORA_COLS_TN ? (g->m + 7) / 8 : g->m;
     /* cols_tn has few work-items (one per 32 outputs), each long: small
      * groups spread them over the compute units. */
     const size_t group = id == CLORA__KERNEL_LORA_COLS_TN ? 8 : 64;
