@@ -328,11 +328,18 @@ static clora_status choose(clora_device *dev, const char *source)
     if (status == CLORA_OK && kernels) {
         status = put_in_force(dev->device, kernels);
         if (status != CLORA_OK && shipped) {
-            /* Made for another CLBlast version: not the caller's mistake. */
-            snprintf(note, sizeof note,
-                     "CLBlast's own parameters (this CLBlast refused clora's shipped "
-                     "tuning/%s.json)",
-                     shipped->name);
+            /* Made for another CLBlast version: not the caller's mistake.
+             * Kernels CLBlast took before refusing one stay in force. */
+            if (any_overridden(dev->device))
+                snprintf(note, sizeof note,
+                         "clora's shipped parameters in part (this CLBlast refused some of "
+                         "tuning/%s.json)",
+                         shipped->name);
+            else
+                snprintf(note, sizeof note,
+                         "CLBlast's own parameters (this CLBlast refused clora's shipped "
+                         "tuning/%s.json)",
+                         shipped->name);
             status = CLORA_OK;
         }
     } else if (status == CLORA_OK && any_overridden(dev->device)) {
