@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "training.h"
 
 static const char tune_usage[] =
     "usage: clora tune [options]\n"
@@ -360,19 +361,14 @@ static clora_status time_step(clora_device *dev, linear_step *s, size_t reps, do
 /* Writes `doc` to `path` through a temporary file and a rename. */
 static int write_json(const char *path, json_t *doc)
 {
-    char temporary[1300];
-    snprintf(temporary, sizeof temporary, "%s.tmp%ld", path, (long)getpid());
-    if (json_dump_file(doc, temporary, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
-        fprintf(stderr, "clora tune: cannot write %s: %s\n", temporary, strerror(errno));
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text) {
+        fprintf(stderr, "clora tune: out of host memory\n");
         return 0;
     }
-    if (rename(temporary, path) != 0) {
-        fprintf(stderr, "clora tune: cannot rename %s to %s: %s\n", temporary, path,
-                strerror(errno));
-        remove(temporary);
-        return 0;
-    }
-    return 1;
+    int ok = write_file_atomic(path, text, strlen(text));
+    free(text);
+    return ok;
 }
 
 /* Applies `kernels` through a tuning file in `dir`. */
