@@ -122,9 +122,9 @@ static void fail(bench *b, const char *what, clora_status status)
 /* A case: runs once (enqueueing work) and returns a status. */
 typedef clora_status (*bench_fn)(void *context);
 
-/* Times `count` cases alternating, `reps` times after one warm-up round
- * (two when the first compiles kernels); medians in ms into out. The queue
- * drains before each case starts and is waited for before its clock stops. */
+/* Times `count` cases alternating, `reps` times after two warm-up rounds
+ * (the first compiles kernels); medians in ms into out. The queue drains
+ * before each case starts and is waited for before its clock stops. */
 static clora_status measure(bench *b, size_t count, bench_fn *fns, void **contexts,
                             size_t reps, double *out)
 {
