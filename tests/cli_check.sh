@@ -122,6 +122,8 @@ mkdir "$work/empty"
 expect_error "no clblast_tuner_xgemm results" "$clora" tune --from "$work/empty" \
     --output "$work/never11"
 expect_error "multiples of 128" "$clora" tune --m 100
+expect_error "exclude each other" "$clora" tune --from "$work/empty" --keep "$work/never12"
+expect_error "unknown option" "$clora" tune --fraction 0.1
 expect_error "unknown option" "$clora" bench --bogus
 "$clora" bench --quick --only lora_forward --reps 1 --json > "$work/bench.jsonl" \
     || fail "bench --quick --only lora_forward"
@@ -132,7 +134,7 @@ grep -q '"baseline":"gemm","baseline_ms":.*"ratio":.*"ratio_of":"time"' "$work/b
 [ "$(wc -l < "$work/bench.jsonl")" -eq 1 ] || fail "bench --only printed other measurements"
 echo "ok: tuning and bench"
 
-for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11; do
+for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11 never12; do
     [ -e "$work/$d" ] && fail "a failed command left $d behind"
 done
 echo "ok: bad inputs"
