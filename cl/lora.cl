@@ -16,8 +16,8 @@
  *   lora_cols_tn          the same product when X(., k) and Y(k, .) are
  *                         contiguous (x_stride_m == y_stride_p == 1), as in
  *                         the reductions over N, for CPUs: each work-item
- *                         walks k once for 8 m and 4 p, so Y is read once per
- *                         8 rows of C; global (ceil(P / 4), ceil(M / 8))
+ *                         walks k once for 8 m and 8 p, so Y is read once per
+ *                         8 rows of C; global (ceil(P / 8), ceil(M / 8))
  *   lora_forward_rows,    CPUs: whole passes per row of the forward (h and the
  *   lora_backward_rows    update of y) and of backward (g and the update of dx),
  *                         after the frozen GEMM wrote y or dx (beta = 0, which
@@ -205,39 +205,72 @@ static float4 dropped4(const float4 v, const uint key, const uint row, const uin
                     dropped(v.s3, key, row, col + 3, threshold, scale));
 }
 
+/* The sum of v's lanes. (Lane-by-lane sums of a vector held in registers
+ * compile to shuffles with undefined lanes, which crash oclgrind 21.10's
+ * uninitialised-value check; dot does not.) */
+static float sum8(const float8 v)
+{
+    return dot(v.lo + v.hi, (float4)(1.0f));
+}
+
+static float8 dropped8(const float8 v, const uint key, const uint row, const uint col,
+                       const uint threshold, const float scale)
+{
+    return (float8)(dropped4(v.lo, key, row, col, threshold, scale),
+                    dropped4(v.hi, key, row, col + 4, threshold, scale));
+}
+
+static float8 load8_clamped(__global const float *row, const uint at, const uint count)
+{
+    if (at + 8 <= count)
+        return vload8(0, row + at);
+    return (float8)(load4_clamped(row, min(at, count - 1), count),
+                    load4_clamped(row, min(at + 4, count - 1), count));
+}
+
 __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
 {
-    const uint p0 = get_global_id(0) * 4;
+    const uint p0 = get_global_id(0) * 8;
     const uint m0 = get_global_id(1) * 8;
     if (m0 >= M || p0 >= P)
         return;
     const uint key = seed_key(seed_lo, seed_hi);
     /* Columns of X past M repeat the last one; their results are not stored. */
-    uint mj[8];
-    for (uint j = 0; j < 8; ++j)
-        mj[j] = min(m0 + j, M - 1);
+    const uint m1 = min(m0 + 1, M - 1), m2 = min(m0 + 2, M - 1), m3 = min(m0 + 3, M - 1),
+               m4 = min(m0 + 4, M - 1), m5 = min(m0 + 5, M - 1), m6 = min(m0 + 6, M - 1),
+               m7 = min(m0 + 7, M - 1);
 
-    float4 acc[8];
-    for (uint j = 0; j < 8; ++j)
-        acc[j] = (float4)(0.0f);
+    float8 acc0 = (float8)(0.0f), acc1 = (float8)(0.0f), acc2 = (float8)(0.0f),
+           acc3 = (float8)(0.0f), acc4 = (float8)(0.0f), acc5 = (float8)(0.0f),
+           acc6 = (float8)(0.0f), acc7 = (float8)(0.0f);
     __global const float *xk = x + x_offset;
     __global const float *yk = y + y_offset;
     for (uint k = 0; k < K; ++k, xk += x_stride_k, yk += y_stride_k) {
-        float4 yv = load4_clamped(yk, p0, P);
+        float8 yv = load8_clamped(yk, p0, P);
         if (flags & DROP_Y)
-            yv = dropped4(yv, key, k, p0, drop_threshold, drop_scale);
-        for (uint j = 0; j < 8; ++j) {
-            float xv = xk[mj[j]];
-            if (flags & DROP_X)
-                xv = dropped(xv, key, mj[j], k, drop_threshold, drop_scale);
-            acc[j] += xv * yv;
+            yv = dropped8(yv, key, k, p0, drop_threshold, drop_scale);
+        float xv[8] = {xk[m0], xk[m1], xk[m2], xk[m3], xk[m4], xk[m5], xk[m6], xk[m7]};
+        if (flags & DROP_X) {
+            const uint mj[8] = {m0, m1, m2, m3, m4, m5, m6, m7};
+            for (uint j = 0; j < 8; ++j)
+                xv[j] = dropped(xv[j], key, mj[j], k, drop_threshold, drop_scale);
         }
+        acc0 += xv[0] * yv;
+        acc1 += xv[1] * yv;
+        acc2 += xv[2] * yv;
+        acc3 += xv[3] * yv;
+        acc4 += xv[4] * yv;
+        acc5 += xv[5] * yv;
+        acc6 += xv[6] * yv;
+        acc7 += xv[7] * yv;
     }
 
+    const float8 sums[8] = {acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7};
     for (uint j = 0; j < 8 && m0 + j < M; ++j) {
         const uint m = m0 + j;
-        const float results[4] = {acc[j].s0, acc[j].s1, acc[j].s2, acc[j].s3};
-        for (uint i = 0; i < 4 && p0 + i < P; ++i)
+        const float results[8] = {sums[j].s0, sums[j].s1, sums[j].s2, sums[j].s3,
+                                  sums[j].s4, sums[j].s5, sums[j].s6, sums[j].s7};
+        for (uint i = 0; i < 8 && p0 + i < P; ++i)
             store_result(c, c_offset + m * c_stride_m + (p0 + i) * c_stride_p, results[i],
                          alpha, flags, bias, bias_offset + p0 + i, key, m, p0 + i,
                          drop_threshold, drop_scale);
@@ -250,11 +283,96 @@ __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
         const uint flags, const uint seed_lo, const uint seed_hi, const uint drop_threshold, \
         const float drop_scale
 
-/* CPUs: the LoRA branch of the forward in one pass per row, after the
+/* ROWS (a build define, CLORA__ROWS_PER_ITEM in the library) rows of the
+ * batch per work-item of the row kernels: the rank-r matrix they stream
+ * (B^T, B or A) is read once per ROWS rows. */
+#if ROWS != 4
+#error "the row kernels hold four rows per work-item"
+#endif
+
+/* out[i] += epilogue(s * coef[i] * M) for the rows[i] of a block of up to
+ * ROWS rows (m0 + i, i < rows), where coef rows hold R values and M is
+ * (R, W) row-major: the update of y (coef = h, M = B^T) and of dx
+ * (coef = g, M = A). The epilogue applies the dropout mask keyed
+ * (m0 + i, column) when flags has DROP_C and adds bias when it has
+ * ADD_BIAS. Rows past `rows` repeat the last one and are not stored. */
+static void add_rank_rows(__global const float *coef, __global const float *mat, const uint W,
+                          const uint R, __global float *out, const uint m0, const uint rows,
+                          const float s, const uint flags, __global const float *bias,
+                          const uint key, const uint threshold, const float drop_scale)
+{
+    __global const float *c0 = coef;
+    __global const float *c1 = coef + min(1u, rows - 1) * R;
+    __global const float *c2 = coef + min(2u, rows - 1) * R;
+    __global const float *c3 = coef + min(3u, rows - 1) * R;
+    uint o = 0;
+    for (; o + 16 <= W; o += 16) {
+        float8 a0 = (float8)(0.0f), b0 = (float8)(0.0f), a1 = (float8)(0.0f),
+               b1 = (float8)(0.0f), a2 = (float8)(0.0f), b2 = (float8)(0.0f),
+               a3 = (float8)(0.0f), b3 = (float8)(0.0f);
+        __global const float *mj = mat + o;
+        for (uint j = 0; j < R; ++j, mj += W) {
+            const float8 lo = vload8(0, mj), hi = vload8(0, mj + 8);
+            a0 += c0[j] * lo;
+            b0 += c0[j] * hi;
+            a1 += c1[j] * lo;
+            b1 += c1[j] * hi;
+            a2 += c2[j] * lo;
+            b2 += c2[j] * hi;
+            a3 += c3[j] * lo;
+            b3 += c3[j] * hi;
+        }
+        const float8 lo_sums[ROWS] = {a0, a1, a2, a3}, hi_sums[ROWS] = {b0, b1, b2, b3};
+        for (uint i = 0; i < rows; ++i) {
+            float8 lo = s * lo_sums[i], hi = s * hi_sums[i];
+            if (flags & DROP_C) {
+                lo = dropped8(lo, key, m0 + i, o, threshold, drop_scale);
+                hi = dropped8(hi, key, m0 + i, o + 8, threshold, drop_scale);
+            }
+            if (flags & ADD_BIAS) {
+                lo += vload8(0, bias + o);
+                hi += vload8(0, bias + o + 8);
+            }
+            __global float *row = out + i * W + o;
+            vstore8(vload8(0, row) + lo, 0, row);
+            vstore8(vload8(0, row + 8) + hi, 0, row + 8);
+        }
+    }
+    /* The last W % 16 columns, one row and four or one column at a time. */
+    for (uint i = 0; i < rows; ++i) {
+        __global const float *ci = coef + i * R;
+        __global float *row = out + i * W;
+        uint p = o;
+        for (; p + 4 <= W; p += 4) {
+            float4 acc = (float4)(0.0f);
+            for (uint j = 0; j < R; ++j)
+                acc += ci[j] * vload4(0, mat + j * W + p);
+            acc *= s;
+            if (flags & DROP_C)
+                acc = dropped4(acc, key, m0 + i, p, threshold, drop_scale);
+            if (flags & ADD_BIAS)
+                acc += vload4(0, bias + p);
+            vstore4(vload4(0, row + p) + acc, 0, row + p);
+        }
+        for (; p < W; ++p) {
+            float acc = 0.0f;
+            for (uint j = 0; j < R; ++j)
+                acc += ci[j] * mat[j * W + p];
+            acc *= s;
+            if (flags & DROP_C)
+                acc = dropped(acc, key, m0 + i, p, threshold, drop_scale);
+            if (flags & ADD_BIAS)
+                acc += bias[p];
+            row[p] += acc;
+        }
+    }
+}
+
+/* CPUs: the LoRA branch of the forward in one pass over x and y, after the
  * frozen GEMM has written y = x * W^T and lora_transpose B^T:
  *   h[m]  = drop(x[m]) * A^T             (kept for backward)
  *   y[m] += s * h[m] * B^T (+ b)
- * x is read once, y once read and written. global (N). */
+ * x is read once, y once read and written. global (ceil(N / ROWS)). */
 __kernel void lora_forward_rows(__global const float *x, const uint x_offset,
                                 __global const float *a, const uint a_offset,
                                 __global const float *bt, const uint bt_offset,
@@ -262,84 +380,53 @@ __kernel void lora_forward_rows(__global const float *x, const uint x_offset,
                                 __global float *restrict h, const uint h_offset,
                                 __global float *restrict y, const uint y_offset, ROW_ARGUMENTS)
 {
-    const uint m = get_global_id(0);
-    if (m >= N)
+    const uint m0 = get_global_id(0) * ROWS;
+    if (m0 >= N)
         return;
+    const uint rows = min((uint)ROWS, N - m0);
     const uint key = seed_key(seed_lo, seed_hi);
-    __global const float *xm = x + x_offset + m * IN;
-    __global float *hm = h + h_offset + m * R;
-    __global float *ym = y + y_offset + m * OUT;
 
-    /* h, eight ranks at a time; rows of A past R repeat the last one. */
-    for (uint j0 = 0; j0 < R; j0 += 8) {
-        __global const float *aj[8];
-        for (uint j = 0; j < 8; ++j)
-            aj[j] = a + a_offset + min(j0 + j, R - 1) * IN;
-        float4 acc[8];
-        for (uint j = 0; j < 8; ++j)
-            acc[j] = (float4)(0.0f);
-        uint k = 0;
-        for (; k + 4 <= IN; k += 4) {
-            float4 xv = vload4(0, xm + k);
-            if (flags & DROP_X)
-                xv = dropped4(xv, key, m, k, drop_threshold, drop_scale);
-            for (uint j = 0; j < 8; ++j)
-                acc[j] += xv * vload4(0, aj[j] + k);
+    /* h, one row and four ranks at a time; rows of A past R repeat the last
+     * one. */
+    for (uint i = 0; i < rows; ++i) {
+        const uint m = m0 + i;
+        __global const float *xm = x + x_offset + m * IN;
+        __global float *hm = h + h_offset + m * R;
+        for (uint j0 = 0; j0 < R; j0 += 4) {
+            __global const float *a0 = a + a_offset + j0 * IN;
+            __global const float *a1 = a + a_offset + min(j0 + 1, R - 1) * IN;
+            __global const float *a2 = a + a_offset + min(j0 + 2, R - 1) * IN;
+            __global const float *a3 = a + a_offset + min(j0 + 3, R - 1) * IN;
+            float8 acc0 = (float8)(0.0f), acc1 = (float8)(0.0f), acc2 = (float8)(0.0f),
+                   acc3 = (float8)(0.0f);
+            uint k = 0;
+            for (; k + 8 <= IN; k += 8) {
+                float8 xv = vload8(0, xm + k);
+                if (flags & DROP_X)
+                    xv = dropped8(xv, key, m, k, drop_threshold, drop_scale);
+                acc0 += xv * vload8(0, a0 + k);
+                acc1 += xv * vload8(0, a1 + k);
+                acc2 += xv * vload8(0, a2 + k);
+                acc3 += xv * vload8(0, a3 + k);
+            }
+            float sum[4] = {sum8(acc0), sum8(acc1), sum8(acc2), sum8(acc3)};
+            for (; k < IN; ++k) {
+                float xv = xm[k];
+                if (flags & DROP_X)
+                    xv = dropped(xv, key, m, k, drop_threshold, drop_scale);
+                sum[0] += xv * a0[k];
+                sum[1] += xv * a1[k];
+                sum[2] += xv * a2[k];
+                sum[3] += xv * a3[k];
+            }
+            for (uint j = 0; j < 4 && j0 + j < R; ++j)
+                hm[j0 + j] = sum[j];
         }
-        float sum[8];
-        for (uint j = 0; j < 8; ++j)
-            sum[j] = (acc[j].s0 + acc[j].s1) + (acc[j].s2 + acc[j].s3);
-        for (; k < IN; ++k) {
-            float xv = xm[k];
-            if (flags & DROP_X)
-                xv = dropped(xv, key, m, k, drop_threshold, drop_scale);
-            for (uint j = 0; j < 8; ++j)
-                sum[j] += xv * aj[j][k];
-        }
-        for (uint j = 0; j < 8 && j0 + j < R; ++j)
-            hm[j0 + j] = sum[j];
     }
 
-    /* y += s * h * B^T + b with B^T (R, OUT) row-major, eight outputs at a
-     * time: y is read and written once. (Forms that hold h in vector
-     * registers, built from a private array or loaded from the h just
-     * written, crash oclgrind 21.10's uninitialised-value check.) */
-    uint o = 0;
-    for (; o + 8 <= OUT; o += 8) {
-        float4 acc0 = (float4)(0.0f), acc1 = (float4)(0.0f);
-        __global const float *bj = bt + bt_offset + o;
-        for (uint j = 0; j < R; ++j, bj += OUT) {
-            const float hj = hm[j];
-            acc0 += hj * vload4(0, bj);
-            acc1 += hj * vload4(0, bj + 4);
-        }
-        acc0 *= scale;
-        acc1 *= scale;
-        if (flags & ADD_BIAS) {
-            acc0 += vload4(0, bias + bias_offset + o);
-            acc1 += vload4(0, bias + bias_offset + o + 4);
-        }
-        vstore4(vload4(0, ym + o) + acc0, 0, ym + o);
-        vstore4(vload4(0, ym + o + 4) + acc1, 0, ym + o + 4);
-    }
-    for (; o + 4 <= OUT; o += 4) {
-        float4 acc = (float4)(0.0f);
-        for (uint j = 0; j < R; ++j)
-            acc += hm[j] * vload4(0, bt + bt_offset + j * OUT + o);
-        acc *= scale;
-        if (flags & ADD_BIAS)
-            acc += vload4(0, bias + bias_offset + o);
-        vstore4(vload4(0, ym + o) + acc, 0, ym + o);
-    }
-    for (; o < OUT; ++o) {
-        float acc = 0.0f;
-        for (uint j = 0; j < R; ++j)
-            acc += hm[j] * bt[bt_offset + j * OUT + o];
-        acc *= scale;
-        if (flags & ADD_BIAS)
-            acc += bias[bias_offset + o];
-        ym[o] += acc;
-    }
+    add_rank_rows(h + h_offset + m0 * R, bt + bt_offset, OUT, R, y + y_offset + m0 * OUT, m0,
+                  rows, scale, flags & ADD_BIAS, bias + bias_offset, key, drop_threshold,
+                  drop_scale);
 }
 
 /* dst (cols, rows) = src (rows, cols)^T; global (cols, rows). */
@@ -353,86 +440,67 @@ __kernel void lora_transpose(__global const float *src, const uint src_offset,
         dst[dst_offset + col * rows + row] = src[src_offset + row * cols + col];
 }
 
-/* CPUs: the rank-r part of dx in one pass per row, after the frozen GEMM
- * has written dx = dy * W:
+/* CPUs: the rank-r part of dx in one pass over dy and dx, after the frozen
+ * GEMM has written dx = dy * W:
  *   g[m]   = s * dy[m] * B               (kept for dA)
  *   dx[m] += drop'(g[m] * A)             (when flags has ACCUMULATE)
- * dy is read once, dx once read and written. global (N). */
+ * dy is read once, dx once read and written. global (ceil(N / ROWS)). */
 __kernel void lora_backward_rows(__global const float *dy, const uint dy_offset,
                                  __global const float *b, const uint b_offset,
                                  __global const float *a, const uint a_offset,
                                  __global float *restrict g, const uint g_offset,
                                  __global float *restrict dx, const uint dx_offset, ROW_ARGUMENTS)
 {
-    const uint m = get_global_id(0);
-    if (m >= N)
+    const uint m0 = get_global_id(0) * ROWS;
+    if (m0 >= N)
         return;
+    const uint rows = min((uint)ROWS, N - m0);
     const uint key = seed_key(seed_lo, seed_hi);
-    __global const float *dym = dy + dy_offset + m * OUT;
-    __global float *gm = g + g_offset + m * R;
+    __global const float *d0 = dy + dy_offset + m0 * OUT;
+    __global const float *d1 = d0 + min(1u, rows - 1) * OUT;
+    __global const float *d2 = d0 + min(2u, rows - 1) * OUT;
+    __global const float *d3 = d0 + min(3u, rows - 1) * OUT;
+    __global float *gm = g + g_offset + m0 * R;
 
-    /* g, eight ranks at a time: each row of B (OUT, R) holds the ranks of
-     * one output. */
+    /* g, ROWS rows and eight ranks at a time: each row of B (OUT, R) holds
+     * the ranks of one output, read once for the block of rows. */
     for (uint j0 = 0; j0 < R; j0 += 8) {
         const uint width = min(8u, R - j0);
         __global const float *bo = b + b_offset + j0;
-        float sum[8];
         if (width == 8) {
-            float8 acc = (float8)(0.0f);
-            for (uint o = 0; o < OUT; ++o, bo += R)
-                acc += dym[o] * vload8(0, bo);
-            sum[0] = acc.s0, sum[1] = acc.s1, sum[2] = acc.s2, sum[3] = acc.s3;
-            sum[4] = acc.s4, sum[5] = acc.s5, sum[6] = acc.s6, sum[7] = acc.s7;
-        } else {
-            for (uint j = 0; j < 8; ++j)
-                sum[j] = 0.0f;
+            float8 acc0 = (float8)(0.0f), acc1 = (float8)(0.0f), acc2 = (float8)(0.0f),
+                   acc3 = (float8)(0.0f);
             for (uint o = 0; o < OUT; ++o, bo += R) {
-                const float d = dym[o];
+                const float8 bv = vload8(0, bo);
+                acc0 += d0[o] * bv;
+                acc1 += d1[o] * bv;
+                acc2 += d2[o] * bv;
+                acc3 += d3[o] * bv;
+            }
+            const float8 sums[ROWS] = {acc0, acc1, acc2, acc3};
+            for (uint i = 0; i < rows; ++i)
+                vstore8(scale * sums[i], 0, gm + i * R + j0);
+        } else {
+            for (uint i = 0; i < rows; ++i) {
+                __global const float *dym = d0 + i * OUT;
+                float sum[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                __global const float *bi = bo;
+                for (uint o = 0; o < OUT; ++o, bi += R) {
+                    const float d = dym[o];
+                    for (uint j = 0; j < width; ++j)
+                        sum[j] += d * bi[j];
+                }
                 for (uint j = 0; j < width; ++j)
-                    sum[j] += d * bo[j];
+                    gm[i * R + j0 + j] = scale * sum[j];
             }
         }
-        for (uint j = 0; j < width; ++j)
-            gm[j0 + j] = scale * sum[j];
     }
     if (!(flags & ACCUMULATE))
         return;
 
-    /* dx += drop'(g * A), A (R, IN) row-major, four columns at a time. */
-    __global float *dxm = dx + dx_offset + m * IN;
-    __global const float *arow = a + a_offset;
-    uint k = 0;
-    for (; k + 8 <= IN; k += 8) {
-        float4 acc0 = (float4)(0.0f), acc1 = (float4)(0.0f);
-        __global const float *aj = arow + k;
-        for (uint j = 0; j < R; ++j, aj += IN) {
-            const float gj = gm[j];
-            acc0 += gj * vload4(0, aj);
-            acc1 += gj * vload4(0, aj + 4);
-        }
-        if (flags & DROP_C) {
-            acc0 = dropped4(acc0, key, m, k, drop_threshold, drop_scale);
-            acc1 = dropped4(acc1, key, m, k + 4, drop_threshold, drop_scale);
-        }
-        vstore4(vload4(0, dxm + k) + acc0, 0, dxm + k);
-        vstore4(vload4(0, dxm + k + 4) + acc1, 0, dxm + k + 4);
-    }
-    for (; k + 4 <= IN; k += 4) {
-        float4 acc = (float4)(0.0f);
-        for (uint j = 0; j < R; ++j)
-            acc += gm[j] * vload4(0, arow + j * IN + k);
-        if (flags & DROP_C)
-            acc = dropped4(acc, key, m, k, drop_threshold, drop_scale);
-        vstore4(vload4(0, dxm + k) + acc, 0, dxm + k);
-    }
-    for (; k < IN; ++k) {
-        float acc = 0.0f;
-        for (uint j = 0; j < R; ++j)
-            acc += gm[j] * arow[j * IN + k];
-        if (flags & DROP_C)
-            acc = dropped(acc, key, m, k, drop_threshold, drop_scale);
-        dxm[k] += acc;
-    }
+    /* dx += drop'(g * A), A (R, IN) row-major. */
+    add_rank_rows(gm, a + a_offset, IN, R, dx + dx_offset + m0 * IN, m0, rows, 1.0f,
+                  flags & DROP_C, a, key, drop_threshold, drop_scale);
 }
 
 __kernel void lora_reduce_partials(__global const float *partial, const uint partial_offset,

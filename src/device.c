@@ -734,10 +734,11 @@ static void program_options(const clora_device *dev, clora__program_id id, size_
     if (id == CLORA__PROGRAM_LORA && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n,
                  " -D TILE=%zu -D DROP_X=%uu -D DROP_Y=%uu -D DROP_C=%uu -D ADD_BIAS=%uu"
-                 " -D ACCUMULATE=%uu -D PARTIAL=%uu",
+                 " -D ACCUMULATE=%uu -D PARTIAL=%uu -D ROWS=%d",
                  tile, (unsigned)CLORA__GEMM_DROP_X, (unsigned)CLORA__GEMM_DROP_Y,
                  (unsigned)CLORA__GEMM_DROP_C, (unsigned)CLORA__GEMM_BIAS,
-                 (unsigned)CLORA__GEMM_ACCUMULATE, (unsigned)CLORA__GEMM_PARTIAL);
+                 (unsigned)CLORA__GEMM_ACCUMULATE, (unsigned)CLORA__GEMM_PARTIAL,
+                 CLORA__ROWS_PER_ITEM);
     (void)dev;
 }
 

@@ -107,6 +107,10 @@ enum {
     CLORA__GEMM_PARTIAL = 1u << 5     /* write raw partial sums, one slab per K-chunk */
 };
 
+/* Rows of the batch each work-item of lora_forward_rows and
+ * lora_backward_rows handles (the kernels' ROWS). */
+#define CLORA__ROWS_PER_ITEM 4
+
 /* How the rank-r products run: local-memory tiles (GPUs and other
  * devices) or one streaming work-item per 4 outputs (CPUs). */
 typedef enum clora__rank_kernel {

@@ -107,11 +107,12 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
         const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
         return clora__args_launch(&a, 3, global, local);
     }
-    /* One work-item per 8 x 4 outputs (cols_tn) or per 4 outputs of a row
+    /* One work-item per 8 x 8 outputs (cols_tn) or per 4 outputs of a row
      * (stream); ~64 per group. */
-    const size_t blocks = (g->p + 3) / 4;
+    const size_t width = id == CLORA__KERNEL_LORA_COLS_TN ? 8 : 4;
+    const size_t blocks = (g->p + width - 1) / width;
     const size_t rows = id == CLORA__KERNEL_LORA_COLS_TN ? (g->m + 7) / 8 : g->m;
-    /* cols_tn has few work-items (one per 32 outputs), each long: small
+    /* cols_tn has few work-items (one per 64 outputs), each long: small
      * groups spread them over the compute units. */
     const size_t group = id == CLORA__KERNEL_LORA_COLS_TN ? 8 : 64;
     const size_t across = blocks < group ? blocks : group;
@@ -167,7 +168,8 @@ static clora_status launch_rows(clora_device *dev, clora__kernel_id id, const ro
     clora__arg_float(&a, d->scale);
     clora__arg_uint(&a, pass->flags);
     arg_dropout(&a, drop);
-    const size_t global[1] = {d->n}, local[1] = {d->n < 16 ? d->n : 16};
+    const size_t items = (d->n + CLORA__ROWS_PER_ITEM - 1) / CLORA__ROWS_PER_ITEM;
+    const size_t global[1] = {items}, local[1] = {items < 16 ? items : 16};
     return clora__args_launch(&a, 1, global, local);
 }
 

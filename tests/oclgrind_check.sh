@@ -40,6 +40,8 @@ done
 # Ranks past one block of 8, rows of X not a multiple of 4 (streaming family).
 run streaming 16 --rows 6 --in 9 --out 13 --rank 11 --dropout 0.1
 run streaming 16 --rows 5 --in 17 --out 19 --rank 16 --dropout 0.3
+# Widths that reach every step of the row kernels' loops (32, 8, 4 and 1 wide).
+run streaming 16 --rows 5 --in 45 --out 77 --rank 9 --dropout 0.2
 run tiled 4 --rows 9 --in 13 --out 11 --rank 1 --dropout 0.5
 run tiled 1 --rows 5 --in 6 --out 7 --rank 3
 run streaming 16 --rows 9 --in 13 --out 11 --rank 6 --dropout 0.5
