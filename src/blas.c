@@ -59,17 +59,40 @@ static clora_status fail_clblast(CLBlastStatusCode code, const char *call, const
                        (int)code, slash, line);
 }
 
+/* clora's matrices are row-major; CLBlast's row-major GEMM transposes C in
+ * and out of a temporary on every call (its kernels compute column-major
+ * tiles). A row-major C = op(A) · op(B) is the column-major
+ * Cᵀ = op(B)ᵀ · op(A)ᵀ over the same memory, which needs no such copy, so
+ * clora calls the column-major routine with the operands swapped. CLBlast's
+ * complaints about its "A" are then about clora's B: swapped back here. */
+static CLBlastStatusCode swapped_operands(CLBlastStatusCode code)
+{
+    switch (code) {
+    case CLBlastInvalidMatrixA: return CLBlastInvalidMatrixB;
+    case CLBlastInvalidMatrixB: return CLBlastInvalidMatrixA;
+    case CLBlastInvalidLeadDimA: return CLBlastInvalidLeadDimB;
+    case CLBlastInvalidLeadDimB: return CLBlastInvalidLeadDimA;
+    case CLBlastInsufficientMemoryA: return CLBlastInsufficientMemoryB;
+    case CLBlastInsufficientMemoryB: return CLBlastInsufficientMemoryA;
+    default: return code;
+    }
+}
+
+static CLBlastTranspose transpose_of(int trans)
+{
+    return trans ? CLBlastTransposeYes : CLBlastTransposeNo;
+}
+
 clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t m, size_t n,
                           size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
                           size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
                           size_t ldc)
 {
     CLBlastStatusCode code = CLBlastSgemm(
-        CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-        trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_offset, lda, b,
-        b_offset, ldb, beta, c, c_offset, ldc, &device->queue, NULL);
+        CLBlastLayoutColMajor, transpose_of(trans_b), transpose_of(trans_a), n, m, k, alpha, b,
+        b_offset, ldb, a, a_offset, lda, beta, c, c_offset, ldc, &device->queue, NULL);
     if (code != CLBlastSuccess)
-        return fail_clblast(code, "CLBlastSgemm", __FILE__, __LINE__);
+        return fail_clblast(swapped_operands(code), "CLBlastSgemm", __FILE__, __LINE__);
     return CLORA_OK;
 }
 
@@ -80,12 +103,12 @@ clora_status clora__sgemm_batched(clora_device *device, int trans_a, int trans_b
                                   size_t c_offset, size_t ldc, size_t c_stride, size_t count)
 {
     CLBlastStatusCode code = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-        trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_offset, lda,
-        a_stride, b, b_offset, ldb, b_stride, beta, c, c_offset, ldc, c_stride, count,
-        &device->queue, NULL);
+        CLBlastLayoutColMajor, transpose_of(trans_b), transpose_of(trans_a), n, m, k, alpha, b,
+        b_offset, ldb, b_stride, a, a_offset, lda, a_stride, beta, c, c_offset, ldc, c_stride,
+        count, &device->queue, NULL);
     if (code != CLBlastSuccess)
-        return fail_clblast(code, "CLBlastSgemmStridedBatched", __FILE__, __LINE__);
+        return fail_clblast(swapped_operands(code), "CLBlastSgemmStridedBatched", __FILE__,
+                            __LINE__);
     return CLORA_OK;
 }
 

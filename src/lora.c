@@ -127,7 +127,8 @@ typedef struct lora_dims {
     float scale;
 } lora_dims;
 
-/* The row kernels of the CPU family (cl/lora.cl): one work-item per row. */
+/* The row kernels of the CPU family (cl/lora.cl): one work-item per
+ * CLORA__ROWS_PER_ITEM rows. */
 typedef struct row_pass {
     cl_mem in;               /* x (forward) or dy (backward) */
     size_t in_offset;
@@ -375,7 +376,7 @@ clora_status clora_lora_forward(clora_buffer *y, clora_buffer *h, const clora_bu
     const dropout drop = dropout_of(spec);
 
     if (rows_family) {
-        /* y = x · Wᵀ; Bᵀ; then one pass per row keeps h and adds
+        /* y = x · Wᵀ; Bᵀ; then one pass over the rows keeps h and adds
          * s · h · Bᵀ + b: x is read once for h, y once read and written. */
         if ((status = clora__gemm_x_wt(y, x, weight, spec->weight_layout, 0.0f)) != CLORA_OK)
             return status;
@@ -521,7 +522,7 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
         return CLORA_OK;
 
     if (dev->rank_kernel == CLORA__RANK_STREAMING) {
-        /* dx = dy · W first; then one pass per row computes g = s · dy · B
+        /* dx = dy · W first; then one pass over the rows computes g = s · dy · B
          * and adds drop'(g · A) to dx; then dA from g. */
         if (dx && (status = clora__gemm_dy_w(dx, dy, weight, spec->weight_layout, 0.0f)))
             return status;
