@@ -132,6 +132,10 @@ grep -q '^{"name":"lora_forward_vs_gemm","shape":"N=512 in=768 out=768 r=8","med
 grep -q '"baseline":"gemm","baseline_ms":.*"ratio":.*"ratio_of":"time"' "$work/bench.jsonl" \
     || { cat "$work/bench.jsonl"; fail "bench JSON ratio"; }
 [ "$(wc -l < "$work/bench.jsonl")" -eq 1 ] || fail "bench --only printed other measurements"
+"$clora" bench --quick --only lora_step --reps 1 --json > "$work/step.jsonl" \
+    || fail "bench --quick --only lora_step"
+grep -q '"name":"lora_step_vs_full_step".*"baseline":"full_step".*"gemm_floor":[0-9]' \
+    "$work/step.jsonl" || { cat "$work/step.jsonl"; fail "bench step JSON gemm_floor"; }
 echo "ok: tuning and bench"
 
 for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11 never12; do

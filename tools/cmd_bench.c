@@ -32,7 +32,9 @@ static const char bench_usage[] =
     "                          threads spin on after each call)\n"
     "  lora_forward_vs_gemm    LoRA forward time / bare frozen GEMM time\n"
     "  lora_step_vs_full_step  LoRA layer step (forward, dx, dA, dB) time / full\n"
-    "                          fine-tuning step (forward, dx, dW, db) time\n"
+    "                          fine-tuning step (forward, dx, dW, db) time, with\n"
+    "                          gemm_floor: the forward and dx GEMMs alone / full\n"
+    "                          step, the ratio if the rank-r work cost nothing\n"
     "  demo_step, gpt2_step    whole training steps (LoRA and full), tokens/s and\n"
     "                          peak device memory by category\n"
     "\n"
@@ -92,8 +94,9 @@ static void report(bench *b, const char *name, const char *shape, double median_
         const char *key;
         json_t *value;
         json_object_foreach(extra, key, value) {
-            if (json_is_real(value))
-                printf("  %s %.1f", key, json_real_value(value));
+            if (json_is_real(value)) /* GFLOP/s, tokens/s: one decimal; ratios: three */
+                printf(fabs(json_real_value(value)) < 10.0 ? "  %s %.3f" : "  %s %.1f", key,
+                       json_real_value(value));
             else if (json_is_integer(value))
                 printf("  %s %lld", key, (long long)json_integer_value(value));
             else if (json_is_object(value)) /* memory by category: the total */
@@ -241,6 +244,16 @@ static clora_status run_full_step(void *p)
     return status;
 }
 
+/* The frozen GEMMs a LoRA step cannot avoid: forward and dx. */
+static clora_status run_frozen_gemms(void *p)
+{
+    layer *l = p;
+    clora_status status = clora_linear_forward(l->y, l->x, l->w, l->bias, CLORA_WEIGHT_OUT_IN);
+    if (status == CLORA_OK)
+        status = clora_linear_backward(l->dx, NULL, NULL, l->dy, l->x, l->w, CLORA_WEIGHT_OUT_IN);
+    return status;
+}
+
 static clora_status run_lora_step(void *p)
 {
     layer *l = p;
@@ -355,11 +368,15 @@ static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t 
             report(b, "lora_forward_vs_gemm", shape, ms[0], "gemm", ms[1], "time", NULL);
         }
         if (wanted(b, "lora_step_vs_full_step")) {
-            fns[0] = run_lora_step;
-            fns[1] = run_full_step;
-            if ((status = measure(b, 2, fns, ctx, b->o.reps, ms)))
+            /* gemm_floor: the ratio a LoRA step would reach if its rank-r
+             * work cost nothing (forward and dx GEMMs / full step). */
+            bench_fn step_fns[3] = {run_lora_step, run_full_step, run_frozen_gemms};
+            void *step_ctx[3] = {&l, &l, &l};
+            double step_ms[3];
+            if ((status = measure(b, 3, step_fns, step_ctx, b->o.reps, step_ms)))
                 goto failed;
-            report(b, "lora_step_vs_full_step", shape, ms[0], "full_step", ms[1], "time", NULL);
+            report(b, "lora_step_vs_full_step", shape, step_ms[0], "full_step", step_ms[1],
+                   "time", json_pack("{s:f}", "gemm_floor", step_ms[2] / step_ms[1]));
         }
     }
     layer_free(&l);
