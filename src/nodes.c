@@ -125,7 +125,7 @@ static clora_status activation_forward(clora_node *node, const clora_buffer *x, 
     clora__arg_buffer(&a, x);
     clora__arg_uint(&a, x->numel);
     clora__arg_uint(&a, activation_code(node->kind));
-    const size_t global[1] = {x->numel}, local[1] = {64};
+    const size_t global[1] = {(x->numel + 7) / 8}, local[1] = {64};
     return clora__args_launch(&a, 1, global, local);
 }
 
@@ -142,7 +142,7 @@ static clora_status activation_backward(clora_node *node, clora_buffer *dx, cons
     clora__arg_buffer(&a, y);
     clora__arg_uint(&a, x->numel);
     clora__arg_uint(&a, activation_code(node->kind));
-    const size_t global[1] = {x->numel}, local[1] = {64};
+    const size_t global[1] = {(x->numel + 7) / 8}, local[1] = {64};
     return clora__args_launch(&a, 1, global, local);
 }
 
