@@ -4,9 +4,10 @@
  * B batch, T tokens, H heads, D = C / H per head; offsets in elements.
  *
  *   heads_split     out (B, H, T, D) = columns [col0, col0 + H*D) of the rows of
- *                   in (B*T, ld); global (D, T, B*H)
+ *                   in (B*T, ld); global (ceil(D / 8), T, B*H), eight
+ *                   elements of a head's row per work-item
  *   heads_merge     columns [col0, col0 + H*D) of out (B*T, ld) = in (B, H, T, D);
- *                   global (D, T, B*H)
+ *                   global (ceil(D / 8), T, B*H)
  *   softmax_rows    p (B*H*T, T) = softmax of each row, in place, with key j of
  *                   query i masked when causal and j > i, or when mask[b][j] == 0
  *                   (has_mask); masked entries get probability 0; global (B*H*T)
@@ -18,27 +19,40 @@
  *                   global (C, T, B)
  */
 
+/* dst[0, count) = src[0, count) for count <= 8: one float8 when whole. */
+static void copy8(__global float *dst, __global const float *src, const uint count)
+{
+    if (count == 8) {
+        vstore8(vload8(0, src), 0, dst);
+        return;
+    }
+    for (uint i = 0; i < count; ++i)
+        dst[i] = src[i];
+}
+
 __kernel void heads_split(__global float *out, const uint out_offset,
                           __global const float *in, const uint in_offset, const uint ld,
                           const uint col0, const uint B, const uint T, const uint H,
                           const uint D)
 {
-    const uint d = get_global_id(0), t = get_global_id(1), bh = get_global_id(2);
+    const uint d = get_global_id(0) * 8, t = get_global_id(1), bh = get_global_id(2);
     if (d >= D || t >= T || bh >= B * H)
         return;
     const uint b = bh / H, h = bh % H;
-    out[out_offset + (bh * T + t) * D + d] = in[in_offset + (b * T + t) * ld + col0 + h * D + d];
+    copy8(out + out_offset + (bh * T + t) * D + d,
+          in + in_offset + (b * T + t) * ld + col0 + h * D + d, min(8u, D - d));
 }
 
 __kernel void heads_merge(__global float *out, const uint out_offset, const uint ld,
                           const uint col0, __global const float *in, const uint in_offset,
                           const uint B, const uint T, const uint H, const uint D)
 {
-    const uint d = get_global_id(0), t = get_global_id(1), bh = get_global_id(2);
+    const uint d = get_global_id(0) * 8, t = get_global_id(1), bh = get_global_id(2);
     if (d >= D || t >= T || bh >= B * H)
         return;
     const uint b = bh / H, h = bh % H;
-    out[out_offset + (b * T + t) * ld + col0 + h * D + d] = in[in_offset + (bh * T + t) * D + d];
+    copy8(out + out_offset + (b * T + t) * ld + col0 + h * D + d,
+          in + in_offset + (bh * T + t) * D + d, min(8u, D - d));
 }
 
 __kernel void softmax_rows(__global float *p, const uint p_offset, const uint rows,

@@ -46,7 +46,8 @@ static clora_status heads(clora__kernel_id id, clora_buffer *out, const clora_bu
     clora__arg_uint(&a, T);
     clora__arg_uint(&a, H);
     clora__arg_uint(&a, D);
-    const size_t global[3] = {D, T, B * H}, local[3] = {D < 16 ? D : 16, 4, 1};
+    const size_t runs = (D + 7) / 8; /* eight elements per work-item */
+    const size_t global[3] = {runs, T, B * H}, local[3] = {runs < 8 ? runs : 8, 8, 1};
     return clora__args_launch(&a, 3, global, local);
 }
 

@@ -231,13 +231,15 @@ static void logits_command_matches_pytorch(void **state)
 
 /* ---- finite differences ---------------------------------------------------------------- */
 
-/* Tiny models with every dropout on, so backward's masks are checked too. */
+/* Tiny models with every dropout on, so backward's masks are checked too.
+ * GPT-2's heads are 12 wide, BERT's 4: the attention kernels' eight-wide
+ * steps and their tails both run. */
 static clora_model *tiny_gpt2(float p)
 {
     clora_gpt2_config c = clora_gpt2_config_default();
     c.vocab_size = 13;
     c.n_positions = 8;
-    c.n_embd = 8;
+    c.n_embd = 24;
     c.n_layer = 2;
     c.n_head = 2;
     c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = p;
