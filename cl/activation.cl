@@ -21,31 +21,9 @@
 #define GELU_C 0.044715f
 
 /* Each work-item of the activation kernels handles eight elements as one
- * float8: on CPUs the vector forms of exp, erf and tanh run eight lanes at
- * once, where the scalar forms ran one element at a time (a work-item loop
- * with a switch in it does not vectorize). Lanes past n repeat the last
- * element and are not stored. */
-static float8 load8_tail(__global const float *p, const uint at, const uint n)
-{
-    if (at + 8 <= n)
-        return vload8(0, p + at);
-    const uint last = n - 1;
-    return (float8)(p[at], p[min(at + 1, last)], p[min(at + 2, last)], p[min(at + 3, last)],
-                    p[min(at + 4, last)], p[min(at + 5, last)], p[min(at + 6, last)],
-                    p[min(at + 7, last)]);
-}
-
-static void store8_tail(const float8 v, __global float *p, const uint at, const uint n)
-{
-    if (at + 8 <= n) {
-        vstore8(v, 0, p + at);
-        return;
-    }
-    const float lanes[8] = {v.s0, v.s1, v.s2, v.s3, v.s4, v.s5, v.s6, v.s7};
-    for (uint j = 0; at + j < n; ++j)
-        p[at + j] = lanes[j];
-}
-
+ * float8 (load8_tail, store8_tail): on CPUs the vector forms of exp, erf and
+ * tanh run eight lanes at once, where the scalar forms ran one element at a
+ * time (a work-item loop with a switch in it does not vectorize). */
 static float8 sigmoid8(const float8 x)
 {
     return 1.0f / (1.0f + exp(-x));

@@ -12,7 +12,8 @@
  *                   query i masked when causal and j > i, or when mask[b][j] == 0
  *                   (has_mask); masked entries get probability 0; global (B*H*T)
  *   softmax_backward  dp = p * (dp - sum_j dp_j * p_j), in place; global (rows)
- *   add             out = a + b over n elements; global (n)
+ *   add             out = a + b over n elements; global (ceil(n / 8)), eight
+ *                   elements per work-item
  *   mean_pool       out (B, C) = mean over t of x (B, T, C) where mask[b][t] != 0
  *                   (all t without has_mask); global (C, B)
  *   mean_pool_backward  dx (B, T, C) = dout[b] / count_b where kept, else 0;
@@ -103,9 +104,12 @@ __kernel void softmax_backward(__global float *dp, const uint dp_offset,
 __kernel void add(__global float *out, const uint out_offset, __global const float *a,
                   const uint a_offset, __global const float *b, const uint b_offset, const uint n)
 {
-    const uint i = get_global_id(0);
-    if (i < n)
-        out[out_offset + i] = a[a_offset + i] + b[b_offset + i];
+    const size_t first = get_global_id(0) * 8;
+    if (first >= n)
+        return;
+    const uint at = (uint)first;
+    store8_tail(load8_tail(a + a_offset, at, n) + load8_tail(b + b_offset, at, n),
+                out + out_offset, at, n);
 }
 
 static float kept_tokens(__global const int *mask, const uint mask_offset, const uint has_mask,

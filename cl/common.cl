@@ -28,3 +28,28 @@ static float dropped(const float v, const uint key, const uint row, const uint c
     const uint bits = mix32(mix32(col ^ 0x9e3779b9u) ^ mix32(row ^ key));
     return (bits >> 8) >= threshold ? v * scale : 0.0f;
 }
+
+/* Eight consecutive floats from p + at, of n: lanes past n repeat the last
+ * element. Elementwise kernels work on one float8 per work-item, which
+ * CPUs run as one vector operation. */
+static float8 load8_tail(__global const float *p, const uint at, const uint n)
+{
+    if (at + 8 <= n)
+        return vload8(0, p + at);
+    const uint last = n - 1;
+    return (float8)(p[at], p[min(at + 1, last)], p[min(at + 2, last)], p[min(at + 3, last)],
+                    p[min(at + 4, last)], p[min(at + 5, last)], p[min(at + 6, last)],
+                    p[min(at + 7, last)]);
+}
+
+/* Stores the lanes of v that fall before n at p + at. */
+static void store8_tail(const float8 v, __global float *p, const uint at, const uint n)
+{
+    if (at + 8 <= n) {
+        vstore8(v, 0, p + at);
+        return;
+    }
+    const float lanes[8] = {v.s0, v.s1, v.s2, v.s3, v.s4, v.s5, v.s6, v.s7};
+    for (uint j = 0; at + j < n; ++j)
+        p[at + j] = lanes[j];
+}

@@ -1,8 +1,9 @@
 /* linear.cl - the elementwise parts of the Linear layer (its GEMMs run in CLBlast).
  *
  * Kernels (N = rows, out = features; offsets and sizes in elements):
- *   bias_broadcast  y (N, out) = b (out) on every row; global (out, N)
- *   bias_add        y (N, out) += b (out) on every row; global (out, N)
+ *   bias_broadcast  y (N, out) = b (out) on every row; global (ceil(out / 8), N),
+ *                   eight columns per work-item
+ *   bias_add        y (N, out) += b (out) on every row; global (ceil(out / 8), N)
  *   column_sum      db (out) += sum_n dy (N, out); global (out), one work-item
  *                   per column summing rows in order, so the result is the
  *                   same on every run
@@ -12,20 +13,24 @@ __kernel void bias_broadcast(__global float *y, const uint y_offset,
                              __global const float *bias, const uint bias_offset,
                              const uint rows, const uint cols)
 {
-    const uint col = get_global_id(0);
+    const uint col = get_global_id(0) * 8;
     const uint row = get_global_id(1);
     if (col < cols && row < rows)
-        y[y_offset + row * cols + col] = bias[bias_offset + col];
+        store8_tail(load8_tail(bias + bias_offset, col, cols), y + y_offset + row * cols, col,
+                    cols);
 }
 
 __kernel void bias_add(__global float *y, const uint y_offset,
                        __global const float *bias, const uint bias_offset,
                        const uint rows, const uint cols)
 {
-    const uint col = get_global_id(0);
+    const uint col = get_global_id(0) * 8;
     const uint row = get_global_id(1);
-    if (col < cols && row < rows)
-        y[y_offset + row * cols + col] += bias[bias_offset + col];
+    if (col >= cols || row >= rows)
+        return;
+    __global float *yr = y + y_offset + row * cols;
+    store8_tail(load8_tail(yr, col, cols) + load8_tail(bias + bias_offset, col, cols), yr, col,
+                cols);
 }
 
 __kernel void column_sum(__global float *sum, const uint sum_offset,

@@ -58,7 +58,8 @@ clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const cl
 }
 
 /* Launches a linear.cl kernel whose arguments are (out, out_offset, in,
- * in_offset, rows, cols), over `dims` dimensions: (cols) or (cols, rows). */
+ * in_offset, rows, cols), over `dims` dimensions: (cols) for column_sum, or
+ * (ceil(cols / 8), rows) for the bias kernels, eight columns per work-item. */
 static clora_status launch_rows_cols(clora__kernel_id id, clora_buffer *out, const clora_buffer *in,
                                      size_t rows, size_t cols, cl_uint dims)
 {
@@ -70,7 +71,8 @@ static clora_status launch_rows_cols(clora__kernel_id id, clora_buffer *out, con
     clora__arg_buffer(&a, in);
     clora__arg_uint(&a, rows);
     clora__arg_uint(&a, cols);
-    const size_t global[2] = {cols, rows}, local[2] = {16, 4};
+    const size_t across = dims == 2 ? (cols + 7) / 8 : cols;
+    const size_t global[2] = {across, rows}, local[2] = {16, 4};
     return clora__args_launch(&a, dims, global, local);
 }
 

@@ -175,7 +175,7 @@ clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_bu
     clora__arg_buffer(&args, a);
     clora__arg_buffer(&args, b);
     clora__arg_uint(&args, out->numel);
-    const size_t global[1] = {out->numel}, local[1] = {64};
+    const size_t global[1] = {(out->numel + 7) / 8}, local[1] = {64}; /* eight per work-item */
     return clora__args_launch(&args, 1, global, local);
 }
 
