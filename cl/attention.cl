@@ -56,6 +56,27 @@ __kernel void heads_merge(__global float *out, const uint out_offset, const uint
           in + in_offset + (bh * T + t) * D + d, min(8u, D - d));
 }
 
+/* Whether key j of query i is masked out (see softmax_rows). */
+static int key_masked(const uint j, const uint i, const uint causal, __global const int *mask,
+                      const uint has_mask)
+{
+    return (causal && j > i) || (has_mask && mask[j] == 0);
+}
+
+/* The same for keys j .. j + 7 at once: -1 (all bits) where masked. */
+static int8 keys_masked(const uint j, const uint i, const uint causal, __global const int *mask,
+                        const uint has_mask)
+{
+    int8 masked = (int8)(0);
+    if (causal)
+        masked = (int8)(j) + (int8)(0, 1, 2, 3, 4, 5, 6, 7) > (int8)(i);
+    if (has_mask)
+        masked |= vload8(0, mask + j) == (int8)(0);
+    return masked;
+}
+
+/* One row per work-item, eight keys at a time as one float8 (then one by
+ * one for the last T % 8). */
 __kernel void softmax_rows(__global float *p, const uint p_offset, const uint rows,
                            const uint T, const uint H, const uint causal,
                            __global const int *mask, const uint mask_offset,
@@ -67,21 +88,37 @@ __kernel void softmax_rows(__global float *p, const uint p_offset, const uint ro
     const uint i = row % T;
     const uint b = row / (H * T);
     __global float *r = p + p_offset + row * T;
-    float m = -INFINITY;
-    for (uint j = 0; j < T; ++j) {
-        const int masked = (causal && j > i) || (has_mask && mask[mask_offset + b * T + j] == 0);
-        if (!masked)
+    __global const int *mb = mask + mask_offset + b * T;
+    const uint whole = T - T % 8;
+
+    float8 m8 = (float8)(-INFINITY);
+    for (uint j = 0; j < whole; j += 8)
+        m8 = select(fmax(m8, vload8(0, r + j)), m8, keys_masked(j, i, causal, mb, has_mask));
+    const float4 m4 = fmax(m8.lo, m8.hi);
+    const float2 m2 = fmax(m4.lo, m4.hi);
+    float m = fmax(m2.x, m2.y);
+    for (uint j = whole; j < T; ++j)
+        if (!key_masked(j, i, causal, mb, has_mask))
             m = fmax(m, r[j]);
+
+    float8 sum8 = (float8)(0.0f);
+    for (uint j = 0; j < whole; j += 8) {
+        const int8 off = keys_masked(j, i, causal, mb, has_mask) | (int8)(m == -INFINITY ? -1 : 0);
+        const float8 e = select(exp(vload8(0, r + j) - m), (float8)(0.0f), off);
+        vstore8(e, 0, r + j);
+        sum8 += e;
     }
-    float sum = 0.0f;
-    for (uint j = 0; j < T; ++j) {
-        const int masked = (causal && j > i) || (has_mask && mask[mask_offset + b * T + j] == 0);
-        const float e = masked || m == -INFINITY ? 0.0f : exp(r[j] - m);
+    float sum = dot(sum8.lo + sum8.hi, (float4)(1.0f));
+    for (uint j = whole; j < T; ++j) {
+        const float e =
+            key_masked(j, i, causal, mb, has_mask) || m == -INFINITY ? 0.0f : exp(r[j] - m);
         r[j] = e;
         sum += e;
     }
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    for (uint j = 0; j < T; ++j)
+    for (uint j = 0; j < whole; j += 8)
+        vstore8(vload8(0, r + j) * inv, 0, r + j);
+    for (uint j = whole; j < T; ++j)
         r[j] *= inv;
 }
 

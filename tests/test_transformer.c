@@ -238,7 +238,7 @@ static clora_model *tiny_gpt2(float p)
 {
     clora_gpt2_config c = clora_gpt2_config_default();
     c.vocab_size = 13;
-    c.n_positions = 8;
+    c.n_positions = 12;
     c.n_embd = 24;
     c.n_layer = 2;
     c.n_head = 2;
@@ -257,7 +257,7 @@ static clora_model *tiny_bert(float p, size_t labels)
     c.num_hidden_layers = 2;
     c.num_attention_heads = 2;
     c.intermediate_size = 12;
-    c.max_position_embeddings = 8;
+    c.max_position_embeddings = 12;
     c.hidden_dropout_prob = c.attention_probs_dropout_prob = p;
     c.initializer_range = 0.3f;
     c.num_labels = labels;
@@ -270,20 +270,25 @@ typedef struct batch {
     clora_buffer *ids, *mask, *types;
 } batch;
 
-/* (2, 5) ids; the second row ends in two padding tokens. */
+/* (2, 11) ids; the second row ends in five padding tokens. Eleven keys
+ * run the attention softmax's eight-wide step and its tail, with masked
+ * keys in both. */
 static batch tiny_batch(void)
 {
-    static const int32_t ids[10] = {3, 7, 1, 12, 5, 9, 2, 6, 0, 0};
-    static const int32_t mask[10] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
-    static const int32_t types[10] = {0, 0, 0, 1, 1, 0, 0, 1, 1, 1};
-    const size_t shape[2] = {2, 5};
+    static const int32_t ids[22] = {3, 7, 1, 12, 5, 4, 8, 10, 11, 2, 6,
+                                    9, 2, 6, 4, 1, 3, 0, 0, 0, 0, 0};
+    static const int32_t mask[22] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                     1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0};
+    static const int32_t types[22] = {0, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1,
+                                      0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const size_t shape[2] = {2, 11};
     batch b = {NULL, NULL, NULL};
     CHECK_OK(clora_buffer_create_typed(&b.ids, test_device, CLORA_DTYPE_I32, 2, shape));
     CHECK_OK(clora_buffer_create_typed(&b.mask, test_device, CLORA_DTYPE_I32, 2, shape));
     CHECK_OK(clora_buffer_create_typed(&b.types, test_device, CLORA_DTYPE_I32, 2, shape));
-    CHECK_OK(clora_buffer_upload_i32(b.ids, 0, ids, 10));
-    CHECK_OK(clora_buffer_upload_i32(b.mask, 0, mask, 10));
-    CHECK_OK(clora_buffer_upload_i32(b.types, 0, types, 10));
+    CHECK_OK(clora_buffer_upload_i32(b.ids, 0, ids, 22));
+    CHECK_OK(clora_buffer_upload_i32(b.mask, 0, mask, 22));
+    CHECK_OK(clora_buffer_upload_i32(b.types, 0, types, 22));
     return b;
 }
 
@@ -469,13 +474,14 @@ static void one_training_step(void **state)
         clora_train_config cfg = clora_train_config_default();
         CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
         /* GPT-2: next-token labels (-100 where there is none); BERT: classes */
-        static const int32_t lm[10] = {7, 1, 12, 5, -100, 2, 6, -100, -100, -100};
+        static const int32_t lm[22] = {7, 1, 12, 5, 4, 8, 10, 11, 2, 6, -100,
+                                       2, 6, 4, 1, 3, -100, -100, -100, -100, -100, -100};
         static const int32_t classes[2] = {2, 0};
-        const size_t lm_shape[2] = {2, 5}, class_shape[1] = {2};
+        const size_t lm_shape[2] = {2, 11}, class_shape[1] = {2};
         clora_buffer *labels = NULL;
         CHECK_OK(clora_buffer_create_typed(&labels, test_device, CLORA_DTYPE_I32, bert ? 1 : 2,
                                            bert ? class_shape : lm_shape));
-        CHECK_OK(clora_buffer_upload_i32(labels, 0, bert ? classes : lm, bert ? 2 : 10));
+        CHECK_OK(clora_buffer_upload_i32(labels, 0, bert ? classes : lm, bert ? 2 : 22));
         float first = 0.0f, loss = 0.0f;
         for (int step = 0; step < 3; ++step)
             CHECK_OK(clora_trainer_step(trainer, b.ids, labels, step == 0 ? &first : &loss));
@@ -607,11 +613,11 @@ static void input_errors(void **state)
     CHECK_STATUS(clora_model_forward(model, b.ids, &y), CLORA_ERR_INVALID_ARGUMENT);
     test_expect_message("outside [0, 13)");
 
-    const size_t long_shape[2] = {1, 9}, odd_shape[2] = {2, 4};
+    const size_t long_shape[2] = {1, 13}, odd_shape[2] = {2, 4};
     clora_buffer *too_long = NULL, *odd_mask = NULL;
     CHECK_OK(clora_buffer_create_typed(&too_long, test_device, CLORA_DTYPE_I32, 2, long_shape));
     CHECK_STATUS(clora_model_forward(model, too_long, &y), CLORA_ERR_SHAPE_MISMATCH);
-    test_expect_message("positions for 8");
+    test_expect_message("positions for 12");
 
     clora_buffer *floats = test_buffer_2d(2, 5, NULL);
     CHECK_STATUS(clora_model_forward(model, floats, &y), CLORA_ERR_SHAPE_MISMATCH);
