@@ -53,17 +53,33 @@ __kernel void cross_entropy_rows(__global float *d_logits, const uint d_offset,
                 d[c] = 0.0f;
         return;
     }
+    /* Eight classes at a time as one float8, the last C % 8 one by one. */
     const float inv = stats[0];
-    float m = l[0];
-    for (uint c = 1; c < classes; ++c)
+    const uint whole = classes - classes % 8;
+    float8 m8 = (float8)(-INFINITY);
+    for (uint c = 0; c < whole; c += 8)
+        m8 = fmax(m8, vload8(0, l + c));
+    const float4 m4 = fmax(m8.lo, m8.hi);
+    const float2 m2 = fmax(m4.lo, m4.hi);
+    float m = fmax(m2.x, m2.y);
+    for (uint c = whole; c < classes; ++c)
         m = fmax(m, l[c]);
-    float s = 0.0f;
-    for (uint c = 0; c < classes; ++c)
+    float8 s8 = (float8)(0.0f);
+    for (uint c = 0; c < whole; c += 8)
+        s8 += exp(vload8(0, l + c) - m);
+    float s = dot(s8.lo + s8.hi, (float4)(1.0f));
+    for (uint c = whole; c < classes; ++c)
         s += exp(l[c] - m);
     row_loss[i] = (m + log(s) - l[label]) * inv;
     if (has_grad) {
         const float inv_s = 1.0f / s;
-        for (uint c = 0; c < classes; ++c)
+        const int8 lanes = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+        for (uint c = 0; c < whole; c += 8) {
+            const float8 onehot =
+                select((float8)(0.0f), (float8)(1.0f), (int8)(c) + lanes == (int8)(label));
+            vstore8((exp(vload8(0, l + c) - m) * inv_s - onehot) * inv, 0, d + c);
+        }
+        for (uint c = whole; c < classes; ++c)
             d[c] = (exp(l[c] - m) * inv_s - (c == (uint)label ? 1.0f : 0.0f)) * inv;
     }
 }
