@@ -399,7 +399,12 @@ static clora_status open_entry(clora_device **out, const device_entry *entry, si
     if (err != CL_SUCCESS) {
         status = CLORA__FAIL_CL(err, "clCreateContext");
     } else {
-        dev->queue = clCreateCommandQueue(dev->context, entry->device, 0, &err);
+        /* CLORA_QUEUE_PROFILING=1: event timestamps for the runtime's
+         * profilers and tracers (PoCL's POCL_TRACING, for one). */
+        const char *profiling = getenv("CLORA_QUEUE_PROFILING");
+        const cl_command_queue_properties properties =
+            profiling && strcmp(profiling, "1") == 0 ? CL_QUEUE_PROFILING_ENABLE : 0;
+        dev->queue = clCreateCommandQueue(dev->context, entry->device, properties, &err);
         if (err != CL_SUCCESS)
             status = CLORA__FAIL_CL(err, "clCreateCommandQueue");
     }

@@ -86,6 +86,34 @@ static void open_by_index(void **state)
     clora_device_destroy(dev);
 }
 
+static cl_command_queue_properties queue_properties(const clora_device *dev)
+{
+    cl_command_queue_properties properties = 0;
+    assert_int_equal(clGetCommandQueueInfo(clora_device_cl_queue(dev), CL_QUEUE_PROPERTIES,
+                                           sizeof properties, &properties, NULL),
+                     CL_SUCCESS);
+    return properties;
+}
+
+/* CLORA_QUEUE_PROFILING=1 turns profiling on; anything else leaves it off. */
+static void queue_profiling_env(void **state)
+{
+    (void)state;
+    const char *values[] = {"1", "0", "yes", NULL};
+    for (int i = 0; i < 4; ++i) {
+        if (values[i])
+            setenv("CLORA_QUEUE_PROFILING", values[i], 1);
+        else
+            unsetenv("CLORA_QUEUE_PROFILING");
+        clora_device *dev = NULL;
+        CHECK_OK(clora_device_open_index(&dev, 0));
+        const int on = (queue_properties(dev) & CL_QUEUE_PROFILING_ENABLE) != 0;
+        assert_int_equal(on, i == 0);
+        clora_device_destroy(dev);
+    }
+    unsetenv("CLORA_QUEUE_PROFILING");
+}
+
 static void open_by_name_substring_ignores_case(void **state)
 {
     (void)state;
@@ -432,6 +460,7 @@ int main(void)
         cmocka_unit_test(count_and_describe),
         cmocka_unit_test(default_device_prefers_gpu),
         cmocka_unit_test(open_by_index),
+        cmocka_unit_test(queue_profiling_env),
         cmocka_unit_test(open_by_name_substring_ignores_case),
         cmocka_unit_test(clora_device_env_selects),
         cmocka_unit_test(clora_device_env_matching_nothing_fails),
