@@ -21,8 +21,8 @@
  *   lora_forward_rows,    CPUs: one pass over the rows of the forward (h and
  *   lora_backward_rows    the update of y) and of backward (g and the update
  *                         of dx), ROWS rows per work-item, after the frozen
- *                         GEMM wrote y or dx (beta = 0, which CLBlast runs
- *                         faster there than beta = 1); global (ceil(N / ROWS))
+ *                         GEMM wrote y or dx with beta = 0; global
+ *                         (ceil(N / ROWS))
  *   lora_transpose        B^T for lora_forward_rows
  *   lora_reduce_partials  C (M, P) = epilogue(alpha * sum_z partial (z, M, P)),
  *                         partial starting at element partial_offset
