@@ -20,17 +20,6 @@
  *                   global (C, T, B)
  */
 
-/* dst[0, count) = src[0, count) for count <= 8: one float8 when whole. */
-static void copy8(__global float *dst, __global const float *src, const uint count)
-{
-    if (count == 8) {
-        vstore8(vload8(0, src), 0, dst);
-        return;
-    }
-    for (uint i = 0; i < count; ++i)
-        dst[i] = src[i];
-}
-
 __kernel void heads_split(__global float *out, const uint out_offset,
                           __global const float *in, const uint in_offset, const uint ld,
                           const uint col0, const uint B, const uint T, const uint H,
@@ -40,8 +29,8 @@ __kernel void heads_split(__global float *out, const uint out_offset,
     if (d >= D || t >= T || bh >= B * H)
         return;
     const uint b = bh / H, h = bh % H;
-    copy8(out + out_offset + (bh * T + t) * D + d,
-          in + in_offset + (b * T + t) * ld + col0 + h * D + d, min(8u, D - d));
+    store8_tail(load8_tail(in + in_offset + (b * T + t) * ld + col0 + h * D, d, D),
+                out + out_offset + (bh * T + t) * D, d, D);
 }
 
 __kernel void heads_merge(__global float *out, const uint out_offset, const uint ld,
@@ -52,8 +41,8 @@ __kernel void heads_merge(__global float *out, const uint out_offset, const uint
     if (d >= D || t >= T || bh >= B * H)
         return;
     const uint b = bh / H, h = bh % H;
-    copy8(out + out_offset + (b * T + t) * ld + col0 + h * D + d,
-          in + in_offset + (bh * T + t) * D + d, min(8u, D - d));
+    store8_tail(load8_tail(in + in_offset + (bh * T + t) * D, d, D),
+                out + out_offset + (b * T + t) * ld + col0 + h * D, d, D);
 }
 
 /* Whether key j of query i is masked out (see softmax_rows). */
@@ -94,21 +83,19 @@ __kernel void softmax_rows(__global float *p, const uint p_offset, const uint ro
     float8 m8 = (float8)(-INFINITY);
     for (uint j = 0; j < whole; j += 8)
         m8 = select(fmax(m8, vload8(0, r + j)), m8, keys_masked(j, i, causal, mb, has_mask));
-    const float4 m4 = fmax(m8.lo, m8.hi);
-    const float2 m2 = fmax(m4.lo, m4.hi);
-    float m = fmax(m2.x, m2.y);
+    float m = max8(m8);
     for (uint j = whole; j < T; ++j)
         if (!key_masked(j, i, causal, mb, has_mask))
             m = fmax(m, r[j]);
 
-    float8 sum8 = (float8)(0.0f);
+    float8 sums = (float8)(0.0f);
     for (uint j = 0; j < whole; j += 8) {
         const int8 off = keys_masked(j, i, causal, mb, has_mask) | (int8)(m == -INFINITY ? -1 : 0);
         const float8 e = select(exp(vload8(0, r + j) - m), (float8)(0.0f), off);
         vstore8(e, 0, r + j);
-        sum8 += e;
+        sums += e;
     }
-    float sum = dot(sum8.lo + sum8.hi, (float4)(1.0f));
+    float sum = sum8(sums);
     for (uint j = whole; j < T; ++j) {
         const float e =
             key_masked(j, i, causal, mb, has_mask) || m == -INFINITY ? 0.0f : exp(r[j] - m);

@@ -53,3 +53,18 @@ static void store8_tail(const float8 v, __global float *p, const uint at, const 
     for (uint j = 0; at + j < n; ++j)
         p[at + j] = lanes[j];
 }
+
+/* The sum and the largest of v's lanes. (Lane-by-lane sums of a vector held
+ * in registers compile to shuffles with undefined lanes, which crash
+ * oclgrind 21.10's uninitialised-value check; dot and halving do not.) */
+static float sum8(const float8 v)
+{
+    return dot(v.lo + v.hi, (float4)(1.0f));
+}
+
+static float max8(const float8 v)
+{
+    const float4 m4 = fmax(v.lo, v.hi);
+    const float2 m2 = fmax(m4.lo, m4.hi);
+    return fmax(m2.x, m2.y);
+}

@@ -187,16 +187,6 @@ __kernel void lora_stream(PRODUCT_ARGUMENTS)
                      bias_offset + p0 + i, key, m, p0 + i, drop_threshold, drop_scale);
 }
 
-/* Loads 4 consecutive elements of a row, the last ones repeated past
- * `count` (their results are never stored). */
-static float4 load4_clamped(__global const float *row, const uint at, const uint count)
-{
-    if (at + 4 <= count)
-        return vload4(0, row + at);
-    return (float4)(row[min(at, count - 1)], row[min(at + 1, count - 1)],
-                    row[min(at + 2, count - 1)], row[min(at + 3, count - 1)]);
-}
-
 static float4 dropped4(const float4 v, const uint key, const uint row, const uint col,
                        const uint threshold, const float scale)
 {
@@ -206,27 +196,11 @@ static float4 dropped4(const float4 v, const uint key, const uint row, const uin
                     dropped(v.s3, key, row, col + 3, threshold, scale));
 }
 
-/* The sum of v's lanes. (Lane-by-lane sums of a vector held in registers
- * compile to shuffles with undefined lanes, which crash oclgrind 21.10's
- * uninitialised-value check; dot does not.) */
-static float sum8(const float8 v)
-{
-    return dot(v.lo + v.hi, (float4)(1.0f));
-}
-
 static float8 dropped8(const float8 v, const uint key, const uint row, const uint col,
                        const uint threshold, const float scale)
 {
     return (float8)(dropped4(v.lo, key, row, col, threshold, scale),
                     dropped4(v.hi, key, row, col + 4, threshold, scale));
-}
-
-static float8 load8_clamped(__global const float *row, const uint at, const uint count)
-{
-    if (at + 8 <= count)
-        return vload8(0, row + at);
-    return (float8)(load4_clamped(row, min(at, count - 1), count),
-                    load4_clamped(row, min(at + 4, count - 1), count));
 }
 
 __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
@@ -247,7 +221,7 @@ __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
     __global const float *xk = x + x_offset;
     __global const float *yk = y + y_offset;
     for (uint k = 0; k < K; ++k, xk += x_stride_k, yk += y_stride_k) {
-        float8 yv = load8_clamped(yk, p0, P);
+        float8 yv = load8_tail(yk, p0, P);
         if (flags & DROP_Y)
             yv = dropped8(yv, key, k, p0, drop_threshold, drop_scale);
         float xv[8] = {xk[m0], xk[m1], xk[m2], xk[m3], xk[m4], xk[m5], xk[m6], xk[m7]};

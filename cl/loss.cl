@@ -59,15 +59,13 @@ __kernel void cross_entropy_rows(__global float *d_logits, const uint d_offset,
     float8 m8 = (float8)(-INFINITY);
     for (uint c = 0; c < whole; c += 8)
         m8 = fmax(m8, vload8(0, l + c));
-    const float4 m4 = fmax(m8.lo, m8.hi);
-    const float2 m2 = fmax(m4.lo, m4.hi);
-    float m = fmax(m2.x, m2.y);
+    float m = max8(m8);
     for (uint c = whole; c < classes; ++c)
         m = fmax(m, l[c]);
     float8 s8 = (float8)(0.0f);
     for (uint c = 0; c < whole; c += 8)
         s8 += exp(vload8(0, l + c) - m);
-    float s = dot(s8.lo + s8.hi, (float4)(1.0f));
+    float s = sum8(s8);
     for (uint c = whole; c < classes; ++c)
         s += exp(l[c] - m);
     row_loss[i] = (m + log(s) - l[label]) * inv;
