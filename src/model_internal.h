@@ -224,9 +224,10 @@ void clora__node_release_activations(clora_node *node);
 /* *buf as a float32 activation of `shape`, kept when the shape is unchanged. */
 clora_status clora__ensure(clora_buffer **buf, clora_device *device, size_t ndim,
                            const size_t *shape);
-/* *buf as an int32 buffer of `shape`, kept when the shape is unchanged. */
+/* *buf as an int32 buffer of `shape`, kept when the shape is unchanged;
+ * *created (may be NULL) is 1 when it was made anew (zero-filled). */
 clora_status clora__ensure_i32(clora_buffer **buf, clora_device *device, size_t ndim,
-                               const size_t *shape);
+                               const size_t *shape, int *created);
 /* out = a + b elementwise (same number of elements). */
 clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_buffer *b);
 /* out = in * mask(seed) / (1 - p), keyed (row, col) over in's (rows, cols). */

@@ -10,28 +10,37 @@
 /* ---- activation buffers ------------------------------------------------------ */
 
 /* Makes *buf a buffer of `dtype` and `shape`, reusing it when both are
- * unchanged (the common case: the same batch shape every step). */
+ * unchanged (the common case: the same batch shape every step). *created
+ * (may be NULL) tells whether it is a new, zero-filled buffer: callers that
+ * fill a buffer once must ask this, not compare the handle's address with
+ * the old one, which the allocator may hand out again. */
 static clora_status ensure_typed(clora_buffer **buf, clora_device *device, clora_dtype dtype,
-                                 size_t ndim, const size_t *shape)
+                                 size_t ndim, const size_t *shape, int *created)
 {
+    if (created)
+        *created = 0;
     if (*buf && (*buf)->dtype == dtype && (*buf)->ndim == ndim &&
         !memcmp((*buf)->shape, shape, ndim * sizeof *shape))
         return CLORA_OK;
     clora_buffer_destroy(*buf);
     *buf = NULL;
-    return clora__buffer_create(buf, device, dtype, CLORA_MEMORY_ACTIVATIONS, ndim, shape);
+    clora_status status =
+        clora__buffer_create(buf, device, dtype, CLORA_MEMORY_ACTIVATIONS, ndim, shape);
+    if (status == CLORA_OK && created)
+        *created = 1;
+    return status;
 }
 
 clora_status clora__ensure(clora_buffer **buf, clora_device *device, size_t ndim,
                            const size_t *shape)
 {
-    return ensure_typed(buf, device, CLORA_DTYPE_F32, ndim, shape);
+    return ensure_typed(buf, device, CLORA_DTYPE_F32, ndim, shape, NULL);
 }
 
 clora_status clora__ensure_i32(clora_buffer **buf, clora_device *device, size_t ndim,
-                               const size_t *shape)
+                               const size_t *shape, int *created)
 {
-    return ensure_typed(buf, device, CLORA_DTYPE_I32, ndim, shape);
+    return ensure_typed(buf, device, CLORA_DTYPE_I32, ndim, shape, created);
 }
 
 clora_node *clora__child(const clora_node *node, const char *name)

@@ -421,12 +421,14 @@ static clora_status check_ids(const clora_node *node, const clora_buffer *ids, s
     return CLORA_OK;
 }
 
-/* The (B, T) position ids 0..T-1 in slot S_POS, made when the shape changes. */
+/* The (B, T) position ids 0..T-1 in slot S_POS, written when the buffer is
+ * made for a new shape. */
 static clora_status position_ids(clora_node *node, const clora_buffer *ids)
 {
-    clora_buffer *before = node->saved[S_POS];
-    clora_status status = clora__ensure_i32(&node->saved[S_POS], ids->device, 2, ids->shape);
-    if (status != CLORA_OK || node->saved[S_POS] == before)
+    int created = 0;
+    clora_status status =
+        clora__ensure_i32(&node->saved[S_POS], ids->device, 2, ids->shape, &created);
+    if (status != CLORA_OK || !created)
         return status;
     int32_t *host = malloc(ids->numel * sizeof *host);
     if (!host)
@@ -484,7 +486,7 @@ static clora_status bert_embeddings_forward(clora_node *node, const clora_buffer
                              "the token types are (%zu, %zu); the ids are (%zu, %zu)",
                              types->shape[0], types->shape[1], ids->shape[0], ids->shape[1]);
     if (status == CLORA_OK && !types) { /* all zero: a zero-filled buffer of the ids' shape */
-        status = clora__ensure_i32(&node->saved[S_TYPES], ids->device, 2, ids->shape);
+        status = clora__ensure_i32(&node->saved[S_TYPES], ids->device, 2, ids->shape, NULL);
         types = node->saved[S_TYPES];
     }
     if (status == CLORA_OK)
