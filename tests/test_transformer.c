@@ -3,7 +3,7 @@
  * finite-difference checks of every transformer part's backward (dropout
  * included), model folders, and the errors a user can run into.
  *
- * The finite-difference checks reach into the model (model_internal.h) for
+ * The finite-difference checks reach into the model (nn/nn.h) for
  * one thing: pinning the forward counter, so that each re-run forward in
  * training mode draws the same dropout masks. */
 #include "support.h"
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "golden.h"
-#include "model_internal.h"
+#include "nn/nn.h"
 
 #define GOLDEN CLORA_TEST_GOLDEN_DIR
 

@@ -15,6 +15,7 @@
 #include "clora/linear.h"
 #include "clora/lora.h"
 #include "clora/reference.h"
+#include "clora/loss.h"
 #include "clora/safetensors.h"
 #include "clora/model.h"
 #include "clora/adapter.h"

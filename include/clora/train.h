@@ -1,5 +1,6 @@
-/* clora/train.h — losses, optimizers, gradient clipping, learning-rate
- * schedules and a training loop, over a model's trainable parameters only.
+/* clora/train.h — optimizers, gradient clipping, learning-rate schedules
+ * and a training loop, over a model's trainable parameters only; with the
+ * losses of clora/loss.h.
  *
  * Optimizer state lives in one allocation the size of the trainable
  * parameters; frozen parameters get none. Updates follow PyTorch's
@@ -12,27 +13,13 @@
 #include <stddef.h>
 
 #include "clora/buffer.h"
+#include "clora/loss.h"
 #include "clora/model.h"
 #include "clora/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- losses ---------------------------------------------------------------- */
-
-/* Mean cross-entropy of logits (N, C) against int32 labels (N), skipping
- * rows whose label is ignore_index (PyTorch uses -100). d_logits (N, C),
- * if not NULL, receives the gradient of the mean. *loss (if loss is not
- * NULL) receives the value, which waits for the device; labels outside
- * [0, C) are then reported as CLORA_ERR_INVALID_ARGUMENT. With every row
- * ignored the loss and gradient are 0. */
-clora_status clora_cross_entropy(float *loss, clora_buffer *d_logits, const clora_buffer *logits,
-                                 const clora_buffer *labels, int ignore_index);
-
-/* Mean squared error of pred against target (same shapes); d_pred as above. */
-clora_status clora_mse(float *loss, clora_buffer *d_pred, const clora_buffer *pred,
-                       const clora_buffer *target);
 
 /* ---- optimizers ----------------------------------------------------------- */
 

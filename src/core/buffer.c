@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 /* Validates ndim/shape and returns the element count through *numel. */
 static clora_status check_shape(const char *op, size_t ndim, const size_t *shape, size_t *numel)
@@ -96,6 +96,34 @@ clora_status clora_buffer_create_typed(clora_buffer **out, clora_device *device,
                                        size_t ndim, const size_t *shape)
 {
     return clora__buffer_create(out, device, dtype, CLORA_MEMORY_OTHER, ndim, shape);
+}
+
+clora_status clora__buffer_ensure(clora_buffer **buf, clora_device *device, clora_dtype dtype,
+                                  size_t ndim, const size_t *shape, int *created)
+{
+    if (created)
+        *created = 0;
+    if (*buf && (*buf)->dtype == dtype && (*buf)->ndim == ndim &&
+        !memcmp((*buf)->shape, shape, ndim * sizeof *shape))
+        return CLORA_OK;
+    clora_buffer_destroy(*buf);
+    *buf = NULL;
+    clora_status status =
+        clora__buffer_create(buf, device, dtype, CLORA_MEMORY_ACTIVATIONS, ndim, shape);
+    if (status == CLORA_OK && created)
+        *created = 1;
+    return status;
+}
+
+clora_status clora__buffer_ensure_like(clora_buffer **buf, const clora_buffer *like)
+{
+    return clora__buffer_ensure(buf, like->device, CLORA_DTYPE_F32, like->ndim, like->shape,
+                                NULL);
+}
+
+clora_status clora__buffer_temporary(clora_buffer **out, clora_device *device, size_t n)
+{
+    return clora__buffer_create(out, device, CLORA_DTYPE_F32, CLORA_MEMORY_SCRATCH, 1, &n);
 }
 
 void clora__buffer_set_category(clora_buffer *buffer, clora_memory_category category)

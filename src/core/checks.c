@@ -2,7 +2,7 @@
  * names the op, the argument, what it got and what it needed. */
 #include <stdio.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 clora_status clora__check_dtype(const char *op, const char *name, const clora_buffer *buffer,
                                 clora_dtype dtype)

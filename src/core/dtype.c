@@ -1,7 +1,7 @@
 /* dtype.c — element type names and sizes. */
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 static const struct {
     const char *name;

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 /* The folder part of `path` ("." when there is none), for fsync. */
 static void parent_dir(const char *path, char *out, size_t size)

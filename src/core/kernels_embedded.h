@@ -1,7 +1,7 @@
 /* kernels_embedded.h — the OpenCL sources of cl/ and the tuning files of
  * tuning/, compiled into the library by cmake/embed_kernels.cmake. */
-#ifndef CLORA_KERNELS_EMBEDDED_H
-#define CLORA_KERNELS_EMBEDDED_H
+#ifndef CLORA_CORE_KERNELS_EMBEDDED_H
+#define CLORA_CORE_KERNELS_EMBEDDED_H
 
 #include <stddef.h>
 
@@ -15,4 +15,4 @@ extern const clora__embedded_kernel clora__embedded_kernels[];
 /* The same for tuning/NAME.json: CLBlast parameters clora ships. */
 extern const clora__embedded_kernel clora__embedded_tuning[];
 
-#endif /* CLORA_KERNELS_EMBEDDED_H */
+#endif /* CLORA_CORE_KERNELS_EMBEDDED_H */

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 /* Long enough for a kernel build log of a few dozen lines; longer logs are
  * cut with a marker. */

@@ -1,5 +1,5 @@
 /* version.c — the linked library's version. */
-#include "internal.h"
+#include "core/core.h"
 
 const char *clora_version(void)
 {

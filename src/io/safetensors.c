@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "io/io.h"
 
 #define MAX_HEADER_SIZE 100000000ull
 

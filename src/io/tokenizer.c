@@ -7,9 +7,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "clora/tokenizer.h"
-#include "internal.h"
-#include "model_internal.h"
+#include "io/io.h"
 
 #define MAX_CHARS_PER_WORD 100
 

@@ -1,12 +1,13 @@
-/* adapter.c — replace_linear_with_lora, named adapters, merge and unmerge. */
-#define _POSIX_C_SOURCE 200809L
+/* adapter.c — replace_linear_with_lora, the model's named adapters, which
+ * one is active and trains, delete, merge and unmerge. A LoRA node's own
+ * adapters are lora_layer.c's. */
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_internal.h"
+#include "nn/nn.h"
 
 clora_lora_config clora_lora_config_default(void)
 {
@@ -19,40 +20,7 @@ clora_lora_config clora_lora_config_default(void)
     return config;
 }
 
-/* ---- the adapter-name registry ---------------------------------------------- */
-
-void clora__adapters_free(clora_model *model)
-{
-    for (size_t i = 0; i < model->adapter_name_count; ++i)
-        free(model->adapter_names[i]);
-    free(model->adapter_names);
-    model->adapter_names = NULL;
-    model->adapter_name_count = 0;
-    model->active_adapter = -1;
-}
-
-static int adapter_index(const clora_model *model, const char *name)
-{
-    for (size_t i = 0; i < model->adapter_name_count; ++i)
-        if (!strcmp(model->adapter_names[i], name))
-            return (int)i;
-    return -1;
-}
-
-clora_status clora__adapters_register(clora_model *model, const char *name)
-{
-    if (adapter_index(model, name) >= 0)
-        return CLORA_OK;
-    char **grown =
-        realloc(model->adapter_names, (model->adapter_name_count + 1) * sizeof *grown);
-    if (!grown)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
-    model->adapter_names = grown;
-    if (!(grown[model->adapter_name_count] = strdup(name)))
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
-    model->adapter_name_count++;
-    return CLORA_OK;
-}
+/* ---- the model's adapters ------------------------------------------------------ */
 
 size_t clora_model_adapter_count(clora_model *model)
 {
@@ -71,26 +39,13 @@ const char *clora_model_active_adapter(clora_model *model)
 
 /* ---- trainability ------------------------------------------------------------- */
 
-static int node_adapter(const clora_node *node, const char *name)
-{
-    for (size_t i = 0; i < node->adapter_count; ++i)
-        if (!strcmp(node->adapters[i].name, name))
-            return (int)i;
-    return -1;
-}
-
 static void apply_trainability(clora_node *node, const char *active, int in_saved_module)
 {
     int saved = in_saved_module || node->trainable_module;
     for (size_t i = 0; i < node->param_count; ++i)
         node->params[i]->trainable = saved;
-    if (node->kind == CLORA_NODE_LORA) {
-        node->active = active ? node_adapter(node, active) : -1;
-        if (node->active >= 0) {
-            node->adapters[node->active].lora_a->trainable = 1;
-            node->adapters[node->active].lora_b->trainable = 1;
-        }
-    }
+    if (clora__is_lora(node))
+        clora__lora_activate(node, active);
     for (size_t i = 0; i < node->child_count; ++i)
         apply_trainability(node->children[i], active, saved);
 }
@@ -111,106 +66,14 @@ clora_status clora_model_set_adapter(clora_model *model, const char *name)
                            "unmerge it first",
                            clora_model_active_adapter(model));
     int index = -1;
-    if (name && (index = adapter_index(model, name)) < 0)
+    if (name && (index = clora__adapter_index(model, name)) < 0)
         return clora__fail(CLORA_ERR_NOT_FOUND, "the model has no adapter \"%s\"", name);
     model->active_adapter = index;
     clora__apply_adapter_trainability(model);
     return CLORA_OK;
 }
 
-/* ---- wrapping -------------------------------------------------------------------- */
-
-clora_status clora__wrap_linear(clora_node *linear, clora_node **out)
-{
-    clora_model *model = linear->model;
-    clora_node *parent = linear->parent;
-    clora_node *lora = NULL;
-    clora_status status = clora__node_new(model, linear->name, CLORA_NODE_LORA, &lora);
-    if (status != CLORA_OK)
-        return status;
-    lora->children = malloc(sizeof *lora->children);
-    char *base_name = strdup("base_layer");
-    if (!lora->children || !base_name) {
-        free(base_name);
-        clora__node_free(lora);
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "wrapping %s", linear->name);
-    }
-    lora->trainable_module = linear->trainable_module;
-    clora__node_replace_child(parent, linear, lora);
-    free(linear->name);
-    linear->name = base_name;
-    clora__node_release_activations(linear);
-    lora->children[0] = linear;
-    lora->child_count = lora->child_capacity = 1;
-    linear->parent = lora;
-    *out = lora;
-    return CLORA_OK;
-}
-
-/* Turns a LoRA node without adapters back into its base Linear. */
-static clora_status unwrap_lora(clora_node *lora)
-{
-    clora_node *linear = lora->children[0];
-    char *name = strdup(lora->name);
-    if (!name)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "unwrapping %s", lora->name);
-    clora__node_replace_child(lora->parent, lora, linear);
-    free(linear->name);
-    linear->name = name;
-    linear->trainable_module = lora->trainable_module;
-    lora->child_count = 0;
-    clora__node_free(lora);
-    return CLORA_OK;
-}
-
-clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t rank, float alpha,
-                                     clora_scale_mode scale_mode, float dropout,
-                                     clora_init_mode init)
-{
-    const clora_node *base = lora->children[0];
-    char a_name[256], b_name[256];
-    snprintf(a_name, sizeof a_name, "lora_A.%s.weight", name);
-    snprintf(b_name, sizeof b_name, "lora_B.%s.weight", name);
-    const size_t a_shape[2] = {rank, base->in_features}, b_shape[2] = {base->out_features, rank};
-    clora__init a_init = init == CLORA_INIT_GAUSSIAN ? CLORA__INIT_NORMAL : CLORA__INIT_UNIFORM;
-    float bound = init == CLORA_INIT_PEFT   ? 1.0f / sqrtf((float)base->in_features)
-                  : init == CLORA_INIT_SEED ? 1.0f / sqrtf((float)rank)
-                                            : 1.0f / (float)rank;
-    clora__adapter *grown = realloc(lora->adapters, (lora->adapter_count + 1) * sizeof *grown);
-    if (!grown)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
-    lora->adapters = grown;
-    clora__adapter *ad = &lora->adapters[lora->adapter_count];
-    memset(ad, 0, sizeof *ad);
-    if (!(ad->name = strdup(name)))
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
-    clora_status status = clora__param_add(lora, a_name, 2, a_shape, a_init, bound, &ad->lora_a);
-    if (status == CLORA_OK)
-        status = clora__param_add(lora, b_name, 2, b_shape, CLORA__INIT_ZERO, 0.0f, &ad->lora_b);
-    if (status != CLORA_OK) {
-        if (ad->lora_a)
-            clora__param_remove(lora, ad->lora_a);
-        free(ad->name);
-        return status;
-    }
-    ad->rank = rank;
-    ad->alpha = alpha;
-    ad->scale_mode = scale_mode;
-    ad->dropout = dropout;
-    lora->adapter_count++;
-    return CLORA_OK;
-}
-
 /* ---- matching module paths --------------------------------------------------- */
-
-/* PEFT's list rule: equal, or ending with "." + entry. */
-static int list_match(const char *path, const char *entry)
-{
-    size_t lp = strlen(path), le = strlen(entry);
-    if (lp == le)
-        return !strcmp(path, entry);
-    return lp > le && path[lp - le - 1] == '.' && !strcmp(path + lp - le, entry);
-}
 
 typedef struct compiled {
     regex_t *patterns;
@@ -310,45 +173,46 @@ static int select_layers(clora_node *node, const char *path, void *user)
     if (!within(node, sel->root))
         return 0;
     for (size_t i = 0; i < cfg->modules_to_save_count; ++i)
-        if (*path && list_match(path, cfg->modules_to_save[i])) {
+        if (*path && clora__peft_list_match(path, cfg->modules_to_save[i])) {
             sel->save_hit[i] = 1;
             if (!push((void ***)&sel->saved, &sel->saved_count, &sel->saved_capacity, node)) {
                 sel->status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "selecting modules");
                 return 1;
             }
         }
-    if (node->parent && node->parent->kind == CLORA_NODE_LORA)
+    if (clora__is_base_layer(node))
         return 0; /* a base_layer: its LoRA node is the module */
     int matched = 0, listed = 0;
     if (cfg->target_module_count > 0) {
         for (size_t i = 0; i < cfg->target_module_count; ++i)
-            if (*path && list_match(path, cfg->target_modules[i])) {
+            if (*path && clora__peft_list_match(path, cfg->target_modules[i])) {
                 sel->target_hit[i] = 1;
                 listed = matched = 1;
             }
     } else if (cfg->target_regex) {
         matched = listed = first_match(&sel->target_regex, path) >= 0;
     } else {
-        matched = node->kind == CLORA_NODE_LINEAR || node->kind == CLORA_NODE_LORA;
+        matched = clora__linear_of(node) != NULL;
     }
     for (size_t i = 0; matched && i < cfg->exclude_module_count; ++i)
-        if (list_match(path, cfg->exclude_modules[i]))
+        if (clora__peft_list_match(path, cfg->exclude_modules[i]))
             matched = 0;
     if (!matched)
         return 0;
-    if (node->kind != CLORA_NODE_LINEAR && node->kind != CLORA_NODE_LORA) {
+    if (!clora__linear_of(node)) {
         if (listed) {
             sel->status = clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                                       "target module \"%s\" is %s; LoRA applies to Linear layers",
-                                      path, clora_node_kind_name(node->kind));
+                                      path, node->kind->name);
             return 1;
         }
         return 0;
     }
-    if (clora__linear_of(node)->tied) { /* merging would change its owner too */
+    const clora_node *owner_node = clora__linear_of(node)->tied;
+    if (owner_node) { /* merging would change its owner too */
         if (listed) {
             char owner[1024];
-            clora_node_path(clora__linear_of(node)->tied, owner, sizeof owner);
+            clora_node_path(owner_node, owner, sizeof owner);
             sel->status = clora__fail(CLORA_ERR_UNSUPPORTED,
                                       "target module \"%s\" shares its weight with \"%s\"; "
                                       "LoRA on tied weights is not supported",
@@ -358,7 +222,7 @@ static int select_layers(clora_node *node, const char *path, void *user)
         return 0;
     }
     const char *name = cfg->adapter_name ? cfg->adapter_name : "default";
-    if (node->kind == CLORA_NODE_LORA && node_adapter(node, name) >= 0)
+    if (clora__is_lora(node) && clora__lora_find(node, name) >= 0)
         return 0; /* already has it: a second call wraps nothing again */
     size_t rank = cfg->rank;
     float alpha = cfg->alpha;
@@ -555,11 +419,12 @@ clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_c
     size_t done = 0;
     for (size_t i = 0; i < sel.count && status == CLORA_OK; ++i) {
         clora_node *node = sel.nodes[i];
-        if (node->kind == CLORA_NODE_LINEAR)
+        if (!clora__is_lora(node))
             status = clora__wrap_linear(node, &node);
         if (status == CLORA_OK)
             status = clora__lora_add_adapter(node, name, sel.ranks[i], sel.alphas[i],
-                                             config->scale_mode, config->dropout, config->init);
+                                             config->scale_mode, config->dropout, config->init,
+                                             NULL);
         if (status == CLORA_OK)
             ++done;
     }
@@ -568,7 +433,7 @@ clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_c
     if (status == CLORA_OK && done > 0)
         status = clora__adapters_register(model, name);
     if (status == CLORA_OK && done > 0)
-        model->active_adapter = adapter_index(model, name);
+        model->active_adapter = clora__adapter_index(model, name);
     if (status == CLORA_OK)
         clora__apply_adapter_trainability(model);
     selection_free(&sel);
@@ -587,27 +452,17 @@ static clora_status delete_in(clora_node *node, const char *name)
         if (status != CLORA_OK)
             return status;
     }
-    if (node->kind != CLORA_NODE_LORA)
+    if (!clora__is_lora(node))
         return CLORA_OK;
-    int k = node_adapter(node, name);
-    if (k < 0)
-        return CLORA_OK;
-    clora__adapter *ad = &node->adapters[k];
-    clora__param_remove(node, ad->lora_a);
-    clora__param_remove(node, ad->lora_b);
-    free(ad->name);
-    memmove(ad, ad + 1, (node->adapter_count - (size_t)k - 1) * sizeof *ad);
-    node->adapter_count--;
-    node->active = -1;
-    clora__node_release_activations(node);
-    return node->adapter_count == 0 ? unwrap_lora(node) : CLORA_OK;
+    int k = clora__lora_find(node, name);
+    return k < 0 ? CLORA_OK : clora__lora_remove(node, (size_t)k);
 }
 
 clora_status clora_model_delete_adapter(clora_model *model, const char *name)
 {
     if (!model || !name)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_delete_adapter: NULL argument");
-    int index = adapter_index(model, name);
+    int index = clora__adapter_index(model, name);
     if (index < 0)
         return clora__fail(CLORA_ERR_NOT_FOUND, "the model has no adapter \"%s\"", name);
     if (model->merged && index == model->active_adapter)
@@ -620,50 +475,13 @@ clora_status clora_model_delete_adapter(clora_model *model, const char *name)
     memmove(&model->adapter_names[index], &model->adapter_names[index + 1],
             (model->adapter_name_count - (size_t)index - 1) * sizeof *model->adapter_names);
     model->adapter_name_count--;
-    model->active_adapter = active ? adapter_index(model, active) : -1;
+    model->active_adapter = active ? clora__adapter_index(model, active) : -1;
     free(active);
     clora__apply_adapter_trainability(model);
     return status;
 }
 
 /* ---- merge ------------------------------------------------------------------------- */
-
-/* W += sign * s * B * A for adapter `index` of one LoRA node, restoring W
- * if a merge leaves a NaN or an infinity in it. */
-static clora_status merge_node(clora_node *node, int index, int sign)
-{
-    clora__adapter *ad = &node->adapters[index];
-    clora_node *base = node->children[0];
-    clora_buffer *w = clora__param_get(base, "weight")->value;
-    float *before = malloc(w->numel * sizeof *before);
-    float *after = malloc(w->numel * sizeof *after);
-    clora_status status = before && after ? CLORA_OK
-                                          : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY,
-                                                        "merging into %s", node->name);
-    if (status == CLORA_OK && sign > 0)
-        status = clora_buffer_download(w, 0, before, w->numel);
-    float scale = clora_lora_scale(ad->scale_mode, ad->alpha, ad->rank);
-    if (status == CLORA_OK)
-        status = clora__lora_add_delta(w, base->layout, ad->lora_a->value, ad->lora_b->value,
-                                       (float)sign * scale);
-    if (status == CLORA_OK && sign > 0)
-        status = clora_buffer_download(w, 0, after, w->numel);
-    if (status == CLORA_OK && sign > 0)
-        for (size_t i = 0; i < w->numel; ++i)
-            if (!isfinite(after[i])) {
-                status = clora_buffer_upload(w, 0, before, w->numel);
-                if (status == CLORA_OK)
-                    status = clora__fail(CLORA_ERR_NON_FINITE,
-                                         "merging adapter \"%s\" into \"%s\" would make weight "
-                                         "element %zu %s; the weights are unchanged",
-                                         ad->name, node->name, i,
-                                         isnan(after[i]) ? "NaN" : "infinite");
-                break;
-            }
-    free(before);
-    free(after);
-    return status;
-}
 
 typedef struct merge_walk {
     int sign; /* +1 merge the active adapter, -1 unmerge what is merged */
@@ -674,16 +492,10 @@ static int merge_visit(clora_node *node, const char *path, void *user)
 {
     (void)path;
     merge_walk *walk = user;
-    if (node->kind != CLORA_NODE_LORA)
+    if (!clora__is_lora(node))
         return 0;
-    int index = walk->sign > 0 ? (node->merged < 0 ? node->active : -1) : node->merged;
-    if (index < 0)
-        return 0;
-    walk->status = merge_node(node, index, walk->sign);
-    if (walk->status != CLORA_OK)
-        return 1;
-    node->merged = walk->sign > 0 ? index : -1;
-    return 0;
+    walk->status = clora__lora_merge(node, walk->sign);
+    return walk->status != CLORA_OK;
 }
 
 clora_status clora_model_merge_adapter(clora_model *model)

@@ -1,5 +1,6 @@
-/* adapter_io.c — PEFT LoRA adapter folders: adapter_config.json and
- * adapter_model.safetensors, saved from and loaded into a model.
+/* adapter_io.c — PEFT LoRA adapter folders: adapter_config.json (read and
+ * written by io/peft.c) and adapter_model.safetensors, saved from and
+ * loaded into a model.
  *
  * Keys: base_model.model.<module path>.lora_A.weight (r, in) and
  * .lora_B.weight (out, r), the "base_model.model." prefix optional on load;
@@ -10,14 +11,12 @@
  * with lora_alpha = alpha * r, which PEFT then applies as alpha: the same
  * outputs, in PEFT's terms.
  */
-#include <jansson.h>
 #include <math.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_internal.h"
+#include "nn/nn.h"
 
 #define KEY_PREFIX "base_model.model."
 
@@ -42,8 +41,7 @@ typedef struct site_list {
 static int collect_sites(clora_node *node, const char *path, void *user)
 {
     site_list *list = user;
-    if (node->trainable_module && node->kind != CLORA_NODE_LORA &&
-        !(node->parent && node->parent->kind == CLORA_NODE_LORA)) {
+    if (node->trainable_module && !clora__is_lora(node) && !clora__is_base_layer(node)) {
         if (list->saved_count == list->saved_capacity) {
             size_t cap = list->saved_capacity ? 2 * list->saved_capacity : 8;
             clora_node **nodes = realloc(list->saved, cap * sizeof *nodes);
@@ -62,10 +60,10 @@ static int collect_sites(clora_node *node, const char *path, void *user)
         snprintf(list->saved_paths[list->saved_count++], 1024, "%s", path);
         return 0;
     }
-    if (node->kind != CLORA_NODE_LORA)
+    if (!clora__is_lora(node))
         return 0;
-    for (size_t i = 0; i < node->adapter_count; ++i)
-        if (!strcmp(node->adapters[i].name, list->name)) {
+    for (size_t i = 0; i < clora__lora_adapter_count(node); ++i)
+        if (!strcmp(clora__lora_adapter(node, i)->name, list->name)) {
             if (list->count == list->capacity) {
                 size_t cap = list->capacity ? 2 * list->capacity : 16;
                 adapter_site *grown = realloc(list->sites, cap * sizeof *grown);
@@ -78,7 +76,7 @@ static int collect_sites(clora_node *node, const char *path, void *user)
             }
             adapter_site *site = &list->sites[list->count++];
             site->node = node;
-            site->adapter = &node->adapters[i];
+            site->adapter = clora__lora_adapter(node, i);
             snprintf(site->path, sizeof site->path, "%s", path);
         }
     return 0;
@@ -99,93 +97,32 @@ static double peft_alpha(const clora__adapter *ad)
                                                : (double)ad->alpha;
 }
 
-/* A regex matching exactly `path` (dots escaped), for rank_pattern keys. */
-static void escaped(const char *path, char *out, size_t size)
-{
-    size_t used = 0;
-    for (const char *c = path; *c && used + 3 < size; ++c) {
-        if (strchr(".^$|()[]{}*+?\\", *c))
-            out[used++] = '\\';
-        out[used++] = *c;
-    }
-    out[used] = '\0';
-}
-
-static clora_status add_tensor(clora_safetensors_writer *writer, const char *key,
-                               const clora__param *p)
-{
-    float *host = malloc((p->numel ? p->numel : 1) * sizeof *host);
-    if (!host)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving %s", key);
-    clora_status status = clora_buffer_download(p->value, 0, host, p->numel);
-    if (status == CLORA_OK)
-        status = clora_safetensors_writer_add(writer, key, CLORA_DTYPE_F32, p->ndim, p->shape, host);
-    free(host);
-    return status;
-}
-
+/* adapter_config.json for the sites (io/peft.c writes it). */
 static json_t *adapter_config(const site_list *list)
 {
-    const clora__adapter *first = list->sites[0].adapter;
-    json_t *j = json_object(), *targets = json_array(), *ranks = json_object(),
-           *alphas = json_object(), *saved = NULL;
-    if (!j || !targets || !ranks || !alphas) {
-        json_decref(j);
-        json_decref(targets);
-        json_decref(ranks);
-        json_decref(alphas);
-        return NULL;
+    clora__peft_site *sites = calloc(list->count, sizeof *sites);
+    const char **saved = calloc(list->saved_count + 1, sizeof *saved);
+    json_t *config = NULL;
+    if (sites && saved) {
+        const clora__adapter *first = list->sites[0].adapter;
+        clora__peft_save save = {sites, list->count, first->dropout,
+                                 first->scale_mode == CLORA_SCALE_ALPHA_OVER_SQRT_R, 1, saved,
+                                 list->saved_count};
+        for (size_t i = 0; i < list->count; ++i) {
+            clora_weight_layout layout;
+            clora__linear_dims_of(list->sites[i].node, NULL, NULL, &layout);
+            sites[i].path = list->sites[i].path;
+            sites[i].rank = list->sites[i].adapter->rank;
+            sites[i].alpha = peft_alpha(list->sites[i].adapter);
+            save.fan_in_fan_out &= layout == CLORA_WEIGHT_IN_OUT;
+        }
+        for (size_t i = 0; i < list->saved_count; ++i)
+            saved[i] = list->saved_paths[i];
+        config = clora__peft_config_json(&save);
     }
-    int bad = 0, all_in_out = 1;
-    for (size_t i = 0; i < list->count; ++i) {
-        const adapter_site *s = &list->sites[i];
-        char key[2048];
-        bad |= json_array_append_new(targets, json_string(s->path));
-        escaped(s->path, key, sizeof key);
-        if (s->adapter->rank != first->rank)
-            bad |= json_object_set_new(ranks, key, json_integer((json_int_t)s->adapter->rank));
-        if (peft_alpha(s->adapter) != peft_alpha(first))
-            bad |= json_object_set_new(alphas, key, json_real(peft_alpha(s->adapter)));
-        all_in_out &= s->node->children[0]->layout == CLORA_WEIGHT_IN_OUT;
-    }
-    if (list->saved_count > 0) {
-        saved = json_array();
-        bad |= !saved;
-        for (size_t i = 0; i < list->saved_count && !bad; ++i)
-            bad |= json_array_append_new(saved, json_string(list->saved_paths[i]));
-    }
-    bad |= json_object_set_new(j, "peft_type", json_string("LORA"));
-    bad |= json_object_set_new(j, "task_type", json_null());
-    bad |= json_object_set_new(j, "base_model_name_or_path", json_null());
-    bad |= json_object_set_new(j, "r", json_integer((json_int_t)first->rank));
-    bad |= json_object_set_new(j, "lora_alpha", json_real(peft_alpha(first)));
-    bad |= json_object_set_new(j, "lora_dropout", json_real(first->dropout));
-    /* Keys newer PEFT versions added are written only when they say
-     * something: older versions refuse keys they do not know. */
-    if (first->scale_mode == CLORA_SCALE_ALPHA_OVER_SQRT_R)
-        bad |= json_object_set_new(j, "use_rslora", json_true());
-    bad |= json_object_set_new(j, "target_modules", targets);
-    if (json_object_size(ranks))
-        bad |= json_object_set_new(j, "rank_pattern", ranks);
-    else
-        json_decref(ranks);
-    if (json_object_size(alphas))
-        bad |= json_object_set_new(j, "alpha_pattern", alphas);
-    else
-        json_decref(alphas);
-    bad |= json_object_set_new(j, "fan_in_fan_out", json_boolean(all_in_out));
-    bad |= json_object_set_new(j, "bias", json_string("none"));
-    bad |= json_object_set_new(j, "modules_to_save", saved ? saved : json_null());
-    bad |= json_object_set_new(j, "init_lora_weights", json_true());
-    bad |= json_object_set_new(j, "inference_mode", json_true());
-    bad |= json_object_set_new(j, "layers_to_transform", json_null());
-    bad |= json_object_set_new(j, "layers_pattern", json_null());
-    bad |= json_object_set_new(j, "revision", json_null());
-    if (bad) {
-        json_decref(j);
-        return NULL;
-    }
-    return j;
+    free(sites);
+    free(saved);
+    return config;
 }
 
 clora_status clora_adapter_save(clora_model *model, const char *name, const char *dir)
@@ -227,17 +164,17 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
     for (size_t i = 0; i < list.count && status == CLORA_OK; ++i) {
         char key[1300];
         snprintf(key, sizeof key, KEY_PREFIX "%s.lora_A.weight", list.sites[i].path);
-        status = add_tensor(writer, key, list.sites[i].adapter->lora_a);
+        status = clora__writer_add_buffer(writer, key, list.sites[i].adapter->lora_a->value);
         snprintf(key, sizeof key, KEY_PREFIX "%s.lora_B.weight", list.sites[i].path);
         if (status == CLORA_OK)
-            status = add_tensor(writer, key, list.sites[i].adapter->lora_b);
+            status = clora__writer_add_buffer(writer, key, list.sites[i].adapter->lora_b->value);
     }
     for (size_t i = 0; i < list.saved_count && status == CLORA_OK; ++i)
         for (size_t k = 0; k < list.saved[i]->param_count && status == CLORA_OK; ++k) {
             char key[1300];
             snprintf(key, sizeof key, KEY_PREFIX "%s.%s", list.saved_paths[i],
                      list.saved[i]->params[k]->name);
-            status = add_tensor(writer, key, list.saved[i]->params[k]);
+            status = clora__writer_add_buffer(writer, key, list.saved[i]->params[k]->value);
         }
     if (status == CLORA_OK)
         status = clora_safetensors_writer_metadata(writer, "format", "pt");
@@ -253,171 +190,6 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
 }
 
 /* ---- loading ----------------------------------------------------------------------- */
-
-/* What adapter_config.json says, checked. */
-typedef struct peft_config {
-    size_t r;
-    double alpha;
-    int rslora;
-    double dropout;
-    json_t *targets;  /* array, string or NULL (borrowed from root) */
-    json_t *excludes; /* array or NULL */
-    json_t *rank_pattern, *alpha_pattern; /* objects or NULL */
-    json_t *saved;    /* array or NULL */
-} peft_config;
-
-static clora_status parse_config(json_t *root, const char *path, peft_config *c)
-{
-    memset(c, 0, sizeof *c);
-    const char *type = json_string_value(json_object_get(root, "peft_type"));
-    if (!type)
-        return clora__fail(CLORA_ERR_FORMAT, "%s: no \"peft_type\"", path);
-    if (strcmp(type, "LORA") != 0)
-        return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: peft_type \"%s\"; clora loads LORA", path,
-                           type);
-    json_t *r = json_object_get(root, "r");
-    if (!json_is_integer(r) || json_integer_value(r) < 1 ||
-        json_integer_value(r) > CLORA_MAX_RANK)
-        return clora__fail(CLORA_ERR_FORMAT, "%s: \"r\" must be an integer from 1 to %d", path,
-                           CLORA_MAX_RANK);
-    c->r = (size_t)json_integer_value(r);
-    json_t *alpha = json_object_get(root, "lora_alpha");
-    c->alpha = alpha ? json_number_value(alpha) : 8.0;
-    if ((alpha && !json_is_number(alpha)) || !isfinite(c->alpha))
-        return clora__fail(CLORA_ERR_FORMAT, "%s: \"lora_alpha\" must be a number", path);
-    json_t *rs = json_object_get(root, "use_rslora");
-    if (rs && !json_is_boolean(rs) && !json_is_null(rs))
-        return clora__fail(CLORA_ERR_FORMAT, "%s: \"use_rslora\" must be true or false", path);
-    c->rslora = json_is_true(rs);
-    json_t *dropout = json_object_get(root, "lora_dropout");
-    c->dropout = json_is_number(dropout) ? json_number_value(dropout) : 0.0;
-    if (!(c->dropout >= 0.0 && c->dropout < 1.0))
-        return clora__fail(CLORA_ERR_FORMAT, "%s: \"lora_dropout\" must be in [0, 1)", path);
-    json_t *bias = json_object_get(root, "bias");
-    if (bias && !json_is_null(bias) &&
-        (!json_is_string(bias) || strcmp(json_string_value(bias), "none") != 0))
-        return clora__fail(CLORA_ERR_UNSUPPORTED,
-                           "%s: bias \"%s\": clora loads adapters with bias \"none\"", path,
-                           json_is_string(bias) ? json_string_value(bias) : "?");
-    if (json_is_true(json_object_get(root, "use_dora")))
-        return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: DoRA adapters (use_dora) are not supported",
-                           path);
-    json_t *layers = json_object_get(root, "layers_to_transform");
-    if (layers && !json_is_null(layers))
-        return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: layers_to_transform is not supported",
-                           path);
-    c->targets = json_object_get(root, "target_modules");
-    if (c->targets && !json_is_null(c->targets) && !json_is_array(c->targets) &&
-        !json_is_string(c->targets))
-        return clora__fail(CLORA_ERR_FORMAT, "%s: \"target_modules\" must be a list or a string",
-                           path);
-    if (json_is_null(c->targets))
-        c->targets = NULL;
-    c->excludes = json_object_get(root, "exclude_modules");
-    if (c->excludes && !json_is_array(c->excludes)) {
-        if (!json_is_null(c->excludes))
-            return clora__fail(CLORA_ERR_FORMAT, "%s: \"exclude_modules\" must be a list", path);
-        c->excludes = NULL;
-    }
-    const char *maps[2] = {"rank_pattern", "alpha_pattern"};
-    json_t **dest[2] = {&c->rank_pattern, &c->alpha_pattern};
-    for (int m = 0; m < 2; ++m) {
-        json_t *v = json_object_get(root, maps[m]);
-        if (v && !json_is_null(v) && !json_is_object(v))
-            return clora__fail(CLORA_ERR_FORMAT, "%s: \"%s\" must be an object", path, maps[m]);
-        *dest[m] = json_is_object(v) ? v : NULL;
-        const char *key;
-        json_t *value;
-        if (!*dest[m])
-            continue;
-        json_object_foreach(*dest[m], key, value) {
-            if (!json_is_number(value))
-                return clora__fail(CLORA_ERR_FORMAT, "%s: %s value of \"%s\" is not a number",
-                                   path, maps[m], key);
-        }
-    }
-    c->saved = json_object_get(root, "modules_to_save");
-    if (c->saved && !json_is_array(c->saved)) {
-        if (!json_is_null(c->saved))
-            return clora__fail(CLORA_ERR_FORMAT, "%s: \"modules_to_save\" must be a list", path);
-        c->saved = NULL;
-    }
-    return CLORA_OK;
-}
-
-/* The value the first matching pattern gives (PEFT's (.*\.)?(key)$ rule). */
-static int pattern_value(json_t *map, const char *module, double *value)
-{
-    if (!map)
-        return 0;
-    const char *key;
-    json_t *v;
-    json_object_foreach(map, key, v) {
-        size_t len = strlen(key) + 16;
-        char *full = malloc(len);
-        if (!full)
-            return 0;
-        snprintf(full, len, "^(.*\\.)?(%s)$", key);
-        regex_t re;
-        int ok = regcomp(&re, full, REG_EXTENDED | REG_NOSUB) == 0;
-        free(full);
-        if (!ok)
-            continue;
-        int hit = regexec(&re, module, 0, NULL, 0) == 0;
-        regfree(&re);
-        if (hit) {
-            *value = json_number_value(v);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int list_match(const char *path, const char *entry)
-{
-    size_t lp = strlen(path), le = strlen(entry);
-    if (lp == le)
-        return !strcmp(path, entry);
-    return lp > le && path[lp - le - 1] == '.' && !strcmp(path + lp - le, entry);
-}
-
-/* Whether the config's target_modules select `path`. */
-static int targeted(const peft_config *c, const char *path)
-{
-    if (!c->targets)
-        return 0;
-    int hit = 0;
-    if (json_is_string(c->targets)) {
-        const char *text = json_string_value(c->targets);
-        size_t len = strlen(text) + 8;
-        char *full = malloc(len);
-        regex_t re;
-        if (full) {
-            snprintf(full, len, "^(%s)$", text);
-            if (regcomp(&re, full, REG_EXTENDED | REG_NOSUB) == 0) {
-                hit = regexec(&re, path, 0, NULL, 0) == 0;
-                regfree(&re);
-            }
-            free(full);
-        }
-    } else {
-        size_t i;
-        json_t *entry;
-        json_array_foreach(c->targets, i, entry) {
-            if (json_is_string(entry) && list_match(path, json_string_value(entry)))
-                hit = 1;
-        }
-    }
-    if (hit && c->excludes) {
-        size_t i;
-        json_t *entry;
-        json_array_foreach(c->excludes, i, entry) {
-            if (json_is_string(entry) && list_match(path, json_string_value(entry)))
-                hit = 0;
-        }
-    }
-    return hit;
-}
 
 /* One module the adapter file gives LoRA weights for. */
 typedef struct load_site {
@@ -499,8 +271,48 @@ static int suffix(const char *key, const char *end, size_t *module_len)
     return 1;
 }
 
+/* A tensor "<module>.<param>" of a module modules_to_save lists, read
+ * into the plan after checking it against the model's parameter. */
+static clora_status plan_saved(clora_model *model, const clora__peft_config *c,
+                               const clora_tensor_view *view, const char *key, const char *path,
+                               load_plan *plan)
+{
+    const char *dot = strrchr(key, '.');
+    char module[1024];
+    if (dot)
+        snprintf(module, sizeof module, "%.*s", (int)(dot - key), key);
+    if (!dot || !clora__peft_saves(c, module))
+        return clora__fail(CLORA_ERR_FORMAT,
+                           "%s: unexpected tensor \"%s\" (neither lora_A/lora_B weight nor a "
+                           "module to save)",
+                           path, view->name);
+    clora_node *node = NULL;
+    if (clora_model_find(model, module, &node) != CLORA_OK)
+        return clora__fail(CLORA_ERR_NOT_FOUND,
+                           "%s: tensor \"%s\" names module \"%s\", which the model lacks", path,
+                           view->name, module);
+    clora__param *p = clora__param_get(node, dot + 1);
+    if (!p)
+        return clora__fail(CLORA_ERR_NOT_FOUND,
+                           "%s: tensor \"%s\": module \"%s\" has no parameter \"%s\"", path,
+                           view->name, module, dot + 1);
+    load_saved *s = &plan->saved[plan->saved_count++];
+    s->node = node;
+    s->param = p;
+    clora_status status =
+        tensor_values(path, view, p->shape[0], p->ndim > 1 ? p->shape[1] : 1, &s->values);
+    if (status != CLORA_OK && p->ndim == 1 && view->ndim == 1 && view->shape[0] == p->shape[0] &&
+        clora_dtype_is_float(view->dtype)) { /* a 1-D parameter (a bias) */
+        free(s->values);
+        s->values = malloc(p->numel * sizeof *s->values);
+        status = s->values ? clora_tensor_to_f32(view, s->values)
+                           : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading");
+    }
+    return status;
+}
+
 /* Reads every tensor into a plan, checking it against the model. */
-static clora_status plan_load(clora_model *model, const peft_config *c,
+static clora_status plan_load(clora_model *model, const clora__peft_config *c,
                               const clora_safetensors *file, const char *path, load_plan *plan)
 {
     size_t n = clora_safetensors_count(file);
@@ -517,55 +329,10 @@ static clora_status plan_load(clora_model *model, const peft_config *c,
             key += strlen(KEY_PREFIX);
         size_t len = 0;
         int is_a = suffix(key, ".lora_A.weight", &len), is_b = !is_a && suffix(key, ".lora_B.weight", &len);
-        if (!is_a && !is_b) {
-            /* ... or a parameter of a module to save */
-            int saved = 0;
-            size_t i;
-            json_t *entry;
-            if (c->saved)
-                json_array_foreach(c->saved, i, entry) {
-                    const char *dot = strrchr(key, '.');
-                    if (!dot || !json_is_string(entry))
-                        continue;
-                    char module[1024];
-                    snprintf(module, sizeof module, "%.*s", (int)(dot - key), key);
-                    if (!list_match(module, json_string_value(entry)))
-                        continue;
-                    clora_node *node = NULL;
-                    if (clora_model_find(model, module, &node) != CLORA_OK)
-                        return clora__fail(CLORA_ERR_NOT_FOUND,
-                                           "%s: tensor \"%s\" names module \"%s\", which the model "
-                                           "lacks",
-                                           path, view.name, module);
-                    clora__param *p = clora__param_get(node, dot + 1);
-                    if (!p)
-                        return clora__fail(CLORA_ERR_NOT_FOUND,
-                                           "%s: tensor \"%s\": module \"%s\" has no parameter "
-                                           "\"%s\"",
-                                           path, view.name, module, dot + 1);
-                    load_saved *s = &plan->saved[plan->saved_count++];
-                    s->node = node;
-                    s->param = p;
-                    clora_status status = tensor_values(
-                        path, &view, p->shape[0], p->ndim > 1 ? p->shape[1] : 1, &s->values);
-                    if (status != CLORA_OK && p->ndim == 1 && view.ndim == 1 &&
-                        view.shape[0] == p->shape[0] && clora_dtype_is_float(view.dtype)) {
-                        /* a 1-D parameter (a bias) */
-                        free(s->values);
-                        s->values = malloc(p->numel * sizeof *s->values);
-                        status = s->values ? clora_tensor_to_f32(&view, s->values)
-                                           : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading");
-                    }
-                    if (status != CLORA_OK)
-                        return status;
-                    saved = 1;
-                    break;
-                }
-            if (!saved)
-                return clora__fail(CLORA_ERR_FORMAT,
-                                   "%s: unexpected tensor \"%s\" (neither lora_A/lora_B weight nor "
-                                   "a module to save)",
-                                   path, view.name);
+        if (!is_a && !is_b) { /* ... or a parameter of a module to save */
+            clora_status status = plan_saved(model, c, &view, key, path, plan);
+            if (status != CLORA_OK)
+                return status;
             continue;
         }
         char module[1024];
@@ -575,25 +342,23 @@ static clora_status plan_load(clora_model *model, const peft_config *c,
             return clora__fail(CLORA_ERR_NOT_FOUND,
                                "%s: tensor \"%s\" is for module \"%s\", which the model lacks",
                                path, view.name, module);
-        if (node->kind != CLORA_NODE_LINEAR && node->kind != CLORA_NODE_LORA)
+        if (!clora__linear_of(node))
             return clora__fail(CLORA_ERR_FORMAT,
                                "%s: tensor \"%s\" is for module \"%s\", which is %s, not Linear",
-                               path, view.name, module, clora_node_kind_name(node->kind));
+                               path, view.name, module, node->kind->name);
         load_site *site = site_for(plan, module, n);
         site->node = node;
-        const clora_node *linear = clora__linear_of(node);
-        double rank = (double)c->r;
-        pattern_value(c->rank_pattern, module, &rank);
-        site->rank = (size_t)rank;
-        site->alpha = c->alpha;
-        pattern_value(c->alpha_pattern, module, &site->alpha);
+        size_t in = 0, features = 0;
+        clora__linear_dims_of(node, &in, &features, NULL);
+        site->rank = clora__peft_rank(c, module);
+        site->alpha = clora__peft_alpha(c, module);
         float **dest = is_a ? &site->a : &site->b;
         if (*dest)
             return clora__fail(CLORA_ERR_FORMAT, "%s: two tensors for %s of module \"%s\"", path,
                                is_a ? "lora_A" : "lora_B", module);
         clora_status status =
-            is_a ? tensor_values(path, &view, site->rank, linear->in_features, dest)
-                 : tensor_values(path, &view, linear->out_features, site->rank, dest);
+            is_a ? tensor_values(path, &view, site->rank, in, dest)
+                 : tensor_values(path, &view, features, site->rank, dest);
         if (status != CLORA_OK)
             return status;
     }
@@ -609,7 +374,7 @@ static clora_status plan_load(clora_model *model, const peft_config *c,
 
 /* Modules the config targets that the file has no weights for. */
 typedef struct missing_walk {
-    const peft_config *config;
+    const clora__peft_config *config;
     const load_plan *plan;
     char list[1024];
 } missing_walk;
@@ -617,8 +382,8 @@ typedef struct missing_walk {
 static int find_missing(clora_node *node, const char *path, void *user)
 {
     missing_walk *walk = user;
-    if ((node->kind != CLORA_NODE_LINEAR && node->kind != CLORA_NODE_LORA) ||
-        (node->parent && node->parent->kind == CLORA_NODE_LORA) || !targeted(walk->config, path))
+    if (!clora__linear_of(node) || clora__is_base_layer(node) ||
+        !clora__peft_targets(walk->config, path))
         return 0;
     for (size_t i = 0; i < walk->plan->count; ++i)
         if (walk->plan->sites[i].node == node)
@@ -638,8 +403,7 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
     if (!*name || strchr(name, '.') || strchr(name, '/'))
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "clora_adapter_load: bad adapter name \"%s\"",
                            name);
-    for (size_t i = 0; i < model->adapter_name_count; ++i)
-        if (!strcmp(model->adapter_names[i], name))
+    if (clora__adapter_index(model, name) >= 0)
             return clora__fail(CLORA_ERR_STATE,
                                "the model has an adapter \"%s\" already; delete it or load under "
                                "another name",
@@ -652,16 +416,13 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
         (status = clora__join_path(weights_path, sizeof weights_path, dir,
                                    "adapter_model.safetensors")))
         return status;
-    json_t *root = NULL;
-    if ((status = clora__read_json(config_path, &root)))
+    clora__peft_config config;
+    if ((status = clora__peft_config_read(config_path, CLORA_MAX_RANK, &config)))
         return status;
-    peft_config config;
     clora_safetensors *file = NULL;
     load_plan plan;
     memset(&plan, 0, sizeof plan);
-    status = parse_config(root, config_path, &config);
-    if (status == CLORA_OK)
-        status = clora_safetensors_open(&file, weights_path);
+    status = clora_safetensors_open(&file, weights_path);
     if (status == CLORA_OK)
         status = plan_load(model, &config, file, weights_path, &plan);
     if (status == CLORA_OK) {
@@ -676,15 +437,15 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
     /* Everything checked: now change the model. */
     for (size_t i = 0; i < plan.count && status == CLORA_OK; ++i) {
         load_site *site = &plan.sites[i];
-        if (site->node->kind == CLORA_NODE_LINEAR)
+        clora__adapter *ad = NULL;
+        if (!clora__is_lora(site->node))
             status = clora__wrap_linear(site->node, &site->node);
         if (status == CLORA_OK)
             status = clora__lora_add_adapter(
                 site->node, name, site->rank, (float)site->alpha,
                 config.rslora ? CLORA_SCALE_ALPHA_OVER_SQRT_R : CLORA_SCALE_ALPHA_OVER_R,
-                (float)config.dropout, CLORA_INIT_PEFT);
+                (float)config.dropout, CLORA_INIT_PEFT, &ad);
         if (status == CLORA_OK) {
-            clora__adapter *ad = &site->node->adapters[site->node->adapter_count - 1];
             status = clora_buffer_upload(ad->lora_a->value, 0, site->a, ad->lora_a->numel);
             if (status == CLORA_OK)
                 status = clora_buffer_upload(ad->lora_b->value, 0, site->b, ad->lora_b->numel);
@@ -703,6 +464,6 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
     }
     plan_free(&plan);
     clora_safetensors_close(file);
-    json_decref(root);
+    clora__peft_config_free(&config);
     return status;
 }

@@ -1,29 +1,18 @@
-/* model.c — the model tree: building, addressing, the parameter registry,
- * the trainable and gradient allocations, trainability. Forward and
- * backward of each node kind are in nodes.c. */
+/* model.c — the model tree: nodes and their kinds' dispatch, Sequential
+ * (the kind every tree is made of), addressing, parameters, the parameter
+ * registry with its trainable and gradient allocations, trainability, the
+ * adapter-name registry, running, and the per-batch inputs. The other node
+ * kinds are in files of their own (kinds.c lists them). */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_internal.h"
+#include "nn/nn.h"
 
 /* Arena slots start on 16-float (64-byte) boundaries. */
 #define ARENA_ALIGN 16
-
-static const char *const kind_names[CLORA_NODE_KIND_COUNT] = {
-    "sequential",      "linear",     "lora",           "relu",
-    "gelu",            "gelu_tanh",  "silu",           "tanh",
-    "layer_norm",      "embedding",  "dropout",        "gpt2_model",
-    "gpt2_block",      "gpt2_attention", "bert_embeddings", "bert_layer",
-    "bert_self_attention", "mean_pool",
-};
-
-const char *clora_node_kind_name(clora_node_kind kind)
-{
-    return (unsigned)kind < CLORA_NODE_KIND_COUNT ? kind_names[kind] : "?";
-}
 
 /* ---- random numbers for initialisation ------------------------------------ */
 
@@ -35,12 +24,12 @@ static uint64_t next_u64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-float clora__rng_uniform(uint64_t *state, float lo, float hi)
+static float rng_uniform(uint64_t *state, float lo, float hi)
 {
     return lo + (hi - lo) * (float)(next_u64(state) >> 40) * (1.0f / 16777216.0f);
 }
 
-float clora__rng_normal(uint64_t *state)
+static float rng_normal(uint64_t *state)
 {
     /* Box-Muller on two uniforms in (0, 1]. */
     double u1 = ((double)(next_u64(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
@@ -60,19 +49,23 @@ static int valid_name(const char *name)
     return 1;
 }
 
-clora_status clora__node_new(clora_model *model, const char *name, clora_node_kind kind,
+clora_status clora__node_new(clora_model *model, const char *name, const clora__node_kind *kind,
                              clora_node **out)
 {
     clora_node *node = calloc(1, sizeof *node);
+    if (node && kind->state_size && !(node->state = calloc(1, kind->state_size))) {
+        free(node);
+        node = NULL;
+    }
     if (!node || !(node->name = strdup(name ? name : ""))) {
+        if (node)
+            free(node->state);
         free(node);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a model node");
     }
     node->model = model;
     node->kind = kind;
     node->id = model->node_counter++;
-    node->active = -1;
-    node->merged = -1;
     *out = node;
     return CLORA_OK;
 }
@@ -94,10 +87,8 @@ void clora__node_release_activations(clora_node *node)
     clora_buffer_destroy(node->owned_output);
     clora_buffer_destroy(node->d_input);
     node->owned_output = node->d_input = NULL;
-    for (size_t i = 0; i < sizeof node->saved / sizeof node->saved[0]; ++i) {
-        clora_buffer_destroy(node->saved[i]);
-        node->saved[i] = NULL;
-    }
+    if (node->kind->release)
+        node->kind->release(node);
     node->output = NULL;
     node->input = NULL;
 }
@@ -110,17 +101,18 @@ void clora__node_free(clora_node *node)
         clora__node_free(node->children[i]);
     for (size_t i = 0; i < node->param_count; ++i)
         param_free(node->params[i]);
-    for (size_t i = 0; i < node->adapter_count; ++i)
-        free(node->adapters[i].name);
     clora__node_release_activations(node);
-    free(node->adapters);
+    if (node->kind->finalize)
+        node->kind->finalize(node);
+    free(node->state);
     free(node->children);
     free(node->params);
     free(node->name);
     free(node);
 }
 
-clora_status clora__node_attach(clora_node *parent, clora_node *child)
+/* Attaches child to parent after checking the name. */
+static clora_status node_attach(clora_node *parent, clora_node *child)
 {
     if (!valid_name(child->name))
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
@@ -154,11 +146,193 @@ void clora__node_replace_child(clora_node *parent, clora_node *old_child, clora_
     clora__model_touch(parent->model);
 }
 
-clora_node *clora__linear_of(clora_node *node)
+clora_node *clora__child(const clora_node *node, const char *name)
 {
-    if (node->kind == CLORA_NODE_LORA)
-        return node->children[0];
-    return node->kind == CLORA_NODE_LINEAR ? node : NULL;
+    if (!node)
+        return NULL;
+    for (size_t i = 0; i < node->child_count; ++i)
+        if (!strcmp(node->children[i]->name, name))
+            return node->children[i];
+    return NULL;
+}
+
+clora_node *clora__descendant(const clora_node *node, const char *path)
+{
+    char part[64];
+    const clora_node *cur = node;
+    while (cur && *path) {
+        size_t n = strcspn(path, ".");
+        if (n >= sizeof part)
+            return NULL;
+        memcpy(part, path, n);
+        part[n] = '\0';
+        cur = clora__child(cur, part);
+        path += n + (path[n] == '.');
+    }
+    return (clora_node *)cur;
+}
+
+clora_node *clora__linear_of(const clora_node *node)
+{
+    if (!node || !(node->kind->flags & CLORA__KIND_LINEAR))
+        return NULL;
+    return node->kind->base ? node->kind->base(node) : (clora_node *)node;
+}
+
+int clora__is_base_layer(const clora_node *node)
+{
+    const clora_node *parent = node->parent;
+    return parent && parent->kind->base && parent->kind->base(parent) == node;
+}
+
+/* ---- running a node ------------------------------------------------------------- */
+
+clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const clora_buffer **y)
+{
+    node->input = x;
+    clora_status status = node->kind->validate ? node->kind->validate(node) : CLORA_OK;
+    if (status == CLORA_OK)
+        status = node->kind->forward(node, x, &node->output);
+    if (status == CLORA_OK)
+        *y = node->output;
+    return status;
+}
+
+clora_status clora__node_backward(clora_node *node, const clora_buffer *dy, int need_dx,
+                                  const clora_buffer **dx)
+{
+    *dx = NULL;
+    return node->kind->backward(node, dy, need_dx, dx);
+}
+
+clora_status clora__node_require_float(const clora_node *node, const clora_buffer *x)
+{
+    if (x->dtype != CLORA_DTYPE_F32)
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "%s node \"%s\": its input holds %s, not F32",
+                           node->kind->name, node->name, clora_dtype_name(x->dtype));
+    if (x->numel == 0)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s node \"%s\": its input is empty",
+                           node->kind->name, node->name);
+    return CLORA_OK;
+}
+
+clora_status clora__node_output(clora_node *node, const clora_buffer *x, size_t last, int append)
+{
+    size_t shape[CLORA_MAX_DIMS];
+    memcpy(shape, x->shape, x->ndim * sizeof *shape);
+    size_t ndim = x->ndim;
+    if (append)
+        shape[ndim++] = last;
+    else
+        shape[ndim - 1] = last;
+    return clora__buffer_ensure(&node->owned_output, x->device, CLORA_DTYPE_F32, ndim, shape, NULL);
+}
+
+clora_status clora__node_d_input(clora_node *node, int need_dx, clora_buffer **d_input)
+{
+    *d_input = NULL;
+    if (!need_dx)
+        return CLORA_OK;
+    clora_status status = clora__buffer_ensure_like(&node->d_input, node->input);
+    if (status == CLORA_OK)
+        *d_input = node->d_input;
+    return status;
+}
+
+uint64_t clora__node_seed(const clora_node *node, uint64_t salt)
+{
+    uint64_t z = node->model->seed ^ (node->model->forward_count * 0x9e3779b97f4a7c15ull) ^
+                 ((uint64_t)node->id * 0xc2b2ae3d27d4eb4full) ^ (salt * 0x165667b19e3779f9ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* ---- building ------------------------------------------------------------------ */
+
+static clora_status check_parent(const char *op, clora_node *parent)
+{
+    if (!parent)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: parent is NULL", op);
+    /* composite parts get their children from clora's own builders only */
+    if (!(parent->kind->flags & CLORA__KIND_SEQUENTIAL) &&
+        !((parent->kind->flags & CLORA__KIND_COMPOSITE) && parent->model->building))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: children go into Sequential nodes, \"%s\" is %s", op, parent->name,
+                           parent->kind->name);
+    return CLORA_OK;
+}
+
+clora_status clora__add_node(const char *op, clora_node *parent, const char *name,
+                             const clora__node_kind *kind, const void *args, clora_node **out)
+{
+    clora_status status = check_parent(op, parent);
+    if (status != CLORA_OK)
+        return status;
+    if (!name)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: name is NULL", op);
+    clora_node *node = NULL;
+    status = clora__node_new(parent->model, name, kind, &node);
+    if (status == CLORA_OK && kind->setup)
+        status = kind->setup(node, args);
+    if (status == CLORA_OK)
+        status = node_attach(parent, node);
+    if (status != CLORA_OK) {
+        clora__node_free(node);
+        return clora__fail_prefixed(status, "%s(\"%s\")", op, name);
+    }
+    if (out)
+        *out = node;
+    return CLORA_OK;
+}
+
+/* ---- Sequential ------------------------------------------------------------------ */
+
+static clora_status sequential_forward(clora_node *node, const clora_buffer *x,
+                                       const clora_buffer **y)
+{
+    const clora_buffer *cur = x;
+    clora_status status = CLORA_OK;
+    for (size_t i = 0; i < node->child_count && status == CLORA_OK; ++i)
+        status = clora__node_forward(node->children[i], cur, &cur);
+    *y = cur;
+    return status;
+}
+
+static clora_status sequential_backward(clora_node *node, const clora_buffer *dy, int need_dx,
+                                        const clora_buffer **dx)
+{
+    const clora_buffer *cur = dy;
+    clora_status status = CLORA_OK;
+    for (size_t i = node->child_count; i-- > 0 && status == CLORA_OK;)
+        status = clora__node_backward(node->children[i], cur, i > 0 || need_dx, &cur);
+    *dx = need_dx ? cur : NULL;
+    return status;
+}
+
+static clora_status sequential_load(const clora__node_kind *kind, clora_node *parent,
+                                    const char *name, json_t *j, const char *where,
+                                    clora_node **out)
+{
+    (void)kind;
+    (void)j;
+    (void)where;
+    return clora_node_add_sequential(parent, name, out);
+}
+
+const clora__node_kind clora__sequential_kind = {
+    .id = CLORA_NODE_SEQUENTIAL,
+    .name = "sequential",
+    .flags = CLORA__KIND_SEQUENTIAL,
+    .forward = sequential_forward,
+    .backward = sequential_backward,
+    .load = sequential_load,
+};
+
+clora_status clora_node_add_sequential(clora_node *parent, const char *name, clora_node **out)
+{
+    return clora__add_node("clora_node_add_sequential", parent, name, &clora__sequential_kind,
+                           NULL, out);
 }
 
 /* ---- parameters ---------------------------------------------------------------- */
@@ -173,8 +347,8 @@ static clora_status init_values(clora_model *model, clora__param *p, clora__init
     for (size_t i = 0; i < p->numel; ++i)
         host[i] = init == CLORA__INIT_ZERO       ? 0.0f
                   : init == CLORA__INIT_ONE      ? 1.0f
-                  : init == CLORA__INIT_UNIFORM ? clora__rng_uniform(&model->init_rng, -bound, bound)
-                                                : bound * clora__rng_normal(&model->init_rng);
+                  : init == CLORA__INIT_UNIFORM ? rng_uniform(&model->init_rng, -bound, bound)
+                                                : bound * rng_normal(&model->init_rng);
     clora_status status = clora_buffer_upload(p->value, 0, host, p->numel);
     free(host);
     return status;
@@ -239,6 +413,27 @@ clora__param *clora__param_get(const clora_node *node, const char *name)
     return NULL;
 }
 
+clora_buffer *clora__param_value(const clora_node *node, const char *name)
+{
+    clora__param *p = clora__param_get(node, name);
+    return p ? p->value : NULL;
+}
+
+clora_buffer *clora__param_grad(const clora_node *node, const char *name)
+{
+    clora__param *p = clora__param_get(node, name);
+    return p ? p->grad : NULL;
+}
+
+clora_status clora__param_reinit(clora_node *node, const char *name, clora__init init,
+                                 float bound)
+{
+    clora__param *p = clora__param_get(node, name);
+    if (!p)
+        return clora__fail(CLORA_ERR_NOT_FOUND, "node %s has no parameter %s", node->name, name);
+    return node->model->skip_init ? CLORA_OK : init_values(node->model, p, init, bound);
+}
+
 /* ---- the model ---------------------------------------------------------------- */
 
 clora_status clora_model_create(clora_model **out, clora_device *device, uint64_t seed)
@@ -253,7 +448,7 @@ clora_status clora_model_create(clora_model **out, clora_device *device, uint64_
     model->device = device;
     model->seed = seed;
     model->init_rng = seed ^ 0x6a09e667f3bcc908ull;
-    clora_status status = clora__node_new(model, "", CLORA_NODE_SEQUENTIAL, &model->root);
+    clora_status status = clora__node_new(model, "", &clora__sequential_kind, &model->root);
     if (status != CLORA_OK) {
         free(model);
         return status;
@@ -283,7 +478,9 @@ void clora_model_destroy(clora_model *model)
         return;
     clora__node_free(model->root);
     free_registry(model);
-    clora__adapters_free(model);
+    for (size_t i = 0; i < model->adapter_name_count; ++i)
+        free(model->adapter_names[i]);
+    free(model->adapter_names);
     clora_buffer_destroy(model->trainable_arena);
     clora_buffer_destroy(model->grad_arena);
     free(model);
@@ -303,212 +500,6 @@ void clora__model_touch(clora_model *model)
 {
     model->dirty = 1;
     model->has_forward = 0;
-}
-
-/* ---- building ------------------------------------------------------------------ */
-
-static clora_status check_parent(const char *op, clora_node *parent)
-{
-    if (!parent)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: parent is NULL", op);
-    /* transformer parts get their children from clora's own builders only */
-    if (parent->kind != CLORA_NODE_SEQUENTIAL && !parent->model->building)
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
-                           "%s: children go into Sequential nodes, \"%s\" is %s", op, parent->name,
-                           clora_node_kind_name(parent->kind));
-    return CLORA_OK;
-}
-
-/* Creates, fills (via `setup`) and attaches a node; frees it on failure. */
-typedef clora_status (*node_setup)(clora_node *node, const void *args);
-
-static clora_status add_node(const char *op, clora_node *parent, const char *name,
-                             clora_node_kind kind, node_setup setup, const void *args,
-                             clora_node **out)
-{
-    clora_status status = check_parent(op, parent);
-    if (status != CLORA_OK)
-        return status;
-    if (!name)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: name is NULL", op);
-    clora_node *node = NULL;
-    status = clora__node_new(parent->model, name, kind, &node);
-    if (status == CLORA_OK && setup)
-        status = setup(node, args);
-    if (status == CLORA_OK)
-        status = clora__node_attach(parent, node);
-    if (status != CLORA_OK) {
-        clora__node_free(node);
-        return clora__fail_prefixed(status, "%s(\"%s\")", op, name);
-    }
-    if (out)
-        *out = node;
-    return CLORA_OK;
-}
-
-clora_status clora__add_composite(clora_node *parent, const char *name, clora_node_kind kind,
-                                  clora_node **out)
-{
-    return add_node("clora__add_composite", parent, name, kind, NULL, NULL, out);
-}
-
-clora_status clora__param_reinit(clora_node *node, const char *name, clora__init init,
-                                 float bound)
-{
-    clora__param *p = clora__param_get(node, name);
-    if (!p)
-        return clora__fail(CLORA_ERR_NOT_FOUND, "node %s has no parameter %s", node->name, name);
-    return node->model->skip_init ? CLORA_OK : init_values(node->model, p, init, bound);
-}
-
-clora_status clora_node_add_sequential(clora_node *parent, const char *name, clora_node **out)
-{
-    return add_node("clora_node_add_sequential", parent, name, CLORA_NODE_SEQUENTIAL, NULL, NULL,
-                    out);
-}
-
-typedef struct linear_args {
-    size_t in, out;
-    int bias;
-    clora_weight_layout layout;
-} linear_args;
-
-static clora_status setup_linear(clora_node *node, const void *args)
-{
-    const linear_args *a = args;
-    if (a->in == 0 || a->out == 0)
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "features must be at least 1 (got %zu, %zu)",
-                           a->in, a->out);
-    node->in_features = a->in;
-    node->out_features = a->out;
-    node->layout = a->layout;
-    const float bound = 1.0f / sqrtf((float)a->in);
-    const size_t shape[2] = {a->layout == CLORA_WEIGHT_OUT_IN ? a->out : a->in,
-                             a->layout == CLORA_WEIGHT_OUT_IN ? a->in : a->out};
-    clora_status status =
-        clora__param_add(node, "weight", 2, shape, CLORA__INIT_UNIFORM, bound, NULL);
-    if (status == CLORA_OK && a->bias)
-        status = clora__param_add(node, "bias", 1, &a->out, CLORA__INIT_UNIFORM, bound, NULL);
-    return status;
-}
-
-clora_status clora_node_add_linear(clora_node *parent, const char *name, size_t in_features,
-                                   size_t out_features, int bias, clora_node **out)
-{
-    const linear_args args = {in_features, out_features, bias, CLORA_WEIGHT_OUT_IN};
-    return add_node("clora_node_add_linear", parent, name, CLORA_NODE_LINEAR, setup_linear, &args,
-                    out);
-}
-
-clora_status clora_node_add_linear_in_out(clora_node *parent, const char *name, size_t in_features,
-                                          size_t out_features, int bias, clora_node **out)
-{
-    const linear_args args = {in_features, out_features, bias, CLORA_WEIGHT_IN_OUT};
-    return add_node("clora_node_add_linear_in_out", parent, name, CLORA_NODE_LINEAR, setup_linear,
-                    &args, out);
-}
-
-static clora_status setup_tied_linear(clora_node *node, const void *args)
-{
-    clora_node *owner = (clora_node *)args;
-    const clora__param *w = clora__param_get(owner, "weight");
-    if (!w || w->ndim != 2)
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "\"%s\" has no 2-D weight to share",
-                           owner->name);
-    node->out_features = w->shape[0];
-    node->in_features = w->shape[1];
-    node->layout = CLORA_WEIGHT_OUT_IN;
-    node->tied = owner;
-    return CLORA_OK;
-}
-
-clora_status clora__add_tied_linear(clora_node *parent, const char *name, clora_node *owner,
-                                    clora_node **out)
-{
-    return add_node("clora__add_tied_linear", parent, name, CLORA_NODE_LINEAR, setup_tied_linear,
-                    owner, out);
-}
-
-clora_status clora_node_add_activation(clora_node *parent, const char *name, clora_node_kind kind,
-                                       clora_node **out)
-{
-    if (kind != CLORA_NODE_RELU && kind != CLORA_NODE_GELU && kind != CLORA_NODE_GELU_TANH &&
-        kind != CLORA_NODE_SILU && kind != CLORA_NODE_TANH)
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
-                           "clora_node_add_activation: %s is not an activation",
-                           clora_node_kind_name(kind));
-    return add_node("clora_node_add_activation", parent, name, kind, NULL, NULL, out);
-}
-
-typedef struct norm_args {
-    size_t features;
-    float eps;
-} norm_args;
-
-static clora_status setup_layer_norm(clora_node *node, const void *args)
-{
-    const norm_args *a = args;
-    if (a->features == 0 || !(a->eps > 0.0f) || !isfinite(a->eps))
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
-                           "LayerNorm needs features >= 1 and eps > 0 (got %zu, %g)", a->features,
-                           (double)a->eps);
-    node->features = a->features;
-    node->eps = a->eps;
-    clora_status status =
-        clora__param_add(node, "weight", 1, &a->features, CLORA__INIT_ONE, 0.0f, NULL);
-    if (status == CLORA_OK)
-        status = clora__param_add(node, "bias", 1, &a->features, CLORA__INIT_ZERO, 0.0f, NULL);
-    return status;
-}
-
-clora_status clora_node_add_layer_norm(clora_node *parent, const char *name, size_t features,
-                                       float eps, clora_node **out)
-{
-    const norm_args args = {features, eps};
-    return add_node("clora_node_add_layer_norm", parent, name, CLORA_NODE_LAYER_NORM,
-                    setup_layer_norm, &args, out);
-}
-
-typedef struct embedding_args {
-    size_t num, features;
-} embedding_args;
-
-static clora_status setup_embedding(clora_node *node, const void *args)
-{
-    const embedding_args *a = args;
-    if (a->num == 0 || a->features == 0 || a->num > (size_t)INT32_MAX)
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
-                           "Embedding needs 1 <= num <= 2^31-1 and features >= 1 (got %zu, %zu)",
-                           a->num, a->features);
-    node->num_embeddings = a->num;
-    node->features = a->features;
-    const size_t shape[2] = {a->num, a->features};
-    return clora__param_add(node, "weight", 2, shape, CLORA__INIT_NORMAL, 1.0f, NULL);
-}
-
-clora_status clora_node_add_embedding(clora_node *parent, const char *name, size_t num_embeddings,
-                                      size_t features, clora_node **out)
-{
-    const embedding_args args = {num_embeddings, features};
-    return add_node("clora_node_add_embedding", parent, name, CLORA_NODE_EMBEDDING,
-                    setup_embedding, &args, out);
-}
-
-static clora_status setup_dropout(clora_node *node, const void *args)
-{
-    const float p = *(const float *)args;
-    if (!(p >= 0.0f && p < 1.0f))
-        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "dropout p = %g; it must be in [0, 1)",
-                           (double)p);
-    node->p = p;
-    return CLORA_OK;
-}
-
-clora_status clora_node_add_dropout(clora_node *parent, const char *name, float p,
-                                    clora_node **out)
-{
-    return add_node("clora_node_add_dropout", parent, name, CLORA_NODE_DROPOUT, setup_dropout, &p,
-                    out);
 }
 
 /* ---- addressing ------------------------------------------------------------------ */
@@ -562,7 +553,7 @@ const char *clora_node_name(const clora_node *node)
 
 clora_node_kind clora_node_kind_of(const clora_node *node)
 {
-    return node ? node->kind : CLORA_NODE_KIND_COUNT;
+    return node ? node->kind->id : CLORA_NODE_KIND_COUNT;
 }
 
 clora_node *clora_node_parent(const clora_node *node)
@@ -578,18 +569,6 @@ size_t clora_node_child_count(const clora_node *node)
 clora_node *clora_node_child(const clora_node *node, size_t index)
 {
     return node && index < node->child_count ? node->children[index] : NULL;
-}
-
-size_t clora_node_in_features(const clora_node *node)
-{
-    clora_node *linear = node ? clora__linear_of((clora_node *)node) : NULL;
-    return linear ? linear->in_features : 0;
-}
-
-size_t clora_node_out_features(const clora_node *node)
-{
-    clora_node *linear = node ? clora__linear_of((clora_node *)node) : NULL;
-    return linear ? linear->out_features : 0;
 }
 
 clora_status clora_node_path(const clora_node *node, char *out, size_t size)
@@ -963,4 +942,61 @@ clora_status clora_model_zero_grad(clora_model *model)
     if (status != CLORA_OK || !model->grad_arena)
         return status;
     return clora_buffer_fill(model->grad_arena, 0.0f);
+}
+
+/* ---- adapter names ------------------------------------------------------------------ */
+
+int clora__adapter_index(const clora_model *model, const char *name)
+{
+    for (size_t i = 0; i < model->adapter_name_count; ++i)
+        if (!strcmp(model->adapter_names[i], name))
+            return (int)i;
+    return -1;
+}
+
+clora_status clora__adapters_register(clora_model *model, const char *name)
+{
+    if (clora__adapter_index(model, name) >= 0)
+        return CLORA_OK;
+    char **grown =
+        realloc(model->adapter_names, (model->adapter_name_count + 1) * sizeof *grown);
+    if (!grown)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
+    model->adapter_names = grown;
+    if (!(grown[model->adapter_name_count] = strdup(name)))
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
+    model->adapter_name_count++;
+    return CLORA_OK;
+}
+
+/* ---- per-batch inputs ----------------------------------------------------------------- */
+
+static clora_status set_batch_input(clora_model *model, const clora_buffer *buf, const char *op,
+                                    const clora_buffer **slot)
+{
+    if (!model)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: model is NULL", op);
+    if (buf && (buf->dtype != CLORA_DTYPE_I32 || buf->ndim != 2)) {
+        char got[64];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH, "%s: needs int32 (B, T), not %s %s", op,
+                           clora_dtype_name(buf->dtype),
+                           clora_buffer_shape_string(buf, got, sizeof got));
+    }
+    if (buf && buf->device != model->device)
+        return clora__fail(CLORA_ERR_DEVICE_MISMATCH, "%s: the buffer is on another device", op);
+    *slot = buf;
+    model->has_forward = 0; /* a backward must follow a forward with these inputs */
+    return CLORA_OK;
+}
+
+clora_status clora_model_set_attention_mask(clora_model *model, const clora_buffer *mask)
+{
+    return set_batch_input(model, mask, "clora_model_set_attention_mask",
+                           model ? &model->attention_mask : NULL);
+}
+
+clora_status clora_model_set_token_types(clora_model *model, const clora_buffer *types)
+{
+    return set_batch_input(model, types, "clora_model_set_token_types",
+                           model ? &model->token_types : NULL);
 }

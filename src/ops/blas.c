@@ -3,7 +3,7 @@
  * CLBlast through clora__clblast_override. */
 #include <clblast_c.h>
 
-#include "internal.h"
+#include "ops/ops.h"
 
 /* X(enumerator) for the status codes of clblast_c.h. */
 #define CLBLAST_STATUS_TABLE(X)                                                          \

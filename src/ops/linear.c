@@ -3,7 +3,7 @@
  * cl/linear.cl. */
 #include <stdio.h>
 
-#include "internal.h"
+#include "ops/ops.h"
 
 clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clora_buffer *weight,
                                 const char *bias_name, const clora_buffer *bias,

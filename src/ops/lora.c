@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "ops/ops.h"
 
 float clora_lora_scale(clora_scale_mode mode, float alpha, size_t rank)
 {

@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "ops/ops.h"
 
 /* W[o][i] whatever the storage order. */
 static float weight_at(const float *w, size_t o, size_t i, size_t in, size_t out,

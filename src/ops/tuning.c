@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
-#include "kernels_embedded.h"
+#include "ops/ops.h"
+#include "core/kernels_embedded.h"
 
 #define TUNING_FORMAT "clora-clblast-tuning"
 #define TUNING_VERSION 1

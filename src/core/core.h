@@ -1,13 +1,22 @@
-/* internal.h — what the library's sources share and the public headers hide.
- * Private names start with clora__ / CLORA__.
- */
-#ifndef CLORA_INTERNAL_H
-#define CLORA_INTERNAL_H
+/* core.h — what the core layer's sources share and the layers above may
+ * use: errors and messages, the device handle, kernel launches, buffers,
+ * files and argument checks. Private names start with clora__ / CLORA__.
+ *
+ * Layers, lowest first: core (this folder), ops and io (each on core only),
+ * nn, train; a source includes only its own layer's header and lower ones
+ * (tests/layering_check.sh). */
+#ifndef CLORA_CORE_H
+#define CLORA_CORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clora/clora.h"
+#include "clora/buffer.h"
+#include "clora/device.h"
+#include "clora/dtype.h"
+#include "clora/status.h"
+#include "clora/version.h"
+#include "core/kernels.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CLORA__PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
@@ -31,92 +40,7 @@ clora_status clora__fail_cl(cl_int err, const char *call, const char *file, int 
 /* Name of an OpenCL error code, e.g. "CL_OUT_OF_RESOURCES". */
 const char *clora__cl_error_name(cl_int err);
 
-/* ---- programs and kernels (device.c) ------------------------------------ */
-
-/* X(id, file name without .cl) */
-#define CLORA__PROGRAM_TABLE(X) \
-    X(LINEAR, "linear")         \
-    X(LORA, "lora")             \
-    X(ACTIVATION, "activation") \
-    X(NORM, "norm")             \
-    X(EMBEDDING, "embedding")   \
-    X(REDUCE, "reduce")         \
-    X(LOSS, "loss")             \
-    X(OPTIM, "optim")           \
-    X(ATTENTION, "attention")
-
-/* X(id, program id, kernel function name) */
-#define CLORA__KERNEL_TABLE(X)                    \
-    X(BIAS_BROADCAST, LINEAR, "bias_broadcast")   \
-    X(BIAS_ADD, LINEAR, "bias_add")               \
-    X(COLUMN_SUM, LINEAR, "column_sum")           \
-    X(LORA_GEMM, LORA, "lora_gemm")               \
-    X(LORA_STREAM, LORA, "lora_stream")           \
-    X(LORA_COLS_TN, LORA, "lora_cols_tn")         \
-    X(LORA_FORWARD_ROWS, LORA, "lora_forward_rows") \
-    X(LORA_BACKWARD_ROWS, LORA, "lora_backward_rows") \
-    X(LORA_TRANSPOSE, LORA, "lora_transpose")     \
-    X(LORA_REDUCE, LORA, "lora_reduce_partials")                  \
-    X(ACTIVATION_FORWARD, ACTIVATION, "activation_forward")       \
-    X(ACTIVATION_BACKWARD, ACTIVATION, "activation_backward")     \
-    X(DROPOUT_APPLY, ACTIVATION, "dropout_apply")                 \
-    X(LAYER_NORM_FORWARD, NORM, "layer_norm_forward")             \
-    X(LAYER_NORM_BACKWARD, NORM, "layer_norm_backward")           \
-    X(LAYER_NORM_PARAM_GRADS, NORM, "layer_norm_param_grads")     \
-    X(EMBEDDING_FORWARD, EMBEDDING, "embedding_forward")          \
-    X(EMBEDDING_BACKWARD, EMBEDDING, "embedding_backward")        \
-    X(SUM_PARTIALS, REDUCE, "sum_partials")                       \
-    X(SUM_FINISH, REDUCE, "sum_finish")                           \
-    X(SCALE_BY, REDUCE, "scale_by")                               \
-    X(CROSS_ENTROPY_COUNT, LOSS, "cross_entropy_count")           \
-    X(CROSS_ENTROPY_ROWS, LOSS, "cross_entropy_rows")             \
-    X(MSE_ELEMENTS, LOSS, "mse_elements")                         \
-    X(ADAMW_STEP, OPTIM, "adamw_step")                            \
-    X(SGD_STEP, OPTIM, "sgd_step")                                \
-    X(CLIP_COEFFICIENT, OPTIM, "clip_coefficient")                \
-    X(HEADS_SPLIT, ATTENTION, "heads_split")                      \
-    X(HEADS_MERGE, ATTENTION, "heads_merge")                      \
-    X(SOFTMAX_ROWS, ATTENTION, "softmax_rows")                    \
-    X(SOFTMAX_BACKWARD, ATTENTION, "softmax_backward")            \
-    X(ADD, ATTENTION, "add")                                      \
-    X(MEAN_POOL, ATTENTION, "mean_pool")                          \
-    X(MEAN_POOL_BACKWARD, ATTENTION, "mean_pool_backward")
-
-typedef enum clora__program_id {
-#define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,
-    CLORA__PROGRAM_TABLE(CLORA__PROGRAM_ENUM_)
-#undef CLORA__PROGRAM_ENUM_
-    CLORA__PROGRAM_COUNT
-} clora__program_id;
-
-typedef enum clora__kernel_id {
-#define CLORA__KERNEL_ENUM_(id, program, name) CLORA__KERNEL_##id,
-    CLORA__KERNEL_TABLE(CLORA__KERNEL_ENUM_)
-#undef CLORA__KERNEL_ENUM_
-    CLORA__KERNEL_COUNT
-} clora__kernel_id;
-
-/* Flags of the lora_gemm kernel. They reach cl/lora.cl as -D defines, so
- * this enum is their one definition. */
-enum {
-    CLORA__GEMM_DROP_X = 1u << 0,     /* dropout on operand X, keyed (m, k) */
-    CLORA__GEMM_DROP_Y = 1u << 1,     /* dropout on operand Y, keyed (k, p) */
-    CLORA__GEMM_DROP_C = 1u << 2,     /* dropout on the product, keyed (m, p) */
-    CLORA__GEMM_BIAS = 1u << 3,       /* add bias[p] */
-    CLORA__GEMM_ACCUMULATE = 1u << 4, /* add the previous C */
-    CLORA__GEMM_PARTIAL = 1u << 5     /* write raw partial sums, one slab per K-chunk */
-};
-
-/* Rows of the batch each work-item of lora_forward_rows and
- * lora_backward_rows handles (the kernels' ROWS). */
-#define CLORA__ROWS_PER_ITEM 4
-
-/* How the rank-r products run: local-memory tiles (GPUs and other
- * devices) or one streaming work-item per 4 outputs (CPUs). */
-typedef enum clora__rank_kernel {
-    CLORA__RANK_TILED = 0,
-    CLORA__RANK_STREAMING = 1
-} clora__rank_kernel;
+/* ---- the device (device.c) --------------------------------------------- */
 
 struct clora_device {
     cl_platform_id platform;
@@ -136,12 +60,21 @@ struct clora_device {
     uint64_t memory_category_peak[CLORA_MEMORY_CATEGORY_COUNT];
 };
 
+/* Devices as core opens them: context, queue and rank-r kernel choice,
+ * without CLBlast's parameters. clora_device_open, _open_index and _wrap
+ * (ops/device_open.c) add those. */
+clora_status clora__device_open(clora_device **out, const char *selector);
+clora_status clora__device_open_index(clora_device **out, size_t index);
+clora_status clora__device_wrap(clora_device **out, cl_context context, cl_command_queue queue);
+
 /* Records `bytes` more (or, negative, fewer) held in `category`. */
 void clora__device_account(clora_device *device, clora_memory_category category, int64_t bytes);
 
 /* A scratch buffer of at least `bytes`, owned by the device. Its contents
  * live until the next clora op; the queue is in order, so reuse is safe. */
 clora_status clora__device_scratch(clora_device *device, size_t bytes, cl_mem *out);
+
+/* ---- kernel launches (program.c) ------------------------------------------ */
 
 /* One kernel launch: clora__args_begin() fetches kernel `id` (building its
  * program on first use), the clora__arg_* calls set its arguments in order,
@@ -182,6 +115,18 @@ struct clora_buffer {
 /* clora_buffer_create with a dtype and a memory category. */
 clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clora_dtype dtype,
                                   clora_memory_category category, size_t ndim, const size_t *shape);
+/* Makes *buf an activation buffer (CLORA_MEMORY_ACTIVATIONS) of `dtype`
+ * and `shape`, reusing it when both are unchanged (the common case: the
+ * same batch shape every step). *created (may be NULL) is 1 when the
+ * buffer was made anew, zero-filled: a caller that fills a buffer once
+ * per shape must ask this rather than compare the handle's address with
+ * the old one's, which the allocator may hand out again. */
+clora_status clora__buffer_ensure(clora_buffer **buf, clora_device *device, clora_dtype dtype,
+                                  size_t ndim, const size_t *shape, int *created);
+/* The same for float32, shaped like `like`. */
+clora_status clora__buffer_ensure_like(clora_buffer **buf, const clora_buffer *like);
+/* A temporary float32 buffer of n elements, counted as scratch. */
+clora_status clora__buffer_temporary(clora_buffer **out, clora_device *device, size_t n);
 /* Moves an owning buffer's bytes to another memory category. */
 void clora__buffer_set_category(clora_buffer *buffer, clora_memory_category category);
 
@@ -221,65 +166,6 @@ clora_status clora__join_path(char *out, size_t size, const char *dir, const cha
 /* Creates the folder unless it exists. */
 clora_status clora__ensure_dir(const char *path);
 
-/* The chunks of a safetensors file (length, header, tensors); free *chunks
- * and *header after use. */
-struct clora_safetensors_writer;
-clora_status clora__safetensors_chunks(const struct clora_safetensors_writer *writer,
-                                       clora__chunk **chunks, size_t *count, char **header,
-                                       unsigned char length[8]);
-
-/* ---- frozen GEMMs (blas.c, the only user of CLBlast) -------------------- */
-
-/* C (m, n) = alpha · op(A) · op(B) + beta · C, row-major; offsets and leading
- * dimensions in elements. */
-clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t m, size_t n,
-                          size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
-                          size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
-                          size_t ldc);
-
-/* Hands CLBlast `count` tuning parameters for one of its kernels ("Xgemm",
- * "XgemmDirect", "Copy", ...) in single precision on `device`; CLBlast
- * wants every parameter of the kernel. */
-clora_status clora__clblast_override(cl_device_id device, const char *kernel, size_t count,
-                                     const char **names, const size_t *values);
-/* Drops CLBlast's compiled programs, process-wide (not the parameters
- * given through clora__clblast_override: CLBlast keeps those). */
-void clora__clblast_clear_cache(void);
-
-/* ---- CLBlast tuning parameters (tuning.c) -------------------------------- */
-
-/* Applies the device's tuning at open: CLORA_TUNING, the cache file or
- * clora's shipped parameters (see clora_device_set_tuning); fills
- * dev->info.tuning. */
-clora_status clora__tuning_open(clora_device *device);
-
-/* ---- Linear pieces the LoRA op reuses (linear.c) ------------------------- */
-
-/* Checks x, weight and an optional bias-shaped buffer for a Linear and
- * returns in and out. */
-clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clora_buffer *weight,
-                                const char *bias_name, const clora_buffer *bias,
-                                clora_weight_layout layout, size_t *in, size_t *out);
-/* y (N, out) = x · Wᵀ + beta · y */
-clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
-                              clora_weight_layout layout, float beta);
-/* dx (N, in) = dy · W + beta · dx */
-clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
-                              clora_weight_layout layout, float beta);
-
-/* W += scale * B * A (lora.c): merging an adapter into its base weight. */
-clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout layout,
-                                   const clora_buffer *lora_a, const clora_buffer *lora_b,
-                                   float scale);
-
-/* count GEMMs C_i = alpha * op(A_i) * op(B_i) + beta * C_i, row-major, the
- * i-th operands `stride` elements after the (i-1)-th. */
-clora_status clora__sgemm_batched(clora_device *device, int trans_a, int trans_b, size_t m,
-                                  size_t n, size_t k, float alpha, cl_mem a, size_t a_offset,
-                                  size_t lda, size_t a_stride, cl_mem b, size_t b_offset,
-                                  size_t ldb, size_t b_stride, float beta, cl_mem c,
-                                  size_t c_offset, size_t ldc, size_t c_stride, size_t count);
-
 /* ---- op argument checks (checks.c) -------------------------------------- */
 
 /* Each returns CLORA_OK or records a message prefixed with `op` and the
@@ -313,4 +199,4 @@ clora_status clora__check_disjoint_all(const char *op, clora_buffer *const *outp
                                        const char *const *input_names, size_t n_inputs);
 clora_status clora__check_kernel_size(const char *op, const char *name, const clora_buffer *buffer);
 
-#endif /* CLORA_INTERNAL_H */
+#endif /* CLORA_CORE_H */

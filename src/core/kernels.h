@@ -1,0 +1,93 @@
+/* kernels.h — the kernel families of cl/ that a device builds on first use,
+ * the kernels in each, and the compile-time constants of the rank-r family.
+ * A new family is a new cl/<family>.cl, a row in CLORA__PROGRAM_TABLE, its
+ * kernels in CLORA__KERNEL_TABLE, and its launchers in src/ops. */
+#ifndef CLORA_CORE_KERNELS_H
+#define CLORA_CORE_KERNELS_H
+
+/* X(id, file name without .cl) */
+#define CLORA__PROGRAM_TABLE(X) \
+    X(LINEAR, "linear")         \
+    X(LORA, "lora")             \
+    X(ACTIVATION, "activation") \
+    X(NORM, "norm")             \
+    X(EMBEDDING, "embedding")   \
+    X(REDUCE, "reduce")         \
+    X(LOSS, "loss")             \
+    X(OPTIM, "optim")           \
+    X(ATTENTION, "attention")
+
+/* X(id, program id, kernel function name) */
+#define CLORA__KERNEL_TABLE(X)                                    \
+    X(BIAS_BROADCAST, LINEAR, "bias_broadcast")                   \
+    X(BIAS_ADD, LINEAR, "bias_add")                               \
+    X(COLUMN_SUM, LINEAR, "column_sum")                           \
+    X(LORA_GEMM, LORA, "lora_gemm")                               \
+    X(LORA_STREAM, LORA, "lora_stream")                           \
+    X(LORA_COLS_TN, LORA, "lora_cols_tn")                         \
+    X(LORA_FORWARD_ROWS, LORA, "lora_forward_rows")               \
+    X(LORA_BACKWARD_ROWS, LORA, "lora_backward_rows")             \
+    X(LORA_TRANSPOSE, LORA, "lora_transpose")                     \
+    X(LORA_REDUCE, LORA, "lora_reduce_partials")                  \
+    X(ACTIVATION_FORWARD, ACTIVATION, "activation_forward")       \
+    X(ACTIVATION_BACKWARD, ACTIVATION, "activation_backward")     \
+    X(DROPOUT_APPLY, ACTIVATION, "dropout_apply")                 \
+    X(LAYER_NORM_FORWARD, NORM, "layer_norm_forward")             \
+    X(LAYER_NORM_BACKWARD, NORM, "layer_norm_backward")           \
+    X(LAYER_NORM_PARAM_GRADS, NORM, "layer_norm_param_grads")     \
+    X(EMBEDDING_FORWARD, EMBEDDING, "embedding_forward")          \
+    X(EMBEDDING_BACKWARD, EMBEDDING, "embedding_backward")        \
+    X(SUM_PARTIALS, REDUCE, "sum_partials")                       \
+    X(SUM_FINISH, REDUCE, "sum_finish")                           \
+    X(SCALE_BY, REDUCE, "scale_by")                               \
+    X(CROSS_ENTROPY_COUNT, LOSS, "cross_entropy_count")           \
+    X(CROSS_ENTROPY_ROWS, LOSS, "cross_entropy_rows")             \
+    X(MSE_ELEMENTS, LOSS, "mse_elements")                         \
+    X(ADAMW_STEP, OPTIM, "adamw_step")                            \
+    X(SGD_STEP, OPTIM, "sgd_step")                                \
+    X(CLIP_COEFFICIENT, OPTIM, "clip_coefficient")                \
+    X(HEADS_SPLIT, ATTENTION, "heads_split")                      \
+    X(HEADS_MERGE, ATTENTION, "heads_merge")                      \
+    X(SOFTMAX_ROWS, ATTENTION, "softmax_rows")                    \
+    X(SOFTMAX_BACKWARD, ATTENTION, "softmax_backward")            \
+    X(ADD, ATTENTION, "add")                                      \
+    X(MEAN_POOL, ATTENTION, "mean_pool")                          \
+    X(MEAN_POOL_BACKWARD, ATTENTION, "mean_pool_backward")
+
+typedef enum clora__program_id {
+#define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,
+    CLORA__PROGRAM_TABLE(CLORA__PROGRAM_ENUM_)
+#undef CLORA__PROGRAM_ENUM_
+    CLORA__PROGRAM_COUNT
+} clora__program_id;
+
+typedef enum clora__kernel_id {
+#define CLORA__KERNEL_ENUM_(id, program, name) CLORA__KERNEL_##id,
+    CLORA__KERNEL_TABLE(CLORA__KERNEL_ENUM_)
+#undef CLORA__KERNEL_ENUM_
+    CLORA__KERNEL_COUNT
+} clora__kernel_id;
+
+/* Flags of the lora_gemm kernel. They reach cl/lora.cl as -D defines, so
+ * this enum is their one definition. */
+enum {
+    CLORA__GEMM_DROP_X = 1u << 0,     /* dropout on operand X, keyed (m, k) */
+    CLORA__GEMM_DROP_Y = 1u << 1,     /* dropout on operand Y, keyed (k, p) */
+    CLORA__GEMM_DROP_C = 1u << 2,     /* dropout on the product, keyed (m, p) */
+    CLORA__GEMM_BIAS = 1u << 3,       /* add bias[p] */
+    CLORA__GEMM_ACCUMULATE = 1u << 4, /* add the previous C */
+    CLORA__GEMM_PARTIAL = 1u << 5     /* write raw partial sums, one slab per K-chunk */
+};
+
+/* Rows of the batch each work-item of lora_forward_rows and
+ * lora_backward_rows handles (the kernels' ROWS). */
+#define CLORA__ROWS_PER_ITEM 4
+
+/* How the rank-r products run: local-memory tiles (GPUs and other
+ * devices) or one streaming work-item per 4 outputs (CPUs). */
+typedef enum clora__rank_kernel {
+    CLORA__RANK_TILED = 0,
+    CLORA__RANK_STREAMING = 1
+} clora__rank_kernel;
+
+#endif /* CLORA_CORE_KERNELS_H */

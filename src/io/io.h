@@ -1,0 +1,143 @@
+/* io.h — what the io layer's sources share and nn calls: the file formats
+ * (safetensors, JSON configs, clora and Hugging Face model folders, PEFT's
+ * adapter_config.json, tokenizer files) read, checked and written. io
+ * knows buffers and devices (core) for the tensors it moves, nothing of
+ * models: nn places what io reads. */
+#ifndef CLORA_IO_H
+#define CLORA_IO_H
+
+#include <jansson.h>
+
+#include "clora/safetensors.h"
+#include "clora/tokenizer.h"
+#include "core/core.h"
+
+/* ---- safetensors (safetensors.c) ---------------------------------------------- */
+
+/* The chunks of a safetensors file (length, header, tensors); free *chunks
+ * and *header after use. */
+clora_status clora__safetensors_chunks(const clora_safetensors_writer *writer,
+                                       clora__chunk **chunks, size_t *count, char **header,
+                                       unsigned char length[8]);
+
+/* ---- JSON files (json.c) ---------------------------------------------------------- */
+
+/* Reads a JSON object file (duplicate keys rejected); CLORA_ERR_IO or
+ * CLORA_ERR_FORMAT naming the file. */
+clora_status clora__read_json(const char *path, json_t **out);
+/* The same with more jansson decoding flags (JSON_DECODE_INT_AS_REAL). */
+clora_status clora__read_json_flags(const char *path, size_t flags, json_t **out);
+
+/* Typed fields of a config object: the first failure is kept in `status`
+ * (later calls then do nothing), its message naming `path` and the key. */
+typedef struct clora__json_fields {
+    json_t *json;
+    const char *path;
+    clora_status status;
+} clora__json_fields;
+/* A positive integer; `fallback` (0: required) when absent or null. */
+size_t clora__json_count(clora__json_fields *fields, const char *key, size_t fallback);
+/* A number; `fallback` when absent or null. */
+float clora__json_float(clora__json_fields *fields, const char *key, float fallback);
+/* Refuses a boolean option clora does not implement unless it has the
+ * value clora computes with (`supported`). */
+void clora__json_require_bool(clora__json_fields *fields, const char *key, int supported);
+/* A non-negative integer field into *out; 0 when it is not one. */
+int clora__json_get_size(json_t *object, const char *key, size_t *out);
+
+/* ---- tensors by name (checkpoint.c) -------------------------------------------------- */
+
+/* A weight file opened for reading parameters by name; every tensor found
+ * is marked used, so that a loader can refuse the ones it did not use. */
+typedef struct clora__checkpoint clora__checkpoint;
+clora_status clora__checkpoint_open(clora__checkpoint **out, const char *path);
+void clora__checkpoint_close(clora__checkpoint *checkpoint); /* NULL: no-op */
+/* 1 and the tensor in *view when the file has `name` (marked used), else 0. */
+int clora__checkpoint_find(clora__checkpoint *checkpoint, const char *name,
+                           clora_tensor_view *view);
+/* Tensors in the file, and the name of tensor `index` while it is unused
+ * (NULL once used). */
+size_t clora__checkpoint_count(const clora__checkpoint *checkpoint);
+const char *clora__checkpoint_unused(const clora__checkpoint *checkpoint, size_t index);
+/* Checks a tensor against dst's shape (and that it holds floats), converts
+ * it to float32 and uploads it; messages name the file and `param`. */
+clora_status clora__checkpoint_read(const clora__checkpoint *checkpoint,
+                                    const clora_tensor_view *view, const char *param,
+                                    clora_buffer *dst);
+
+/* Adds a float32 device buffer to a writer under `name` (its shape). */
+clora_status clora__writer_add_buffer(clora_safetensors_writer *writer, const char *name,
+                                      const clora_buffer *value);
+/* Writes a safetensors file and its JSON config as one (both or neither). */
+clora_status clora__save_weights_and_config(const char *weights_path,
+                                            const clora_safetensors_writer *writer,
+                                            const char *config_path, json_t *config);
+
+/* ---- model folders (model_folder.c) --------------------------------------------------- */
+
+typedef struct clora__model_folder {
+    char config_path[4096];  /* <dir>/config.json */
+    char weights_path[4096]; /* <dir>/model.safetensors */
+    json_t *config;          /* config.json, owned */
+    int hugging_face;        /* config.json is Hugging Face's (a "model_type", no "format") */
+    json_t *tree;            /* clora folders: config.json's "model" (borrowed), unchecked */
+} clora__model_folder;
+
+/* The folder's file paths only (no reading). */
+clora_status clora__model_folder_paths(const char *dir, clora__model_folder *folder);
+/* Reads config.json; a clora folder must name clora's format and version. */
+clora_status clora__model_folder_read(const char *dir, clora__model_folder *folder);
+void clora__model_folder_free(clora__model_folder *folder);
+/* Creates `dir` if needed and writes config.json (clora's format around
+ * `tree`, borrowed) and model.safetensors, both or neither. */
+clora_status clora__model_folder_write(const char *dir, const clora_safetensors_writer *weights,
+                                       json_t *tree);
+
+/* ---- PEFT adapter configs (peft.c) ---------------------------------------------------------- */
+
+/* adapter_config.json, checked: a LORA adapter clora can load, of a rank
+ * r from 1 to max_rank. */
+typedef struct clora__peft_config {
+    json_t *root;     /* the whole file, owned */
+    size_t r;
+    double alpha;
+    int rslora;
+    double dropout;
+    json_t *targets;  /* array, string or NULL (borrowed from root) */
+    json_t *excludes; /* array or NULL */
+    json_t *rank_pattern, *alpha_pattern; /* objects or NULL */
+    json_t *saved;    /* modules_to_save: array or NULL */
+} clora__peft_config;
+
+clora_status clora__peft_config_read(const char *path, size_t max_rank,
+                                     clora__peft_config *config);
+void clora__peft_config_free(clora__peft_config *config);
+/* PEFT's list rule: `path` equals `entry` or ends with "." + entry. */
+int clora__peft_list_match(const char *path, const char *entry);
+/* Whether target_modules (minus exclude_modules) select module `path`. */
+int clora__peft_targets(const clora__peft_config *config, const char *path);
+/* Whether modules_to_save lists module `module`. */
+int clora__peft_saves(const clora__peft_config *config, const char *module);
+/* r and lora_alpha for one module, rank_pattern and alpha_pattern applied. */
+size_t clora__peft_rank(const clora__peft_config *config, const char *module);
+double clora__peft_alpha(const clora__peft_config *config, const char *module);
+
+/* What an adapter clora saves tells adapter_config.json. */
+typedef struct clora__peft_site {
+    const char *path; /* module path */
+    size_t rank;
+    double alpha;     /* PEFT's lora_alpha */
+} clora__peft_site;
+typedef struct clora__peft_save {
+    const clora__peft_site *sites; /* count >= 1; the first gives r and lora_alpha */
+    size_t count;
+    double dropout;
+    int rslora;
+    int fan_in_fan_out;            /* every site's base stores its weight (in, out) */
+    const char *const *saved;      /* modules_to_save */
+    size_t saved_count;
+} clora__peft_save;
+/* The adapter_config.json object (NULL when out of memory). */
+json_t *clora__peft_config_json(const clora__peft_save *save);
+
+#endif /* CLORA_IO_H */

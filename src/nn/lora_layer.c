@@ -1,0 +1,332 @@
+/* lora_layer.c — the LoRA node kind, as PEFT builds it: a Linear (its child
+ * "base_layer") plus named adapters, each A (r, in) and B (out, r), of
+ * which at most one runs and at most one is merged into the base weight:
+ *     y = x · Wᵀ + b + s · drop(x) · Aᵀ · Bᵀ
+ * The products are ops/lora.c's. replace_linear_with_lora, the adapter
+ * names and trainability are in adapter.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+typedef struct lora_state {
+    clora__adapter *adapters;
+    size_t adapter_count;
+    int active;         /* index of the adapter forwards run, -1 for none */
+    int merged;         /* index of the adapter merged into the base weight, -1 for none */
+    clora_buffer *h;    /* (..., r): drop(x) · Aᵀ of the last forward */
+    uint64_t dropout_seed;
+    float dropout_used; /* the dropout p the last forward applied */
+} lora_state;
+
+static clora_node *lora_base(const clora_node *node)
+{
+    return node->children[0];
+}
+
+/* The adapter this node's forward runs, or NULL for base-only. */
+static clora__adapter *running_adapter(const clora_node *node)
+{
+    const lora_state *s = CLORA__STATE(lora_state, node);
+    if (s->active < 0 || s->merged >= 0)
+        return NULL;
+    return &s->adapters[s->active];
+}
+
+/* The spec of the last forward: backward must regenerate the same mask,
+ * even if training mode changed in between. */
+static clora_lora_spec spec_of(const clora_node *node, const clora__adapter *ad)
+{
+    const lora_state *s = CLORA__STATE(lora_state, node);
+    clora_lora_spec spec;
+    spec.alpha = ad->alpha;
+    spec.scale_mode = ad->scale_mode;
+    spec.dropout = s->dropout_used;
+    spec.dropout_seed = s->dropout_seed;
+    clora__linear_dims_of(node, NULL, NULL, &spec.weight_layout);
+    return spec;
+}
+
+static clora_status lora_forward(clora_node *node, const clora_buffer *x, const clora_buffer **y)
+{
+    lora_state *s = CLORA__STATE(lora_state, node);
+    const clora_node *base = lora_base(node);
+    size_t out_features = 0;
+    clora_weight_layout layout;
+    clora__linear_dims_of(node, NULL, &out_features, &layout);
+    clora_status status = clora__node_require_float(node, x);
+    if (status == CLORA_OK)
+        status = clora__node_output(node, x, out_features, 0);
+    *y = node->owned_output;
+    if (status != CLORA_OK)
+        return status;
+    const clora_buffer *w = clora__param_value(base, "weight"), *b = clora__param_value(base, "bias");
+    clora__adapter *ad = running_adapter(node);
+    if (!ad)
+        return clora_linear_forward(node->owned_output, x, w, b, layout);
+    size_t shape[CLORA_MAX_DIMS];
+    memcpy(shape, x->shape, x->ndim * sizeof *shape);
+    shape[x->ndim - 1] = ad->rank;
+    status = clora__buffer_ensure(&s->h, x->device, CLORA_DTYPE_F32, x->ndim, shape, NULL);
+    if (status != CLORA_OK)
+        return status;
+    s->dropout_seed = clora__node_seed(node, 0);
+    s->dropout_used = node->model->training ? ad->dropout : 0.0f;
+    const clora_lora_spec spec = spec_of(node, ad);
+    return clora_lora_forward(node->owned_output, s->h, x, w, b, ad->lora_a->value,
+                              ad->lora_b->value, &spec);
+}
+
+static clora_status lora_backward(clora_node *node, const clora_buffer *dy, int need_dx,
+                                  const clora_buffer **dx)
+{
+    const lora_state *s = CLORA__STATE(lora_state, node);
+    const clora_buffer *x = node->input;
+    const clora_node *base = lora_base(node);
+    const clora_buffer *w = clora__param_value(base, "weight");
+    clora_buffer *dw = clora__param_grad(base, "weight"), *db = clora__param_grad(base, "bias");
+    clora_buffer *d_input = NULL;
+    clora_status status = clora__node_d_input(node, need_dx, &d_input);
+    if (status != CLORA_OK)
+        return status;
+    clora__adapter *ad = running_adapter(node);
+    clora_buffer *d_rest = d_input; /* what the Linear backward still owes */
+    if (ad) {
+        clora_buffer *da = ad->lora_a->grad, *dbm = ad->lora_b->grad;
+        const clora_lora_spec spec = spec_of(node, ad);
+        if (d_input || da || dbm)
+            status = clora_lora_backward(d_input, da, dbm, dy, x, s->h, w, ad->lora_a->value,
+                                         ad->lora_b->value, &spec);
+        d_rest = NULL; /* done */
+    }
+    clora_weight_layout layout;
+    clora__linear_dims_of(node, NULL, NULL, &layout);
+    if (status == CLORA_OK && (d_rest || dw || db))
+        status = clora_linear_backward(d_rest, dw, db, dy, x, w, layout);
+    if (status == CLORA_OK)
+        *dx = d_input;
+    return status;
+}
+
+static void lora_release(clora_node *node)
+{
+    lora_state *s = CLORA__STATE(lora_state, node);
+    clora_buffer_destroy(s->h);
+    s->h = NULL;
+}
+
+static void lora_finalize(clora_node *node)
+{
+    lora_state *s = CLORA__STATE(lora_state, node);
+    for (size_t i = 0; i < s->adapter_count; ++i)
+        free(s->adapters[i].name);
+    free(s->adapters);
+}
+
+const clora__node_kind clora__lora_kind = {
+    .id = CLORA_NODE_LORA,
+    .name = "lora",
+    .flags = CLORA__KIND_LINEAR,
+    .state_size = sizeof(lora_state),
+    .forward = lora_forward,
+    .backward = lora_backward,
+    .base = lora_base,
+    .release = lora_release,
+    .finalize = lora_finalize,
+};
+
+int clora__is_lora(const clora_node *node)
+{
+    return node && node->kind == &clora__lora_kind;
+}
+
+/* ---- wrapping ------------------------------------------------------------------------ */
+
+clora_status clora__wrap_linear(clora_node *linear, clora_node **out)
+{
+    clora_model *model = linear->model;
+    clora_node *parent = linear->parent;
+    clora_node *lora = NULL;
+    clora_status status = clora__node_new(model, linear->name, &clora__lora_kind, &lora);
+    if (status != CLORA_OK)
+        return status;
+    lora->children = malloc(sizeof *lora->children);
+    char *base_name = strdup("base_layer");
+    if (!lora->children || !base_name) {
+        free(base_name);
+        clora__node_free(lora);
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "wrapping %s", linear->name);
+    }
+    lora_state *s = CLORA__STATE(lora_state, lora);
+    s->active = -1;
+    s->merged = -1;
+    lora->trainable_module = linear->trainable_module;
+    clora__node_replace_child(parent, linear, lora);
+    free(linear->name);
+    linear->name = base_name;
+    clora__node_release_activations(linear);
+    lora->children[0] = linear;
+    lora->child_count = lora->child_capacity = 1;
+    linear->parent = lora;
+    *out = lora;
+    return CLORA_OK;
+}
+
+/* Turns a LoRA node without adapters back into its base Linear. */
+static clora_status unwrap(clora_node *lora)
+{
+    clora_node *linear = lora->children[0];
+    char *name = strdup(lora->name);
+    if (!name)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "unwrapping %s", lora->name);
+    clora__node_replace_child(lora->parent, lora, linear);
+    free(linear->name);
+    linear->name = name;
+    linear->trainable_module = lora->trainable_module;
+    lora->child_count = 0;
+    clora__node_free(lora);
+    return CLORA_OK;
+}
+
+/* ---- adapters ------------------------------------------------------------------------- */
+
+clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t rank, float alpha,
+                                     clora_scale_mode scale_mode, float dropout,
+                                     clora_init_mode init, clora__adapter **out)
+{
+    lora_state *s = CLORA__STATE(lora_state, lora);
+    size_t in = 0, features = 0;
+    clora__linear_dims_of(lora, &in, &features, NULL);
+    char a_name[256], b_name[256];
+    snprintf(a_name, sizeof a_name, "lora_A.%s.weight", name);
+    snprintf(b_name, sizeof b_name, "lora_B.%s.weight", name);
+    const size_t a_shape[2] = {rank, in}, b_shape[2] = {features, rank};
+    clora__init a_init = init == CLORA_INIT_GAUSSIAN ? CLORA__INIT_NORMAL : CLORA__INIT_UNIFORM;
+    float bound = init == CLORA_INIT_PEFT   ? 1.0f / sqrtf((float)in)
+                  : init == CLORA_INIT_SEED ? 1.0f / sqrtf((float)rank)
+                                            : 1.0f / (float)rank;
+    clora__adapter *grown = realloc(s->adapters, (s->adapter_count + 1) * sizeof *grown);
+    if (!grown)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
+    s->adapters = grown;
+    clora__adapter *ad = &s->adapters[s->adapter_count];
+    memset(ad, 0, sizeof *ad);
+    if (!(ad->name = strdup(name)))
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
+    clora_status status = clora__param_add(lora, a_name, 2, a_shape, a_init, bound, &ad->lora_a);
+    if (status == CLORA_OK)
+        status = clora__param_add(lora, b_name, 2, b_shape, CLORA__INIT_ZERO, 0.0f, &ad->lora_b);
+    if (status != CLORA_OK) {
+        if (ad->lora_a)
+            clora__param_remove(lora, ad->lora_a);
+        free(ad->name);
+        return status;
+    }
+    ad->rank = rank;
+    ad->alpha = alpha;
+    ad->scale_mode = scale_mode;
+    ad->dropout = dropout;
+    s->adapter_count++;
+    if (out)
+        *out = ad;
+    return CLORA_OK;
+}
+
+size_t clora__lora_adapter_count(const clora_node *lora)
+{
+    return CLORA__STATE(lora_state, lora)->adapter_count;
+}
+
+clora__adapter *clora__lora_adapter(const clora_node *lora, size_t index)
+{
+    return &CLORA__STATE(lora_state, lora)->adapters[index];
+}
+
+int clora__lora_find(const clora_node *lora, const char *name)
+{
+    const lora_state *s = CLORA__STATE(lora_state, lora);
+    for (size_t i = 0; i < s->adapter_count; ++i)
+        if (!strcmp(s->adapters[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+void clora__lora_activate(clora_node *lora, const char *name)
+{
+    lora_state *s = CLORA__STATE(lora_state, lora);
+    s->active = name ? clora__lora_find(lora, name) : -1;
+    if (s->active >= 0) {
+        s->adapters[s->active].lora_a->trainable = 1;
+        s->adapters[s->active].lora_b->trainable = 1;
+    }
+}
+
+clora_status clora__lora_remove(clora_node *lora, size_t index)
+{
+    lora_state *s = CLORA__STATE(lora_state, lora);
+    clora__adapter *ad = &s->adapters[index];
+    clora__param_remove(lora, ad->lora_a);
+    clora__param_remove(lora, ad->lora_b);
+    free(ad->name);
+    memmove(ad, ad + 1, (s->adapter_count - index - 1) * sizeof *ad);
+    s->adapter_count--;
+    s->active = -1;
+    clora__node_release_activations(lora);
+    return s->adapter_count == 0 ? unwrap(lora) : CLORA_OK;
+}
+
+/* ---- merging ---------------------------------------------------------------------------- */
+
+/* W += sign * s * B * A for adapter `index`, restoring W if a merge leaves
+ * a NaN or an infinity in it. */
+static clora_status merge_adapter(clora_node *node, int index, int sign)
+{
+    lora_state *s = CLORA__STATE(lora_state, node);
+    clora__adapter *ad = &s->adapters[index];
+    clora_weight_layout layout;
+    clora__linear_dims_of(node, NULL, NULL, &layout);
+    clora_buffer *w = clora__param_value(lora_base(node), "weight");
+    float *before = malloc(w->numel * sizeof *before);
+    float *after = malloc(w->numel * sizeof *after);
+    clora_status status = before && after ? CLORA_OK
+                                          : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY,
+                                                        "merging into %s", node->name);
+    if (status == CLORA_OK && sign > 0)
+        status = clora_buffer_download(w, 0, before, w->numel);
+    float scale = clora_lora_scale(ad->scale_mode, ad->alpha, ad->rank);
+    if (status == CLORA_OK)
+        status = clora__lora_add_delta(w, layout, ad->lora_a->value, ad->lora_b->value,
+                                       (float)sign * scale);
+    if (status == CLORA_OK && sign > 0)
+        status = clora_buffer_download(w, 0, after, w->numel);
+    if (status == CLORA_OK && sign > 0)
+        for (size_t i = 0; i < w->numel; ++i)
+            if (!isfinite(after[i])) {
+                status = clora_buffer_upload(w, 0, before, w->numel);
+                if (status == CLORA_OK)
+                    status = clora__fail(CLORA_ERR_NON_FINITE,
+                                         "merging adapter \"%s\" into \"%s\" would make weight "
+                                         "element %zu %s; the weights are unchanged",
+                                         ad->name, node->name, i,
+                                         isnan(after[i]) ? "NaN" : "infinite");
+                break;
+            }
+    free(before);
+    free(after);
+    return status;
+}
+
+clora_status clora__lora_merge(clora_node *lora, int sign)
+{
+    lora_state *s = CLORA__STATE(lora_state, lora);
+    int index = sign > 0 ? (s->merged < 0 ? s->active : -1) : s->merged;
+    if (index < 0)
+        return CLORA_OK;
+    clora_status status = merge_adapter(lora, index, sign);
+    if (status != CLORA_OK)
+        return status;
+    s->merged = sign > 0 ? index : -1;
+    return CLORA_OK;
+}

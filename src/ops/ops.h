@@ -1,0 +1,200 @@
+/* ops.h — what the ops layer's sources share and nn and train call: frozen
+ * GEMMs (blas.c, the only file that includes CLBlast) and CLBlast's tuning,
+ * the Linear and rank-r pieces, and the host-side launchers of every other
+ * kernel family in cl/. Ops know buffers and devices (core), nothing of
+ * models. Letters: N rows, C features, B batch, T tokens, H heads, D per
+ * head. */
+#ifndef CLORA_OPS_H
+#define CLORA_OPS_H
+
+#include "clora/linear.h"
+#include "clora/loss.h"
+#include "clora/lora.h"
+#include "clora/reference.h"
+#include "core/core.h"
+
+/* ---- frozen GEMMs (blas.c) -------------------------------------------------- */
+
+/* C (m, n) = alpha · op(A) · op(B) + beta · C, row-major; offsets and leading
+ * dimensions in elements. */
+clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t m, size_t n,
+                          size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
+                          size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
+                          size_t ldc);
+
+/* count GEMMs C_i = alpha * op(A_i) * op(B_i) + beta * C_i, row-major, the
+ * i-th operands `stride` elements after the (i-1)-th. */
+clora_status clora__sgemm_batched(clora_device *device, int trans_a, int trans_b, size_t m,
+                                  size_t n, size_t k, float alpha, cl_mem a, size_t a_offset,
+                                  size_t lda, size_t a_stride, cl_mem b, size_t b_offset,
+                                  size_t ldb, size_t b_stride, float beta, cl_mem c,
+                                  size_t c_offset, size_t ldc, size_t c_stride, size_t count);
+
+/* Hands CLBlast `count` tuning parameters for one of its kernels ("Xgemm",
+ * "XgemmDirect", "Copy", ...) in single precision on `device`; CLBlast
+ * wants every parameter of the kernel. */
+clora_status clora__clblast_override(cl_device_id device, const char *kernel, size_t count,
+                                     const char **names, const size_t *values);
+/* Drops CLBlast's compiled programs, process-wide (not the parameters
+ * given through clora__clblast_override: CLBlast keeps those). */
+void clora__clblast_clear_cache(void);
+
+/* ---- CLBlast tuning parameters (tuning.c) ------------------------------------ */
+
+/* Applies the device's tuning at open: CLORA_TUNING, the cache file or
+ * clora's shipped parameters (see clora_device_set_tuning); fills
+ * dev->info.tuning. device_open.c calls it for every device it opens. */
+clora_status clora__tuning_open(clora_device *device);
+
+/* ---- Linear pieces the LoRA op reuses (linear.c) ------------------------------ */
+
+/* Checks x, weight and an optional bias-shaped buffer for a Linear and
+ * returns in and out. */
+clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clora_buffer *weight,
+                                const char *bias_name, const clora_buffer *bias,
+                                clora_weight_layout layout, size_t *in, size_t *out);
+/* y (N, out) = x · Wᵀ + beta · y */
+clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
+                              clora_weight_layout layout, float beta);
+/* dx (N, in) = dy · W + beta · dx */
+clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
+                              clora_weight_layout layout, float beta);
+
+/* W += scale * B * A (lora.c): merging an adapter into its base weight. */
+clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout layout,
+                                   const clora_buffer *lora_a, const clora_buffer *lora_b,
+                                   float scale);
+
+/* ---- elementwise (elementwise.c) ------------------------------------------------ */
+
+/* Activation functions; the values are cl/activation.cl's KIND_* codes. */
+typedef enum clora__activation {
+    CLORA__ACTIVATION_RELU = 0,
+    CLORA__ACTIVATION_GELU = 1,      /* 0.5·x·(1 + erf(x/√2)) */
+    CLORA__ACTIVATION_GELU_TANH = 2, /* PyTorch GELU(approximate="tanh") */
+    CLORA__ACTIVATION_SILU = 3,
+    CLORA__ACTIVATION_TANH = 4
+} clora__activation;
+
+/* y = f(x), elementwise (same number of elements). */
+clora_status clora__activation_forward(clora_buffer *y, const clora_buffer *x,
+                                       clora__activation activation);
+/* dx = dy · f'(x); tanh reads y = f(x). */
+clora_status clora__activation_backward(clora_buffer *dx, const clora_buffer *dy,
+                                        const clora_buffer *x, const clora_buffer *y,
+                                        clora__activation activation);
+/* out = in * mask(seed) / (1 - p), keyed (row, col) over in's (rows, cols);
+ * the same call regenerates the mask for backward. out may be in. */
+clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t seed, float p);
+/* out = a + b elementwise (same number of elements); out may be a or b. */
+clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_buffer *b);
+
+/* ---- LayerNorm (norm.c) --------------------------------------------------------- */
+
+/* y (N, C) = (x - mean) * rstd * weight (C) + bias (C), saving mean (N)
+ * and rstd (N) for backward. */
+clora_status clora__layer_norm_forward(clora_buffer *y, clora_buffer *mean, clora_buffer *rstd,
+                                       const clora_buffer *x, const clora_buffer *weight,
+                                       const clora_buffer *bias, float eps);
+/* d_weight (C) += sum_n dy · xhat and d_bias (C) += sum_n dy where not
+ * NULL (rows in order: deterministic); dx (N, C) when not NULL. */
+clora_status clora__layer_norm_backward(clora_buffer *dx, clora_buffer *d_weight,
+                                        clora_buffer *d_bias, const clora_buffer *dy,
+                                        const clora_buffer *x, const clora_buffer *weight,
+                                        const clora_buffer *mean, const clora_buffer *rstd);
+
+/* ---- embedding (embedding.c) ------------------------------------------------------ */
+
+/* y (N, C) = weight (V, C) rows picked by int32 ids (N), each id checked to
+ * lie in [0, V) first (the message names the table `name`). */
+clora_status clora__embedding_forward(clora_buffer *y, const clora_buffer *weight,
+                                      const clora_buffer *ids, const char *name);
+/* d_weight (V, C) += dy (N, C) rows scattered by id, in order (no atomics). */
+clora_status clora__embedding_backward(clora_buffer *d_weight, const clora_buffer *dy,
+                                       const clora_buffer *ids);
+
+/* ---- attention (attention.c) -------------------------------------------------------- */
+
+/* The attention core's buffers, kept from forward for backward; an
+ * attention node owns one. */
+typedef struct clora__attention {
+    size_t B, T, H, D;         /* of the last prepare */
+    clora_buffer *q, *k, *v;   /* (B, H, T, D): the caller fills them after prepare */
+    clora_buffer *p;           /* (B, H, T, T) softmax probabilities */
+    clora_buffer *p_dropped;   /* (B, H, T, T) drop(P), while dropout is on */
+    clora_buffer *ctx;         /* (B, H, T, D) drop(P)·V */
+    clora_buffer *dq, *dk, *dv; /* (B, H, T, D): backward's results */
+    clora_buffer *dctx;        /* (B, H, T, D) */
+    clora_buffer *dp;          /* (B, H, T, T) */
+    float dropout;             /* the probability dropout the last forward applied */
+    uint64_t dropout_seed;
+} clora__attention;
+
+/* Sizes q, k and v (B, H, T, D) for the next forward. */
+clora_status clora__attention_prepare(clora__attention *att, clora_device *device, size_t B,
+                                      size_t T, size_t H, size_t D);
+/* merged (B, T, H·D) = the heads of drop(softmax(Q·Kᵀ/√D + mask))·V, keys
+ * j > i masked when causal, and keys where the int32 (B, T) mask is 0 (no
+ * mask: none); dropout p (0: off) keyed by dropout_seed. */
+clora_status clora__attention_forward(clora__attention *att, clora_buffer *merged,
+                                      const clora_buffer *mask, int causal, float dropout,
+                                      uint64_t dropout_seed);
+/* dq, dk, dv (B, H, T, D) from d_merged (B, T, H·D), for the last forward. */
+clora_status clora__attention_backward(clora__attention *att, const clora_buffer *d_merged);
+/* Frees the buffers (the sizes go with them). */
+void clora__attention_release(clora__attention *att);
+
+/* out (B, H, T, D) = columns [col0, col0 + H·D) of the rows of in (B·T, ld). */
+clora_status clora__heads_split(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
+                                size_t B, size_t T, size_t H, size_t D);
+/* Columns [col0, col0 + H·D) of the rows of out (B·T, ld) = in (B, H, T, D). */
+clora_status clora__heads_merge(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
+                                size_t B, size_t T, size_t H, size_t D);
+
+/* ---- pooling (pooling.c) -------------------------------------------------------------- */
+
+/* y (B, C) = mean over t of x (B, T, C) where the int32 (B, T) mask is not
+ * 0 (every t when mask is NULL). */
+clora_status clora__mean_pool_forward(clora_buffer *y, const clora_buffer *x,
+                                      const clora_buffer *mask);
+/* dx (B, T, C) = dy[b] / kept_b where kept, else 0. */
+clora_status clora__mean_pool_backward(clora_buffer *dx, const clora_buffer *dy,
+                                       const clora_buffer *mask);
+
+/* ---- sums (reduce.c) ---------------------------------------------------------------- */
+
+/* out[out_offset] = scale * sum of x (or of its squares), deterministically. */
+clora_status clora__sum(clora_device *device, cl_mem out, size_t out_offset, const clora_buffer *x,
+                        int square, float scale);
+/* x *= factor[factor_index], on the device. */
+clora_status clora__scale_by(clora_buffer *x, const clora_buffer *factor, size_t factor_index);
+
+/* ---- optimizer updates (optim.c) -------------------------------------------------------- */
+
+typedef struct clora__adamw_args {
+    float beta1, beta2, eps, weight_decay;
+    float bias_correction1;      /* 1 - beta1^t */
+    float sqrt_bias_correction2; /* sqrt(1 - beta2^t) */
+} clora__adamw_args;
+
+/* One AdamW step (torch.optim.AdamW's arithmetic) of params from grads,
+ * with moments m and v; all four of the same size. */
+clora_status clora__adamw_update(const clora__adamw_args *args, clora_buffer *params,
+                                 clora_buffer *grads, clora_buffer *m, clora_buffer *v, float lr);
+
+typedef struct clora__sgd_args {
+    float momentum, dampening, weight_decay;
+    int nesterov;
+    int first_step; /* the momentum buffer starts as the gradient */
+} clora__sgd_args;
+
+/* One SGD step (torch.optim.SGD's arithmetic); momentum may be NULL when
+ * args->momentum is 0. */
+clora_status clora__sgd_update(const clora__sgd_args *args, clora_buffer *params,
+                               clora_buffer *grads, clora_buffer *momentum, float lr);
+
+/* Scales grads so that their L2 norm is at most max_norm; *norm (may be
+ * NULL) gets the norm before (waits for the device). */
+clora_status clora__clip_by_norm(clora_buffer *grads, float max_norm, float *norm);
+
+#endif /* CLORA_OPS_H */

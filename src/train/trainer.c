@@ -1,0 +1,122 @@
+/* trainer.c — the training loop's step: zero the gradients, forward in
+ * training mode, loss, backward, clip, schedule, optimizer update. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/train.h"
+
+struct clora_trainer {
+    clora_model *model;
+    clora_train_config config;
+    clora_optimizer *optimizer;
+    clora_buffer *d_output;
+    size_t steps;
+    float last_lr;
+};
+
+clora_train_config clora_train_config_default(void)
+{
+    clora_train_config c;
+    memset(&c, 0, sizeof c);
+    c.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_ADAMW);
+    c.schedule = CLORA_SCHEDULE_CONSTANT;
+    c.loss = CLORA_LOSS_CROSS_ENTROPY;
+    c.ignore_index = -100;
+    return c;
+}
+
+clora_status clora_trainer_create(clora_trainer **out, clora_model *model,
+                                  const clora_train_config *config)
+{
+    if (!out || !model || !config)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_trainer_create: NULL argument");
+    *out = NULL;
+    if (config->loss != CLORA_LOSS_CROSS_ENTROPY && config->loss != CLORA_LOSS_MSE)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "clora_trainer_create: unknown loss %d",
+                           (int)config->loss);
+    if (config->schedule != CLORA_SCHEDULE_CONSTANT && config->schedule != CLORA_SCHEDULE_LINEAR &&
+        config->schedule != CLORA_SCHEDULE_COSINE)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "clora_trainer_create: unknown schedule %d",
+                           (int)config->schedule);
+    if (config->max_grad_norm < 0.0f || !isfinite(config->max_grad_norm))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "clora_trainer_create: max_grad_norm %g must be >= 0 (0: off)",
+                           (double)config->max_grad_norm);
+    clora_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a trainer");
+    t->model = model;
+    t->config = *config;
+    clora_status status = clora_optimizer_create(&t->optimizer, model, &config->optimizer);
+    if (status != CLORA_OK) {
+        free(t);
+        return status;
+    }
+    *out = t;
+    return CLORA_OK;
+}
+
+void clora_trainer_destroy(clora_trainer *t)
+{
+    if (!t)
+        return;
+    clora_optimizer_destroy(t->optimizer);
+    clora_buffer_destroy(t->d_output);
+    free(t);
+}
+
+clora_status clora_trainer_step(clora_trainer *t, const clora_buffer *input,
+                                const clora_buffer *target, float *loss)
+{
+    if (!t || !input || !target)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_trainer_step: NULL argument");
+    clora_model *model = t->model;
+    const int was_training = model->training;
+    model->training = 1;
+    const clora_buffer *output = NULL;
+    clora_status status = clora_model_zero_grad(model);
+    if (status == CLORA_OK)
+        status = clora_model_forward(model, input, &output);
+    if (status == CLORA_OK && (!t->d_output || t->d_output->ndim != output->ndim ||
+                               memcmp(t->d_output->shape, output->shape,
+                                      output->ndim * sizeof *output->shape))) {
+        clora_buffer_destroy(t->d_output);
+        t->d_output = NULL;
+        status = clora__buffer_create(&t->d_output, model->device, CLORA_DTYPE_F32,
+                                      CLORA_MEMORY_ACTIVATIONS, output->ndim, output->shape);
+    }
+    float value = 0.0f;
+    if (status == CLORA_OK)
+        status = t->config.loss == CLORA_LOSS_CROSS_ENTROPY
+                     ? clora_cross_entropy(&value, t->d_output, output, target,
+                                           t->config.ignore_index)
+                     : clora_mse(&value, t->d_output, output, target);
+    if (status == CLORA_OK)
+        status = clora_model_backward(model, t->d_output);
+    if (status == CLORA_OK && t->config.max_grad_norm > 0.0f)
+        status = clora_clip_grad_norm(model, t->config.max_grad_norm, NULL);
+    const clora_schedule schedule = {t->config.schedule, t->config.optimizer.lr,
+                                     t->config.warmup_steps, t->config.total_steps};
+    const float lr = clora_schedule_lr(&schedule, t->steps);
+    if (status == CLORA_OK)
+        status = clora_optimizer_step(t->optimizer, lr);
+    model->training = was_training;
+    if (status != CLORA_OK)
+        return status;
+    t->last_lr = lr;
+    t->steps++;
+    if (loss)
+        *loss = value;
+    return CLORA_OK;
+}
+
+size_t clora_trainer_step_count(const clora_trainer *t)
+{
+    return t ? t->steps : 0;
+}
+
+float clora_trainer_last_lr(const clora_trainer *t)
+{
+    return t ? t->last_lr : 0.0f;
+}
