@@ -1,80 +1,10 @@
-/* cli.c — option parsing, timing and small helpers of the `clora` command. */
+/* cli.c — timing, reporting and small helpers of the `clora` command. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
-
-/* Matches `--name value` / `--name=value`; *text receives the value. */
-static int option_text(int argc, char **argv, int *i, const char *name, const char **text)
-{
-    const char *arg = argv[*i];
-    size_t len = strlen(name);
-    if (strncmp(arg, name, len) != 0)
-        return 0;
-    if (arg[len] == '=') {
-        *text = arg + len + 1;
-        return 1;
-    }
-    if (arg[len] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "clora: option %s needs a value\n", name);
-        return -1;
-    }
-    *i += 1;
-    *text = argv[*i];
-    return 1;
-}
-
-int cli_option_string(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    return option_text(argc, argv, i, name, value);
-}
-
-int cli_option_size(int argc, char **argv, int *i, const char *name, size_t *value)
-{
-    const char *text = NULL;
-    int found = option_text(argc, argv, i, name, &text);
-    if (found != 1)
-        return found;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end != '\0' || text[0] == '-') {
-        fprintf(stderr, "clora: option %s expects a non-negative integer, got \"%s\"\n", name,
-                text);
-        return -1;
-    }
-    *value = (size_t)v;
-    return 1;
-}
-
-int cli_option_float(int argc, char **argv, int *i, const char *name, float *value)
-{
-    const char *text = NULL;
-    int found = option_text(argc, argv, i, name, &text);
-    if (found != 1)
-        return found;
-    char *end = NULL;
-    errno = 0;
-    float v = strtof(text, &end);
-    if (errno || end == text || *end != '\0' || !isfinite(v)) {
-        fprintf(stderr, "clora: option %s expects a number, got \"%s\"\n", name, text);
-        return -1;
-    }
-    *value = v;
-    return 1;
-}
-
-int cli_flag(char **argv, int i, const char *name)
-{
-    return strcmp(argv[i], name) == 0;
-}
 
 void cli_report(const char *command, const char *what, clora_status status)
 {

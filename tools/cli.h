@@ -1,5 +1,6 @@
-/* cli.h — what the `clora` command's subcommands share: option parsing,
- * timing, deterministic random numbers, error reporting. */
+/* cli.h — what the `clora` command's subcommands share: the commands,
+ * timing, deterministic random numbers, error reporting. Options are
+ * options.h's. */
 #ifndef CLORA_TOOLS_CLI_H
 #define CLORA_TOOLS_CLI_H
 
@@ -22,15 +23,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
-
-/* Option parsing: `--name value` or `--name=value`. Each returns 1 when
- * argv[*i] is that option (advancing *i past its value), 0 when it is not,
- * -1 after printing an error for a missing or malformed value. */
-int cli_option_string(int argc, char **argv, int *i, const char *name, const char **value);
-int cli_option_size(int argc, char **argv, int *i, const char *name, size_t *value);
-int cli_option_float(int argc, char **argv, int *i, const char *name, float *value);
-/* 1 if argv[*i] is exactly `name` (a flag without a value). */
-int cli_flag(char **argv, int i, const char *name);
 
 /* Prints "clora <command>: <what>: <detail> (<status name>)" on one line to stderr. */
 void cli_report(const char *command, const char *what, clora_status status);

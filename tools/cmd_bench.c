@@ -15,10 +15,9 @@
 #include <time.h>
 
 #include "cli.h"
+#include "options.h"
 
-static const char bench_usage[] =
-    "usage: clora bench [options]\n"
-    "\n"
+static const char bench_description[] =
     "Measures, each as the median of several repetitions after warm-up, with\n"
     "the two sides of every ratio alternating in the same run:\n"
     "  gemm                    frozen SGEMM y = x*W^T through CLBlast (GFLOP/s)\n"
@@ -36,14 +35,7 @@ static const char bench_usage[] =
     "                          gemm_floor: the forward and dx GEMMs alone / full\n"
     "                          step, the ratio if the rank-r work cost nothing\n"
     "  demo_step, gpt2_step    whole training steps (LoRA and full), tokens/s and\n"
-    "                          peak device memory by category\n"
-    "\n"
-    "options:\n"
-    "  --device SEL   device index or name part (default: CLORA_DEVICE, else first GPU)\n"
-    "  --quick        one small shape of each kind, few repetitions (a smoke run)\n"
-    "  --json         one JSON object per line instead of the table\n"
-    "  --reps K       timed repetitions per case (default 7, --quick 3)\n"
-    "  --only NAME    run only measurements whose name starts with NAME\n";
+    "                          peak device memory by category\n";
 
 typedef struct bench_options {
     const char *device;
@@ -558,35 +550,29 @@ static void bench_gpt2(bench *b)
 
 /* ---- the command -------------------------------------------------------------------- */
 
+/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
 static int parse_options(int argc, char **argv, bench_options *o)
 {
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(bench_usage, stdout);
-            return 0;
-        }
-        if (cli_flag(argv, i, "--quick")) {
-            o->quick = 1;
-            continue;
-        }
-        if (cli_flag(argv, i, "--json")) {
-            o->json = 1;
-            continue;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--device", &o->device)) ||
-            (r = cli_option_string(argc, argv, &i, "--only", &o->only)) ||
-            (r = cli_option_size(argc, argv, &i, "--reps", &o->reps))) {
-            if (r < 0)
-                return -1;
-            continue;
-        }
-        fprintf(stderr, "clora bench: unknown option \"%s\" (see --help)\n", argv[i]);
-        return -1;
-    }
-    if (o->reps == 0)
+    const cli_option options[] = {
+        {CLI_OPT("--device", CLI_STRING, &o->device, "SEL",
+                 "device index or name part (default: CLORA_DEVICE, else first GPU)")},
+        {CLI_OPT("--quick", CLI_FLAG, &o->quick, NULL,
+                 "one small shape of each kind, few repetitions (a smoke run)")},
+        {CLI_OPT("--json", CLI_FLAG, &o->json, NULL,
+                 "one JSON object per line instead of the table")},
+        {CLI_OPT("--reps", CLI_SIZE, &o->reps, "K",
+                 "timed repetitions per case (default 7, --quick 3)")},
+        {CLI_OPT("--only", CLI_STRING, &o->only, "NAME",
+                 "run only measurements whose name starts with NAME")},
+        CLI_END};
+    const cli_spec spec = {.command = "bench",
+                           .usage = "usage: clora bench [options]",
+                           .description = bench_description,
+                           .options = options};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed == 1 && o->reps == 0)
         o->reps = o->quick ? 3 : 7;
-    return 1;
+    return parsed;
 }
 
 /* (N, in, out) and the ranks measured on each. */

@@ -11,11 +11,10 @@
 
 #include "cli.h"
 #include "demo_data.h"
+#include "options.h"
 #include "training.h"
 
-static const char demo_usage[] =
-    "usage: clora demo [options]\n"
-    "\n"
+static const char demo_description[] =
     "The main job, end to end on the default device, with no downloads:\n"
     "  1. build a small classifier of 8x8 digit images (fc1 -> GELU -> fc2 ->\n"
     "     LayerNorm -> GELU -> head) and pre-train all of it on task A (upright\n"
@@ -26,17 +25,7 @@ static const char demo_usage[] =
     "     A with the adapter disabled (the base is untouched), adapter size next\n"
     "     to the model's, merged-vs-unmerged difference, time per step, memory;\n"
     "  5. save the base model, the adapter, task B's data and the loss curves.\n"
-    "Deterministic for a given --seed on a given device.\n"
-    "\n"
-    "options:\n"
-    "  --out DIR        where to save (default: clora-demo in this folder)\n"
-    "  --seed S         (default 1)\n"
-    "  --rank R         LoRA rank (default 4)\n"
-    "  --alpha A        LoRA alpha (default 16)\n"
-    "  --steps-a N      pre-training steps on task A (default 500)\n"
-    "  --steps-b N      LoRA fine-tuning steps on task B (default 500)\n"
-    "  --hidden H       hidden width (default 256)\n"
-    "  --device SEL     device index or name part\n";
+    "Deterministic for a given --seed on a given device.\n";
 
 typedef struct demo_options {
     const char *out, *device;
@@ -44,34 +33,29 @@ typedef struct demo_options {
     float alpha;
 } demo_options;
 
+/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
 static int parse(int argc, char **argv, demo_options *o)
 {
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(demo_usage, stdout);
-            return 0;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--out", &o->out)) ||
-            (r = cli_option_string(argc, argv, &i, "--device", &o->device)) ||
-            (r = cli_option_size(argc, argv, &i, "--seed", &o->seed)) ||
-            (r = cli_option_size(argc, argv, &i, "--rank", &o->rank)) ||
-            (r = cli_option_float(argc, argv, &i, "--alpha", &o->alpha)) ||
-            (r = cli_option_size(argc, argv, &i, "--steps-a", &o->steps_a)) ||
-            (r = cli_option_size(argc, argv, &i, "--steps-b", &o->steps_b)) ||
-            (r = cli_option_size(argc, argv, &i, "--hidden", &o->hidden))) {
-            if (r < 0)
-                return -1;
-            continue;
-        }
-        fprintf(stderr, "clora demo: unknown option \"%s\" (see --help)\n", argv[i]);
-        return -1;
-    }
-    if (o->steps_a == 0 || o->steps_b == 0 || o->hidden == 0) {
-        fprintf(stderr, "clora demo: --steps-a, --steps-b and --hidden must be at least 1\n");
-        return -1;
-    }
-    return 1;
+    const cli_option options[] = {
+        {CLI_OPT("--out", CLI_STRING, &o->out, "DIR", "where to save, in this folder"),
+         .fallback = "clora-demo"},
+        {CLI_OPT("--seed", CLI_SIZE, &o->seed, "S", "initialisation, data and dropout"),
+         .fallback = "1"},
+        {CLI_OPT("--rank", CLI_SIZE, &o->rank, "R", "LoRA rank"), .fallback = "4"},
+        {CLI_OPT("--alpha", CLI_FLOAT, &o->alpha, "A", "LoRA alpha"), .fallback = "16"},
+        {CLI_OPT("--steps-a", CLI_SIZE, &o->steps_a, "N", "pre-training steps on task A"),
+         .fallback = "500", CLI_AT_LEAST(1)},
+        {CLI_OPT("--steps-b", CLI_SIZE, &o->steps_b, "N", "LoRA fine-tuning steps on task B"),
+         .fallback = "500", CLI_AT_LEAST(1)},
+        {CLI_OPT("--hidden", CLI_SIZE, &o->hidden, "H", "hidden width"), .fallback = "256",
+         CLI_AT_LEAST(1)},
+        {CLI_OPT("--device", CLI_STRING, &o->device, "SEL", "device index or name part")},
+        CLI_END};
+    const cli_spec spec = {.command = "demo",
+                           .usage = "usage: clora demo [options]",
+                           .description = demo_description,
+                           .options = options};
+    return cli_parse(&spec, argc, argv);
 }
 
 /* A hash of the bytes of every base parameter (all but LoRA's A and B),
@@ -127,7 +111,7 @@ static double file_size(const char *path)
 
 int cmd_demo(int argc, char **argv)
 {
-    demo_options o = {"clora-demo", NULL, 1, 4, 500, 500, 256, 16.0f};
+    demo_options o = {0};
     int parsed = parse(argc, argv, &o);
     if (parsed <= 0)
         return parsed == 0 ? 0 : 2;

@@ -3,19 +3,21 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "options.h"
 
 int cmd_devices(int argc, char **argv)
 {
-    for (int i = 1; i < argc; ++i) {
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            printf("usage: clora devices\n\n"
-                   "Lists every OpenCL device with its index; `*` marks the one clora opens by\n"
-                   "default (CLORA_DEVICE if set, else the first GPU, else the first device).\n");
-            return 0;
-        }
-        fprintf(stderr, "clora devices: unknown option \"%s\"\n", argv[i]);
-        return 2;
-    }
+    const cli_option options[] = {CLI_END};
+    const cli_spec spec = {
+        .command = "devices",
+        .usage = "usage: clora devices",
+        .description =
+            "Lists every OpenCL device with its index; `*` marks the one clora opens by\n"
+            "default (CLORA_DEVICE if set, else the first GPU, else the first device).\n",
+        .options = options};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
     size_t count = 0;
     clora_status status = clora_device_count(&count);
     if (status != CLORA_OK) {

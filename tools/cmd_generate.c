@@ -7,25 +7,12 @@
 
 #include "cli.h"
 #include "models.h"
+#include "options.h"
 
-static const char generate_usage[] =
-    "usage: clora generate --model DIR [--adapter DIR] --tokens IDS [options]\n"
-    "\n"
+static const char generate_description[] =
     "Continues a sequence of token ids with a GPT-2 model, one token at a time,\n"
     "and prints the whole sequence (prompt, then the new ids) comma-separated.\n"
-    "Greedy by default: each new token is the one with the largest logit.\n"
-    "\n"
-    "options:\n"
-    "  --model DIR        a Hugging Face GPT-2 folder (or a clora folder of one)\n"
-    "  --adapter DIR      a PEFT adapter folder to apply (default: none)\n"
-    "  --tokens IDS       the prompt's ids, comma-separated: 15496,11,995\n"
-    "  --max-new N        tokens to add (default 20); stops early at the model's\n"
-    "                     longest sequence or at --eos\n"
-    "  --top-k K          sample among the K most likely tokens (default 1: greedy)\n"
-    "  --temperature T    divides the logits before sampling (default 1)\n"
-    "  --eos ID           stop after this token (default: none)\n"
-    "  --seed S           sampling seed (default 0)\n"
-    "  --device SEL       device index or name part\n";
+    "Greedy by default: each new token is the one with the largest logit.\n";
 
 /* The next token from the last position's logits: the best of the top k,
  * drawn with probabilities softmax(logit / temperature). */
@@ -59,38 +46,38 @@ static int32_t choose_token(const float *logits, size_t vocab, size_t k, float t
 int cmd_generate(int argc, char **argv)
 {
     const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *device = NULL;
-    size_t max_new = 20, top_k = 1, seed = 0, eos = (size_t)-1;
-    float temperature = 1.0f;
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(generate_usage, stdout);
-            return 0;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--model", &model_dir)) ||
-            (r = cli_option_string(argc, argv, &i, "--adapter", &adapter)) ||
-            (r = cli_option_string(argc, argv, &i, "--tokens", &tokens)) ||
-            (r = cli_option_string(argc, argv, &i, "--device", &device)) ||
-            (r = cli_option_size(argc, argv, &i, "--max-new", &max_new)) ||
-            (r = cli_option_size(argc, argv, &i, "--top-k", &top_k)) ||
-            (r = cli_option_size(argc, argv, &i, "--eos", &eos)) ||
-            (r = cli_option_size(argc, argv, &i, "--seed", &seed)) ||
-            (r = cli_option_float(argc, argv, &i, "--temperature", &temperature))) {
-            if (r < 0)
-                return 2;
-            continue;
-        }
-        fprintf(stderr, "clora generate: unknown option \"%s\" (see --help)\n", argv[i]);
-        return 2;
-    }
-    if (!model_dir || !tokens) {
-        fprintf(stderr, "clora generate: needs --model and --tokens (see --help)\n");
-        return 2;
-    }
-    if (top_k < 1 || top_k > 256 || !(temperature > 0.0f)) {
-        fprintf(stderr, "clora generate: --top-k must be 1..256 and --temperature above 0\n");
-        return 2;
-    }
+    size_t max_new = 0, top_k = 0, seed = 0, eos = (size_t)-1;
+    float temperature = 0.0f;
+    const cli_option options[] = {
+        {CLI_OPT("--model", CLI_STRING, &model_dir, "DIR",
+                 "a Hugging Face GPT-2 folder (or a clora folder of one)"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--adapter", CLI_STRING, &adapter, "DIR",
+                 "a PEFT adapter folder to apply (default: none)")},
+        {CLI_OPT("--tokens", CLI_STRING, &tokens, "IDS",
+                 "the prompt's ids, comma-separated: 15496,11,995"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--max-new", CLI_SIZE, &max_new, "N",
+                 "tokens to add; stops early at the model's longest sequence or at --eos"),
+         .fallback = "20"},
+        {CLI_OPT("--top-k", CLI_SIZE, &top_k, "K",
+                 "sample among the K most likely tokens (1: greedy)"),
+         .fallback = "1", .min = 1, .max = 256},
+        {CLI_OPT("--temperature", CLI_FLOAT, &temperature, "T",
+                 "divides the logits before sampling"),
+         .fallback = "1", .flags = CLI_ABOVE_MIN, CLI_AT_LEAST(0)},
+        {CLI_OPT("--eos", CLI_SIZE, &eos, "ID", "stop after this token (default: none)")},
+        {CLI_OPT("--seed", CLI_SIZE, &seed, "S", "sampling seed"), .fallback = "0"},
+        {CLI_OPT("--device", CLI_STRING, &device, "SEL", "device index or name part")},
+        CLI_END};
+    const cli_spec spec = {
+        .command = "generate",
+        .usage = "usage: clora generate --model DIR [--adapter DIR] --tokens IDS [options]",
+        .description = generate_description,
+        .options = options};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
     int32_t *prompt = NULL;
     size_t count = 0;
     if (!parse_ids("generate", "--tokens", tokens, &prompt, &count))

@@ -9,11 +9,10 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "options.h"
 #include "training.h"
 
-static const char info_usage[] =
-    "usage: clora info PATH\n"
-    "\n"
+static const char info_description[] =
     "Describes PATH: a PEFT adapter folder (adapter_config.json +\n"
     "adapter_model.safetensors), a clora model folder (config.json +\n"
     "model.safetensors) or a .safetensors file: tensors with dtypes and shapes,\n"
@@ -164,11 +163,18 @@ static int describe_model(const char *dir)
 
 int cmd_info(int argc, char **argv)
 {
-    if (argc != 2 || cli_flag(argv, 1, "--help") || cli_flag(argv, 1, "-h")) {
-        fputs(info_usage, argc == 2 ? stdout : stderr);
-        return argc == 2 ? 0 : 2;
-    }
-    const char *path = argv[1];
+    const char *path = NULL;
+    const cli_option options[] = {CLI_END};
+    static const char *const arguments[] = {"PATH", NULL};
+    const cli_spec spec = {.command = "info",
+                           .usage = "usage: clora info PATH",
+                           .description = info_description,
+                           .options = options,
+                           .arguments = arguments,
+                           .argument_values = &path};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
     char probe[4096];
     if (is_dir(path)) {
         snprintf(probe, sizeof probe, "%s/adapter_config.json", path);

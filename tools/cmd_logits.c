@@ -6,30 +6,16 @@
 
 #include "cli.h"
 #include "models.h"
+#include "options.h"
 
-static const char logits_usage[] =
-    "usage: clora logits --model DIR [--adapter DIR] (--tokens IDS | --text TEXT) --out FILE\n"
-    "\n"
+static const char logits_description[] =
     "Runs the model on one sequence and writes its output to a safetensors file\n"
     "under the key \"logits\":\n"
     "  GPT-2 folders   (T, vocab): the next-token logits at every position\n"
     "  BERT folders    (1, classes): class logits, when the model has a head (the\n"
     "                  adapter's modules_to_save, or --classes); else (1, hidden):\n"
     "                  the mean-pooled embedding\n"
-    "  clora folders   the model's output for a (1, T) batch of ids\n"
-    "\n"
-    "options:\n"
-    "  --model DIR        a Hugging Face GPT-2 or BERT folder, or a clora model folder\n"
-    "  --adapter DIR      a PEFT adapter folder to apply (default: none)\n"
-    "  --tokens IDS       the token ids, comma-separated: 15496,11,995\n"
-    "  --text TEXT        BERT: the text, tokenized with the folder's vocab.txt\n"
-    "                     ([CLS] text [SEP])\n"
-    "  --token-types IDS  BERT: a token type per token (default: all 0)\n"
-    "  --classes K        BERT: add a K-way head (initialised from --seed) when the\n"
-    "                     adapter brings none\n"
-    "  --seed S           (default 0)\n"
-    "  --out FILE         where to write the logits\n"
-    "  --device SEL       device index or name part\n";
+    "  clora folders   the model's output for a (1, T) batch of ids\n";
 
 /* The ids of `text` through the model folder's tokenizer. */
 static int text_ids(const char *dir, const char *text, int32_t **ids, size_t *count)
@@ -67,32 +53,35 @@ int cmd_logits(int argc, char **argv)
     const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *text = NULL, *types = NULL,
                *out = NULL, *device = NULL;
     size_t classes = 0, seed = 0;
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(logits_usage, stdout);
-            return 0;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--model", &model_dir)) ||
-            (r = cli_option_string(argc, argv, &i, "--adapter", &adapter)) ||
-            (r = cli_option_string(argc, argv, &i, "--tokens", &tokens)) ||
-            (r = cli_option_string(argc, argv, &i, "--text", &text)) ||
-            (r = cli_option_string(argc, argv, &i, "--token-types", &types)) ||
-            (r = cli_option_string(argc, argv, &i, "--out", &out)) ||
-            (r = cli_option_string(argc, argv, &i, "--device", &device)) ||
-            (r = cli_option_size(argc, argv, &i, "--classes", &classes)) ||
-            (r = cli_option_size(argc, argv, &i, "--seed", &seed))) {
-            if (r < 0)
-                return 2;
-            continue;
-        }
-        fprintf(stderr, "clora logits: unknown option \"%s\" (see --help)\n", argv[i]);
-        return 2;
-    }
-    if (!model_dir || !out || (!tokens == !text)) {
-        fprintf(stderr, "clora logits: needs --model, --out, and --tokens or --text (see --help)\n");
-        return 2;
-    }
+    const cli_option options[] = {
+        {CLI_OPT("--model", CLI_STRING, &model_dir, "DIR",
+                 "a Hugging Face GPT-2 or BERT folder, or a clora model folder"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--adapter", CLI_STRING, &adapter, "DIR",
+                 "a PEFT adapter folder to apply (default: none)")},
+        {CLI_OPT("--tokens", CLI_STRING, &tokens, "IDS",
+                 "the token ids, comma-separated: 15496,11,995")},
+        {CLI_OPT("--text", CLI_STRING, &text, "TEXT",
+                 "BERT: the text, tokenized with the folder's vocab.txt ([CLS] text [SEP])")},
+        {CLI_OPT("--token-types", CLI_STRING, &types, "IDS",
+                 "BERT: a token type per token (default: all 0)")},
+        {CLI_OPT("--classes", CLI_SIZE, &classes, "K",
+                 "BERT: add a K-way head (initialised from --seed) when the adapter brings none")},
+        {CLI_OPT("--seed", CLI_SIZE, &seed, "S", "the head's initialisation"), .fallback = "0"},
+        {CLI_OPT("--out", CLI_STRING, &out, "FILE", "where to write the logits"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--device", CLI_STRING, &device, "SEL", "device index or name part")},
+        CLI_END};
+    static const cli_exclusive exclusive[] = {{"--tokens", "--text", 1}, {NULL, NULL, 0}};
+    const cli_spec spec = {.command = "logits",
+                           .usage = "usage: clora logits --model DIR [--adapter DIR] (--tokens "
+                                    "IDS | --text TEXT) --out FILE",
+                           .description = logits_description,
+                           .options = options,
+                           .exclusive = exclusive};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
     int32_t *ids = NULL, *type_ids = NULL;
     size_t count = 0, type_count = 0;
     if (tokens && !parse_ids("logits", "--tokens", tokens, &ids, &count))

@@ -3,11 +3,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "options.h"
 #include "training.h"
 
-static const char merge_usage[] =
-    "usage: clora merge --model DIR --adapter DIR --out DIR [--device SEL]\n"
-    "\n"
+static const char merge_description[] =
     "Loads a clora model folder and a PEFT LoRA adapter folder, merges the\n"
     "adapter into the weights (W += s*B*A) and saves the result as a model\n"
     "folder that runs without LoRA. The inputs are not modified; the output's\n"
@@ -16,27 +15,23 @@ static const char merge_usage[] =
 int cmd_merge(int argc, char **argv)
 {
     const char *model_dir = NULL, *adapter_dir = NULL, *out = NULL, *device = NULL;
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(merge_usage, stdout);
-            return 0;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--model", &model_dir)) ||
-            (r = cli_option_string(argc, argv, &i, "--adapter", &adapter_dir)) ||
-            (r = cli_option_string(argc, argv, &i, "--out", &out)) ||
-            (r = cli_option_string(argc, argv, &i, "--device", &device))) {
-            if (r < 0)
-                return 2;
-            continue;
-        }
-        fprintf(stderr, "clora merge: unknown option \"%s\" (see --help)\n", argv[i]);
-        return 2;
-    }
-    if (!model_dir || !adapter_dir || !out) {
-        fprintf(stderr, "clora merge: --model, --adapter and --out are required (see --help)\n");
-        return 2;
-    }
+    const cli_option options[] = {
+        {CLI_OPT("--model", CLI_STRING, &model_dir, "DIR", "the model folder"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--adapter", CLI_STRING, &adapter_dir, "DIR", "the PEFT adapter folder"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--out", CLI_STRING, &out, "DIR", "where to save the merged model"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--device", CLI_STRING, &device, "SEL", "device index or name part")},
+        CLI_END};
+    const cli_spec spec = {
+        .command = "merge",
+        .usage = "usage: clora merge --model DIR --adapter DIR --out DIR [--device SEL]",
+        .description = merge_description,
+        .options = options};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
     clora_device *dev = NULL;
     clora_model *model = NULL;
     int exit_code = 1;

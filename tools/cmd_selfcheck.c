@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "options.h"
 
 typedef struct selfcheck_options {
     const char *device;
@@ -14,23 +15,11 @@ typedef struct selfcheck_options {
     float alpha, dropout;
 } selfcheck_options;
 
-static const char selfcheck_usage[] =
-    "usage: clora selfcheck [options]\n"
-    "\n"
+static const char selfcheck_description[] =
     "Runs one LoRA layer (forward and backward) on the device, compares every\n"
     "output with clora's plain-C reference, then times the LoRA forward next to\n"
     "the bare frozen GEMM x*W^T, interleaved in the same run, and prints medians\n"
-    "and their ratio. Exits 1 if any output is off.\n"
-    "\n"
-    "options:\n"
-    "  --device SEL   device index or name part (default: CLORA_DEVICE, else first GPU)\n"
-    "  --rows N       rows of x, batch x sequence (default 512)\n"
-    "  --in N         in_features (default 768)\n"
-    "  --out N        out_features (default 768)\n"
-    "  --rank R       LoRA rank, 1..256 (default 8)\n"
-    "  --alpha A      LoRA alpha; scale = alpha / r (default 16)\n"
-    "  --dropout P    dropout on the LoRA branch, 0 <= P < 1 (default 0)\n"
-    "  --reps K       timed repetitions; 0 checks without timing (default 20)\n";
+    "and their ratio. Exits 1 if any output is off.\n";
 
 /* Worst element of |got - want| / (atol + rtol·|want|); <= 1 passes. */
 static double worst_ratio(const float *got, const float *want, size_t n, double *max_abs)
@@ -51,34 +40,32 @@ static double worst_ratio(const float *got, const float *want, size_t n, double 
     return worst;
 }
 
+/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
 static int parse_options(int argc, char **argv, selfcheck_options *o)
 {
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(selfcheck_usage, stdout);
-            return 0;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--device", &o->device)) ||
-            (r = cli_option_size(argc, argv, &i, "--rows", &o->rows)) ||
-            (r = cli_option_size(argc, argv, &i, "--in", &o->in)) ||
-            (r = cli_option_size(argc, argv, &i, "--out", &o->out)) ||
-            (r = cli_option_size(argc, argv, &i, "--rank", &o->rank)) ||
-            (r = cli_option_size(argc, argv, &i, "--reps", &o->reps)) ||
-            (r = cli_option_float(argc, argv, &i, "--alpha", &o->alpha)) ||
-            (r = cli_option_float(argc, argv, &i, "--dropout", &o->dropout))) {
-            if (r < 0)
-                return -1;
-            continue;
-        }
-        fprintf(stderr, "clora selfcheck: unknown option \"%s\" (see --help)\n", argv[i]);
-        return -1;
-    }
-    if (o->rows == 0 || o->in == 0 || o->out == 0) {
-        fprintf(stderr, "clora selfcheck: --rows, --in and --out must be at least 1\n");
-        return -1;
-    }
-    return 1;
+    const cli_option options[] = {
+        {CLI_OPT("--device", CLI_STRING, &o->device, "SEL",
+                 "device index or name part (default: CLORA_DEVICE, else first GPU)")},
+        {CLI_OPT("--rows", CLI_SIZE, &o->rows, "N", "rows of x, batch x sequence"),
+         .fallback = "512", CLI_AT_LEAST(1)},
+        {CLI_OPT("--in", CLI_SIZE, &o->in, "N", "in_features"), .fallback = "768",
+         CLI_AT_LEAST(1)},
+        {CLI_OPT("--out", CLI_SIZE, &o->out, "N", "out_features"), .fallback = "768",
+         CLI_AT_LEAST(1)},
+        {CLI_OPT("--rank", CLI_SIZE, &o->rank, "R", "LoRA rank, 1..256"), .fallback = "8"},
+        {CLI_OPT("--alpha", CLI_FLOAT, &o->alpha, "A", "LoRA alpha; scale = alpha / r"),
+         .fallback = "16"},
+        {CLI_OPT("--dropout", CLI_FLOAT, &o->dropout, "P",
+                 "dropout on the LoRA branch, 0 <= P < 1"),
+         .fallback = "0"},
+        {CLI_OPT("--reps", CLI_SIZE, &o->reps, "K", "timed repetitions; 0 checks without timing"),
+         .fallback = "20"},
+        CLI_END};
+    const cli_spec spec = {.command = "selfcheck",
+                           .usage = "usage: clora selfcheck [options]",
+                           .description = selfcheck_description,
+                           .options = options};
+    return cli_parse(&spec, argc, argv);
 }
 
 /* Host copies of the layer and of the device's results. */
@@ -89,7 +76,7 @@ static const char *const tensor_names[TENSOR_COUNT] = {"x",  "weight", "bias", "
 
 int cmd_selfcheck(int argc, char **argv)
 {
-    selfcheck_options o = {NULL, 512, 768, 768, 8, 20, 16.0f, 0.0f};
+    selfcheck_options o = {0};
     int parsed = parse_options(argc, argv, &o);
     if (parsed <= 0)
         return parsed == 0 ? 0 : 2;

@@ -6,11 +6,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "options.h"
 #include "training.h"
 
-static const char tokenize_usage[] =
-    "usage: clora tokenize --model DIR --input FILE --out FILE [options]\n"
-    "\n"
+static const char tokenize_description[] =
     "Turns a text file of LABEL<TAB>TEXT lines (UTF-8; empty lines skipped) into a\n"
     "dataset for `clora train`. Each text becomes [CLS] tokens [SEP] through the\n"
     "WordPiece tokenizer of the model folder (vocab.txt, tokenizer_config.json),\n"
@@ -18,16 +17,7 @@ static const char tokenize_usage[] =
     "\n"
     "The file holds \"inputs\" I32 (N, T), \"attention_mask\" I32 (N, T), \"labels\"\n"
     "I32 (N), and the label names in order (a JSON list) in its metadata under\n"
-    "\"label_names\".\n"
-    "\n"
-    "options:\n"
-    "  --model DIR        the model folder with vocab.txt\n"
-    "  --input FILE       the text lines\n"
-    "  --out FILE         the dataset to write\n"
-    "  --max-length L     tokens per example at most, [CLS] and [SEP] included\n"
-    "                     (default 128, at most the tokenizer's model_max_length)\n"
-    "  --labels A,B,...   the label names in class order (default: the names in the\n"
-    "                     file, sorted); a line with another label is an error\n";
+    "\"label_names\".\n";
 
 typedef struct names {
     char **v;
@@ -140,33 +130,30 @@ static int read_lines(const char *path, char **storage, line **lines, size_t *co
 int cmd_tokenize(int argc, char **argv)
 {
     const char *model_dir = NULL, *input = NULL, *out = NULL, *label_list = NULL;
-    size_t max_length = 128;
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(tokenize_usage, stdout);
-            return 0;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--model", &model_dir)) ||
-            (r = cli_option_string(argc, argv, &i, "--input", &input)) ||
-            (r = cli_option_string(argc, argv, &i, "--out", &out)) ||
-            (r = cli_option_string(argc, argv, &i, "--labels", &label_list)) ||
-            (r = cli_option_size(argc, argv, &i, "--max-length", &max_length))) {
-            if (r < 0)
-                return 2;
-            continue;
-        }
-        fprintf(stderr, "clora tokenize: unknown option \"%s\" (see --help)\n", argv[i]);
-        return 2;
-    }
-    if (!model_dir || !input || !out) {
-        fprintf(stderr, "clora tokenize: --model, --input and --out are required (see --help)\n");
-        return 2;
-    }
-    if (max_length < 2) {
-        fprintf(stderr, "clora tokenize: --max-length must leave room for [CLS] and [SEP]\n");
-        return 2;
-    }
+    size_t max_length = 0;
+    const cli_option options[] = {
+        {CLI_OPT("--model", CLI_STRING, &model_dir, "DIR", "the model folder with vocab.txt"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--input", CLI_STRING, &input, "FILE", "the text lines"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--out", CLI_STRING, &out, "FILE", "the dataset to write"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--max-length", CLI_SIZE, &max_length, "L",
+                 "tokens per example at most, [CLS] and [SEP] included (at most the "
+                 "tokenizer's model_max_length)"),
+         .fallback = "128", CLI_AT_LEAST(2)},
+        {CLI_OPT("--labels", CLI_STRING, &label_list, "A,B,...",
+                 "the label names in class order (default: the names in the file, sorted); a "
+                 "line with another label is an error")},
+        CLI_END};
+    const cli_spec spec = {.command = "tokenize",
+                           .usage = "usage: clora tokenize --model DIR --input FILE --out FILE "
+                                    "[options]",
+                           .description = tokenize_description,
+                           .options = options};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed <= 0)
+        return parsed == 0 ? 0 : 2;
     int exit_code = 1;
     clora_tokenizer *tok = NULL;
     char *storage = NULL, *json = NULL;

@@ -7,11 +7,10 @@
 
 #include "cli.h"
 #include "models.h"
+#include "options.h"
 #include "training.h"
 
-static const char train_usage[] =
-    "usage: clora train --model DIR --data FILE --out DIR [options]\n"
-    "\n"
+static const char train_description[] =
     "Applies LoRA to a model, trains only the adapter on a dataset, and saves it\n"
     "as a PEFT adapter folder (adapter_config.json + adapter_model.safetensors).\n"
     "The base model is not modified.\n"
@@ -26,52 +25,96 @@ static const char train_usage[] =
     "Hugging Face BERT folders get a classification head (\"classifier\", trained in\n"
     "full and saved with the adapter, as PEFT's SEQ_CLS task does) sized by the\n"
     "labels; without --targets, LoRA goes where PEFT puts it by default: query and\n"
-    "value for BERT, c_attn for GPT-2.\n"
-    "\n"
-    "required:\n"
-    "  --model DIR          a clora model folder or a Hugging Face GPT-2/BERT folder\n"
-    "  --data FILE          training data\n"
-    "  --out DIR            where to save the adapter (created if needed)\n"
-    "LoRA:\n"
-    "  --rank R             rank r, 1..256 (default 8)\n"
-    "  --alpha A            alpha (default 16)\n"
-    "  --scale-mode MODE    peft (alpha/r, default), seed (alpha), rslora (alpha/sqrt(r))\n"
-    "  --dropout P          dropout on the LoRA branch (default 0)\n"
-    "  --init MODE          peft (default), seed, gaussian\n"
-    "  --targets A,B        modules to adapt, PEFT's rule (default: every Linear;\n"
-    "                       PEFT's defaults for GPT-2 and BERT)\n"
-    "  --target-regex RE    or a regex over the whole module path\n"
-    "  --exclude A,B        modules to leave alone\n"
-    "  --rank-pattern P=R,.. per-module ranks (regex=rank)\n"
-    "  --trainable A,B      modules that train in full and are saved with the adapter\n"
-    "  --adapter-name NAME  (default \"default\")\n"
-    "training:\n"
-    "  --steps N            optimizer steps (default: one epoch)\n"
-    "  --epochs E           or passes over the data\n"
-    "  --batch-size B       (default 32; the last partial batch of an epoch is skipped)\n"
-    "  --lr LR              learning rate (default 1e-3)\n"
-    "  --optimizer NAME     adamw (default) or sgd\n"
-    "  --weight-decay W     (default 0.01 for AdamW, 0 for SGD)\n"
-    "  --momentum M         SGD momentum (default 0.9)\n"
-    "  --schedule NAME      constant (default), linear or cosine, after --warmup\n"
-    "  --warmup N           linear warm-up steps (default 0)\n"
-    "  --clip NORM          clip gradients to this global norm (default: off)\n"
-    "  --seed S             shuffling, initialisation and dropout (default 0)\n"
-    "other:\n"
-    "  --num-labels K       BERT: classes of the new head (default: from the labels)\n"
-    "  --eval FILE          evaluation data (default: the training data)\n"
-    "  --log FILE           write the loss curve as CSV\n"
-    "  --device SEL         device index or name part\n";
+    "value for BERT, c_attn for GPT-2.\n";
 
 typedef struct train_options {
     const char *model, *data, *out, *eval, *log, *device;
     size_t rank, steps, epochs, batch, warmup, num_labels;
     float alpha, dropout, lr, weight_decay, momentum, clip;
-    const char *scale_mode, *init, *targets, *target_regex, *exclude, *rank_pattern, *trainable,
-        *adapter_name, *optimizer, *schedule;
+    const char *targets, *target_regex, *exclude, *rank_pattern, *trainable, *adapter_name;
+    int scale_mode, init, optimizer, schedule;
     size_t seed;
     int weight_decay_set;
 } train_options;
+
+/* Names in the order of clora_scale_mode, clora_init_mode,
+ * clora_optimizer_kind and clora_schedule_kind. */
+static const char *const scale_names[] = {"seed", "peft", "rslora", NULL};
+static const char *const init_names[] = {"peft", "seed", "gaussian", NULL};
+static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
+static const char *const schedule_names[] = {"constant", "linear", "cosine", NULL};
+
+/* Reads the command line into o; 1: train, 0: --help shown, -1: error shown. */
+static int parse(int argc, char **argv, train_options *o)
+{
+    const cli_option options[] = {
+        CLI_SECTION("required:"),
+        {CLI_OPT("--model", CLI_STRING, &o->model, "DIR",
+                 "a clora model folder or a Hugging Face GPT-2/BERT folder"),
+         .flags = CLI_REQUIRED},
+        {CLI_OPT("--data", CLI_STRING, &o->data, "FILE", "training data"), .flags = CLI_REQUIRED},
+        {CLI_OPT("--out", CLI_STRING, &o->out, "DIR",
+                 "where to save the adapter (created if needed)"),
+         .flags = CLI_REQUIRED},
+        CLI_SECTION("LoRA:"),
+        {CLI_OPT("--rank", CLI_SIZE, &o->rank, "R", "rank r, 1..256"), .fallback = "8"},
+        {CLI_OPT("--alpha", CLI_FLOAT, &o->alpha, "A", "alpha"), .fallback = "16"},
+        {CLI_OPT("--scale-mode", CLI_CHOICE, &o->scale_mode, "MODE",
+                 "peft (alpha/r), seed (alpha) or rslora (alpha/sqrt(r))"),
+         .fallback = "peft", .choices = scale_names},
+        {CLI_OPT("--dropout", CLI_FLOAT, &o->dropout, "P", "dropout on the LoRA branch"),
+         .fallback = "0"},
+        {CLI_OPT("--init", CLI_CHOICE, &o->init, "MODE", "peft, seed or gaussian"),
+         .fallback = "peft", .choices = init_names},
+        {CLI_OPT("--targets", CLI_STRING, &o->targets, "A,B",
+                 "modules to adapt, PEFT's rule (default: every Linear; PEFT's defaults for "
+                 "GPT-2 and BERT)")},
+        {CLI_OPT("--target-regex", CLI_STRING, &o->target_regex, "RE",
+                 "or a regex over the whole module path")},
+        {CLI_OPT("--exclude", CLI_STRING, &o->exclude, "A,B", "modules to leave alone")},
+        {CLI_OPT("--rank-pattern", CLI_STRING, &o->rank_pattern, "P=R,..",
+                 "per-module ranks (regex=rank)")},
+        {CLI_OPT("--trainable", CLI_STRING, &o->trainable, "A,B",
+                 "modules that train in full and are saved with the adapter")},
+        {CLI_OPT("--adapter-name", CLI_STRING, &o->adapter_name, "NAME", "the adapter's name"),
+         .fallback = "default"},
+        CLI_SECTION("training:"),
+        {CLI_OPT("--steps", CLI_SIZE, &o->steps, "N", "optimizer steps (default: one epoch)")},
+        {CLI_OPT("--epochs", CLI_SIZE, &o->epochs, "E", "or passes over the data")},
+        {CLI_OPT("--batch-size", CLI_SIZE, &o->batch, "B",
+                 "examples per step; the last partial batch of an epoch is skipped"),
+         .fallback = "32", CLI_AT_LEAST(1)},
+        {CLI_OPT("--lr", CLI_FLOAT, &o->lr, "LR", "learning rate"), .fallback = "1e-3"},
+        {CLI_OPT("--optimizer", CLI_CHOICE, &o->optimizer, "NAME", "adamw or sgd"),
+         .fallback = "adamw", .choices = optimizer_names},
+        {CLI_OPT("--weight-decay", CLI_FLOAT, &o->weight_decay, "W",
+                 "weight decay (default 0.01 for AdamW, 0 for SGD)"),
+         .given = &o->weight_decay_set},
+        {CLI_OPT("--momentum", CLI_FLOAT, &o->momentum, "M", "SGD momentum"), .fallback = "0.9"},
+        {CLI_OPT("--schedule", CLI_CHOICE, &o->schedule, "NAME",
+                 "constant, linear or cosine, after --warmup"),
+         .fallback = "constant", .choices = schedule_names},
+        {CLI_OPT("--warmup", CLI_SIZE, &o->warmup, "N", "linear warm-up steps"), .fallback = "0"},
+        {CLI_OPT("--clip", CLI_FLOAT, &o->clip, "NORM",
+                 "clip gradients to this global norm (default: off)")},
+        {CLI_OPT("--seed", CLI_SIZE, &o->seed, "S", "shuffling, initialisation and dropout"),
+         .fallback = "0"},
+        CLI_SECTION("other:"),
+        {CLI_OPT("--num-labels", CLI_SIZE, &o->num_labels, "K",
+                 "BERT: classes of the new head (default: from the labels)")},
+        {CLI_OPT("--eval", CLI_STRING, &o->eval, "FILE",
+                 "evaluation data (default: the training data)")},
+        {CLI_OPT("--log", CLI_STRING, &o->log, "FILE", "write the loss curve as CSV")},
+        {CLI_OPT("--device", CLI_STRING, &o->device, "SEL", "device index or name part")},
+        CLI_END};
+    static const cli_exclusive exclusive[] = {{"--steps", "--epochs", 0}, {NULL, NULL, 0}};
+    const cli_spec spec = {.command = "train",
+                           .usage = "usage: clora train --model DIR --data FILE --out DIR [options]",
+                           .description = train_description,
+                           .options = options,
+                           .exclusive = exclusive};
+    return cli_parse(&spec, argc, argv);
+}
 
 /* Splits "a,b,c" into a NULL-terminated array (free the array and text). */
 static const char **split_list(const char *text, size_t *count, char **storage)
@@ -95,112 +138,12 @@ static const char **split_list(const char *text, size_t *count, char **storage)
     return items;
 }
 
-static int parse(int argc, char **argv, train_options *o)
-{
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(train_usage, stdout);
-            return 0;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--model", &o->model)) ||
-            (r = cli_option_string(argc, argv, &i, "--data", &o->data)) ||
-            (r = cli_option_string(argc, argv, &i, "--out", &o->out)) ||
-            (r = cli_option_string(argc, argv, &i, "--eval", &o->eval)) ||
-            (r = cli_option_string(argc, argv, &i, "--log", &o->log)) ||
-            (r = cli_option_string(argc, argv, &i, "--device", &o->device)) ||
-            (r = cli_option_size(argc, argv, &i, "--rank", &o->rank)) ||
-            (r = cli_option_float(argc, argv, &i, "--alpha", &o->alpha)) ||
-            (r = cli_option_string(argc, argv, &i, "--scale-mode", &o->scale_mode)) ||
-            (r = cli_option_float(argc, argv, &i, "--dropout", &o->dropout)) ||
-            (r = cli_option_string(argc, argv, &i, "--init", &o->init)) ||
-            (r = cli_option_string(argc, argv, &i, "--targets", &o->targets)) ||
-            (r = cli_option_string(argc, argv, &i, "--target-regex", &o->target_regex)) ||
-            (r = cli_option_string(argc, argv, &i, "--exclude", &o->exclude)) ||
-            (r = cli_option_string(argc, argv, &i, "--rank-pattern", &o->rank_pattern)) ||
-            (r = cli_option_string(argc, argv, &i, "--trainable", &o->trainable)) ||
-            (r = cli_option_string(argc, argv, &i, "--adapter-name", &o->adapter_name)) ||
-            (r = cli_option_size(argc, argv, &i, "--steps", &o->steps)) ||
-            (r = cli_option_size(argc, argv, &i, "--epochs", &o->epochs)) ||
-            (r = cli_option_size(argc, argv, &i, "--batch-size", &o->batch)) ||
-            (r = cli_option_float(argc, argv, &i, "--lr", &o->lr)) ||
-            (r = cli_option_string(argc, argv, &i, "--optimizer", &o->optimizer)) ||
-            (r = cli_option_float(argc, argv, &i, "--momentum", &o->momentum)) ||
-            (r = cli_option_string(argc, argv, &i, "--schedule", &o->schedule)) ||
-            (r = cli_option_size(argc, argv, &i, "--warmup", &o->warmup)) ||
-            (r = cli_option_float(argc, argv, &i, "--clip", &o->clip)) ||
-            (r = cli_option_size(argc, argv, &i, "--num-labels", &o->num_labels)) ||
-            (r = cli_option_size(argc, argv, &i, "--seed", &o->seed))) {
-            if (r < 0)
-                return -1;
-            continue;
-        }
-        if ((r = cli_option_float(argc, argv, &i, "--weight-decay", &o->weight_decay))) {
-            if (r < 0)
-                return -1;
-            o->weight_decay_set = 1;
-            continue;
-        }
-        fprintf(stderr, "clora train: unknown option \"%s\" (see --help)\n", argv[i]);
-        return -1;
-    }
-    if (!o->model || !o->data || !o->out) {
-        fprintf(stderr, "clora train: --model, --data and --out are required (see --help)\n");
-        return -1;
-    }
-    if (o->steps && o->epochs) {
-        fprintf(stderr, "clora train: give --steps or --epochs, not both\n");
-        return -1;
-    }
-    if (o->batch == 0) {
-        fprintf(stderr, "clora train: --batch-size must be at least 1\n");
-        return -1;
-    }
-    return 1;
-}
-
-/* Maps a name to an enum value from a table; prints an error when absent. */
-static int choose(const char *option, const char *value, const char *const *names, int count,
-                  int *out)
-{
-    for (int i = 0; i < count; ++i)
-        if (!strcmp(value, names[i])) {
-            *out = i;
-            return 1;
-        }
-    fprintf(stderr, "clora train: %s \"%s\" is not one of", option, value);
-    for (int i = 0; i < count; ++i)
-        fprintf(stderr, " %s", names[i]);
-    fprintf(stderr, "\n");
-    return 0;
-}
-
 int cmd_train(int argc, char **argv)
 {
     train_options o = {0};
-    o.rank = 8;
-    o.alpha = 16;
-    o.batch = 32;
-    o.lr = 1e-3f;
-    o.momentum = 0.9f;
-    o.scale_mode = "peft";
-    o.init = "peft";
-    o.optimizer = "adamw";
-    o.schedule = "constant";
     int parsed = parse(argc, argv, &o);
     if (parsed <= 0)
         return parsed == 0 ? 0 : 2;
-
-    static const char *const scale_names[] = {"seed", "peft", "rslora"};
-    static const char *const init_names[] = {"peft", "seed", "gaussian"};
-    static const char *const optimizer_names[] = {"adamw", "sgd"};
-    static const char *const schedule_names[] = {"constant", "linear", "cosine"};
-    int scale = 0, init = 0, optimizer = 0, schedule = 0;
-    if (!choose("--scale-mode", o.scale_mode, scale_names, 3, &scale) ||
-        !choose("--init", o.init, init_names, 3, &init) ||
-        !choose("--optimizer", o.optimizer, optimizer_names, 2, &optimizer) ||
-        !choose("--schedule", o.schedule, schedule_names, 3, &schedule))
-        return 2;
 
     /* Lists and patterns from the command line. */
     size_t n_targets = 0, n_exclude = 0, n_trainable = 0, n_ranks = 0;
@@ -294,9 +237,9 @@ int cmd_train(int argc, char **argv)
     lora.adapter_name = o.adapter_name;
     lora.rank = o.rank;
     lora.alpha = o.alpha;
-    lora.scale_mode = (clora_scale_mode)scale;
+    lora.scale_mode = (clora_scale_mode)o.scale_mode;
     lora.dropout = o.dropout;
-    lora.init = (clora_init_mode)init;
+    lora.init = (clora_init_mode)o.init;
     lora.target_modules = targets;
     lora.target_module_count = n_targets;
     lora.target_regex = o.target_regex;
@@ -342,13 +285,13 @@ int cmd_train(int argc, char **argv)
         printf("  %s before training: %.6g\n", metric, before);
 
     clora_train_config cfg = clora_train_config_default();
-    cfg.optimizer = clora_optimizer_config_default((clora_optimizer_kind)optimizer);
+    cfg.optimizer = clora_optimizer_config_default((clora_optimizer_kind)o.optimizer);
     cfg.optimizer.lr = o.lr;
-    if (optimizer == CLORA_OPTIMIZER_SGD)
+    if (o.optimizer == CLORA_OPTIMIZER_SGD)
         cfg.optimizer.momentum = o.momentum;
     if (o.weight_decay_set)
         cfg.optimizer.weight_decay = o.weight_decay;
-    cfg.schedule = (clora_schedule_kind)schedule;
+    cfg.schedule = (clora_schedule_kind)o.schedule;
     cfg.warmup_steps = o.warmup;
     cfg.total_steps = steps;
     cfg.max_grad_norm = o.clip;

@@ -19,11 +19,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "options.h"
 #include "training.h"
 
-static const char tune_usage[] =
-    "usage: clora tune [options]\n"
-    "\n"
+static const char tune_description[] =
     "Tunes CLBlast's GEMM kernels for a device, so that clora's frozen GEMMs run\n"
     "fast on devices CLBlast has no parameters for (PoCL's CPU device among them).\n"
     "\n"
@@ -43,19 +42,7 @@ static const char tune_usage[] =
     "stopped before their random searches, whose spaces (millions of variants on\n"
     "a CPU device) they enumerate in memory. Expect 30 to 45 minutes on a CPU\n"
     "device (CLBlast compiles its kernels anew for every variant of step 3),\n"
-    "a few minutes on a GPU.\n"
-    "\n"
-    "options:\n"
-    "  --device SEL      device index or name part (default: CLORA_DEVICE, else first GPU)\n"
-
-    "  --m M --n N --k K the GEMM size the GEMM tuners time, multiples of 128\n"
-    "                    (default 512 768 768)\n"
-    "  --keep DIR        run the tuners in DIR and keep their logs and results there\n"
-    "  --from DIR        skip step 1: read the tuner results (clblast_*.json) in DIR\n"
-    "  --output FILE     write FILE instead of the device's tuning cache file\n"
-    "  --match PLATFORM  record that the file fits every device of this type on\n"
-    "                    platforms whose name contains PLATFORM (clora's shipped files)\n"
-    "  --force           write the result even if it is not faster than before\n";
+    "a few minutes on a GPU.\n";
 
 typedef struct tune_options {
     const char *device, *keep, *from, *output, *match;
@@ -513,43 +500,39 @@ static clora_status search_xgemm(clora_device *dev, const char *dir, json_t *ker
 
 /* ---- the command ------------------------------------------------------------------ */
 
+/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
 static int parse_options(int argc, char **argv, tune_options *o)
 {
-    for (int i = 1; i < argc; ++i) {
-        int r = 0;
-        if (cli_flag(argv, i, "--help") || cli_flag(argv, i, "-h")) {
-            fputs(tune_usage, stdout);
-            return 0;
-        }
-        if (cli_flag(argv, i, "--force")) {
-            o->force = 1;
-            continue;
-        }
-        if ((r = cli_option_string(argc, argv, &i, "--device", &o->device)) ||
-            (r = cli_option_string(argc, argv, &i, "--keep", &o->keep)) ||
-            (r = cli_option_string(argc, argv, &i, "--from", &o->from)) ||
-            (r = cli_option_string(argc, argv, &i, "--output", &o->output)) ||
-            (r = cli_option_string(argc, argv, &i, "--match", &o->match)) ||
-            (r = cli_option_size(argc, argv, &i, "--m", &o->m)) ||
-            (r = cli_option_size(argc, argv, &i, "--n", &o->n)) ||
-            (r = cli_option_size(argc, argv, &i, "--k", &o->k))) {
-            if (r < 0)
-                return -1;
-            continue;
-        }
-        fprintf(stderr, "clora tune: unknown option \"%s\" (see --help)\n", argv[i]);
-        return -1;
-    }
-    if (o->m == 0 || o->n == 0 || o->k == 0 || o->m % 128 || o->n % 128 || o->k % 128) {
-        fprintf(stderr, "clora tune: --m, --n and --k must be positive multiples of 128 (what "
-                        "CLBlast's GEMM tuner accepts)\n");
-        return -1;
-    }
-    if (o->from && o->keep) {
-        fprintf(stderr, "clora tune: --from and --keep exclude each other\n");
-        return -1;
-    }
-    return 1;
+    const cli_option options[] = {
+        {CLI_OPT("--device", CLI_STRING, &o->device, "SEL",
+                 "device index or name part (default: CLORA_DEVICE, else first GPU)")},
+        {CLI_OPT("--m", CLI_SIZE, &o->m, "M",
+                 "M of the M x K -> N GEMM the GEMM tuners time, a multiple of 128 (what "
+                 "CLBlast's GEMM tuner accepts)"),
+         .fallback = "512", .multiple = 128},
+        {CLI_OPT("--n", CLI_SIZE, &o->n, "N", "its N, a multiple of 128"), .fallback = "768",
+         .multiple = 128},
+        {CLI_OPT("--k", CLI_SIZE, &o->k, "K", "its K, a multiple of 128"), .fallback = "768",
+         .multiple = 128},
+        {CLI_OPT("--keep", CLI_STRING, &o->keep, "DIR",
+                 "run the tuners in DIR and keep their logs and results there")},
+        {CLI_OPT("--from", CLI_STRING, &o->from, "DIR",
+                 "skip step 1: read the tuner results (clblast_*.json) in DIR")},
+        {CLI_OPT("--output", CLI_STRING, &o->output, "FILE",
+                 "write FILE instead of the device's tuning cache file")},
+        {CLI_OPT("--match", CLI_STRING, &o->match, "PLATFORM",
+                 "record that the file fits every device of this type on platforms whose name "
+                 "contains PLATFORM (clora's shipped files)")},
+        {CLI_OPT("--force", CLI_FLAG, &o->force, NULL,
+                 "write the result even if it is not faster than before")},
+        CLI_END};
+    static const cli_exclusive exclusive[] = {{"--from", "--keep", 0}, {NULL, NULL, 0}};
+    const cli_spec spec = {.command = "tune",
+                           .usage = "usage: clora tune [options]",
+                           .description = tune_description,
+                           .options = options,
+                           .exclusive = exclusive};
+    return cli_parse(&spec, argc, argv);
 }
 
 /* Removes the tuners' files from a temporary folder, then the folder. */
@@ -591,7 +574,6 @@ static int make_parent_dirs(const char *path)
 int cmd_tune(int argc, char **argv)
 {
     tune_options o = {0};
-    o.m = 512, o.n = 768, o.k = 768;
     int parsed = parse_options(argc, argv, &o);
     if (parsed <= 0)
         return parsed == 0 ? 0 : 2;
