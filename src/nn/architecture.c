@@ -146,6 +146,19 @@ clora_node_kind clora__hf_activation(clora__json_fields *fields, const char *key
     return CLORA_NODE_GELU;
 }
 
+/* ---- checkpoint names ------------------------------------------------------------------------ */
+
+int clora__starts_with(const char *s, const char *prefix)
+{
+    return !strncmp(s, prefix, strlen(prefix));
+}
+
+int clora__ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
 /* ---- the batch ------------------------------------------------------------------------------ */
 
 clora_status clora__batch_mask(const clora_node *node, size_t B, size_t T,

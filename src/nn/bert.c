@@ -482,17 +482,6 @@ static clora_status build_from_hf(clora_model **out, clora_device *device,
     return status;
 }
 
-static int starts_with(const char *s, const char *prefix)
-{
-    return !strncmp(s, prefix, strlen(prefix));
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
 /* "x" is "x" (BertModel) or "bert.x" (BertFor*); the head is "classifier.*". */
 static int candidate(const clora_model *model, const char *param, size_t index, char *out,
                      size_t size)
@@ -508,16 +497,16 @@ static int candidate(const clora_model *model, const char *param, size_t index, 
 static int optional(const clora_model *model, const char *param)
 {
     (void)model;
-    return starts_with(param, "classifier.");
+    return clora__starts_with(param, "classifier.");
 }
 
 /* position_ids buffers, the pooler and the pre-training heads clora has
  * no use for; a classifier when the model has none. */
 static int ignorable(const clora_model *model, const char *tensor)
 {
-    return ends_with(tensor, "position_ids") || starts_with(tensor, "pooler.") ||
-           starts_with(tensor, "bert.pooler.") || starts_with(tensor, "cls.") ||
-           (!clora__child(model->root, "classifier") && starts_with(tensor, "classifier."));
+    return clora__ends_with(tensor, "position_ids") || clora__starts_with(tensor, "pooler.") ||
+           clora__starts_with(tensor, "bert.pooler.") || clora__starts_with(tensor, "cls.") ||
+           (!clora__child(model->root, "classifier") && clora__starts_with(tensor, "classifier."));
 }
 
 const clora__hf_architecture clora__bert_hf = {

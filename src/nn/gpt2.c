@@ -402,17 +402,6 @@ static clora_status build_from_hf(clora_model **out, clora_device *device,
     return create(out, device, &c, seed, 1);
 }
 
-static int starts_with(const char *s, const char *prefix)
-{
-    return !strncmp(s, prefix, strlen(prefix));
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
 /* "transformer.x" is "transformer.x" (GPT2LMHeadModel) or "x" (GPT2Model). */
 static int candidate(const clora_model *model, const char *param, size_t index, char *out,
                      size_t size)
@@ -420,7 +409,7 @@ static int candidate(const clora_model *model, const char *param, size_t index, 
     (void)model;
     if (index == 0)
         return snprintf(out, size, "%s", param) < (int)size;
-    return index == 1 && starts_with(param, "transformer.") &&
+    return index == 1 && clora__starts_with(param, "transformer.") &&
            snprintf(out, size, "%s", param + strlen("transformer.")) < (int)size;
 }
 
@@ -428,7 +417,7 @@ static int candidate(const clora_model *model, const char *param, size_t index, 
 static int ignorable(const clora_model *model, const char *tensor)
 {
     (void)model;
-    return ends_with(tensor, ".attn.bias") || ends_with(tensor, ".attn.masked_bias") ||
+    return clora__ends_with(tensor, ".attn.bias") || clora__ends_with(tensor, ".attn.masked_bias") ||
            !strcmp(tensor, "lm_head.weight");
 }
 

@@ -357,6 +357,9 @@ int clora__attention_save(json_t *j, const clora__attention_args *args);
 clora_status clora__attention_load(const clora__node_kind *kind, clora_node *parent,
                                    const char *name, json_t *j, const char *where,
                                    clora_node **out);
+/* Tests on tensor names, for the rules of checkpoint names. */
+int clora__starts_with(const char *s, const char *prefix);
+int clora__ends_with(const char *s, const char *suffix);
 /* The kind of the public activation names of Hugging Face configs
  * ("gelu", "gelu_new", ...), failing into fields->status. */
 clora_node_kind clora__hf_activation(clora__json_fields *fields, const char *key,
