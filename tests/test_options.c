@@ -104,7 +104,7 @@ static void expect_error_with(const char *const *args, int one_required, const c
 {
     parsed p;
     parse_with(&p, args, one_required);
-    assert_int_equal(p.result, -1);
+    assert_int_equal(p.result, 2);
     char line[600];
     snprintf(line, sizeof line, "%s\n", want);
     assert_string_equal(p.err, line);
@@ -123,7 +123,7 @@ static void values_and_defaults(void **state)
     static const char *const args[] = {"--model", "m", "--rank=16", "--alpha", "0.5", "--mode",
                                        "rslora", "--quick", "the/path", NULL};
     parse(&p, args);
-    assert_int_equal(p.result, 1);
+    assert_int_equal(p.result, CLI_RUN);
     assert_string_equal(p.err, "");
     assert_string_equal(p.model, "m");
     assert_string_equal(p.path, "the/path");
@@ -137,7 +137,7 @@ static void values_and_defaults(void **state)
 
     static const char *const fewer[] = {"x", "--model", "m", NULL};
     parse(&p, fewer);
-    assert_int_equal(p.result, 1);
+    assert_int_equal(p.result, CLI_RUN);
     assert_int_equal(p.alpha_given, 0);
     assert_true(p.alpha == 16.0f);
     assert_int_equal(p.mode, 0);

@@ -550,7 +550,8 @@ static void bench_gpt2(bench *b)
 
 /* ---- the command -------------------------------------------------------------------- */
 
-/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
+/* Reads the command line into o: CLI_RUN, or the exit status after --help
+ * or an error (cli_parse). */
 static int parse_options(int argc, char **argv, bench_options *o)
 {
     const cli_option options[] = {
@@ -570,7 +571,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
                            .description = bench_description,
                            .options = options};
     int parsed = cli_parse(&spec, argc, argv);
-    if (parsed == 1 && o->reps == 0)
+    if (parsed == CLI_RUN && o->reps == 0)
         o->reps = o->quick ? 3 : 7;
     return parsed;
 }
@@ -593,8 +594,8 @@ int cmd_bench(int argc, char **argv)
 {
     bench b = {{0}, NULL, {0}, 0};
     int parsed = parse_options(argc, argv, &b.o);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
     const layer_shape *shapes = b.o.quick ? quick_shapes : full_shapes;
     const size_t count = b.o.quick ? 1 : FULL_SHAPES;
     double untuned[FULL_SHAPES] = {0};

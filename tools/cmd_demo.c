@@ -33,7 +33,8 @@ typedef struct demo_options {
     float alpha;
 } demo_options;
 
-/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
+/* Reads the command line into o: CLI_RUN, or the exit status after --help
+ * or an error (cli_parse). */
 static int parse(int argc, char **argv, demo_options *o)
 {
     const cli_option options[] = {
@@ -113,8 +114,8 @@ int cmd_demo(int argc, char **argv)
 {
     demo_options o = {0};
     int parsed = parse(argc, argv, &o);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
 
     int exit_code = 1;
     clora_device *dev = NULL;

@@ -16,8 +16,8 @@ int cmd_devices(int argc, char **argv)
             "default (CLORA_DEVICE if set, else the first GPU, else the first device).\n",
         .options = options};
     int parsed = cli_parse(&spec, argc, argv);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
     size_t count = 0;
     clora_status status = clora_device_count(&count);
     if (status != CLORA_OK) {

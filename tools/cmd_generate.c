@@ -76,8 +76,8 @@ int cmd_generate(int argc, char **argv)
         .description = generate_description,
         .options = options};
     int parsed = cli_parse(&spec, argc, argv);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
     int32_t *prompt = NULL;
     size_t count = 0;
     if (!parse_ids("generate", "--tokens", tokens, &prompt, &count))

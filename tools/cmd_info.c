@@ -173,8 +173,8 @@ int cmd_info(int argc, char **argv)
                            .arguments = arguments,
                            .argument_values = &path};
     int parsed = cli_parse(&spec, argc, argv);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
     char probe[4096];
     if (is_dir(path)) {
         snprintf(probe, sizeof probe, "%s/adapter_config.json", path);

@@ -80,8 +80,8 @@ int cmd_logits(int argc, char **argv)
                            .options = options,
                            .exclusive = exclusive};
     int parsed = cli_parse(&spec, argc, argv);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
     int32_t *ids = NULL, *type_ids = NULL;
     size_t count = 0, type_count = 0;
     if (tokens && !parse_ids("logits", "--tokens", tokens, &ids, &count))

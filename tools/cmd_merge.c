@@ -30,8 +30,8 @@ int cmd_merge(int argc, char **argv)
         .description = merge_description,
         .options = options};
     int parsed = cli_parse(&spec, argc, argv);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
     clora_device *dev = NULL;
     clora_model *model = NULL;
     int exit_code = 1;

@@ -40,7 +40,8 @@ static double worst_ratio(const float *got, const float *want, size_t n, double 
     return worst;
 }
 
-/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
+/* Reads the command line into o: CLI_RUN, or the exit status after --help
+ * or an error (cli_parse). */
 static int parse_options(int argc, char **argv, selfcheck_options *o)
 {
     const cli_option options[] = {
@@ -78,8 +79,8 @@ int cmd_selfcheck(int argc, char **argv)
 {
     selfcheck_options o = {0};
     int parsed = parse_options(argc, argv, &o);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
 
     const size_t n = o.rows, in = o.in, out = o.out, r = o.rank;
     const size_t sizes[TENSOR_COUNT] = {n * in, out * in, out, r * in, out * r, n * out,

@@ -152,8 +152,8 @@ int cmd_tokenize(int argc, char **argv)
                            .description = tokenize_description,
                            .options = options};
     int parsed = cli_parse(&spec, argc, argv);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
     int exit_code = 1;
     clora_tokenizer *tok = NULL;
     char *storage = NULL, *json = NULL;

@@ -44,7 +44,8 @@ static const char *const init_names[] = {"peft", "seed", "gaussian", NULL};
 static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
 static const char *const schedule_names[] = {"constant", "linear", "cosine", NULL};
 
-/* Reads the command line into o; 1: train, 0: --help shown, -1: error shown. */
+/* Reads the command line into o: CLI_RUN, or the exit status after --help
+ * or an error (cli_parse). */
 static int parse(int argc, char **argv, train_options *o)
 {
     const cli_option options[] = {
@@ -142,8 +143,8 @@ int cmd_train(int argc, char **argv)
 {
     train_options o = {0};
     int parsed = parse(argc, argv, &o);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
 
     /* Lists and patterns from the command line. */
     size_t n_targets = 0, n_exclude = 0, n_trainable = 0, n_ranks = 0;

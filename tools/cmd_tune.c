@@ -500,7 +500,8 @@ static clora_status search_xgemm(clora_device *dev, const char *dir, json_t *ker
 
 /* ---- the command ------------------------------------------------------------------ */
 
-/* Reads the command line into o; 1: run, 0: --help shown, -1: error shown. */
+/* Reads the command line into o: CLI_RUN, or the exit status after --help
+ * or an error (cli_parse). */
 static int parse_options(int argc, char **argv, tune_options *o)
 {
     const cli_option options[] = {
@@ -575,8 +576,8 @@ int cmd_tune(int argc, char **argv)
 {
     tune_options o = {0};
     int parsed = parse_options(argc, argv, &o);
-    if (parsed <= 0)
-        return parsed == 0 ? 0 : 2;
+    if (parsed != CLI_RUN)
+        return parsed;
 
     clora_device *dev = NULL;
     json_t *kernels = json_object(), *sources = json_object(), *doc = NULL;

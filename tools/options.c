@@ -125,11 +125,11 @@ int cli_parse(const cli_spec *spec, int argc, char **argv)
     char seen[128] = {0};
     if (count > sizeof seen) {
         fprintf(stderr, "clora %s: too many options in its table\n", spec->command);
-        return -1;
+        return 2;
     }
     for (const cli_option *o = spec->options; o->name || o->help; ++o)
         if (o->name && o->fallback && !store(spec, o, o->fallback))
-            return -1;
+            return 2;
     size_t arguments = 0, wanted = 0;
     while (spec->arguments && spec->arguments[wanted])
         ++wanted;
@@ -143,7 +143,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv)
             if (arguments == wanted) {
                 fprintf(stderr, "clora %s: unexpected argument \"%s\" (see --help)\n",
                         spec->command, arg);
-                return -1;
+                return 2;
             }
             spec->argument_values[arguments++] = arg;
             continue;
@@ -153,12 +153,12 @@ int cli_parse(const cli_spec *spec, int argc, char **argv)
         const cli_option *o = find(spec, arg, len);
         if (!o || (eq && o->kind == CLI_FLAG)) {
             fprintf(stderr, "clora %s: unknown option \"%s\" (see --help)\n", spec->command, arg);
-            return -1;
+            return 2;
         }
         const size_t index = (size_t)(o - spec->options);
         if (seen[index]) {
             fprintf(stderr, "clora %s: option %s is given twice\n", spec->command, o->name);
-            return -1;
+            return 2;
         }
         seen[index] = 1;
         if (o->given)
@@ -171,11 +171,11 @@ int cli_parse(const cli_spec *spec, int argc, char **argv)
                 value = argv[++i];
             } else {
                 fprintf(stderr, "clora: option %s needs a value\n", o->name);
-                return -1;
+                return 2;
             }
         }
         if (!store(spec, o, value))
-            return -1;
+            return 2;
     }
     for (const cli_option *o = spec->options; o->name || o->help; ++o)
         if (o->name && (o->flags & CLI_REQUIRED) && !seen[o - spec->options]) {
@@ -183,7 +183,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv)
             required_list(spec, list, sizeof list);
             fprintf(stderr, "clora %s: %s %s required (see --help)\n", spec->command, list,
                     strchr(list, ' ') ? "are" : "is");
-            return -1;
+            return 2;
         }
     for (const cli_exclusive *x = spec->exclusive; x && x->a; ++x) {
         const cli_option *a = find(spec, x->a, strlen(x->a)), *b = find(spec, x->b, strlen(x->b));
@@ -191,20 +191,20 @@ int cli_parse(const cli_spec *spec, int argc, char **argv)
         if (has_a && has_b) {
             fprintf(stderr, "clora %s: %s and %s exclude each other\n", spec->command, x->a,
                     x->b);
-            return -1;
+            return 2;
         }
         if (x->one_required && !has_a && !has_b) {
             fprintf(stderr, "clora %s: %s or %s is required (see --help)\n", spec->command, x->a,
                     x->b);
-            return -1;
+            return 2;
         }
     }
     if (arguments < wanted) {
         fprintf(stderr, "clora %s: %s is required (see --help)\n", spec->command,
                 spec->arguments[arguments]);
-        return -1;
+        return 2;
     }
-    return 1;
+    return CLI_RUN;
 }
 
 /* ---- --help ------------------------------------------------------------------------ */

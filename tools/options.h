@@ -11,8 +11,10 @@
  *         {CLI_OPT("--rank", CLI_SIZE, &o.rank, "R", "rank r"), .fallback = "8",
  *          .min = 1, .max = 256},
  *         CLI_END};
- *     const cli_spec spec = {"train", usage, description, options};
- *     int parsed = cli_parse(&spec, argc, argv);   // 1: run, 0: help shown, -1: error shown
+ *     const cli_spec spec = {.command = "train", .usage = ..., .options = options};
+ *     int parsed = cli_parse(&spec, argc, argv);
+ *     if (parsed != CLI_RUN)
+ *         return parsed;   // the exit status: 0 after --help, 2 after an error
  *
  * Option values: `--name value` or `--name=value`. */
 #ifndef CLORA_TOOLS_OPTIONS_H
@@ -79,9 +81,13 @@ typedef struct cli_spec {
     const char *epilog;     /* printed after the options (may be NULL) */
 } cli_spec;
 
-/* Parses argv[1..argc) (argv[0] is the command's name). Returns 1 when the
- * command should run, 0 after printing --help (to stdout), -1 after
- * printing one line of error to stderr. */
+/* What cli_parse returns when the command should run. */
+#define CLI_RUN (-1)
+
+/* Parses argv[1..argc) (argv[0] is the command's name). Returns CLI_RUN
+ * when the command should run, else the command's exit status: 0 after
+ * printing --help (to stdout), 2 after printing one line of error to
+ * stderr. */
 int cli_parse(const cli_spec *spec, int argc, char **argv);
 
 /* Prints the command's --help: usage, description, the options table. */
