@@ -110,7 +110,8 @@ static int parse(int argc, char **argv, train_options *o)
         CLI_END};
     static const cli_exclusive exclusive[] = {{"--steps", "--epochs", 0}, {NULL, NULL, 0}};
     const cli_spec spec = {.command = "train",
-                           .usage = "usage: clora train --model DIR --data FILE --out DIR [options]",
+                           .usage = "usage: clora train --model DIR --data FILE --out DIR "
+                                    "[options]",
                            .description = train_description,
                            .options = options,
                            .exclusive = exclusive};

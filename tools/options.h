@@ -76,7 +76,7 @@ typedef struct cli_spec {
     const char *description; /* the paragraphs --help prints before the options */
     const cli_option *options; /* ended by CLI_END */
     const cli_exclusive *exclusive; /* ended by {NULL}; may be NULL */
-    const char *const *arguments; /* positional arguments, all required: {"PATH", NULL}; may be NULL */
+    const char *const *arguments; /* positional, all required: {"PATH", NULL}; may be NULL */
     const char **argument_values; /* where they go, one each */
     const char *epilog;     /* printed after the options (may be NULL) */
 } cli_spec;

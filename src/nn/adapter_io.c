@@ -328,7 +328,8 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
         if (!strncmp(key, KEY_PREFIX, strlen(KEY_PREFIX)))
             key += strlen(KEY_PREFIX);
         size_t len = 0;
-        int is_a = suffix(key, ".lora_A.weight", &len), is_b = !is_a && suffix(key, ".lora_B.weight", &len);
+        const int is_a = suffix(key, ".lora_A.weight", &len);
+        const int is_b = !is_a && suffix(key, ".lora_B.weight", &len);
         if (!is_a && !is_b) { /* ... or a parameter of a module to save */
             clora_status status = plan_saved(model, c, &view, key, path, plan);
             if (status != CLORA_OK)

@@ -220,7 +220,7 @@ clora_status clora__position_ids(clora_buffer **positions, const clora_buffer *i
     return status;
 }
 
-/* ---- attention parts -------------------------------------------------------------------------- */
+/* ---- attention parts ------------------------------------------------------------------- */
 
 clora_status clora__add_attention(clora_node *parent, const char *name,
                                   const clora__node_kind *kind, size_t features, size_t heads,
@@ -235,6 +235,18 @@ clora_status clora__add_attention(clora_node *parent, const char *name,
                            "attention \"%s\": dropout %g is outside [0, 1)", name, (double)p);
     const clora__attention_args args = {features, heads, p};
     return clora__add_node("clora__add_composite", parent, name, kind, &args, out);
+}
+
+clora_status clora__attend(clora_node *node, const clora__attention_args *args,
+                           clora__attention *core, clora_buffer *merged, int causal)
+{
+    const clora_buffer *mask = NULL;
+    clora_status status = clora__batch_mask(node, core->B, core->T, &mask);
+    if (status != CLORA_OK)
+        return status;
+    const float p = node->model->training ? args->p : 0.0f;
+    return clora__attention_forward(core, merged, mask, causal, p,
+                                    p > 0.0f ? clora__node_seed(node, 1) : 0);
 }
 
 clora_status clora__check_projection(const clora_node *node, const clora_node *projection,

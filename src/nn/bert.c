@@ -38,7 +38,6 @@ static clora_status self_attention_forward(clora_node *node, const clora_buffer 
     self_attention_state *s = CLORA__STATE(self_attention_state, node);
     const size_t C = s->args.features, H = s->args.heads, D = C / H;
     size_t B = 0, T = 0;
-    const clora_buffer *mask = NULL;
     clora_status status = clora__batch_dims(node, x, C, &B, &T);
     if (status == CLORA_OK)
         status = clora__attention_prepare(&s->core, x->device, B, T, H, D);
@@ -54,12 +53,7 @@ static clora_status self_attention_forward(clora_node *node, const clora_buffer 
         status = clora__buffer_ensure(&node->owned_output, x->device, CLORA_DTYPE_F32, 3, shape,
                                       NULL);
     if (status == CLORA_OK)
-        status = clora__batch_mask(node, B, T, &mask);
-    if (status == CLORA_OK) {
-        const float p = node->model->training ? s->args.p : 0.0f;
-        status = clora__attention_forward(&s->core, node->owned_output, mask, 0, p,
-                                          p > 0.0f ? clora__node_seed(node, 1) : 0);
-    }
+        status = clora__attend(node, &s->args, &s->core, node->owned_output, 0);
     *y = node->owned_output;
     return status;
 }

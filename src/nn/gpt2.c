@@ -36,7 +36,7 @@ static clora_status attention_forward(clora_node *node, const clora_buffer *x,
     attention_state *s = CLORA__STATE(attention_state, node);
     const size_t C = s->args.features, H = s->args.heads, D = C / H;
     size_t B = 0, T = 0;
-    const clora_buffer *qkv = NULL, *proj = NULL, *mask = NULL;
+    const clora_buffer *qkv = NULL, *proj = NULL;
     clora_status status = clora__batch_dims(node, x, C, &B, &T);
     if (status == CLORA_OK)
         status = clora__node_forward(clora__child(node, "c_attn"), x, &qkv);
@@ -49,12 +49,7 @@ static clora_status attention_forward(clora_node *node, const clora_buffer *x,
     if (status == CLORA_OK)
         status = clora__buffer_ensure(&s->merged, x->device, CLORA_DTYPE_F32, 3, shape, NULL);
     if (status == CLORA_OK)
-        status = clora__batch_mask(node, B, T, &mask);
-    if (status == CLORA_OK) {
-        const float p = node->model->training ? s->args.p : 0.0f;
-        status = clora__attention_forward(&s->core, s->merged, mask, 1, p,
-                                          p > 0.0f ? clora__node_seed(node, 1) : 0);
-    }
+        status = clora__attend(node, &s->args, &s->core, s->merged, 1);
     if (status == CLORA_OK)
         status = clora__node_forward(clora__child(node, "c_proj"), s->merged, &proj);
     if (status == CLORA_OK)
@@ -417,8 +412,8 @@ static int candidate(const clora_model *model, const char *param, size_t index, 
 static int ignorable(const clora_model *model, const char *tensor)
 {
     (void)model;
-    return clora__ends_with(tensor, ".attn.bias") || clora__ends_with(tensor, ".attn.masked_bias") ||
-           !strcmp(tensor, "lm_head.weight");
+    return clora__ends_with(tensor, ".attn.bias") ||
+           clora__ends_with(tensor, ".attn.masked_bias") || !strcmp(tensor, "lm_head.weight");
 }
 
 const clora__hf_architecture clora__gpt2_hf = {

@@ -62,7 +62,8 @@ static clora_status lora_forward(clora_node *node, const clora_buffer *x, const 
     *y = node->owned_output;
     if (status != CLORA_OK)
         return status;
-    const clora_buffer *w = clora__param_value(base, "weight"), *b = clora__param_value(base, "bias");
+    const clora_buffer *w = clora__param_value(base, "weight");
+    const clora_buffer *b = clora__param_value(base, "bias");
     clora__adapter *ad = running_adapter(node);
     if (!ad)
         return clora_linear_forward(node->owned_output, x, w, b, layout);

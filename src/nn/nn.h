@@ -349,6 +349,11 @@ typedef struct clora__attention_args {
 clora_status clora__add_attention(clora_node *parent, const char *name,
                                   const clora__node_kind *kind, size_t features, size_t heads,
                                   float p, clora_node **out);
+/* Runs the attention core of a part whose q, k, v are filled (after
+ * clora__attention_prepare): the model's attention mask, causal or not,
+ * and the part's probability dropout while the model trains. */
+clora_status clora__attend(clora_node *node, const clora__attention_args *args,
+                           clora__attention *core, clora_buffer *merged, int causal);
 /* Checks that an attention part's input projection maps in -> out. */
 clora_status clora__check_projection(const clora_node *node, const clora_node *projection,
                                      size_t in, size_t out);
@@ -384,7 +389,7 @@ typedef struct clora__weight_names {
 clora_status clora__load_weights(clora_model *model, const char *path,
                                  const clora__weight_names *names);
 
-/* ---- Hugging Face folders (hf.c, and each architecture's file) ----------------------------------- */
+/* ---- Hugging Face folders (hf.c, and each architecture's file) --------------------------- */
 
 /* An architecture Hugging Face folders hold, by config.json's model_type. */
 typedef struct clora__hf_architecture {

@@ -43,8 +43,8 @@ clora_status clora__load_weights(clora_model *model, const char *path,
         const char *extra = clora__checkpoint_unused(file, t);
         if (!extra || (names && names->ignorable && names->ignorable(model, extra)))
             continue;
-        status = clora__fail(CLORA_ERR_FORMAT, "%s: tensor \"%s\" matches no parameter of the model",
-                             path, extra);
+        status = clora__fail(CLORA_ERR_FORMAT,
+                             "%s: tensor \"%s\" matches no parameter of the model", path, extra);
     }
     clora__checkpoint_close(file);
     return status;
