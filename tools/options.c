@@ -276,6 +276,4 @@ void cli_print_help(const cli_spec *spec)
             snprintf(text, sizeof text, "%s", o->help ? o->help : "");
         print_wrapped(text, column);
     }
-    if (spec->epilog)
-        printf("\n%s", spec->epilog);
 }

@@ -78,7 +78,6 @@ typedef struct cli_spec {
     const cli_exclusive *exclusive; /* ended by {NULL}; may be NULL */
     const char *const *arguments; /* positional, all required: {"PATH", NULL}; may be NULL */
     const char **argument_values; /* where they go, one each */
-    const char *epilog;     /* printed after the options (may be NULL) */
 } cli_spec;
 
 /* What cli_parse returns when the command should run. */
