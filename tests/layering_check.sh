@@ -39,7 +39,7 @@ public_layer() {
     case $1 in
     status.h | version.h | version.h.in | dtype.h | device.h | buffer.h) echo core ;;
     linear.h | lora.h | reference.h | loss.h) echo ops ;;
-    safetensors.h | tokenizer.h) echo io ;;
+    safetensors.h | tokenizer.h | gguf.h) echo io ;;
     model.h | adapter.h | transformer.h) echo nn ;;
     train.h) echo train ;;
     clora.h) echo tools ;; # the umbrella: for applications and the command
