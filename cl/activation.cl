@@ -5,6 +5,8 @@
  *   activation_backward  dx = dy * f'(x)   (tanh uses y = tanh(x))
  *   dropout_apply        y = x * mask(row, col) / (1 - p) over (rows, cols);
  *                        the same call serves forward (x) and backward (dy)
+ *   swiglu_forward       h = silu(g) * u (Llama's MLP: gate and up projections)
+ *   swiglu_backward      dg = dh * u * silu'(g), du = dh * silu(g)
  *
  * kind: 0 ReLU, 1 GELU (erf), 2 GELU (tanh approximation), 3 SiLU, 4 Tanh.
  */
@@ -114,4 +116,35 @@ __kernel void dropout_apply(__global float *y, const uint y_offset,
     const uint at = row * cols + col;
     y[y_offset + at] = dropped(x[x_offset + at], seed_key(seed_lo, seed_hi), row, col, threshold,
                                scale);
+}
+
+/* global (ceil(n / 8)) */
+__kernel void swiglu_forward(__global float *h, const uint h_offset,
+                             __global const float *g, const uint g_offset,
+                             __global const float *u, const uint u_offset, const uint n)
+{
+    const size_t first = get_global_id(0) * 8;
+    if (first >= n)
+        return;
+    const uint at = (uint)first;
+    const float8 gv = load8_tail(g + g_offset, at, n);
+    store8_tail(gv * sigmoid8(gv) * load8_tail(u + u_offset, at, n), h + h_offset, at, n);
+}
+
+/* global (ceil(n / 8)) */
+__kernel void swiglu_backward(__global float *dg, const uint dg_offset,
+                              __global float *du, const uint du_offset,
+                              __global const float *dh, const uint dh_offset,
+                              __global const float *g, const uint g_offset,
+                              __global const float *u, const uint u_offset, const uint n)
+{
+    const size_t first = get_global_id(0) * 8;
+    if (first >= n)
+        return;
+    const uint at = (uint)first;
+    const float8 gv = load8_tail(g + g_offset, at, n), d = load8_tail(dh + dh_offset, at, n);
+    const float8 s = sigmoid8(gv);
+    store8_tail(d * load8_tail(u + u_offset, at, n) * (s + gv * s * (1.0f - s)), dg + dg_offset,
+                at, n);
+    store8_tail(d * gv * s, du + du_offset, at, n);
 }

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#define GOLDEN_MAX_ITEMS 32
+#define GOLDEN_MAX_ITEMS 48
 
 typedef struct golden_tensor {
     char name[64];

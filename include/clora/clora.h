@@ -21,6 +21,7 @@
 #include "clora/adapter.h"
 #include "clora/train.h"
 #include "clora/transformer.h"
+#include "clora/llama.h"
 #include "clora/tokenizer.h"
 
 #endif /* CLORA_CLORA_H */

@@ -67,6 +67,11 @@ typedef enum clora_node_kind {
     CLORA_NODE_BERT_LAYER,          /* attention.{self,output}, intermediate, output; post-LN */
     CLORA_NODE_BERT_SELF_ATTENTION, /* query, key, value; bidirectional */
     CLORA_NODE_MEAN_POOL,           /* (B, T, C) -> (B, C) over unmasked tokens */
+    CLORA_NODE_RMS_NORM,            /* x / sqrt(mean(x^2) + eps) * weight */
+    CLORA_NODE_LLAMA_MODEL,         /* embed_tokens, layers, norm */
+    CLORA_NODE_LLAMA_LAYER,         /* input_layernorm, self_attn, post_attention_layernorm, mlp */
+    CLORA_NODE_LLAMA_ATTENTION,     /* q/k/v/o_proj; rotary, grouped-query, causal */
+    CLORA_NODE_LLAMA_MLP,           /* down_proj(silu(gate_proj(x)) * up_proj(x)) */
     CLORA_NODE_KIND_COUNT
 } clora_node_kind;
 
@@ -104,6 +109,9 @@ clora_status clora_node_add_activation(clora_node *parent, const char *name, clo
                                        clora_node **out);
 clora_status clora_node_add_layer_norm(clora_node *parent, const char *name, size_t features,
                                        float eps, clora_node **out);
+/* RMSNorm: x / sqrt(mean(x^2) + eps) * weight (features), no bias. */
+clora_status clora_node_add_rms_norm(clora_node *parent, const char *name, size_t features,
+                                     float eps, clora_node **out);
 clora_status clora_node_add_embedding(clora_node *parent, const char *name, size_t num_embeddings,
                                       size_t features, clora_node **out);
 /* p in [0, 1): active only while the model is training. */

@@ -15,7 +15,8 @@
     X(REDUCE, "reduce")         \
     X(LOSS, "loss")             \
     X(OPTIM, "optim")           \
-    X(ATTENTION, "attention")
+    X(ATTENTION, "attention")   \
+    X(ROPE, "rope")
 
 /* X(id, program id, kernel function name) */
 #define CLORA__KERNEL_TABLE(X)                                    \
@@ -32,9 +33,14 @@
     X(ACTIVATION_FORWARD, ACTIVATION, "activation_forward")       \
     X(ACTIVATION_BACKWARD, ACTIVATION, "activation_backward")     \
     X(DROPOUT_APPLY, ACTIVATION, "dropout_apply")                 \
+    X(SWIGLU_FORWARD, ACTIVATION, "swiglu_forward")               \
+    X(SWIGLU_BACKWARD, ACTIVATION, "swiglu_backward")             \
     X(LAYER_NORM_FORWARD, NORM, "layer_norm_forward")             \
     X(LAYER_NORM_BACKWARD, NORM, "layer_norm_backward")           \
     X(LAYER_NORM_PARAM_GRADS, NORM, "layer_norm_param_grads")     \
+    X(RMS_NORM_FORWARD, NORM, "rms_norm_forward")                 \
+    X(RMS_NORM_BACKWARD, NORM, "rms_norm_backward")               \
+    X(RMS_NORM_WEIGHT_GRAD, NORM, "rms_norm_weight_grad")         \
     X(EMBEDDING_FORWARD, EMBEDDING, "embedding_forward")          \
     X(EMBEDDING_BACKWARD, EMBEDDING, "embedding_backward")        \
     X(SUM_PARTIALS, REDUCE, "sum_partials")                       \
@@ -48,11 +54,13 @@
     X(CLIP_COEFFICIENT, OPTIM, "clip_coefficient")                \
     X(HEADS_SPLIT, ATTENTION, "heads_split")                      \
     X(HEADS_MERGE, ATTENTION, "heads_merge")                      \
+    X(HEADS_MERGE_SUM, ATTENTION, "heads_merge_sum")              \
     X(SOFTMAX_ROWS, ATTENTION, "softmax_rows")                    \
     X(SOFTMAX_BACKWARD, ATTENTION, "softmax_backward")            \
     X(ADD, ATTENTION, "add")                                      \
     X(MEAN_POOL, ATTENTION, "mean_pool")                          \
-    X(MEAN_POOL_BACKWARD, ATTENTION, "mean_pool_backward")
+    X(MEAN_POOL_BACKWARD, ATTENTION, "mean_pool_backward")        \
+    X(ROPE, ROPE, "rope")
 
 typedef enum clora__program_id {
 #define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,

@@ -48,7 +48,11 @@ int clora__json_get_size(json_t *object, const char *key, size_t *out);
 /* ---- tensors by name (checkpoint.c) -------------------------------------------------- */
 
 /* A weight file opened for reading parameters by name; every tensor found
- * is marked used, so that a loader can refuse the ones it did not use. */
+ * is marked used, so that a loader can refuse the ones it did not use.
+ * When `path` (model.safetensors) does not exist but path + ".index.json"
+ * does, the checkpoint is the shards that index names (Hugging Face's
+ * sharded folders), each checked to hold exactly the tensors listed for
+ * it; tensors are read from the memory-mapped files one at a time. */
 typedef struct clora__checkpoint clora__checkpoint;
 clora_status clora__checkpoint_open(clora__checkpoint **out, const char *path);
 void clora__checkpoint_close(clora__checkpoint *checkpoint); /* NULL: no-op */

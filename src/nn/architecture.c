@@ -282,3 +282,54 @@ clora_status clora__attention_load(const clora__node_kind *kind, clora_node *par
     return clora__add_attention(parent, name, kind, features, heads, (float)json_number_value(p),
                                 out);
 }
+
+/* ---- pre-norm residual blocks ---------------------------------------------------------- */
+
+clora_status clora__residual_block_forward(clora_node *node, const clora__part *parts,
+                                           clora__residual_block *s, const clora_buffer *x,
+                                           const clora_buffer **y)
+{
+    const clora_buffer *t = NULL, *a = NULL, *m = NULL;
+    clora_status status;
+    if ((status = clora__node_forward(clora__child(node, parts[0].path), x, &t)) ||
+        (status = clora__node_forward(clora__child(node, parts[1].path), t, &a)) ||
+        (status = clora__buffer_ensure_like(&s->h, x)) || (status = clora__add(s->h, x, a)) ||
+        (status = clora__node_forward(clora__child(node, parts[2].path), s->h, &t)) ||
+        (status = clora__node_forward(clora__child(node, parts[3].path), t, &m)) ||
+        (status = clora__buffer_ensure_like(&node->owned_output, x)) ||
+        (status = clora__add(node->owned_output, s->h, m)))
+        return status;
+    *y = node->owned_output;
+    return CLORA_OK;
+}
+
+clora_status clora__residual_block_backward(clora_node *node, const clora__part *parts,
+                                            clora__residual_block *s, const clora_buffer *dy,
+                                            int need_dx, const clora_buffer **dx)
+{
+    const clora_buffer *d = NULL, *e = NULL;
+    clora_status status;
+    /* dh = dy + norm_2'(mlp'(dy)) */
+    if ((status = clora__node_backward(clora__child(node, parts[3].path), dy, 1, &d)) ||
+        (status = clora__node_backward(clora__child(node, parts[2].path), d, 1, &e)) ||
+        (status = clora__buffer_ensure_like(&s->dh, dy)) || (status = clora__add(s->dh, dy, e)))
+        return status;
+    /* dx = dh + norm_1'(attention'(dh)) */
+    if ((status = clora__node_backward(clora__child(node, parts[1].path), s->dh, 1, &d)) ||
+        (status = clora__node_backward(clora__child(node, parts[0].path), d, need_dx, &e)))
+        return status;
+    if (!need_dx)
+        return CLORA_OK;
+    if ((status = clora__buffer_ensure_like(&node->d_input, dy)) ||
+        (status = clora__add(node->d_input, s->dh, e)))
+        return status;
+    *dx = node->d_input;
+    return CLORA_OK;
+}
+
+void clora__residual_block_release(clora__residual_block *s)
+{
+    clora_buffer_destroy(s->h);
+    clora_buffer_destroy(s->dh);
+    s->h = s->dh = NULL;
+}

@@ -126,57 +126,25 @@ const clora__node_kind clora__gpt2_attention_kind = {
 
 /* ---- blocks: h = x + attn(ln_1(x)); y = h + mlp(ln_2(h)) --------------------------------- */
 
-typedef struct block_state {
-    clora_buffer *h;  /* (B, T, C) */
-    clora_buffer *dh; /* (B, T, C) */
-} block_state;
-
-static clora_status block_forward(clora_node *node, const clora_buffer *x, const clora_buffer **y)
-{
-    block_state *s = CLORA__STATE(block_state, node);
-    const clora_buffer *t = NULL, *a = NULL, *m = NULL;
-    clora_status status;
-    if ((status = clora__node_forward(clora__child(node, "ln_1"), x, &t)) ||
-        (status = clora__node_forward(clora__child(node, "attn"), t, &a)) ||
-        (status = clora__buffer_ensure_like(&s->h, x)) || (status = clora__add(s->h, x, a)) ||
-        (status = clora__node_forward(clora__child(node, "ln_2"), s->h, &t)) ||
-        (status = clora__node_forward(clora__child(node, "mlp"), t, &m)) ||
-        (status = clora__buffer_ensure_like(&node->owned_output, x)) ||
-        (status = clora__add(node->owned_output, s->h, m)))
-        return status;
-    *y = node->owned_output;
-    return CLORA_OK;
-}
-
-static clora_status block_backward(clora_node *node, const clora_buffer *dy, int need_dx,
-                                   const clora_buffer **dx)
-{
-    block_state *s = CLORA__STATE(block_state, node);
-    const clora_buffer *d = NULL, *e = NULL;
-    clora_status status;
-    /* dh = dy + ln_2'(mlp'(dy)) */
-    if ((status = clora__node_backward(clora__child(node, "mlp"), dy, 1, &d)) ||
-        (status = clora__node_backward(clora__child(node, "ln_2"), d, 1, &e)) ||
-        (status = clora__buffer_ensure_like(&s->dh, dy)) || (status = clora__add(s->dh, dy, e)))
-        return status;
-    /* dx = dh + ln_1'(attn'(dh)) */
-    if ((status = clora__node_backward(clora__child(node, "attn"), s->dh, 1, &d)) ||
-        (status = clora__node_backward(clora__child(node, "ln_1"), d, need_dx, &e)))
-        return status;
-    if (!need_dx)
-        return CLORA_OK;
-    if ((status = clora__buffer_ensure_like(&node->d_input, dy)) ||
-        (status = clora__add(node->d_input, s->dh, e)))
-        return status;
-    *dx = node->d_input;
-    return CLORA_OK;
-}
-
 static const clora__part block_parts[] = {{"ln_1", &clora__layer_norm_kind},
                                           {"attn", &clora__gpt2_attention_kind},
                                           {"ln_2", &clora__layer_norm_kind},
                                           {"mlp", &clora__sequential_kind},
                                           {NULL, NULL}};
+
+static clora_status block_forward(clora_node *node, const clora_buffer *x, const clora_buffer **y)
+{
+    return clora__residual_block_forward(node, block_parts,
+                                         CLORA__STATE(clora__residual_block, node), x, y);
+}
+
+static clora_status block_backward(clora_node *node, const clora_buffer *dy, int need_dx,
+                                   const clora_buffer **dx)
+{
+    return clora__residual_block_backward(node, block_parts,
+                                          CLORA__STATE(clora__residual_block, node), dy, need_dx,
+                                          dx);
+}
 
 static clora_status block_validate(const clora_node *node)
 {
@@ -185,17 +153,14 @@ static clora_status block_validate(const clora_node *node)
 
 static void block_release(clora_node *node)
 {
-    block_state *s = CLORA__STATE(block_state, node);
-    clora_buffer_destroy(s->h);
-    clora_buffer_destroy(s->dh);
-    s->h = s->dh = NULL;
+    clora__residual_block_release(CLORA__STATE(clora__residual_block, node));
 }
 
 const clora__node_kind clora__gpt2_block_kind = {
     .id = CLORA_NODE_GPT2_BLOCK,
     .name = "gpt2_block",
     .flags = CLORA__KIND_COMPOSITE,
-    .state_size = sizeof(block_state),
+    .state_size = sizeof(clora__residual_block),
     .forward = block_forward,
     .backward = block_backward,
     .validate = block_validate,

@@ -7,7 +7,8 @@
 
 #include "nn/nn.h"
 
-static const clora__hf_architecture *const architectures[] = {&clora__gpt2_hf, &clora__bert_hf};
+static const clora__hf_architecture *const architectures[] = {
+    &clora__gpt2_hf, &clora__bert_hf, &clora__llama_hf, &clora__qwen2_hf, &clora__mistral_hf};
 #define ARCHITECTURE_COUNT (sizeof architectures / sizeof architectures[0])
 
 /* "\"gpt2\" and \"bert\"": the model types clora loads, for messages. */

@@ -24,6 +24,11 @@ static const clora__node_kind *const registry[] = {
     &clora__bert_layer_kind,
     &clora__bert_self_attention_kind,
     &clora__mean_pool_kind,
+    &clora__rms_norm_kind,
+    &clora__llama_model_kind,
+    &clora__llama_layer_kind,
+    &clora__llama_attention_kind,
+    &clora__llama_mlp_kind,
 };
 
 const clora__node_kind *clora__kind_named(const char *name)

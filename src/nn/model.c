@@ -995,6 +995,12 @@ clora_status clora_model_set_attention_mask(clora_model *model, const clora_buff
                            model ? &model->attention_mask : NULL);
 }
 
+clora_status clora_model_set_positions(clora_model *model, const clora_buffer *positions)
+{
+    return set_batch_input(model, positions, "clora_model_set_positions",
+                           model ? &model->positions : NULL);
+}
+
 clora_status clora_model_set_token_types(clora_model *model, const clora_buffer *types)
 {
     return set_batch_input(model, types, "clora_model_set_token_types",

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "clora/adapter.h"
+#include "clora/llama.h"
 #include "clora/model.h"
 #include "clora/transformer.h"
 #include "io/io.h"
@@ -108,6 +109,9 @@ extern const clora__node_kind clora__layer_norm_kind;
 extern const clora__node_kind clora__embedding_kind;
 extern const clora__node_kind clora__dropout_kind;
 extern const clora__node_kind clora__mean_pool_kind;
+extern const clora__node_kind clora__rms_norm_kind;
+extern const clora__node_kind clora__llama_model_kind, clora__llama_layer_kind,
+    clora__llama_attention_kind, clora__llama_mlp_kind;
 extern const clora__node_kind clora__gpt2_model_kind, clora__gpt2_block_kind,
     clora__gpt2_attention_kind;
 extern const clora__node_kind clora__bert_embeddings_kind, clora__bert_layer_kind,
@@ -149,6 +153,10 @@ struct clora_model {
     /* inputs beside the ids, set per batch (borrowed) */
     const clora_buffer *attention_mask; /* int32 (B, T) */
     const clora_buffer *token_types;    /* int32 (B, T) */
+    const clora_buffer *positions;      /* int32 (B, T) rotary positions; NULL: 0..T-1 */
+    /* what this forward's rotary attention uses: positions, or the
+     * trunk's own 0..T-1 (set by the trunk) */
+    const clora_buffer *batch_positions;
 
     int has_forward; /* a forward ran since the last structural change */
     const clora_buffer *last_output;
@@ -362,6 +370,21 @@ int clora__attention_save(json_t *j, const clora__attention_args *args);
 clora_status clora__attention_load(const clora__node_kind *kind, clora_node *parent,
                                    const char *name, json_t *j, const char *where,
                                    clora_node **out);
+/* The pre-norm residual block of GPT-2 and Llama, over the children its
+ * kind's parts table names first: {norm_1, attention, norm_2, mlp}:
+ *     h = x + attention(norm_1(x)),  y = h + mlp(norm_2(h))
+ * The block kind's state is the struct. */
+typedef struct clora__residual_block {
+    clora_buffer *h;  /* (B, T, C) */
+    clora_buffer *dh; /* (B, T, C) */
+} clora__residual_block;
+clora_status clora__residual_block_forward(clora_node *node, const clora__part *parts,
+                                           clora__residual_block *s, const clora_buffer *x,
+                                           const clora_buffer **y);
+clora_status clora__residual_block_backward(clora_node *node, const clora__part *parts,
+                                            clora__residual_block *s, const clora_buffer *dy,
+                                            int need_dx, const clora_buffer **dx);
+void clora__residual_block_release(clora__residual_block *s);
 /* Tests on tensor names, for the rules of checkpoint names. */
 int clora__starts_with(const char *s, const char *prefix);
 int clora__ends_with(const char *s, const char *suffix);
@@ -404,6 +427,8 @@ typedef struct clora__hf_architecture {
 } clora__hf_architecture;
 extern const clora__hf_architecture clora__gpt2_hf; /* gpt2.c */
 extern const clora__hf_architecture clora__bert_hf; /* bert.c */
+extern const clora__hf_architecture clora__llama_hf, clora__qwen2_hf,
+    clora__mistral_hf; /* llama.c */
 
 /* clora_model_load_hf() on a folder io has read; also what
  * clora_model_load() does with a Hugging Face folder. */

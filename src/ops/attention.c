@@ -14,7 +14,7 @@
 #include "ops/ops.h"
 
 static clora_status heads(clora__kernel_id id, clora_buffer *out, const clora_buffer *in, size_t ld,
-                          size_t col0, size_t B, size_t T, size_t H, size_t D)
+                          size_t col0, size_t B, size_t T, size_t H, size_t D, size_t group)
 {
     clora__args a;
     clora_status status = clora__args_begin(&a, in->device, id);
@@ -35,21 +35,38 @@ static clora_status heads(clora__kernel_id id, clora_buffer *out, const clora_bu
     clora__arg_uint(&a, T);
     clora__arg_uint(&a, H);
     clora__arg_uint(&a, D);
+    if (id != CLORA__KERNEL_HEADS_MERGE)
+        clora__arg_uint(&a, group);
     const size_t runs = (D + 7) / 8; /* eight elements per work-item */
-    const size_t global[3] = {runs, T, B * H}, local[3] = {runs < 8 ? runs : 8, 8, 1};
+    const size_t items = id == CLORA__KERNEL_HEADS_MERGE_SUM ? B * (H / group) : B * H;
+    const size_t global[3] = {runs, T, items}, local[3] = {runs < 8 ? runs : 8, 8, 1};
     return clora__args_launch(&a, 3, global, local);
 }
 
 clora_status clora__heads_split(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
                                 size_t B, size_t T, size_t H, size_t D)
 {
-    return heads(CLORA__KERNEL_HEADS_SPLIT, out, in, ld, col0, B, T, H, D);
+    return heads(CLORA__KERNEL_HEADS_SPLIT, out, in, ld, col0, B, T, H, D, 1);
 }
 
 clora_status clora__heads_merge(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
                                 size_t B, size_t T, size_t H, size_t D)
 {
-    return heads(CLORA__KERNEL_HEADS_MERGE, out, in, ld, col0, B, T, H, D);
+    return heads(CLORA__KERNEL_HEADS_MERGE, out, in, ld, col0, B, T, H, D, 1);
+}
+
+clora_status clora__heads_split_grouped(clora_buffer *out, const clora_buffer *in, size_t ld,
+                                        size_t col0, size_t B, size_t T, size_t H, size_t D,
+                                        size_t group)
+{
+    return heads(CLORA__KERNEL_HEADS_SPLIT, out, in, ld, col0, B, T, H, D, group);
+}
+
+clora_status clora__heads_merge_sum(clora_buffer *out, const clora_buffer *in, size_t ld,
+                                    size_t col0, size_t B, size_t T, size_t H, size_t D,
+                                    size_t group)
+{
+    return heads(CLORA__KERNEL_HEADS_MERGE_SUM, out, in, ld, col0, B, T, H, D, group);
 }
 
 clora_status clora__attention_prepare(clora__attention *att, clora_device *device, size_t B,

@@ -71,3 +71,34 @@ clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_bu
     const size_t global[1] = {(out->numel + 7) / 8}, local[1] = {64}; /* eight per work-item */
     return clora__args_launch(&args, 1, global, local);
 }
+
+clora_status clora__swiglu_forward(clora_buffer *h, const clora_buffer *g, const clora_buffer *u)
+{
+    clora__args a;
+    clora_status status = clora__args_begin(&a, h->device, CLORA__KERNEL_SWIGLU_FORWARD);
+    if (status != CLORA_OK)
+        return status;
+    clora__arg_buffer(&a, h);
+    clora__arg_buffer(&a, g);
+    clora__arg_buffer(&a, u);
+    clora__arg_uint(&a, h->numel);
+    const size_t global[1] = {(h->numel + 7) / 8}, local[1] = {64}; /* eight per work-item */
+    return clora__args_launch(&a, 1, global, local);
+}
+
+clora_status clora__swiglu_backward(clora_buffer *dg, clora_buffer *du, const clora_buffer *dh,
+                                    const clora_buffer *g, const clora_buffer *u)
+{
+    clora__args a;
+    clora_status status = clora__args_begin(&a, dh->device, CLORA__KERNEL_SWIGLU_BACKWARD);
+    if (status != CLORA_OK)
+        return status;
+    clora__arg_buffer(&a, dg);
+    clora__arg_buffer(&a, du);
+    clora__arg_buffer(&a, dh);
+    clora__arg_buffer(&a, g);
+    clora__arg_buffer(&a, u);
+    clora__arg_uint(&a, dh->numel);
+    const size_t global[1] = {(dh->numel + 7) / 8}, local[1] = {64};
+    return clora__args_launch(&a, 1, global, local);
+}

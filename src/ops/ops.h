@@ -89,7 +89,13 @@ clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t 
 /* out = a + b elementwise (same number of elements); out may be a or b. */
 clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_buffer *b);
 
-/* ---- LayerNorm (norm.c) --------------------------------------------------------- */
+/* h = silu(g) · u elementwise (Llama's MLP; same numbers of elements). */
+clora_status clora__swiglu_forward(clora_buffer *h, const clora_buffer *g, const clora_buffer *u);
+/* dg = dh · u · silu'(g), du = dh · silu(g). */
+clora_status clora__swiglu_backward(clora_buffer *dg, clora_buffer *du, const clora_buffer *dh,
+                                    const clora_buffer *g, const clora_buffer *u);
+
+/* ---- LayerNorm and RMSNorm (norm.c) --------------------------------------------------------- */
 
 /* y (N, C) = (x - mean) * rstd * weight (C) + bias (C), saving mean (N)
  * and rstd (N) for backward. */
@@ -102,6 +108,16 @@ clora_status clora__layer_norm_backward(clora_buffer *dx, clora_buffer *d_weight
                                         clora_buffer *d_bias, const clora_buffer *dy,
                                         const clora_buffer *x, const clora_buffer *weight,
                                         const clora_buffer *mean, const clora_buffer *rstd);
+
+/* y (N, C) = x * rstd * weight (C), rstd (N) = 1 / sqrt(mean(x^2) + eps)
+ * saved for backward (Llama's RMSNorm). */
+clora_status clora__rms_norm_forward(clora_buffer *y, clora_buffer *rstd, const clora_buffer *x,
+                                     const clora_buffer *weight, float eps);
+/* d_weight (C) += sum_n dy · x · rstd when not NULL (rows in order); dx
+ * (N, C) when not NULL. */
+clora_status clora__rms_norm_backward(clora_buffer *dx, clora_buffer *d_weight,
+                                      const clora_buffer *dy, const clora_buffer *x,
+                                      const clora_buffer *weight, const clora_buffer *rstd);
 
 /* ---- embedding (embedding.c) ------------------------------------------------------ */
 
@@ -150,6 +166,40 @@ clora_status clora__heads_split(clora_buffer *out, const clora_buffer *in, size_
 /* Columns [col0, col0 + H·D) of the rows of out (B·T, ld) = in (B, H, T, D). */
 clora_status clora__heads_merge(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
                                 size_t B, size_t T, size_t H, size_t D);
+
+/* out (B, H, T, D) = heads of in (B·T, ld) from column col0, query head h
+ * reading key/value head h / group (grouped-query attention; the source
+ * has H / group heads). */
+clora_status clora__heads_split_grouped(clora_buffer *out, const clora_buffer *in, size_t ld,
+                                        size_t col0, size_t B, size_t T, size_t H, size_t D,
+                                        size_t group);
+/* The gradient of a grouped split: columns [col0, col0 + (H/group)·D) of
+ * out (B·T, ld) = in (B, H, T, D) summed over each group of heads. */
+clora_status clora__heads_merge_sum(clora_buffer *out, const clora_buffer *in, size_t ld,
+                                    size_t col0, size_t B, size_t T, size_t H, size_t D,
+                                    size_t group);
+
+/* ---- rotary position embeddings (rope.c) -------------------------------------------------- */
+
+typedef enum clora__rope_scaling {
+    CLORA__ROPE_DEFAULT = 0,
+    CLORA__ROPE_LLAMA3 = 1 /* Llama 3.1's frequency rescaling */
+} clora__rope_scaling;
+
+typedef struct clora__rope_config {
+    float theta;                   /* rope_theta */
+    clora__rope_scaling scaling;
+    double factor, low_freq_factor, high_freq_factor; /* llama3 */
+    size_t original_max_positions; /* llama3: original_max_position_embeddings */
+} clora__rope_config;
+
+/* inv_freq (D/2) of head size D, as transformers computes them in float32. */
+void clora__rope_frequencies(float *inv_freq, size_t D, const clora__rope_config *config);
+/* Rotates x (B, H, T, D) in place, in rotate-half layout, by the int32
+ * positions (B, T) times inv_freq (D/2); inverse: by minus the angle (the
+ * rotation's transpose, for backward). */
+clora_status clora__rope(clora_buffer *x, const clora_buffer *positions,
+                         const clora_buffer *inv_freq, int inverse);
 
 /* ---- pooling (pooling.c) -------------------------------------------------------------- */
 

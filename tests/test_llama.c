@@ -1,0 +1,523 @@
+/* test_llama.c — Llama-family models: the new kernels (RMSNorm, rotary
+ * embeddings, SwiGLU, grouped heads) against plain-C references at odd
+ * sizes; Hugging Face checkpoints (F32, BF16 in shards) and PEFT adapters
+ * against PyTorch (tests/golden/make_llama_golden.py); finite differences
+ * through every part with dropout on; rotary positions; model folders; and
+ * the configs and checkpoints clora refuses.
+ *
+ * The kernel checks call ops directly and the finite-difference checks pin
+ * the forward counter, so the test reaches into nn/nn.h. */
+#include "support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_checks.h"
+#include "nn/nn.h"
+
+#define GOLDEN CLORA_TEST_GOLDEN_DIR
+
+static golden_file reference;
+
+static int setup(void **state)
+{
+    golden_load(GOLDEN "/llama_reference.txt", &reference);
+    return test_open_device(state);
+}
+
+static int teardown(void **state)
+{
+    golden_free(&reference);
+    return test_close_device(state);
+}
+
+static clora_buffer *int_buffer(size_t ndim, const size_t *shape, const int32_t *values)
+{
+    clora_buffer *buf = NULL;
+    size_t n = 1;
+    for (size_t d = 0; d < ndim; ++d)
+        n *= shape[d];
+    CHECK_OK(clora_buffer_create_typed(&buf, test_device, CLORA_DTYPE_I32, ndim, shape));
+    CHECK_OK(clora_buffer_upload_i32(buf, 0, values, n));
+    return buf;
+}
+
+static void expect_buffer(const char *what, const clora_buffer *y, const float *want, double atol,
+                          double rtol)
+{
+    float *got = test_download(y);
+    test_assert_close(what, got, want, y->numel, atol, rtol);
+    free(got);
+}
+
+/* ---- the kernels against plain C ---------------------------------------------------------- */
+
+static void rms_norm_matches_reference(void **state)
+{
+    (void)state;
+    enum { N = 13, C = 37 };
+    uint64_t rng = 3;
+    float x[N * C], w[C], dy[N * C], y[N * C], dx[N * C], dw[C];
+    test_fill_uniform(x, N * C, &rng, -2.0f, 2.0f);
+    test_fill_uniform(w, C, &rng, 0.5f, 1.5f);
+    test_fill_uniform(dy, N * C, &rng, -1.0f, 1.0f);
+    const double eps = 1e-5;
+    memset(dw, 0, sizeof dw);
+    for (size_t n = 0; n < N; ++n) {
+        double ss = 0.0, gx = 0.0;
+        for (size_t c = 0; c < C; ++c)
+            ss += (double)x[n * C + c] * x[n * C + c];
+        const double r = 1.0 / sqrt(ss / C + eps);
+        for (size_t c = 0; c < C; ++c) {
+            y[n * C + c] = (float)(w[c] * x[n * C + c] * r);
+            gx += (double)dy[n * C + c] * w[c] * x[n * C + c];
+            dw[c] += (float)(dy[n * C + c] * x[n * C + c] * r);
+        }
+        for (size_t c = 0; c < C; ++c)
+            dx[n * C + c] =
+                (float)(r * dy[n * C + c] * w[c] - x[n * C + c] * r * r * r * gx / C);
+    }
+    const size_t rows = N;
+    clora_buffer *bx = test_buffer_2d(N, C, x), *bw = test_buffer_1d(C, w);
+    clora_buffer *bdy = test_buffer_2d(N, C, dy), *by = test_buffer_2d(N, C, NULL);
+    clora_buffer *bdx = test_buffer_2d(N, C, NULL), *bdw = test_buffer_1d(C, NULL);
+    clora_buffer *rstd = NULL;
+    float zero[C];
+    memset(zero, 0, sizeof zero);
+    CHECK_OK(clora_buffer_upload(bdw, 0, zero, C));
+    CHECK_OK(clora_buffer_create(&rstd, test_device, 1, &rows));
+    CHECK_OK(clora__rms_norm_forward(by, rstd, bx, bw, (float)eps));
+    expect_buffer("rms_norm forward", by, y, 1e-5, 1e-5);
+    CHECK_OK(clora__rms_norm_backward(bdx, bdw, bdy, bx, bw, rstd));
+    expect_buffer("rms_norm dx", bdx, dx, 1e-5, 1e-4);
+    expect_buffer("rms_norm dweight", bdw, dw, 1e-5, 1e-4);
+    clora_buffer *all[] = {bx, bw, bdy, by, bdx, bdw, rstd};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
+        clora_buffer_destroy(all[i]);
+}
+
+static void swiglu_matches_reference(void **state)
+{
+    (void)state;
+    enum { N = 3 * 37 };
+    uint64_t rng = 4;
+    float g[N], u[N], dh[N], h[N], dg[N], du[N];
+    test_fill_uniform(g, N, &rng, -6.0f, 6.0f);
+    test_fill_uniform(u, N, &rng, -2.0f, 2.0f);
+    test_fill_uniform(dh, N, &rng, -1.0f, 1.0f);
+    for (size_t i = 0; i < N; ++i) {
+        const double s = 1.0 / (1.0 + exp(-(double)g[i]));
+        h[i] = (float)(g[i] * s * u[i]);
+        dg[i] = (float)(dh[i] * u[i] * (s + g[i] * s * (1.0 - s)));
+        du[i] = (float)(dh[i] * g[i] * s);
+    }
+    clora_buffer *bg = test_buffer_1d(N, g), *bu = test_buffer_1d(N, u);
+    clora_buffer *bdh = test_buffer_1d(N, dh);
+    clora_buffer *bh = test_buffer_1d(N, NULL), *bdg = test_buffer_1d(N, NULL);
+    clora_buffer *bdu = test_buffer_1d(N, NULL);
+    CHECK_OK(clora__swiglu_forward(bh, bg, bu));
+    expect_buffer("swiglu forward", bh, h, 1e-6, 1e-5);
+    CHECK_OK(clora__swiglu_backward(bdg, bdu, bdh, bg, bu));
+    expect_buffer("swiglu dg", bdg, dg, 1e-6, 1e-5);
+    expect_buffer("swiglu du", bdu, du, 1e-6, 1e-5);
+    clora_buffer *all[] = {bg, bu, bdh, bh, bdg, bdu};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
+        clora_buffer_destroy(all[i]);
+}
+
+/* Rotation and its inverse at head size 10 (pairs i, i + 5), positions
+ * that differ per row, and the llama3 rescaling of the frequencies. */
+static void rope_matches_reference(void **state)
+{
+    (void)state;
+    enum { B = 2, H = 3, T = 5, D = 10 };
+    uint64_t rng = 5;
+    float x[B * H * T * D], want[B * H * T * D], freq[D / 2];
+    test_fill_uniform(x, B * H * T * D, &rng, -1.0f, 1.0f);
+    const int32_t positions[B * T] = {0, 1, 2, 3, 4, 7, 8, 9, 30, 31};
+    clora__rope_config rope;
+    memset(&rope, 0, sizeof rope);
+    rope.theta = 500.0f;
+    rope.scaling = CLORA__ROPE_LLAMA3;
+    rope.factor = 8.0;
+    rope.low_freq_factor = 1.0;
+    rope.high_freq_factor = 4.0;
+    rope.original_max_positions = 8;
+    clora__rope_frequencies(freq, D, &rope);
+    /* theta^(-2i/D) = 1, 0.288, 0.083, 0.024, 0.0069: wavelengths 6.3 (between
+     * 8/4 and 8/1: interpolated), then above 8 (divided by 8) */
+    const double smooth = (8.0 / (2.0 * 3.14159265358979323846) - 1.0) / 3.0;
+    assert_true(fabs(freq[0] - ((1.0 - smooth) / 8.0 + smooth)) < 1e-6);
+    assert_true(fabs(freq[1] - pow(500.0, -0.2) / 8.0) < 1e-7);
+    for (size_t b = 0; b < B; ++b)
+        for (size_t h = 0; h < H; ++h)
+            for (size_t t = 0; t < T; ++t) {
+                const float *row = x + ((b * H + h) * T + t) * D;
+                float *out = want + ((b * H + h) * T + t) * D;
+                for (size_t i = 0; i < D / 2; ++i) {
+                    const double a = (double)((float)positions[b * T + t] * freq[i]);
+                    out[i] = (float)(row[i] * cos(a) - row[i + D / 2] * sin(a));
+                    out[i + D / 2] = (float)(row[i + D / 2] * cos(a) + row[i] * sin(a));
+                }
+            }
+    const size_t shape[4] = {B, H, T, D}, pshape[2] = {B, T}, half = D / 2;
+    clora_buffer *bx = test_buffer(4, shape, x), *bf = test_buffer(1, &half, freq);
+    clora_buffer *bp = int_buffer(2, pshape, positions);
+    CHECK_OK(clora__rope(bx, bp, bf, 0));
+    expect_buffer("rope forward", bx, want, 1e-5, 1e-5);
+    CHECK_OK(clora__rope(bx, bp, bf, 1));
+    expect_buffer("rope inverse", bx, x, 1e-5, 1e-5);
+    clora_buffer_destroy(bx);
+    clora_buffer_destroy(bf);
+    clora_buffer_destroy(bp);
+}
+
+/* Grouped split (query head h reads key/value head h / group) and its
+ * gradient, the sum over each group, at head size 10 (an eight-wide step
+ * and a tail) inside wider rows. */
+static void grouped_heads_match_reference(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 3, H = 6, G = 2, D = 10, LD = 27, COL0 = 5 };
+    uint64_t rng = 6;
+    float in[B * T * LD], split[B * H * T * D], grads[B * H * T * D], merged[B * T * LD];
+    test_fill_uniform(in, B * T * LD, &rng, -1.0f, 1.0f);
+    test_fill_uniform(grads, B * H * T * D, &rng, -1.0f, 1.0f);
+    memset(merged, 0, sizeof merged);
+    for (size_t b = 0; b < B; ++b)
+        for (size_t h = 0; h < H; ++h)
+            for (size_t t = 0; t < T; ++t)
+                for (size_t d = 0; d < D; ++d) {
+                    const size_t src = (b * T + t) * LD + COL0 + (h / (H / G)) * D + d;
+                    split[((b * H + h) * T + t) * D + d] = in[src];
+                    merged[src] += grads[((b * H + h) * T + t) * D + d];
+                }
+    const size_t rows_shape[2] = {B * T, LD}, heads_shape[4] = {B, H, T, D};
+    clora_buffer *bin = test_buffer(2, rows_shape, in), *bsplit = test_buffer(4, heads_shape, NULL);
+    clora_buffer *bgrads = test_buffer(4, heads_shape, grads);
+    float zero[B * T * LD];
+    memset(zero, 0, sizeof zero);
+    clora_buffer *bmerged = test_buffer(2, rows_shape, zero);
+    CHECK_OK(clora__heads_split_grouped(bsplit, bin, LD, COL0, B, T, H, D, H / G));
+    expect_buffer("grouped split", bsplit, split, 0.0, 0.0);
+    CHECK_OK(clora__heads_merge_sum(bmerged, bgrads, LD, COL0, B, T, H, D, H / G));
+    expect_buffer("grouped merge", bmerged, merged, 1e-6, 1e-6);
+    clora_buffer_destroy(bin);
+    clora_buffer_destroy(bsplit);
+    clora_buffer_destroy(bgrads);
+    clora_buffer_destroy(bmerged);
+}
+
+/* ---- PyTorch golden data --------------------------------------------------------------- */
+
+/* The base model without a mask, then PEFT's adapter on all seven
+ * projections with padding: logits and every LoRA gradient. */
+static void against_pytorch(const char *name, const char *dir, const char *adapter,
+                            size_t vocab)
+{
+    const golden_case *c = golden_case_get(&reference, name);
+    clora_buffer *ids = test_golden_ints(golden_tensor_get(c, "ids"));
+    clora_buffer *mask = test_golden_ints(golden_tensor_get(c, "mask"));
+    clora_model *model = NULL;
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_load_hf(&model, test_device, dir, 0, 0));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    assert_int_equal(y->ndim, 3);
+    assert_int_equal(y->shape[2], vocab);
+    test_expect_golden("base logits", y, golden_tensor_get(c, "logits_nomask"), 1e-4, 1e-4);
+
+    CHECK_OK(clora_adapter_load(model, adapter, "default"));
+    CHECK_OK(clora_model_set_attention_mask(model, mask));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    test_expect_golden("LoRA logits", y, golden_tensor_get(c, "logits"), 1e-4, 1e-4);
+    CHECK_OK(clora_model_zero_grad(model));
+    const golden_tensor *g = golden_tensor_get(c, "g");
+    clora_buffer *dy = test_buffer(g->ndim, g->shape, g->data);
+    CHECK_OK(clora_model_backward(model, dy));
+    assert_int_equal(test_expect_golden_grads(model, c, 1e-4, 1e-3), 2 * 7 * 2); /* 2 layers, A and B */
+    clora_buffer_destroy(dy);
+    clora_model_destroy(model);
+    clora_buffer_destroy(ids);
+    clora_buffer_destroy(mask);
+}
+
+static void llama_against_pytorch(void **state)
+{
+    (void)state;
+    against_pytorch("llama", GOLDEN "/tiny_llama", GOLDEN "/tiny_llama_lora", 50);
+
+    /* bfloat16 weights in three shards */
+    const golden_case *c = golden_case_get(&reference, "llama");
+    clora_buffer *ids = test_golden_ints(golden_tensor_get(c, "ids"));
+    clora_model *model = NULL;
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_llama_bf16", 0, 0));
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    test_expect_golden("bfloat16 shards", y, golden_tensor_get(c, "logits_bf16"), 1e-4, 1e-4);
+    clora_model_destroy(model);
+    clora_buffer_destroy(ids);
+}
+
+static void qwen2_against_pytorch(void **state)
+{
+    (void)state;
+    against_pytorch("qwen2", GOLDEN "/tiny_qwen2", GOLDEN "/tiny_qwen2_lora", 50);
+}
+
+/* ---- finite differences ---------------------------------------------------------------- */
+
+/* GQA (6 query heads over 2 key/value heads of 6), llama3 rope, every
+ * bias, an untied head, dropout on the attention probabilities. */
+static clora_model *tiny_llama(float p, int tied)
+{
+    clora_llama_config c = clora_llama_config_default();
+    c.vocab_size = 13;
+    c.hidden_size = 12;
+    c.intermediate_size = 11;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 6;
+    c.num_key_value_heads = 2;
+    c.head_dim = 6;
+    c.rope_theta = 100.0f;
+    c.rope_scaling = CLORA_ROPE_SCALING_LLAMA3;
+    c.rope_factor = 4.0f;
+    c.rope_low_freq_factor = 1.0f;
+    c.rope_high_freq_factor = 2.0f;
+    c.rope_original_max_position_embeddings = 16;
+    c.qkv_bias = c.o_bias = c.mlp_bias = 1;
+    c.tie_word_embeddings = tied;
+    c.attention_dropout = p;
+    c.initializer_range = 0.3f;
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create_llama(&model, test_device, &c, 23));
+    return model;
+}
+
+static void finite_differences(void **state)
+{
+    (void)state;
+    clora_model *model = tiny_llama(0.2f, 0);
+    static const int32_t ids[22] = {3, 7, 1, 12, 5, 4, 8, 10, 11, 2, 6,
+                                    9, 2, 6, 4, 1, 3, 0, 0, 0, 0, 0};
+    static const int32_t mask[22] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                     1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0};
+    const size_t shape[2] = {2, 11};
+    clora_buffer *bids = int_buffer(2, shape, ids), *bmask = int_buffer(2, shape, mask);
+    static const char *const targets[] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                          "gate_proj", "up_proj", "down_proj"};
+    size_t replaced = 0;
+    assert_true(test_finite_differences(model, bids, bmask, targets, 7, &replaced) >= 3 * 60);
+    assert_int_equal(replaced, 14);
+    clora_buffer_destroy(bids);
+    clora_buffer_destroy(bmask);
+    clora_model_destroy(model);
+}
+
+/* ---- positions and folders ------------------------------------------------------------- */
+
+/* Rotary attention depends on position differences only: every row moved
+ * by the same offset gives the same logits; a row moved alone differs. */
+static void positions_shift_invariance(void **state)
+{
+    (void)state;
+    clora_model *model = tiny_llama(0.0f, 1);
+    static const int32_t ids[10] = {3, 7, 1, 12, 5, 4, 8, 10, 11, 2};
+    static const int32_t shifted[10] = {9, 10, 11, 12, 13, 40, 41, 42, 43, 44};
+    static const int32_t wrong_shape[3] = {0, 1, 2};
+    const size_t shape[2] = {2, 5}, short_shape[2] = {1, 3};
+    clora_buffer *bids = int_buffer(2, shape, ids), *pos = int_buffer(2, shape, shifted);
+    clora_buffer *bad = int_buffer(2, short_shape, wrong_shape);
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_forward(model, bids, &y));
+    float *plain = test_download(y);
+    CHECK_OK(clora_model_set_positions(model, pos));
+    CHECK_OK(clora_model_forward(model, bids, &y));
+    float *moved = test_download(y);
+    test_assert_close("shifted positions", moved, plain, y->numel, 1e-4, 1e-4);
+    int32_t one = 0;
+    CHECK_OK(clora_buffer_upload_i32(pos, 0, &one, 1)); /* row 0: 0, 10, 11, ... */
+    CHECK_OK(clora_model_forward(model, bids, &y));
+    float *changed = test_download(y);
+    double diff = 0.0;
+    for (size_t i = 13; i < 5 * 13; ++i) /* row 0 after its first token */
+        diff += fabs((double)changed[i] - plain[i]);
+    assert_true(diff > 1e-3);
+    CHECK_OK(clora_model_set_positions(model, bad));
+    CHECK_STATUS(clora_model_forward(model, bids, &y), CLORA_ERR_SHAPE_MISMATCH);
+    test_expect_message("positions are (1, 3)");
+    CHECK_OK(clora_model_set_positions(model, NULL));
+    CHECK_OK(clora_model_forward(model, bids, &y));
+    float *again = test_download(y);
+    test_assert_identical("default positions again", again, plain, y->numel);
+    free(plain);
+    free(moved);
+    free(changed);
+    free(again);
+    clora_buffer_destroy(bids);
+    clora_buffer_destroy(pos);
+    clora_buffer_destroy(bad);
+    clora_model_destroy(model);
+}
+
+static void model_folder_round_trip(void **state)
+{
+    (void)state;
+    static const int32_t ids[10] = {3, 7, 1, 12, 5, 4, 8, 10, 11, 2};
+    const size_t shape[2] = {2, 5};
+    clora_buffer *bids = int_buffer(2, shape, ids);
+    for (int tied = 0; tied < 2; ++tied) {
+        clora_model *model = tiny_llama(0.1f, tied), *loaded = NULL;
+        char dir[64];
+        test_temp_dir(dir, "llama");
+        CHECK_OK(clora_model_save(model, dir));
+        CHECK_OK(clora_model_load(&loaded, test_device, dir));
+        const clora_buffer *y = NULL;
+        CHECK_OK(clora_model_forward(model, bids, &y));
+        float *a = test_download(y);
+        CHECK_OK(clora_model_forward(loaded, bids, &y));
+        float *b = test_download(y);
+        test_assert_identical("saved and loaded", a, b, y->numel);
+        assert_int_equal(clora_model_param_count(loaded), clora_model_param_count(model));
+        free(a);
+        free(b);
+        clora_model_destroy(model);
+        clora_model_destroy(loaded);
+        test_remove_dir(dir);
+    }
+    clora_buffer_destroy(bids);
+}
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+/* A copy of a folder (its safetensors files and index) with config.json's
+ * `key` replaced by `value` (JSON text), or the whole config when key is
+ * NULL and value is the new text. */
+static void edited_copy(char *dir, const char *from, const char *key, const char *value)
+{
+    test_temp_dir(dir, "hf");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp %s/*.safetensors %s/ && (cp %s/*.index.json %s/ 2>/dev/null; "
+             "true) && sed 's/\"%s\": [^,]*,/\"%s\": %s,/' %s/config.json > %s/config.json",
+             from, dir, from, dir, key, key, value, from, dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void load_fails(const char *dir, clora_status want, const char *message)
+{
+    clora_model *model = NULL;
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), want);
+    assert_null(model);
+    test_expect_message(message);
+}
+
+static void config_errors(void **state)
+{
+    (void)state;
+    char dir[64];
+    edited_copy(dir, GOLDEN "/tiny_llama", "hidden_act", "\"gelu\"");
+    load_fails(dir, CLORA_ERR_UNSUPPORTED, "hidden_act \"gelu\"");
+    test_remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_llama", "vocab_size", "50");
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"llama3\"/\"yarn\"/' %s/config.json", dir);
+    assert_int_equal(system(cmd), 0);
+    load_fails(dir, CLORA_ERR_UNSUPPORTED, "rope_scaling of type \"yarn\"");
+    test_remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_llama", "num_key_value_heads", "3");
+    load_fails(dir, CLORA_ERR_INVALID_ARGUMENT, "must divide num_attention_heads 4");
+    test_remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_llama", "model_type", "\"mistral\"");
+    {
+        /* Llama's tree with a bias is not Mistral's */
+        clora_model *model = NULL;
+        CHECK_STATUS(clora_model_load_hf(&model, test_device, dir, 0, 0), CLORA_ERR_FORMAT);
+        test_expect_message("matches no parameter");
+    }
+    test_remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_qwen2", "use_sliding_window", "true");
+    load_fails(dir, CLORA_ERR_UNSUPPORTED, "use_sliding_window");
+    test_remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_llama", "tie_word_embeddings", "1");
+    load_fails(dir, CLORA_ERR_FORMAT, "\"tie_word_embeddings\" must be true or false");
+    test_remove_dir(dir);
+
+    /* one layer fewer than the file: its tensors are left over */
+    edited_copy(dir, GOLDEN "/tiny_llama", "num_hidden_layers", "1");
+    load_fails(dir, CLORA_ERR_FORMAT, "model.layers.1.");
+    test_remove_dir(dir);
+
+    edited_copy(dir, GOLDEN "/tiny_llama", "intermediate_size", "38");
+    load_fails(dir, CLORA_ERR_SHAPE_MISMATCH, "model.layers.0.mlp.");
+    test_remove_dir(dir);
+
+    clora_model *model = NULL;
+    CHECK_STATUS(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_llama", 3, 0),
+                 CLORA_ERR_UNSUPPORTED);
+    assert_null(model);
+}
+
+static void shard_errors(void **state)
+{
+    (void)state;
+    char dir[64], cmd[1024];
+    /* a shard the index names is missing */
+    edited_copy(dir, GOLDEN "/tiny_llama_bf16", "vocab_size", "50");
+    snprintf(cmd, sizeof cmd, "rm %s/model-00002-of-00003.safetensors", dir);
+    assert_int_equal(system(cmd), 0);
+    load_fails(dir, CLORA_ERR_IO, "model-00002-of-00003.safetensors");
+    test_remove_dir(dir);
+
+    /* the index puts a tensor in the wrong shard (model.norm.weight is in the third) */
+    edited_copy(dir, GOLDEN "/tiny_llama_bf16", "vocab_size", "50");
+    snprintf(cmd, sizeof cmd,
+             "sed -i 's/\"model.norm.weight\": \"model-00003/\"model.norm.weight\": "
+             "\"model-00001/' %s/model.safetensors.index.json",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    load_fails(dir, CLORA_ERR_FORMAT, "tensor \"model.norm.weight\" is not in");
+    test_remove_dir(dir);
+
+    /* a shard name that leaves the folder */
+    edited_copy(dir, GOLDEN "/tiny_llama_bf16", "vocab_size", "50");
+    snprintf(cmd, sizeof cmd,
+             "sed -i 's|\"model.norm.weight\": \"|\"model.norm.weight\": \"../|' "
+             "%s/model.safetensors.index.json",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    load_fails(dir, CLORA_ERR_FORMAT, "not the name of a file beside the index");
+    test_remove_dir(dir);
+
+    /* an index without a weight map */
+    edited_copy(dir, GOLDEN "/tiny_llama_bf16", "vocab_size", "50");
+    snprintf(cmd, sizeof cmd, "echo '{\"metadata\": {}}' > %s/model.safetensors.index.json", dir);
+    assert_int_equal(system(cmd), 0);
+    load_fails(dir, CLORA_ERR_FORMAT, "weight_map");
+    test_remove_dir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rms_norm_matches_reference),
+        cmocka_unit_test(swiglu_matches_reference),
+        cmocka_unit_test(rope_matches_reference),
+        cmocka_unit_test(grouped_heads_match_reference),
+        cmocka_unit_test(llama_against_pytorch),
+        cmocka_unit_test(qwen2_against_pytorch),
+        cmocka_unit_test(finite_differences),
+        cmocka_unit_test(positions_shift_invariance),
+        cmocka_unit_test(model_folder_round_trip),
+        cmocka_unit_test(config_errors),
+        cmocka_unit_test(shard_errors),
+    };
+    if (argc > 1) /* run only the tests whose names match */
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
