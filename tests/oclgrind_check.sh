@@ -8,12 +8,13 @@
 # Qwen2 model (test_llama), without the uninitialised-value
 # check: oclgrind does not count clEnqueueFillBuffer as writing, and models
 # start their zero parameters and gradients that way.
-#   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA
+#   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA TEST_GENERATE
 set -u
 oclgrind=$1
 clora=$2
 transformer=$3
 llama=$4
+generate=$5
 log=$(mktemp)
 status=0
 # run KERNEL TILE selfcheck-options...
@@ -76,5 +77,8 @@ run_test "$transformer" one_training_step 1
 # a Qwen2 forward and backward with LoRA on every projection.
 run_test "$llama" "*_reference" 4
 run_test "$llama" qwen2_against_pytorch 1
+# The key/value cache: prefill, then one token per step, rows of different
+# lengths fed in pieces.
+run_test "$generate" rows_of_different_lengths 1
 rm -f "$log"
 exit $status

@@ -22,6 +22,7 @@
 #include "clora/train.h"
 #include "clora/transformer.h"
 #include "clora/llama.h"
+#include "clora/generate.h"
 #include "clora/tokenizer.h"
 
 #endif /* CLORA_CLORA_H */

@@ -16,7 +16,8 @@
     X(LOSS, "loss")             \
     X(OPTIM, "optim")           \
     X(ATTENTION, "attention")   \
-    X(ROPE, "rope")
+    X(ROPE, "rope")             \
+    X(KV_CACHE, "kv_cache")
 
 /* X(id, program id, kernel function name) */
 #define CLORA__KERNEL_TABLE(X)                                    \
@@ -60,7 +61,10 @@
     X(ADD, ATTENTION, "add")                                      \
     X(MEAN_POOL, ATTENTION, "mean_pool")                          \
     X(MEAN_POOL_BACKWARD, ATTENTION, "mean_pool_backward")        \
-    X(ROPE, ROPE, "rope")
+    X(ROPE, ROPE, "rope")                                         \
+    X(CACHE_WRITE, KV_CACHE, "cache_write")                       \
+    X(CACHED_ATTENTION, KV_CACHE, "cached_attention")             \
+    X(LAST_ROWS, KV_CACHE, "last_rows")
 
 typedef enum clora__program_id {
 #define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,

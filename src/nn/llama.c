@@ -31,6 +31,10 @@ typedef struct attention_state {
     clora_buffer *d_q;         /* (B, T, H·D): q_proj's output gradient */
     clora_buffer *d_k, *d_v;   /* (B, T, G·D) */
     const clora_buffer *positions; /* of the last forward (borrowed) */
+    /* generation: the session's cache (B, G, S, D), borrowed, and the new
+     * tokens' heads */
+    clora_buffer *cache_k, *cache_v;
+    clora_buffer *new_kv; /* (B, G, T, D) */
 } attention_state;
 
 static clora_status attention_setup(clora_node *node, const void *args)
@@ -99,6 +103,57 @@ static clora_status attention_heads(clora_node *node, const clora_buffer *x, siz
     return clora__rope(s->core.k, s->positions, s->inv_freq, 0);
 }
 
+/* One generation step: the new tokens' keys and values, rotated, go into
+ * the cache at each row's length; their queries attend over the cache. */
+static clora_status attention_forward_cached(clora_node *node, const clora_buffer *x, size_t B,
+                                             size_t T, const clora_buffer **y)
+{
+    attention_state *s = CLORA__STATE(attention_state, node);
+    const clora__decode_step *step = node->model->decode;
+    const size_t H = s->args.heads, G = s->args.kv_heads, D = s->args.head_dim;
+    if (!s->cache_k || !s->cache_v || s->cache_k->shape[0] != B)
+        return clora__fail(CLORA_ERR_STATE,
+                           "llama attention \"%s\" has no key/value cache for %zu rows",
+                           node->name, B);
+    const clora_buffer *q = NULL, *k = NULL, *v = NULL;
+    const size_t q_shape[4] = {B, H, T, D}, kv_shape[4] = {B, G, T, D}, m_shape[3] = {B, T, H * D};
+    const clora_buffer *positions = node->model->batch_positions;
+    clora_status status;
+    if ((status = clora__node_forward(clora__child(node, "q_proj"), x, &q)) ||
+        (status = clora__node_forward(clora__child(node, "k_proj"), x, &k)) ||
+        (status = clora__node_forward(clora__child(node, "v_proj"), x, &v)) ||
+        (status = clora__buffer_ensure(&s->core.q, x->device, CLORA_DTYPE_F32, 4, q_shape, NULL)) ||
+        (status = clora__buffer_ensure(&s->new_kv, x->device, CLORA_DTYPE_F32, 4, kv_shape,
+                                       NULL)) ||
+        (status = clora__buffer_ensure(&s->merged, x->device, CLORA_DTYPE_F32, 3, m_shape,
+                                       NULL)) ||
+        (status = clora__heads_split(s->core.q, q, H * D, 0, B, T, H, D)) ||
+        (status = clora__rope(s->core.q, positions, s->inv_freq, 0)) ||
+        (status = clora__heads_split(s->new_kv, k, G * D, 0, B, T, G, D)) ||
+        (status = clora__rope(s->new_kv, positions, s->inv_freq, 0)) ||
+        (status = clora__cache_write(s->cache_k, s->new_kv, step->lengths, step->counts)) ||
+        (status = clora__heads_split(s->new_kv, v, G * D, 0, B, T, G, D)) ||
+        (status = clora__cache_write(s->cache_v, s->new_kv, step->lengths, step->counts)) ||
+        (status = clora__cached_attention(s->merged, s->core.q, s->cache_k, s->cache_v,
+                                          step->lengths)))
+        return status;
+    return clora__node_forward(clora__child(node, "o_proj"), s->merged, y);
+}
+
+void clora__llama_attach_cache(clora_node *attention, clora_buffer *keys, clora_buffer *values)
+{
+    attention_state *s = CLORA__STATE(attention_state, attention);
+    s->cache_k = keys;
+    s->cache_v = values;
+}
+
+void clora__llama_cache_dims(const clora_node *attention, size_t *kv_heads, size_t *head_dim)
+{
+    const attention_state *s = CLORA__STATE(attention_state, attention);
+    *kv_heads = s->args.kv_heads;
+    *head_dim = s->args.head_dim;
+}
+
 static clora_status attention_forward(clora_node *node, const clora_buffer *x,
                                       const clora_buffer **y)
 {
@@ -106,6 +161,8 @@ static clora_status attention_forward(clora_node *node, const clora_buffer *x,
     const size_t C = s->args.features, H = s->args.heads, D = s->args.head_dim;
     size_t B = 0, T = 0;
     clora_status status = clora__batch_dims(node, x, C, &B, &T);
+    if (status == CLORA_OK && node->model->decode)
+        return attention_forward_cached(node, x, B, T, y);
     if (status == CLORA_OK)
         status = attention_heads(node, x, B, T);
     const size_t shape[3] = {B, T, H * D};
@@ -271,7 +328,8 @@ static void attention_release(clora_node *node)
     clora_buffer_destroy(s->d_q);
     clora_buffer_destroy(s->d_k);
     clora_buffer_destroy(s->d_v);
-    s->merged = s->d_q = s->d_k = s->d_v = NULL;
+    clora_buffer_destroy(s->new_kv);
+    s->merged = s->d_q = s->d_k = s->d_v = s->new_kv = NULL;
     s->positions = NULL;
 }
 

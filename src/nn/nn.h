@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "clora/adapter.h"
+#include "clora/generate.h"
 #include "clora/llama.h"
 #include "clora/model.h"
 #include "clora/transformer.h"
@@ -157,6 +158,10 @@ struct clora_model {
     /* what this forward's rotary attention uses: positions, or the
      * trunk's own 0..T-1 (set by the trunk) */
     const clora_buffer *batch_positions;
+
+    /* while a generation session feeds tokens: each row's cache lengths
+     * (attention parts then read and extend their key/value caches) */
+    const struct clora__decode_step *decode;
 
     int has_forward; /* a forward ran since the last structural change */
     const clora_buffer *last_output;
@@ -392,6 +397,21 @@ int clora__ends_with(const char *s, const char *suffix);
  * ("gelu", "gelu_new", ...), failing into fields->status. */
 clora_node_kind clora__hf_activation(clora__json_fields *fields, const char *key,
                                      const char *fallback);
+
+/* ---- generation (session.c; the attention kinds that cache) ------------------------------ */
+
+/* One step of a generation session, as the attention parts see it. */
+typedef struct clora__decode_step {
+    const clora_buffer *lengths; /* int32 (B): tokens each row held before this step */
+    const clora_buffer *counts;  /* int32 (B): tokens each row gets now */
+} clora__decode_step;
+
+/* A Llama attention part's cache: keys and values (B, G, S, D), borrowed
+ * (NULL detaches). While model->decode is set, its forward writes the new
+ * rotated keys and values there and attends over the cache. */
+void clora__llama_attach_cache(clora_node *attention, clora_buffer *keys, clora_buffer *values);
+/* The key/value heads G and head size D of a Llama attention part. */
+void clora__llama_cache_dims(const clora_node *attention, size_t *kv_heads, size_t *head_dim);
 
 /* ---- loading weights (weights.c) ------------------------------------------------------------- */
 

@@ -201,6 +201,25 @@ void clora__rope_frequencies(float *inv_freq, size_t D, const clora__rope_config
 clora_status clora__rope(clora_buffer *x, const clora_buffer *positions,
                          const clora_buffer *inv_freq, int inverse);
 
+/* ---- the key/value cache of generation (kv_cache.c) ------------------------------------- */
+
+/* The largest head cached attention handles (cl/kv_cache.cl's MAX_HEAD). */
+#define CLORA__MAX_CACHED_HEAD 256
+
+/* cache (B, G, S, D)[b, :, lengths[b] + t] = src (B, G, T, D)[b, :, t] for t <
+ * counts[b] (int32 (B) each; positions past S are dropped). */
+clora_status clora__cache_write(clora_buffer *cache, const clora_buffer *src,
+                                const clora_buffer *lengths, const clora_buffer *counts);
+/* out (B, T, H·D) = attention of q (B, H, T, D) over the cached keys and
+ * values (B, G, S, D): query t of row b sees keys 0 .. lengths[b] + t, its
+ * head h reading key/value head h / (H / G); scale 1/√D. */
+clora_status clora__cached_attention(clora_buffer *out, const clora_buffer *q,
+                                     const clora_buffer *keys, const clora_buffer *values,
+                                     const clora_buffer *lengths);
+/* out (B, C) = in (B, T, C) at each row's last new token, counts[b] - 1. */
+clora_status clora__last_rows(clora_buffer *out, const clora_buffer *in,
+                              const clora_buffer *counts);
+
 /* ---- pooling (pooling.c) -------------------------------------------------------------- */
 
 /* y (B, C) = mean over t of x (B, T, C) where the int32 (B, T) mask is not
