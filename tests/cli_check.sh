@@ -81,6 +81,19 @@ grep -Eq '^1,2,3(,[0-9]+){4}$' "$work/gen" || { cat "$work/gen"; fail "generate 
 grep -q "at the model's longest sequence" "$work/gen.err" || fail "generate: no stop at 16 tokens"
 echo "ok: tokenize, train, logits, generate on transformers"
 
+# GGUF files: metadata of every type and tensors of every block type
+"$clora" info "$golden/gguf/metadata.gguf" > "$work/gguf_info" || fail "info GGUF"
+grep -q "version 3, alignment 32" "$work/gguf_info" || fail "info GGUF: version"
+grep -Eq "test.uint64 +uint64 +9223372036854775813" "$work/gguf_info" || fail "info GGUF: uint64"
+grep -q '\[5 × int32: 1, -2, 3 …\]' "$work/gguf_info" || fail "info GGUF: array"
+grep -qF '"012345678901234567890123456789012345678901234567890123456789"… (300 bytes)' \
+    "$work/gguf_info" || fail "info GGUF: long string"
+cp "$golden/gguf/tensors.gguf" "$work/model.bin" # found by its magic
+"$clora" info "$work/model.bin" > "$work/gguf_info" || fail "info GGUF by magic"
+grep -Eq "q6_k +Q6_K +\(3, 512\) +1,260 bytes" "$work/gguf_info" || fail "info GGUF: tensor"
+grep -q "12 tensors, 4,422 parameters" "$work/gguf_info" || fail "info GGUF: totals"
+echo "ok: info on GGUF files"
+
 # bad paths and files
 head -c 100 "$work/demo/adapter/adapter_model.safetensors" > "$work/truncated.safetensors"
 mkdir "$work/bad_adapter"
@@ -88,6 +101,8 @@ cp "$work/demo/adapter/adapter_config.json" "$work/bad_adapter/"
 cp "$work/truncated.safetensors" "$work/bad_adapter/adapter_model.safetensors"
 expect_error "no such file" "$clora" info "$work/nothing"
 expect_error "passes the end" "$clora" info "$work/truncated.safetensors"
+head -c 2000 "$golden/gguf/tensors.gguf" > "$work/truncated.gguf"
+expect_error 'tensor "q8_0": its 408 bytes' "$clora" info "$work/truncated.gguf"
 expect_error "passes the end" "$clora" merge --model "$work/demo/base" \
     --adapter "$work/bad_adapter" --out "$work/never1"
 expect_error "config.json" "$clora" merge --model "$work/nothing" \

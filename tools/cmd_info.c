@@ -1,5 +1,6 @@
-/* cmd_info.c — `clora info`: what an adapter folder, a model folder or a
- * safetensors file holds. Reads files only; needs no device. */
+/* cmd_info.c — `clora info`: what an adapter folder, a model folder, a
+ * safetensors file or a GGUF file holds. Reads files only; needs no
+ * device. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
 #include <math.h>
@@ -15,8 +16,9 @@
 static const char info_description[] =
     "Describes PATH: a PEFT adapter folder (adapter_config.json +\n"
     "adapter_model.safetensors), a clora model folder (config.json +\n"
-    "model.safetensors) or a .safetensors file: tensors with dtypes and shapes,\n"
-    "the configuration, parameter counts and file sizes.\n";
+    "model.safetensors), a .safetensors file or a GGUF file (.gguf): tensors with\n"
+    "dtypes and shapes, the configuration or metadata, parameter counts and file\n"
+    "sizes.\n";
 
 static int is_file(const char *path)
 {
@@ -66,6 +68,180 @@ static int list_tensors(const char *path, const char *indent, size_t limit)
            with_commas(clora_safetensors_header_size(file), c, sizeof c));
     clora_safetensors_close(file);
     return 1;
+}
+
+/* ---- GGUF files ------------------------------------------------------------------- */
+
+#define GGUF_STRING_SHOWN 60 /* bytes of a string value shown before an ellipsis */
+#define GGUF_ELEMENT_STRING_SHOWN 24
+#define GGUF_ELEMENTS_SHOWN 3
+
+/* Whether `path` names a GGUF file: by its ending or its first four bytes. */
+static int is_gguf(const char *path)
+{
+    size_t n = strlen(path);
+    if (n >= 5 && !strcmp(path + n - 5, ".gguf"))
+        return 1;
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t got = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return got == 4 && !memcmp(magic, "GGUF", 4);
+}
+
+/* A string value quoted, with control characters escaped, cut after
+ * `limit` bytes (at a character boundary) with an ellipsis. */
+static void print_quoted(const char *s, size_t length, size_t limit)
+{
+    size_t shown = length;
+    if (shown > limit) {
+        shown = limit;
+        while (shown > 0 && ((unsigned char)s[shown] & 0xc0) == 0x80)
+            --shown; /* not inside a UTF-8 sequence */
+    }
+    putchar('"');
+    for (size_t i = 0; i < shown; ++i) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c == '\t')
+            printf("\\t");
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
+    }
+    printf(shown < length ? "\"…" : "\"");
+}
+
+/* A number or bool of `type`: the value of `key` (index < 0) or element
+ * `index` of its array. */
+static void print_number(const clora_gguf *file, const char *key, long index,
+                         clora_gguf_value_type type)
+{
+    const size_t i = index < 0 ? 0 : (size_t)index;
+    uint64_t u = 0;
+    int64_t s = 0;
+    double f = 0;
+    switch (type) {
+    case CLORA_GGUF_INT8:
+    case CLORA_GGUF_INT16:
+    case CLORA_GGUF_INT32:
+    case CLORA_GGUF_INT64:
+        (void)(index < 0 ? clora_gguf_get_i64(file, key, &s)
+                         : clora_gguf_array_i64(file, key, i, &s));
+        printf("%lld", (long long)s);
+        break;
+    case CLORA_GGUF_FLOAT32:
+    case CLORA_GGUF_FLOAT64:
+        (void)(index < 0 ? clora_gguf_get_f64(file, key, &f)
+                         : clora_gguf_array_f64(file, key, i, &f));
+        printf(type == CLORA_GGUF_FLOAT32 ? "%.9g" : "%.17g", f);
+        break;
+    default: /* unsigned integers and bools */
+        (void)(index < 0 ? clora_gguf_get_u64(file, key, &u)
+                         : clora_gguf_array_u64(file, key, i, &u));
+        if (type == CLORA_GGUF_BOOL)
+            printf("%s", u ? "true" : "false");
+        else
+            printf("%llu", (unsigned long long)u);
+        break;
+    }
+}
+
+/* An array as "[N × type: first few …]". */
+static void print_array(const clora_gguf *file, const char *key)
+{
+    clora_gguf_value_type element;
+    size_t length = 0;
+    clora_gguf_get_array(file, key, &element, &length);
+    printf("[%zu × %s", length, clora_gguf_value_type_name(element));
+    if (element != CLORA_GGUF_ARRAY && length > 0) {
+        printf(":");
+        for (size_t k = 0; k < length && k < GGUF_ELEMENTS_SHOWN; ++k) {
+            printf(k ? ", " : " ");
+            if (element == CLORA_GGUF_STRING) {
+                size_t n = 0;
+                const char *s = clora_gguf_array_string(file, key, k, &n);
+                print_quoted(s, n, GGUF_ELEMENT_STRING_SHOWN);
+            } else {
+                print_number(file, key, (long)k, element);
+            }
+        }
+        if (length > GGUF_ELEMENTS_SHOWN)
+            printf(" …");
+    }
+    printf("]");
+}
+
+static int describe_gguf(const char *path)
+{
+    clora_gguf *file = NULL;
+    if (clora_gguf_open(&file, path) != CLORA_OK) {
+        fprintf(stderr, "clora info: %s\n", clora_last_error());
+        return 1;
+    }
+    char a[32], b[32], c[32];
+    printf("GGUF file %s\n", path);
+    printf("  version %u, alignment %zu, data section at byte %s\n", clora_gguf_version(file),
+           clora_gguf_alignment(file),
+           with_commas((size_t)clora_gguf_data_offset(file), a, sizeof a));
+    size_t entries = clora_gguf_metadata_count(file);
+    printf("  metadata (%zu entries):\n", entries);
+    for (size_t i = 0; i < entries; ++i) {
+        const char *key = clora_gguf_metadata_key(file, i);
+        clora_gguf_value_type type = clora_gguf_metadata_type(file, i);
+        printf("    %-44s %-7s ", key, clora_gguf_value_type_name(type));
+        if (type == CLORA_GGUF_STRING) {
+            size_t n = 0;
+            const char *s = clora_gguf_get_string(file, key, &n);
+            print_quoted(s, n, GGUF_STRING_SHOWN);
+            if (n > GGUF_STRING_SHOWN)
+                printf(" (%s bytes)", with_commas(n, a, sizeof a));
+        } else if (type == CLORA_GGUF_ARRAY) {
+            print_array(file, key);
+        } else {
+            print_number(file, key, -1, type);
+        }
+        printf("\n");
+    }
+    size_t count = clora_gguf_tensor_count(file);
+    uint64_t params = 0, data = 0;
+    size_t by_type[32] = {0}; /* tensor types are numbered below 32 */
+    printf("  tensors (%zu):\n", count);
+    for (size_t i = 0; i < count; ++i) {
+        clora_gguf_tensor t;
+        clora_gguf_tensor_info(file, i, &t);
+        params += t.elements;
+        data += t.bytes;
+        by_type[(unsigned)t.type % 32]++;
+        if (i >= 500)
+            continue;
+        char shape[128] = "(";
+        for (size_t d = t.ndim; d-- > 0;)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%llu%s",
+                     (unsigned long long)t.dims[d], d ? ", " : ")");
+        printf("    %-44s %-5s %-20s %14s bytes\n", t.name, clora_gguf_tensor_type_name(t.type),
+               shape, with_commas((size_t)t.bytes, a, sizeof a));
+    }
+    if (count > 500)
+        printf("    ... and %zu more\n", count - 500);
+    printf("  %zu tensors, %s parameters, %s of tensor data (", count,
+           with_commas((size_t)params, a, sizeof a), human_bytes((double)data, b, sizeof b));
+    const char *separator = "";
+    for (unsigned type = 0; type < 32; ++type)
+        if (by_type[type]) {
+            printf("%s%s %zu", separator,
+                   clora_gguf_tensor_type_name((clora_gguf_tensor_type)type), by_type[type]);
+            separator = ", ";
+        }
+    printf("); file %s\n", human_bytes((double)clora_gguf_file_size(file), c, sizeof c));
+    clora_gguf_close(file);
+    return 0;
 }
 
 static json_t *read_json(const char *path)
@@ -187,6 +363,8 @@ int cmd_info(int argc, char **argv)
                 path);
         return 1;
     }
+    if (is_file(path) && is_gguf(path))
+        return describe_gguf(path);
     if (is_file(path)) {
         printf("safetensors file %s\n", path);
         return list_tensors(path, "  ", 500) ? 0 : 1;

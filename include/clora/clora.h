@@ -17,6 +17,7 @@
 #include "clora/reference.h"
 #include "clora/loss.h"
 #include "clora/safetensors.h"
+#include "clora/gguf.h"
 #include "clora/model.h"
 #include "clora/adapter.h"
 #include "clora/train.h"

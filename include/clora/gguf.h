@@ -32,7 +32,10 @@ extern "C" {
 
 typedef struct clora_gguf clora_gguf;
 
-/* Metadata value types, as the file stores them. */
+/* Metadata value types, as the file stores them. Arrays may hold arrays
+ * (nested up to 8 deep); clora keeps them, with their element types and
+ * lengths, but reads elements only of arrays of numbers, bools and
+ * strings. */
 typedef enum clora_gguf_value_type {
     CLORA_GGUF_UINT8 = 0,
     CLORA_GGUF_INT8 = 1,
@@ -70,21 +73,35 @@ typedef enum clora_gguf_tensor_type {
     CLORA_GGUF_BF16 = 30
 } clora_gguf_tensor_type;
 
-/* Opens a file and validates its header, metadata and tensor infos. */
+/* Opens a file and validates its header, metadata and tensor infos. The
+ * file stays open until clora_gguf_close; a handle may be read from
+ * several threads at once (nothing below changes it). */
 clora_status clora_gguf_open(clora_gguf **out, const char *path);
+/* The same for a file already in memory: `bytes` (size of them) are
+ * borrowed and must outlive the handle; `name` (may be NULL) stands for
+ * the file in messages. */
+clora_status clora_gguf_open_memory(clora_gguf **out, const void *bytes, size_t size,
+                                    const char *name);
 void clora_gguf_close(clora_gguf *file); /* NULL: no-op */
 
 uint32_t clora_gguf_version(const clora_gguf *file);
 /* general.alignment, or 32. */
 size_t clora_gguf_alignment(const clora_gguf *file);
+/* The file's size, and the byte at which its data section starts (the
+ * bytes before it are header, metadata, tensor infos and padding). */
+uint64_t clora_gguf_file_size(const clora_gguf *file);
+uint64_t clora_gguf_data_offset(const clora_gguf *file);
 
 /* ---- metadata ------------------------------------------------------------------ */
 
 size_t clora_gguf_metadata_count(const clora_gguf *file);
-/* The key of entry `index` (NUL-terminated; keys may not contain NUL). */
+/* Entries are numbered in file order. The key of entry `index`
+ * (NUL-terminated; keys may not contain NUL), or NULL when out of range. */
 const char *clora_gguf_metadata_key(const clora_gguf *file, size_t index);
 /* The index of `key`, or -1. */
 long clora_gguf_find(const clora_gguf *file, const char *key);
+/* The value type of entry `index`; out of range, a number no type has
+ * (its name is "unknown"). */
 clora_gguf_value_type clora_gguf_metadata_type(const clora_gguf *file, size_t index);
 /* Name of a value type ("uint32", "string", "array"...), or "unknown". */
 const char *clora_gguf_value_type_name(clora_gguf_value_type type);
@@ -138,7 +155,9 @@ int clora_gguf_type_supported(clora_gguf_tensor_type type);
 
 /* Reads tensor `index` from the file and dequantizes it into dst, which
  * holds info.elements floats, in the tensor's own order (row-major over
- * PyTorch's shape). */
+ * PyTorch's shape). A type clora cannot dequantize is
+ * CLORA_ERR_UNSUPPORTED, with a message naming it. Memory: dst and a
+ * bounded staging buffer, never the whole tensor twice. */
 clora_status clora_gguf_read_f32(const clora_gguf *file, size_t index, float *dst);
 /* The tensor's bytes as stored (info.bytes of them). */
 clora_status clora_gguf_read_raw(const clora_gguf *file, size_t index, void *dst);

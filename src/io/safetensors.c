@@ -420,27 +420,6 @@ static float f32_from_bits(uint32_t bits)
     return f;
 }
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exponent = (h >> 10) & 0x1fu;
-    uint32_t mantissa = h & 0x3ffu;
-    if (exponent == 0x1f) /* inf / nan */
-        return f32_from_bits(sign | 0x7f800000u | (mantissa << 13));
-    if (exponent == 0) {
-        if (mantissa == 0)
-            return f32_from_bits(sign);
-        /* subnormal: normalise */
-        int e = -1;
-        do {
-            ++e;
-            mantissa <<= 1;
-        } while (!(mantissa & 0x400u));
-        return f32_from_bits(sign | ((uint32_t)(112 - e) << 23) | ((mantissa & 0x3ffu) << 13));
-    }
-    return f32_from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13));
-}
-
 clora_status clora_tensor_to_f32(const clora_tensor_view *view, float *dst)
 {
     if (!view || (!dst && view->numel > 0))
@@ -455,7 +434,7 @@ clora_status clora_tensor_to_f32(const clora_tensor_view *view, float *dst)
         return CLORA_OK;
     case CLORA_DTYPE_F16:
         for (size_t i = 0; i < n; ++i, p += 2)
-            dst[i] = half_to_float((uint16_t)(p[0] | p[1] << 8));
+            dst[i] = clora__f16_to_f32((uint16_t)(p[0] | p[1] << 8));
         return CLORA_OK;
     case CLORA_DTYPE_BF16:
         for (size_t i = 0; i < n; ++i, p += 2)
