@@ -266,6 +266,97 @@ static void qwen2_against_pytorch(void **state)
     against_pytorch("qwen2", GOLDEN "/tiny_qwen2", GOLDEN "/tiny_qwen2_lora", 50);
 }
 
+/* ---- GGUF files ------------------------------------------------------------------------------ */
+
+/* The tiny models the gguf package wrote in every type clora reads, against
+ * transformers on the weights the package dequantizes. */
+static void gguf_files_against_pytorch(void **state)
+{
+    (void)state;
+    golden_file gguf;
+    golden_load(GOLDEN "/llama_gguf_reference.txt", &gguf);
+    static const char *const cases[] = {"llama-F32",  "llama-F16",  "llama-BF16",
+                                        "llama-Q8_0", "llama-Q4_0", "llama-Q4_1",
+                                        "qwen2-kquants"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        const golden_case *c = golden_case_get(&gguf, cases[i]);
+        char path[512];
+        snprintf(path, sizeof path, "%s/gguf_llama/%s.gguf", GOLDEN, cases[i]);
+        clora_model *model = NULL;
+        CHECK_OK(clora_model_load(&model, test_device, path));
+        clora_buffer *ids = test_golden_ints(golden_tensor_get(c, "ids"));
+        const clora_buffer *y = NULL;
+        CHECK_OK(clora_model_forward(model, ids, &y));
+        test_expect_golden(cases[i], y, golden_tensor_get(c, "logits"), 1e-4, 1e-4);
+        clora_buffer_destroy(ids);
+        clora_model_destroy(model);
+    }
+    golden_free(&gguf);
+}
+
+/* A copy of a GGUF file with every `from` replaced by `to` (same length). */
+static void patched_copy(char *path, size_t size, const char *from_file, const char *from,
+                         const char *to)
+{
+    FILE *f = fopen(from_file, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    const long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *bytes = malloc((size_t)n);
+    assert_non_null(bytes);
+    assert_int_equal(fread(bytes, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    const size_t k = strlen(from);
+    assert_int_equal(strlen(to), k);
+    for (long i = 0; i + (long)k <= n; ++i)
+        if (!memcmp(bytes + i, from, k))
+            memcpy(bytes + i, to, k);
+    char dir[64];
+    test_temp_dir(dir, "gguf");
+    snprintf(path, size, "%s/model.gguf", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    free(bytes);
+}
+
+/* Removes the folder patched_copy made for `path`. */
+static void remove_copy(char *path)
+{
+    *strrchr(path, '/') = '\0';
+    test_remove_dir(path);
+}
+
+static void gguf_errors(void **state)
+{
+    (void)state;
+    const char *src = GOLDEN "/gguf_llama/llama-Q8_0.gguf";
+    char path[128];
+    clora_model *model = NULL;
+    patched_copy(path, sizeof path, src, "llama", "lbmma");
+    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_UNSUPPORTED);
+    test_expect_message("general.architecture \"lbmma\"");
+    assert_null(model);
+    remove_copy(path);
+    /* the second layer's tensors under another number */
+    patched_copy(path, sizeof path, src, "blk.1.", "blk.7.");
+    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_FORMAT);
+    test_expect_message("no tensor \"blk.1.attn_norm.weight\"");
+    remove_copy(path);
+    /* a head count that does not fit the tensors */
+    patched_copy(path, sizeof path, src, "attention.head_count_kv", "attention.head_countXkv");
+    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_SHAPE_MISMATCH);
+    test_expect_message("blk.0.attn_k.weight");
+    remove_copy(path);
+    /* a file that is not GGUF at all, named .gguf */
+    patched_copy(path, sizeof path, src, "GGUF", "GGUG");
+    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_FORMAT);
+    test_expect_message("not \"GGUF\"");
+    remove_copy(path);
+}
+
 /* ---- finite differences ---------------------------------------------------------------- */
 
 /* GQA (6 query heads over 2 key/value heads of 6), llama3 rope, every
@@ -511,6 +602,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(grouped_heads_match_reference),
         cmocka_unit_test(llama_against_pytorch),
         cmocka_unit_test(qwen2_against_pytorch),
+        cmocka_unit_test(gguf_files_against_pytorch),
+        cmocka_unit_test(gguf_errors),
         cmocka_unit_test(finite_differences),
         cmocka_unit_test(positions_shift_invariance),
         cmocka_unit_test(model_folder_round_trip),

@@ -76,21 +76,6 @@ static int list_tensors(const char *path, const char *indent, size_t limit)
 #define GGUF_ELEMENT_STRING_SHOWN 24
 #define GGUF_ELEMENTS_SHOWN 3
 
-/* Whether `path` names a GGUF file: by its ending or its first four bytes. */
-static int is_gguf(const char *path)
-{
-    size_t n = strlen(path);
-    if (n >= 5 && !strcmp(path + n - 5, ".gguf"))
-        return 1;
-    char magic[4] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t got = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return got == 4 && !memcmp(magic, "GGUF", 4);
-}
-
 /* A string value quoted, with control characters escaped, cut after
  * `limit` bytes (at a character boundary) with an ellipsis. */
 static void print_quoted(const char *s, size_t length, size_t limit)
@@ -363,7 +348,7 @@ int cmd_info(int argc, char **argv)
                 path);
         return 1;
     }
-    if (is_file(path) && is_gguf(path))
+    if (clora_gguf_probe(path))
         return describe_gguf(path);
     if (is_file(path)) {
         printf("safetensors file %s\n", path);

@@ -11,7 +11,8 @@
 static const char logits_description[] =
     "Runs the model on one sequence and writes its output to a safetensors file\n"
     "under the key \"logits\":\n"
-    "  GPT-2 folders   (T, vocab): the next-token logits at every position\n"
+    "  GPT-2 and Llama-family folders, GGUF files\n"
+    "                  (T, vocab): the next-token logits at every position\n"
     "  BERT folders    (1, classes): class logits, when the model has a head (the\n"
     "                  adapter's modules_to_save, or --classes); else (1, hidden):\n"
     "                  the mean-pooled embedding\n"
@@ -55,7 +56,8 @@ int cmd_logits(int argc, char **argv)
     size_t classes = 0, seed = 0;
     const cli_option options[] = {
         {CLI_OPT("--model", CLI_STRING, &model_dir, "DIR",
-                 "a Hugging Face GPT-2 or BERT folder, or a clora model folder"),
+                 "a Hugging Face GPT-2, BERT or Llama-family folder, a GGUF file, or a clora "
+                 "model folder"),
          .flags = CLI_REQUIRED},
         {CLI_OPT("--adapter", CLI_STRING, &adapter, "DIR",
                  "a PEFT adapter folder to apply (default: none)")},
@@ -158,11 +160,12 @@ int cmd_logits(int argc, char **argv)
     clora_node *head = NULL;
     const int classifier = family == FAMILY_BERT &&
                            clora_model_find(model, "classifier", &head) == CLORA_OK;
-    if (family == FAMILY_GPT2 || classifier) { /* the five largest of the last row */
+    const int decoder = family == FAMILY_GPT2 || family == FAMILY_LLAMA;
+    if (decoder || classifier) { /* the five largest of the last row */
         const size_t width = dims[ndim - 1];
         const float *last = host + numel - width;
         char *taken = calloc(width, 1);
-        printf("%s:", family == FAMILY_GPT2 ? "next token, top 5" : "classes, top 5");
+        printf("%s:", decoder ? "next token, top 5" : "classes, top 5");
         for (size_t k = 0; taken && k < 5 && k < width; ++k) {
             size_t best = width;
             for (size_t j = 0; j < width; ++j)

@@ -11,14 +11,19 @@
 
 model_family model_family_of(const char *dir)
 {
+    if (clora_gguf_probe(dir))
+        return FAMILY_LLAMA;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_t *config = json_load_file(path, 0, NULL);
     const char *type = json_string_value(json_object_get(config, "model_type"));
     model_family family = FAMILY_CLORA;
     if (type && !json_object_get(config, "format"))
-        family = !strcmp(type, "bert") ? FAMILY_BERT : !strcmp(type, "gpt2") ? FAMILY_GPT2
-                                                                            : FAMILY_CLORA;
+        family = !strcmp(type, "bert")                                     ? FAMILY_BERT
+                 : !strcmp(type, "gpt2")                                   ? FAMILY_GPT2
+                 : !strcmp(type, "llama") || !strcmp(type, "qwen2") ||
+                         !strcmp(type, "mistral")                          ? FAMILY_LLAMA
+                                                                           : FAMILY_CLORA;
     json_decref(config);
     return family;
 }
@@ -49,7 +54,7 @@ int open_model(const char *command, clora_device *device, const char *dir, const
         if (classes == 0 && adapter)
             classes = adapter_classes(adapter);
         status = clora_model_load_hf(out, device, dir, classes, seed);
-    } else if (*family == FAMILY_GPT2) {
+    } else if (*family == FAMILY_GPT2 || (*family == FAMILY_LLAMA && !clora_gguf_probe(dir))) {
         status = clora_model_load_hf(out, device, dir, 0, seed);
     } else {
         status = clora_model_load(out, device, dir);

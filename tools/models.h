@@ -1,5 +1,6 @@
-/* models.h — how the `clora` commands open models: clora model folders and
- * Hugging Face GPT-2 / BERT folders, with an optional adapter; and the
+/* models.h — how the `clora` commands open models: clora model folders,
+ * Hugging Face GPT-2, BERT and Llama-family folders and GGUF files, with an
+ * optional adapter; and the
  * token-id lists they take on the command line. */
 #ifndef CLORA_TOOLS_MODELS_H
 #define CLORA_TOOLS_MODELS_H
@@ -12,7 +13,8 @@
 typedef enum model_family {
     FAMILY_CLORA, /* a clora model folder */
     FAMILY_GPT2,  /* a Hugging Face GPT-2 folder: ids in, (B, T, V) logits out */
-    FAMILY_BERT   /* a Hugging Face BERT folder: ids in, pooled (B, C) or (B, classes) out */
+    FAMILY_BERT,  /* a Hugging Face BERT folder: ids in, pooled (B, C) or (B, classes) out */
+    FAMILY_LLAMA  /* a Llama-family folder (llama, qwen2, mistral) or GGUF file: as GPT-2 */
 } model_family;
 
 /* The family of a model folder, from its config.json; FAMILY_CLORA when it

@@ -130,7 +130,9 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
  * base Linear (with a merged adapter included). */
 clora_status clora_model_save(clora_model *model, const char *dir);
 
-/* Loads a model folder written by clora_model_save(). */
+/* Loads a model folder written by clora_model_save(), a Hugging Face
+ * folder (clora_model_load_hf() without labels) or a GGUF file
+ * (clora_model_load_gguf()). */
 clora_status clora_model_load(clora_model **out, clora_device *device, const char *dir);
 
 #ifdef __cplusplus

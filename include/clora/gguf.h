@@ -73,6 +73,10 @@ typedef enum clora_gguf_tensor_type {
     CLORA_GGUF_BF16 = 30
 } clora_gguf_tensor_type;
 
+/* Whether `path` names a regular file that is a GGUF file by its ending
+ * (".gguf") or its first four bytes ("GGUF"); nothing else is checked. */
+int clora_gguf_probe(const char *path);
+
 /* Opens a file and validates its header, metadata and tensor infos. The
  * file stays open until clora_gguf_close; a handle may be read from
  * several threads at once (nothing below changes it). */

@@ -71,6 +71,15 @@ clora_llama_config clora_llama_config_default(void);
 clora_status clora_model_create_llama(clora_model **out, clora_device *device,
                                       const clora_llama_config *config, uint64_t seed);
 
+/* Loads a GGUF file of architecture "llama" or "qwen2" (tensors F32, F16,
+ * BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K, dequantized to float32) into
+ * the tree above, with Hugging Face's names and row order, so that PEFT
+ * adapters of the Hugging Face model apply unchanged. Every tensor must
+ * be used and every parameter found, with its shape; files with Llama
+ * 3.1's rope_freqs or another rope scaling are refused by name.
+ * clora_model_load() reads these files too. */
+clora_status clora_model_load_gguf(clora_model **out, clora_device *device, const char *path);
+
 /* The rotary positions for the following forwards (borrowed: must stay
  * valid through backward): int32 (B, T) of the batch's shape. NULL: each
  * row's tokens are at 0..T-1. */

@@ -1250,3 +1250,20 @@ clora_status clora_gguf_read_f32(const clora_gguf *file, size_t index, float *ds
     free(staging);
     return status;
 }
+
+int clora_gguf_probe(const char *path)
+{
+    struct stat st;
+    if (!path || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    const size_t n = strlen(path);
+    if (n >= 5 && !strcmp(path + n - 5, ".gguf"))
+        return 1;
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    const size_t got = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return got == 4 && !memcmp(magic, "GGUF", 4);
+}

@@ -666,8 +666,8 @@ static clora_status build(clora_model *model, const void *config)
                       c->initializer_range);
 }
 
-static clora_status create(clora_model **out, clora_device *device, const clora_llama_config *c,
-                           uint64_t seed, int skip_init)
+clora_status clora__llama_create(clora_model **out, clora_device *device,
+                                 const clora_llama_config *c, uint64_t seed, int skip_init)
 {
     if (!out || !device || !c)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_create_llama: NULL argument");
@@ -702,7 +702,7 @@ static clora_status create(clora_model **out, clora_device *device, const clora_
 clora_status clora_model_create_llama(clora_model **out, clora_device *device,
                                       const clora_llama_config *config, uint64_t seed)
 {
-    return create(out, device, config, seed, 0);
+    return clora__llama_create(out, device, config, seed, 0);
 }
 
 /* ---- Hugging Face folders ------------------------------------------------------------------ */
@@ -772,7 +772,7 @@ static clora_status build_checked(clora_model **out, clora_device *device, clora
                                 r->path, what);
     if (r->status != CLORA_OK)
         return r->status;
-    return create(out, device, c, seed, 1);
+    return clora__llama_create(out, device, c, seed, 1);
 }
 
 static clora_status build_llama(clora_model **out, clora_device *device, clora__json_fields *r,

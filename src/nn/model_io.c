@@ -163,6 +163,8 @@ clora_status clora_model_load(clora_model **out, clora_device *device, const cha
     if (!out || !device || !dir)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_load: NULL argument");
     *out = NULL;
+    if (clora_gguf_probe(dir))
+        return clora_model_load_gguf(out, device, dir);
     clora__model_folder folder;
     clora_status status = clora__model_folder_read(dir, &folder);
     if (status != CLORA_OK)

@@ -450,6 +450,11 @@ extern const clora__hf_architecture clora__bert_hf; /* bert.c */
 extern const clora__hf_architecture clora__llama_hf, clora__qwen2_hf,
     clora__mistral_hf; /* llama.c */
 
+/* clora_model_create_llama; skip_init leaves every parameter at zero for a
+ * checkpoint (a Hugging Face folder, a GGUF file) to fill. */
+clora_status clora__llama_create(clora_model **out, clora_device *device,
+                                 const clora_llama_config *config, uint64_t seed, int skip_init);
+
 /* clora_model_load_hf() on a folder io has read; also what
  * clora_model_load() does with a Hugging Face folder. */
 clora_status clora__model_from_hf(clora_model **out, clora_device *device,
