@@ -73,9 +73,10 @@ run_test() {
     fi
 }
 run_test "$transformer" one_training_step 1
-# RMSNorm, rotary embeddings, SwiGLU and the grouped heads at odd sizes, then
+# RMSNorm, rotary embeddings, SwiGLU, the grouped heads and the few-rows
+# product at odd sizes, then
 # a Qwen2 forward and backward with LoRA on every projection.
-run_test "$llama" "*_reference" 4
+run_test "$llama" "*_reference" 5
 run_test "$llama" qwen2_against_pytorch 1
 # The key/value cache: prefill, then one token per step, rows of different
 # lengths fed in pieces.

@@ -210,6 +210,37 @@ static void grouped_heads_match_reference(void **state)
     clora_buffer_destroy(bmerged);
 }
 
+/* y = x · Wᵀ + beta · y for one to five rows (CPUs take their own kernel
+ * below five), widths that leave eight-wide tails and partial groups of
+ * four outputs. */
+static void few_rows_product_matches_reference(void **state)
+{
+    (void)state;
+    enum { IN = 37, OUT = 13 };
+    uint64_t rng = 8;
+    float w[OUT * IN], x[5 * IN], y0[5 * OUT], want[5 * OUT];
+    test_fill_uniform(w, OUT * IN, &rng, -1.0f, 1.0f);
+    test_fill_uniform(x, 5 * IN, &rng, -1.0f, 1.0f);
+    test_fill_uniform(y0, 5 * OUT, &rng, -1.0f, 1.0f);
+    clora_buffer *bw = test_buffer_2d(OUT, IN, w);
+    for (size_t rows = 1; rows <= 5; ++rows)
+        for (int beta = 0; beta < 2; ++beta) {
+            for (size_t r = 0; r < rows; ++r)
+                for (size_t o = 0; o < OUT; ++o) {
+                    double sum = beta ? y0[r * OUT + o] : 0.0;
+                    for (size_t c = 0; c < IN; ++c)
+                        sum += (double)x[r * IN + c] * w[o * IN + c];
+                    want[r * OUT + o] = (float)sum;
+                }
+            clora_buffer *bx = test_buffer_2d(rows, IN, x), *by = test_buffer_2d(rows, OUT, y0);
+            CHECK_OK(clora__gemm_x_wt(by, bx, bw, CLORA_WEIGHT_OUT_IN, (float)beta));
+            expect_buffer("x W^T", by, want, 1e-5, 1e-5);
+            clora_buffer_destroy(bx);
+            clora_buffer_destroy(by);
+        }
+    clora_buffer_destroy(bw);
+}
+
 /* ---- PyTorch golden data --------------------------------------------------------------- */
 
 /* The base model without a mask, then PEFT's adapter on all seven
@@ -600,6 +631,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(swiglu_matches_reference),
         cmocka_unit_test(rope_matches_reference),
         cmocka_unit_test(grouped_heads_match_reference),
+        cmocka_unit_test(few_rows_product_matches_reference),
         cmocka_unit_test(llama_against_pytorch),
         cmocka_unit_test(qwen2_against_pytorch),
         cmocka_unit_test(gguf_files_against_pytorch),

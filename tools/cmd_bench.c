@@ -35,11 +35,18 @@ static const char bench_description[] =
     "                          gemm_floor: the forward and dx GEMMs alone / full\n"
     "                          step, the ratio if the rank-r work cost nothing\n"
     "  demo_step, gpt2_step    whole training steps (LoRA and full), tokens/s and\n"
-    "                          peak device memory by category\n";
+    "                          peak device memory by category\n"
+    "With --llama PATH (a Llama-family folder or GGUF file, such as SmolLM2's):\n"
+    "  llama_prefill           a 256-token prompt through a generation session\n"
+    "                          (tokens/s)\n"
+    "  llama_decode            one new token at T = 256 with the key/value cache\n"
+    "                          (tokens/s), against recomputing the whole sequence\n"
+    "                          for it (ratio: recompute time / cached time)\n";
 
 typedef struct bench_options {
     const char *device;
     const char *only;
+    const char *llama; /* a Llama-family model for the generation measurements */
     int quick, json;
     size_t reps;
 } bench_options;
@@ -548,6 +555,108 @@ static void bench_gpt2(bench *b)
     clora_model_destroy(model);
 }
 
+/* ---- generation with a Llama-family model ------------------------------------------------ */
+
+enum { LLAMA_PROMPT = 256 };
+
+typedef struct llama_case {
+    clora_model *model;
+    clora_session *session;
+    clora_buffer *input;  /* (1, T) for recomputation */
+    const int32_t *ids;   /* LLAMA_PROMPT + room for the decode steps */
+    float *logits;        /* (V) */
+    size_t vocab;
+} llama_case;
+
+static clora_status run_prefill(void *p)
+{
+    llama_case *c = p;
+    const size_t count = LLAMA_PROMPT;
+    clora_session_reset(c->session);
+    return clora_session_feed(c->session, c->ids, &count, count, c->logits);
+}
+
+/* One token more on a session that holds the prompt (and the tokens of the
+ * runs before). */
+static clora_status run_cached_step(void *p)
+{
+    llama_case *c = p;
+    const size_t one = 1, at = clora_session_length(c->session, 0);
+    return clora_session_feed(c->session, c->ids + at, &one, 1, c->logits);
+}
+
+/* The same token by a forward over the whole sequence (last position read). */
+static clora_status run_recompute_step(void *p)
+{
+    llama_case *c = p;
+    const clora_buffer *y = NULL;
+    clora_status status = clora_model_forward(c->model, c->input, &y);
+    if (status == CLORA_OK)
+        status = clora_buffer_download(y, (LLAMA_PROMPT - 1) * c->vocab, c->logits, c->vocab);
+    return status;
+}
+
+static void bench_llama(bench *b)
+{
+    llama_case c;
+    memset(&c, 0, sizeof c);
+    const size_t room = LLAMA_PROMPT + 2 * (b->o.reps + 2) + 8;
+    int32_t *ids = malloc(room * sizeof *ids);
+    clora_status status = ids ? clora_model_load(&c.model, b->dev, b->o.llama)
+                              : CLORA_ERR_OUT_OF_HOST_MEMORY;
+    if (status == CLORA_OK)
+        status = clora_session_create(&c.session, c.model, 1, room);
+    if (status == CLORA_OK) {
+        c.vocab = clora_session_vocab_size(c.session);
+        c.logits = malloc(c.vocab * sizeof *c.logits);
+        uint64_t rng = 12;
+        for (size_t i = 0; i < room; ++i)
+            ids[i] = (int32_t)(cli_uniform(&rng, 0.0f, 1.0f) * (float)(c.vocab - 1));
+        c.ids = ids;
+        if (!c.logits)
+            status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+    }
+    const size_t shape[2] = {1, LLAMA_PROMPT};
+    if (status == CLORA_OK)
+        status = clora_buffer_create_typed(&c.input, b->dev, CLORA_DTYPE_I32, 2, shape);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload_i32(c.input, 0, ids, LLAMA_PROMPT);
+    double prefill = 0.0, steps[2] = {0.0, 0.0};
+    if (status == CLORA_OK) {
+        bench_fn fns[1] = {run_prefill};
+        void *ctx[1] = {&c};
+        status = measure(b, 1, fns, ctx, b->o.quick ? 1 : 3, &prefill);
+    }
+    const char *slash = strrchr(b->o.llama, '/');
+    const char *model_name = slash && slash[1] ? slash + 1 : b->o.llama;
+    char text[160];
+    snprintf(text, sizeof text, "%.40s T=%d", model_name, LLAMA_PROMPT);
+    if (status == CLORA_OK) {
+        json_t *extra = json_pack("{s:f}", "tokens_per_s", LLAMA_PROMPT / (prefill * 1e-3));
+        report(b, "llama_prefill", text, prefill, "", -1.0, "time", extra);
+    }
+    /* the session holds the prompt when the decode steps start */
+    if (status == CLORA_OK)
+        status = run_prefill(&c);
+    if (status == CLORA_OK) {
+        bench_fn fns[2] = {run_cached_step, run_recompute_step};
+        void *ctx[2] = {&c, &c};
+        status = measure(b, 2, fns, ctx, b->o.reps, steps);
+    }
+    if (status == CLORA_OK) {
+        json_t *extra = json_pack("{s:f, s:f}", "tokens_per_s", 1e3 / steps[0],
+                                  "recompute_tokens_per_s", 1e3 / steps[1]);
+        report(b, "llama_decode", text, steps[0], "recompute", steps[1], "speed", extra);
+    }
+    if (status != CLORA_OK)
+        fail(b, "the Llama generation measurements", status);
+    free(ids);
+    free(c.logits);
+    clora_buffer_destroy(c.input);
+    clora_session_destroy(c.session);
+    clora_model_destroy(c.model);
+}
+
 /* ---- the command -------------------------------------------------------------------- */
 
 /* Reads the command line into o: CLI_RUN, or the exit status after --help
@@ -565,6 +674,8 @@ static int parse_options(int argc, char **argv, bench_options *o)
                  "timed repetitions per case (default 7, --quick 3)")},
         {CLI_OPT("--only", CLI_STRING, &o->only, "NAME",
                  "run only measurements whose name starts with NAME")},
+        {CLI_OPT("--llama", CLI_STRING, &o->llama, "PATH",
+                 "also measure generation with this Llama-family folder or GGUF file")},
         CLI_END};
     const cli_spec spec = {.command = "bench",
                            .usage = "usage: clora bench [options]",
@@ -654,6 +765,8 @@ int cmd_bench(int argc, char **argv)
         bench_demo(&b);
     if (!b.failed && wanted(&b, "gpt2_step"))
         bench_gpt2(&b);
+    if (!b.failed && b.o.llama && wanted(&b, "llama"))
+        bench_llama(&b);
     clora_device_destroy(b.dev);
     return b.failed ? 1 : 0;
 }

@@ -24,6 +24,7 @@
     X(BIAS_BROADCAST, LINEAR, "bias_broadcast")                   \
     X(BIAS_ADD, LINEAR, "bias_add")                               \
     X(COLUMN_SUM, LINEAR, "column_sum")                           \
+    X(ROWS_TIMES_WT, LINEAR, "rows_times_wt")                     \
     X(LORA_GEMM, LORA, "lora_gemm")                               \
     X(LORA_STREAM, LORA, "lora_stream")                           \
     X(LORA_COLS_TN, LORA, "lora_cols_tn")                         \

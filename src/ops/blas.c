@@ -83,11 +83,32 @@ static CLBlastTranspose transpose_of(int trans)
     return trans ? CLBlastTransposeYes : CLBlastTransposeNo;
 }
 
+/* One row of C (m = 1, a generation step's token) is a matrix-vector
+ * product: CLBlast's GEMM kernels pad the row to a whole tile (and its
+ * indirect one copies B every call), its GEMV reads B once. Row-major
+ * c (1, n) = a · op(B): with B stored (n, k) that is B · aᵀ, with B stored
+ * (k, n) it is Bᵀ · aᵀ; a's elements are lda apart when A is stored (k, 1). */
+static clora_status sgemv_row(clora_device *device, int trans_a, int trans_b, size_t n, size_t k,
+                              float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
+                              size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset)
+{
+    CLBlastStatusCode code = CLBlastSgemv(
+        CLBlastLayoutRowMajor, trans_b ? CLBlastTransposeNo : CLBlastTransposeYes,
+        trans_b ? n : k, trans_b ? k : n, alpha, b, b_offset, ldb, a, a_offset,
+        trans_a ? lda : 1, beta, c, c_offset, 1, &device->queue, NULL);
+    if (code != CLBlastSuccess)
+        return fail_clblast(code, "CLBlastSgemv", __FILE__, __LINE__);
+    return CLORA_OK;
+}
+
 clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t m, size_t n,
                           size_t k, float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
                           size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset,
                           size_t ldc)
 {
+    if (m == 1 && n > 1 && k > 0)
+        return sgemv_row(device, trans_a, trans_b, n, k, alpha, a, a_offset, lda, b, b_offset,
+                         ldb, beta, c, c_offset);
     CLBlastStatusCode code = CLBlastSgemm(
         CLBlastLayoutColMajor, transpose_of(trans_b), transpose_of(trans_a), n, m, k, alpha, b,
         b_offset, ldb, a, a_offset, lda, beta, c, c_offset, ldc, &device->queue, NULL);

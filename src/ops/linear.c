@@ -37,11 +37,37 @@ clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clo
     return status;
 }
 
+/* Rows of x below which CPUs take rows_times_wt instead of a GEMM: a
+ * generation step's tokens, where a GEMM pads to whole tiles. */
+#define FEW_ROWS 4
+
+/* y (M, out) = x · Wᵀ + beta · y, W (out, in), for a few rows on CPUs. */
+static clora_status few_rows_times_wt(clora_buffer *y, const clora_buffer *x,
+                                      const clora_buffer *weight, size_t rows, size_t in,
+                                      size_t out, float beta)
+{
+    clora__args a;
+    clora_status status = clora__args_begin(&a, x->device, CLORA__KERNEL_ROWS_TIMES_WT);
+    if (status != CLORA_OK)
+        return status;
+    clora__arg_buffer(&a, y);
+    clora__arg_buffer(&a, x);
+    clora__arg_buffer(&a, weight);
+    clora__arg_uint(&a, in);
+    clora__arg_uint(&a, out);
+    clora__arg_uint(&a, rows);
+    clora__arg_float(&a, beta);
+    const size_t global[2] = {(out + 3) / 4, rows}, local[2] = {16, 1};
+    return clora__args_launch(&a, 2, global, local);
+}
+
 clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
                               clora_weight_layout layout, float beta)
 {
     size_t n = clora__rows(x), in = clora__cols(x), out = clora__cols(y);
     int out_in = layout == CLORA_WEIGHT_OUT_IN;
+    if (out_in && n <= FEW_ROWS && x->device->rank_kernel == CLORA__RANK_STREAMING)
+        return few_rows_times_wt(y, x, weight, n, in, out, beta);
     return clora__sgemm(x->device, 0, out_in, n, out, in, 1.0f, x->mem, x->offset, in,
                         weight->mem, weight->offset, out_in ? in : out, beta, y->mem, y->offset,
                         out);
