@@ -2,7 +2,8 @@
  * every text of golden/bpe_texts.json (make_bpe_texts.py): Hugging Face's
  * tokenizers for GPT-2's vocab.json + merges.txt and for tokenizer.json
  * files with four pre-tokenizers, llama.cpp for GGUF tokenizers
- * (make_bpe_golden.py); the byte-exact round trip; and the errors.
+ * (make_bpe_golden.py); the byte-exact round trip; chat templates against
+ * Jinja2 (make_chat_golden.py); and the errors.
  * Host-only: no device. */
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
 #include "support.h"
@@ -608,6 +609,79 @@ static void gguf_errors(void **state)
     }
 }
 
+/* ---- chat templates -------------------------------------------------------------------------- */
+
+static void chat_templates(void **state)
+{
+    (void)state;
+    json_t *r = load(GOLDEN "/chat_reference.json");
+    assert_non_null(r);
+    json_t *list = json_object_get(r, "templates"), *t;
+    size_t i, rendered = 0;
+    json_array_foreach(list, i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const char *source = json_string_value(json_object_get(t, "template"));
+        const char *format = json_string_value(json_object_get(t, "format"));
+        const char *bos = json_string_value(json_object_get(t, "bos_token"));
+        clora_chat_format got;
+        if (!format) {
+            CHECK_STATUS(clora_chat_template_recognize(source, &got), CLORA_ERR_UNSUPPORTED);
+            test_expect_message("format the prompt yourself");
+            continue;
+        }
+        CHECK_OK(clora_chat_template_recognize(source, &got));
+        assert_int_equal(got, strcmp(format, "llama3") ? CLORA_CHAT_CHATML : CLORA_CHAT_LLAMA3);
+        json_t *cases = json_object_get(t, "cases"), *c;
+        size_t k;
+        json_array_foreach(cases, k, c)
+        {
+            json_t *messages = json_object_get(c, "messages");
+            clora_chat_message m[8];
+            const size_t count = json_array_size(messages);
+            assert_true(count <= 8);
+            for (size_t j = 0; j < count; ++j) {
+                m[j].role = json_string_value(json_object_get(json_array_get(messages, j), "role"));
+                m[j].content =
+                    json_string_value(json_object_get(json_array_get(messages, j), "content"));
+            }
+            char *text = NULL;
+            CHECK_OK(clora_chat_apply(source, bos, m, count,
+                                      json_is_true(json_object_get(c, "add_generation_prompt")),
+                                      &text));
+            const char *want = json_string_value(json_object_get(c, "text"));
+            if (strcmp(text, want))
+                fail_msg("%s, case %zu: clora writes \"%s\", Jinja2 \"%s\"", name, k, text, want);
+            free(text);
+            ++rendered;
+        }
+    }
+    printf("chat templates: %zu renderings match Jinja2\n", rendered);
+    assert_true(rendered >= 100);
+    json_decref(r);
+
+    /* through the tokenizer: the SmolLM2 file's template */
+    clora_tokenizer *tok = NULL;
+    CHECK_OK(clora_tokenizer_load_gguf(&tok, GOLDEN "/smollm2_tokenizer.gguf"));
+    const clora_chat_message hi[1] = {{"user", "Hi"}};
+    char *text = NULL;
+    CHECK_OK(clora_tokenizer_apply_chat(tok, hi, 1, 1, &text));
+    assert_string_equal(text, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+                              "trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                              "<|im_start|>assistant\n");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(clora_tokenizer_encode_text(tok, text, 0, &ids, &n));
+    assert_int_equal(ids[0], 1); /* <|im_start|> whole */
+    free(ids);
+    free(text);
+    clora_tokenizer_destroy(tok);
+    CHECK_OK(clora_tokenizer_load(&tok, GOLDEN "/gpt2_tokenizer"));
+    CHECK_STATUS(clora_tokenizer_apply_chat(tok, hi, 1, 1, &text), CLORA_ERR_NOT_FOUND);
+    clora_tokenizer_destroy(tok);
+    CHECK_STATUS(clora_chat_apply(NULL, NULL, hi, 1, 1, &text), CLORA_ERR_NULL_ARGUMENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +697,7 @@ int main(void)
         cmocka_unit_test(speed),
         cmocka_unit_test(errors),
         cmocka_unit_test(gguf_errors),
+        cmocka_unit_test(chat_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

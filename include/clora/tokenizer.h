@@ -1,5 +1,6 @@
 /* clora/tokenizer.h — tokenizers: BERT's WordPiece and byte-level BPE
- * (GPT-2, SmolLM, Llama 3, Qwen2), one type for both.
+ * (GPT-2, SmolLM, Llama 3, Qwen2), one type for both; and the chat
+ * templates models ship.
  *
  * WordPiece, as Hugging Face's BertTokenizer computes it. Text (UTF-8)
  * goes through the basic tokenizer: control characters dropped, whitespace
@@ -168,6 +169,45 @@ enum { CLORA_DECODE_SKIP_SPECIAL = 1u << 0 };
 clora_status clora_tokenizer_decode_flags(const clora_tokenizer *tokenizer, const int32_t *ids,
                                           size_t count, unsigned flags, char **text,
                                           size_t *length);
+
+/* ---- chat templates ---------------------------------------------------------------- */
+
+/* One turn of a conversation; role is "system", "user", "assistant"... */
+typedef struct clora_chat_message {
+    const char *role;
+    const char *content;
+} clora_chat_message;
+
+typedef enum clora_chat_format {
+    CLORA_CHAT_CHATML = 0, /* <|im_start|>role\ncontent<|im_end|>\n (SmolLM2, Qwen2) */
+    CLORA_CHAT_LLAMA3 = 1  /* BOS <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|> */
+} clora_chat_format;
+
+/* Recognises a chat template as one of the formats clora writes by the
+ * text that decides its output (layout of the template and its whitespace
+ * control aside): plain ChatML, ChatML with a default system message when
+ * the conversation has none (SmolLM2's, Qwen2's), and Llama 3's (content
+ * trimmed, BOS first). Anything else, or NULL, is CLORA_ERR_UNSUPPORTED,
+ * with a message that says to format the prompt yourself. *format may be
+ * NULL. */
+clora_status clora_chat_template_recognize(const char *chat_template, clora_chat_format *format);
+
+/* The prompt text the template gives for `count` messages (count may be
+ * 0), followed by the assistant's header when add_generation_prompt: what
+ * Hugging Face's apply_chat_template renders (Jinja, trim_blocks and
+ * lstrip_blocks). bos_token is the text the template writes for BOS
+ * (Llama 3's; may be NULL for the others). Encode the result without
+ * add_special: the template writes BOS itself where it wants one. *text is
+ * new (free() it). */
+clora_status clora_chat_apply(const char *chat_template, const char *bos_token,
+                              const clora_chat_message *messages, size_t count,
+                              int add_generation_prompt, char **text);
+
+/* clora_chat_apply with the tokenizer's chat template and BOS text;
+ * CLORA_ERR_NOT_FOUND when the model ships no template. */
+clora_status clora_tokenizer_apply_chat(const clora_tokenizer *tokenizer,
+                                        const clora_chat_message *messages, size_t count,
+                                        int add_generation_prompt, char **text);
 
 #ifdef __cplusplus
 }
