@@ -94,6 +94,25 @@ grep -Eq "q6_k +Q6_K +\(3, 512\) +1,260 bytes" "$work/gguf_info" || fail "info G
 grep -q "12 tensors, 4,422 parameters" "$work/gguf_info" || fail "info GGUF: totals"
 echo "ok: info on GGUF files"
 
+# encode and decode: a GGUF tokenizer and a GPT-2 folder, lines and --text
+smollm=$golden/smollm2_tokenizer.gguf
+[ "$("$clora" encode --model "$smollm" --text " 42<|im_start|>")" = "216,36,34,1" ] \
+    || fail "encode --text on a GGUF file"
+printf 'Hello world\n\nsecond  line\n' | "$clora" encode --model "$golden/gpt2_tokenizer" \
+    > "$work/ids.txt" || fail "encode lines"
+[ "$(cat "$work/ids.txt")" = "$(printf '15496,995\n\n12227,220,1627')" ] \
+    || { cat "$work/ids.txt"; fail "encode: one line of ids per line"; }
+text=$(printf 'Tabs\tand  spaces, caf\303\251, \344\275\240\345\245\275 \360\237\230\200!')
+ids=$("$clora" encode --model "$smollm" --text "$text") || fail "encode for the round trip"
+[ "$("$clora" decode --model "$smollm" --tokens "$ids")" = "$text" ] || fail "decode round trip"
+"$clora" encode --model "$golden/mini_llama-bpe.gguf" --add-special --text "hi" | grep -q '^3256,' \
+    || fail "encode --add-special: BOS first"
+"$clora" decode --model "$golden/gpt2_tokenizer" --tokens 15496,50256,995 --skip-special \
+    --no-newline > "$work/decoded" || fail "decode --skip-special"
+[ "$(cat "$work/decoded")" = "Hello world" ] || fail "decode --skip-special text"
+"$clora" encode --model "$smollm" --chat --text "Hi" | grep -q '^1,9690,198,' || fail "encode --chat"
+echo "ok: encode and decode"
+
 # bad paths and files
 head -c 100 "$work/demo/adapter/adapter_model.safetensors" > "$work/truncated.safetensors"
 mkdir "$work/bad_adapter"
@@ -126,6 +145,18 @@ expect_error "vocab.txt" "$clora" tokenize --model "$work/nothing" --input "$wor
 expect_error "--tokens expects" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,x --out "$work/never8"
 expect_error "is outside" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,99 --out "$work/never9"
 expect_error "needs GPT-2" "$clora" generate --model "$work/bert" --tokens 1,2
+expect_error "--model is required" "$clora" encode --text hi
+expect_error "no such folder" "$clora" encode --model "$work/nothing" --text hi
+expect_error "token id 49152 (at 1) is outside the vocabulary" "$clora" decode \
+    --model "$golden/smollm2_tokenizer.gguf" --tokens 1,49152
+expect_error "--tokens expects" "$clora" decode --model "$golden/gpt2_tokenizer" --tokens 1,-2
+printf 'fine\nnot \377 fine\n' > "$work/bad_utf8.txt"
+expect_error "line 2: the text is not valid UTF-8 at byte 4" sh -c \
+    "\"\$0\" encode --model \"\$1\" < \"\$2\"" "$clora" "$golden/gpt2_tokenizer" "$work/bad_utf8.txt"
+expect_error "ships no chat template" "$clora" encode --model "$golden/gpt2_tokenizer" --chat \
+    --text hi
+expect_error "exclude each other" "$clora" encode --model "$golden/gpt2_tokenizer" --chat \
+    --add-special --text hi
 # CLBlast tuning: CLBlast's own parameters on request, bad tuning files, tune's errors
 CLORA_TUNING=off "$clora" selfcheck --rows 9 --in 10 --out 11 --rank 2 --reps 0 > "$work/off.log" \
     || { cat "$work/off.log"; fail "selfcheck under CLORA_TUNING=off"; }

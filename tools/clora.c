@@ -15,6 +15,9 @@ static const char usage[] =
     "  train       LoRA-fine-tune a model (clora, GPT-2 or BERT folder) on a dataset\n"
     "              file; save a PEFT adapter\n"
     "  tokenize    turn LABEL<TAB>TEXT lines into a dataset with a BERT tokenizer\n"
+    "  encode      print the token ids of text (a model folder's or a GGUF file's\n"
+    "              tokenizer: BPE or WordPiece)\n"
+    "  decode      print the text of token ids\n"
     "  logits      run a model (with an adapter) on token ids; write the logits\n"
     "  generate    continue a sequence of token ids with GPT-2 (greedy or top-k)\n"
     "  merge       merge an adapter into a model and save the merged model\n"
@@ -57,7 +60,8 @@ int main(int argc, char **argv)
         {"demo", cmd_demo},         {"train", cmd_train},       {"merge", cmd_merge},
         {"info", cmd_info},         {"devices", cmd_devices},   {"selfcheck", cmd_selfcheck},
         {"logits", cmd_logits},     {"generate", cmd_generate}, {"tokenize", cmd_tokenize},
-        {"bench", cmd_bench},       {"tune", cmd_tune},
+        {"bench", cmd_bench},       {"tune", cmd_tune},         {"encode", cmd_encode},
+        {"decode", cmd_decode},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
         if (!strcmp(command, commands[i].name))

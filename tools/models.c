@@ -67,6 +67,30 @@ int open_model(const char *command, clora_device *device, const char *dir, const
     return 1;
 }
 
+/* Whether the file at path starts with GGUF's magic. */
+static int gguf_magic(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int is = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f)
+        fclose(f);
+    return is;
+}
+
+int open_tokenizer(const char *command, const char *path, clora_tokenizer **out)
+{
+    const size_t n = strlen(path);
+    const int gguf = (n > 5 && !strcmp(path + n - 5, ".gguf")) || gguf_magic(path);
+    clora_status status =
+        gguf ? clora_tokenizer_load_gguf(out, path) : clora_tokenizer_load(out, path);
+    if (status != CLORA_OK) {
+        cli_report(command, "loading the tokenizer", status);
+        return 0;
+    }
+    return 1;
+}
+
 int parse_ids(const char *command, const char *option, const char *text, int32_t **ids,
               size_t *count)
 {

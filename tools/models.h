@@ -1,6 +1,7 @@
 /* models.h — how the `clora` commands open models: clora model folders and
- * Hugging Face GPT-2 / BERT folders, with an optional adapter; and the
- * token-id lists they take on the command line. */
+ * Hugging Face GPT-2 / BERT folders, with an optional adapter; tokenizers
+ * of model folders and GGUF files; and the token-id lists they take on
+ * the command line. */
 #ifndef CLORA_TOOLS_MODELS_H
 #define CLORA_TOOLS_MODELS_H
 
@@ -30,6 +31,11 @@ size_t adapter_classes(const char *adapter_dir);
  * returns 0 on failure. */
 int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
                size_t classes, uint64_t seed, clora_model **out, model_family *family);
+
+/* The tokenizer of `path`: a GGUF file (by its ending or its magic) or a
+ * model folder. Prints a one-line error for `command` and returns 0 on
+ * failure. */
+int open_tokenizer(const char *command, const char *path, clora_tokenizer **out);
 
 /* "1,2,3" into a new array of ids (free() it); prints an error naming
  * `option` and returns 0 when the list is empty or malformed. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <utf8proc.h>
 
 #include "io/io.h"
@@ -213,6 +214,12 @@ clora_status clora_tokenizer_load(clora_tokenizer **out, const char *dir)
         (status = clora__join_path(vocab_txt, sizeof vocab_txt, dir, "vocab.txt")) ||
         (status = clora__join_path(config_path, sizeof config_path, dir, "tokenizer_config.json")))
         return status;
+    struct stat folder;
+    if (stat(dir, &folder) != 0 || !S_ISDIR(folder.st_mode))
+        return clora__fail(CLORA_ERR_IO,
+                           "%s: %s (a tokenizer's folder holds tokenizer.json, vocab.json with "
+                           "merges.txt, or vocab.txt)",
+                           dir, stat(dir, &folder) != 0 ? "no such folder" : "not a folder");
     json_t *root = NULL;
     int bpe = 0;
     if (exists(json_path)) {
