@@ -1,7 +1,7 @@
 /* test_bpe.c — byte-level BPE tokenizers against their references, for
  * every text of golden/bpe_texts.json (make_bpe_texts.py): Hugging Face's
  * tokenizers for GPT-2's vocab.json + merges.txt and for tokenizer.json
- * files with four pre-tokenizers, llama.cpp for GGUF tokenizers
+ * files with five pre-tokenizers, llama.cpp for GGUF tokenizers
  * (make_bpe_golden.py); the byte-exact round trip; chat templates against
  * Jinja2 (make_chat_golden.py); and the errors.
  * Host-only: no device. */
@@ -75,18 +75,43 @@ static void print_ids(const char *label, const int32_t *ids, size_t n)
     fprintf(stderr, "\n");
 }
 
-/* Text NFC-normalised (for the tokenizers that normalise before the
- * round trip); a new string. */
-static char *nfc(const char *text)
+/* What decoding a text's ids gives back: the text, NFC-normalised for
+ * the tokenizers that normalise, or with a space before every stretch
+ * between <|endoftext|> tokens that does not start with one (ByteLevel's
+ * add_prefix_space). A new string. */
+enum { EXACT, NFC, PREFIX_SPACE };
+static char *expected_text(const char *text, int mode)
 {
-    return (char *)utf8proc_NFC((const utf8proc_uint8_t *)text);
+    if (mode == NFC)
+        return (char *)utf8proc_NFC((const utf8proc_uint8_t *)text);
+    if (mode == EXACT)
+        return strdup(text);
+    static const char end[] = "<|endoftext|>";
+    char *out = malloc(2 * strlen(text) + 1), *o = out;
+    assert_non_null(out);
+    for (const char *p = text; *p;) {
+        const char *next = strstr(p, end);
+        size_t n = next ? (size_t)(next - p) : strlen(p);
+        if (n && *p != ' ')
+            *o++ = ' ';
+        memcpy(o, p, n);
+        o += n;
+        p += n;
+        if (next) {
+            memcpy(o, end, strlen(end));
+            o += strlen(end);
+            p += strlen(end);
+        }
+    }
+    *o = '\0';
+    return out;
 }
 
 /* Every text against the reference's ids (the first `limit` with
  * add_special when `key` is "ids_add_special"), and decoding them back.
  * Prints the matches: the count the issue asks for. */
 static void against_reference(const clora_tokenizer *tok, const char *name, const char *key,
-                              int add_special, int normalised)
+                              int add_special, int mode)
 {
     json_t *want_all = json_object_get(json_object_get(json_object_get(reference, "tokenizers"),
                                                        name),
@@ -119,7 +144,7 @@ static void against_reference(const clora_tokenizer *tok, const char *name, cons
         CHECK_OK(clora_tokenizer_decode_flags(tok, ref, json_array_size(want),
                                               add_special ? CLORA_DECODE_SKIP_SPECIAL : 0, &back,
                                               &length));
-        char *expected = normalised ? nfc(text) : strdup(text);
+        char *expected = expected_text(text, mode);
         if (add_special && strstr(text, "<|"))
             round_trips++; /* skipping the specials also skips those written in the text */
         else if (length == strlen(expected) && !memcmp(back, expected, length))
@@ -205,18 +230,30 @@ static void gpt2_folder(void **state)
     assert_int_equal(clora_tokenizer_max_length(tok), 1024);
     assert_null(clora_tokenizer_chat_template(tok));
     assert_int_equal(clora_tokenizer_token_id(tok, "Ġthe"), 262);
-    against_reference(tok, "gpt2", "ids", 0, 0);
+    against_reference(tok, "gpt2", "ids", 0, EXACT);
     clora_tokenizer_destroy(tok);
+
+    /* add_prefix_space in tokenizer_config.json, as GPT2Tokenizer takes it */
+    char dir[64], cmd[256];
+    test_temp_dir(dir, "bpe");
+    snprintf(cmd, sizeof cmd, "cp %s/gpt2_tokenizer/vocab.json %s/gpt2_tokenizer/merges.txt %s/",
+             GOLDEN, GOLDEN, dir);
+    assert_int_equal(system(cmd), 0);
+    write_file(dir, "tokenizer_config.json", "{\"add_prefix_space\": true}");
+    CHECK_OK(clora_tokenizer_load(&tok, dir));
+    against_reference(tok, "gpt2_prefix_space", "ids", 0, PREFIX_SPACE);
+    clora_tokenizer_destroy(tok);
+    test_remove_dir(dir);
 }
 
-static void json_variant(const char *name, int normalised)
+static void json_variant(const char *name, int mode)
 {
     char dir[64];
     test_temp_dir(dir, "bpe");
     tokenizer_json(dir, name, NULL);
     clora_tokenizer *tok = NULL;
     CHECK_OK(clora_tokenizer_load(&tok, dir));
-    against_reference(tok, name, "ids", 0, normalised);
+    against_reference(tok, name, "ids", 0, mode);
     clora_tokenizer_destroy(tok);
     test_remove_dir(dir);
 }
@@ -224,25 +261,31 @@ static void json_variant(const char *name, int normalised)
 static void gpt2_json(void **state)
 {
     (void)state;
-    json_variant("gpt2", 0);
+    json_variant("gpt2", EXACT);
+}
+
+static void gpt2_prefix_space_json(void **state)
+{
+    (void)state;
+    json_variant("gpt2_prefix_space", PREFIX_SPACE);
 }
 
 static void smollm_style_json(void **state)
 {
     (void)state;
-    json_variant("smollm_style", 0);
+    json_variant("smollm_style", EXACT);
 }
 
 static void llama3_style_json(void **state)
 {
     (void)state;
-    json_variant("llama3_style", 0);
+    json_variant("llama3_style", EXACT);
 }
 
 static void qwen2_style_json(void **state)
 {
     (void)state;
-    json_variant("qwen2_style", 1);
+    json_variant("qwen2_style", NFC);
 }
 
 /* A Llama-3-like post-processor: BOS before every sequence. */
@@ -305,6 +348,11 @@ static void config_and_post_processor(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(ids[1], 50256);
     free(ids);
+    /* add_prefix_space: ByteLevel's after a Split would add it to every piece */
+    write_file(dir, "tokenizer_config.json", "{\"add_prefix_space\": true}");
+    clora_tokenizer *refused = NULL;
+    CHECK_STATUS(clora_tokenizer_load(&refused, dir), CLORA_ERR_UNSUPPORTED);
+    test_expect_message("add_prefix_space with a pre-tokenizer that splits first");
     /* "!" is special now: matched whole and left out when asked */
     CHECK_OK(clora_tokenizer_encode_text(tok, "Hi!!", 0, &ids, &n));
     char *text = NULL;
@@ -332,8 +380,8 @@ static void smollm2_gguf(void **state)
     assert_false(clora_tokenizer_adds_bos(tok));
     assert_true(clora_tokenizer_is_special(tok, 1));
     assert_non_null(clora_tokenizer_chat_template(tok));
-    against_reference(tok, "smollm2_gguf", "ids", 0, 0);
-    against_reference(tok, "smollm2_gguf", "ids_add_special", 1, 0);
+    against_reference(tok, "smollm2_gguf", "ids", 0, EXACT);
+    against_reference(tok, "smollm2_gguf", "ids_add_special", 1, EXACT);
     /* " 42": the digits one by one after the space */
     int32_t *ids = NULL;
     size_t n = 0;
@@ -355,8 +403,8 @@ static void mini_gguf(void **state)
         clora_tokenizer *tok = NULL;
         CHECK_OK(clora_tokenizer_load_gguf(&tok, path));
         assert_int_equal(clora_tokenizer_adds_bos(tok), i == 1); /* llama-bpe adds BOS */
-        against_reference(tok, name, "ids", 0, 0);
-        against_reference(tok, name, "ids_add_special", 1, 0);
+        against_reference(tok, name, "ids", 0, EXACT);
+        against_reference(tok, name, "ids_add_special", 1, EXACT);
         clora_tokenizer_destroy(tok);
     }
 }
@@ -384,6 +432,7 @@ static void decoding(void **state)
     assert_int_equal(length, at);
     assert_memory_equal(back, text, at);
     free(back);
+    free(ids);
     /* a part of a sequence may end inside a character: the bytes so far */
     CHECK_OK(clora_tokenizer_encode_text(tok, "\xF0\x9F\x98\x80", 0, &ids, &n));
     assert_true(n >= 2);
@@ -498,6 +547,13 @@ static void set_decoder(json_t *root)
     json_object_set_new(root, "decoder", json_pack("{s:s}", "type", "WordPiece"));
 }
 
+static void set_prefix_space(json_t *root)
+{
+    json_t *byte_level = json_array_get(
+        json_object_get(json_object_get(root, "pre_tokenizer"), "pretokenizers"), 1);
+    json_object_set_new(byte_level, "add_prefix_space", json_true());
+}
+
 static void expect_refused(const char *variant, void (*edit)(json_t *), clora_status status,
                            const char *message)
 {
@@ -522,6 +578,8 @@ static void errors(void **state)
     expect_refused("gpt2", set_lowercase, CLORA_ERR_UNSUPPORTED, "normalizer Lowercase");
     expect_refused("gpt2", set_bad_merge, CLORA_ERR_FORMAT, "merge \"zzqx qqzz\"");
     expect_refused("gpt2", set_decoder, CLORA_ERR_UNSUPPORTED, "decoder WordPiece");
+    expect_refused("smollm_style", set_prefix_space, CLORA_ERR_UNSUPPORTED,
+                   "add_prefix_space after another");
 
     char dir[64];
     clora_tokenizer *tok = NULL;
@@ -687,6 +745,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gpt2_folder),
         cmocka_unit_test(gpt2_json),
+        cmocka_unit_test(gpt2_prefix_space_json),
         cmocka_unit_test(smollm_style_json),
         cmocka_unit_test(llama3_style_json),
         cmocka_unit_test(qwen2_style_json),

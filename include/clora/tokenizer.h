@@ -77,8 +77,8 @@ clora_status clora_tokenizer_load_vocab(clora_tokenizer **out, const char *vocab
  *   vocab.txt: WordPiece with the options of tokenizer_config.json
  *     (do_lower_case, strip_accents, tokenize_chinese_chars).
  * Then tokenizer_config.json, where it exists, gives bos_token, eos_token,
- * pad_token, add_bos_token, add_eos_token, chat_template and
- * model_max_length. Anything clora would tokenize differently (another
+ * pad_token, add_bos_token, add_eos_token, add_prefix_space, chat_template,
+ * model_max_length and added_tokens_decoder. Anything clora would tokenize differently (another
  * pattern, normalizer, decoder, model option) is CLORA_ERR_UNSUPPORTED
  * naming it; a folder without these files is CLORA_ERR_IO. */
 clora_status clora_tokenizer_load(clora_tokenizer **out, const char *dir);

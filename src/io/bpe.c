@@ -208,6 +208,18 @@ clora_status clora__bpe_add_matched(clora_tokenizer *t, int32_t id, int special,
     return CLORA_OK;
 }
 
+clora_status clora__bpe_prefix_space(clora_tokenizer *t, int on, const char *where)
+{
+    bpe *m = model_of(t);
+    if (on && m->config.after_split)
+        return clora__fail(CLORA_ERR_UNSUPPORTED,
+                           "%s: add_prefix_space with a pre-tokenizer that splits first; clora "
+                           "adds the space to the text, not to each piece",
+                           where);
+    m->config.add_prefix_space = on != 0;
+    return CLORA_OK;
+}
+
 clora_status clora__bpe_finish(clora_tokenizer *t)
 {
     bpe *m = model_of(t);

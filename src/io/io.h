@@ -306,6 +306,7 @@ typedef struct clora__bpe_config {
     int ignore_merges;    /* a piece that is a vocabulary entry stays whole */
     int add_prefix_space; /* ByteLevel's: a space before text that does not start with one */
     int nfc;              /* the NFC normalizer */
+    int after_split;      /* ByteLevel runs on the pieces of a Split or Digits */
 } clora__bpe_config;
 clora_status clora__bpe_init(clora_tokenizer *tokenizer, const clora__bpe_config *config);
 /* Merge of rank `rank` (0 first); refused (CLORA_ERR_FORMAT, with `where`)
@@ -320,6 +321,9 @@ clora_status clora__bpe_add_merge_line(clora_tokenizer *tokenizer, const char *l
  * lstrip / rstrip: the whitespace before / after a match goes with it. */
 clora_status clora__bpe_add_matched(clora_tokenizer *tokenizer, int32_t id, int special,
                                     int lstrip, int rstrip);
+/* tokenizer_config.json's add_prefix_space (transformers sets ByteLevel's
+ * to it); refused where it would go before each piece of a Split. */
+clora_status clora__bpe_prefix_space(clora_tokenizer *tokenizer, int on, const char *where);
 /* After the vocabulary, merges and matched tokens are in. */
 clora_status clora__bpe_finish(clora_tokenizer *tokenizer);
 

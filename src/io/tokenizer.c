@@ -161,6 +161,11 @@ static clora_status bpe_config(clora_tokenizer *t, const char *dir)
         status = config_bool(config, "add_eos_token", path, &t->add_eos);
     if (status == CLORA_OK)
         status = config_chat_template(t, config, path);
+    int prefix = -1;
+    if (status == CLORA_OK)
+        status = config_bool(config, "add_prefix_space", path, &prefix);
+    if (status == CLORA_OK && prefix >= 0)
+        status = clora__bpe_prefix_space(t, prefix, path);
     json_decref(config);
     return status;
 }

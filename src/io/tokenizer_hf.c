@@ -127,6 +127,12 @@ static clora_status pre_tokenizer(json_t *p, const char *path, clora__bpe_config
                            path, n, n ? type_of(last) : "nothing");
     if ((status = byte_level(last, path, &use_regex, config)))
         return status;
+    config->after_split = 1;
+    if (config->add_prefix_space) /* it would apply to every piece of the part before */
+        return clora__fail(CLORA_ERR_UNSUPPORTED,
+                           "%s: a ByteLevel pre-tokenizer with add_prefix_space after another; "
+                           "clora adds the space to the text, not to each piece",
+                           path);
     const char *what = type_of(first);
     if (!strcmp(what, "Split")) {
         if ((status = split(first, path, config)))

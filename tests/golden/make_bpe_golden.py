@@ -8,7 +8,7 @@ Writes, next to this script:
                                             0.1.5 wheel), tokenizer_config.json
   bpe_tokenizer_json/<name>.json            tokenizer.json files as Hugging Face's
                                             tokenizers 0.21 writes them for GPT-2's
-                                            vocabulary with four pre-tokenizers, the
+                                            vocabulary with five pre-tokenizers, the
                                             vocabulary and merges left out (the test
                                             puts GPT-2's back in)
   smollm2_tokenizer.gguf                    SmolLM2-135M-Instruct's tokenizer.* (and
@@ -65,6 +65,8 @@ def hf_variant(vocab, merges, name):
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     if name == "gpt2":
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    elif name == "gpt2_prefix_space":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     elif name == "smollm_style":
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Digits(individual_digits=True),
@@ -206,7 +208,7 @@ def main():
     vocab, merges = gpt2_files(wheel)
     reference = {"texts": len(texts), "tokenizers": {}}
 
-    for name in ("gpt2", "smollm_style", "llama3_style", "qwen2_style"):
+    for name in ("gpt2", "gpt2_prefix_space", "smollm_style", "llama3_style", "qwen2_style"):
         tok = hf_variant(vocab, merges, name)
         write_template(tok, name)
         ids = hf_ids(tok, texts)
@@ -215,7 +217,8 @@ def main():
                          "with GPT-2's vocabulary",
             "ids": ids}
         assert all(tok.decode(i, skip_special_tokens=False) == t for i, t in zip(ids, texts)
-                   if name != "qwen2_style" or unicodedata.normalize("NFC", t) == t), name
+                   if name not in ("qwen2_style", "gpt2_prefix_space")
+                   or (name == "qwen2_style" and unicodedata.normalize("NFC", t) == t)), name
 
     from transformers import GPT2Tokenizer
     slow = GPT2Tokenizer(vocab, merges)
