@@ -1,6 +1,8 @@
 /* test_tokenizer.c — WordPiece against the ids Hugging Face's
  * BertTokenizer gives (tests/golden/make_tokenizer_golden.py), the model
- * folder's tokenizer_config.json, and errors. Host-only: no device. */
+ * folder's tokenizer_config.json, the calls every kind shares (decoding
+ * included), and errors. Host-only: no device. (Byte-level BPE:
+ * test_bpe.c.) */
 #include "support.h"
 
 #include <jansson.h>
@@ -173,6 +175,26 @@ static void folder_config(void **state)
     clora_tokenizer_destroy(tok);
     test_remove_dir(dir);
 
+    /* a BERT folder's tokenizer.json (a WordPiece model) defers to vocab.txt */
+    folder_with_config(dir, NULL);
+    char json_path[128];
+    snprintf(json_path, sizeof json_path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(json_path, "w");
+    assert_non_null(f);
+    fputs("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", f);
+    fclose(f);
+    CHECK_OK(clora_tokenizer_load(&tok, dir));
+    assert_int_equal(clora_tokenizer_get_kind(tok), CLORA_TOKENIZER_WORDPIECE);
+    assert_int_equal(clora_tokenizer_vocab_size(tok), 152);
+    clora_tokenizer_destroy(tok);
+    tok = NULL;
+    snprintf(json_path, sizeof json_path, "%s/vocab.txt", dir);
+    assert_int_equal(remove(json_path), 0);
+    CHECK_STATUS(clora_tokenizer_load(&tok, dir), CLORA_ERR_UNSUPPORTED);
+    test_expect_message("a WordPiece model; clora reads byte-level BPE, and WordPiece from "
+                        "vocab.txt");
+    test_remove_dir(dir);
+
     folder_with_config(dir, "{\"tokenizer_class\": \"GPT2Tokenizer\"}");
     CHECK_STATUS(clora_tokenizer_load(&tok, dir), CLORA_ERR_UNSUPPORTED);
     test_expect_message("GPT2Tokenizer");
@@ -220,6 +242,54 @@ static void errors(void **state)
     clora_tokenizer_destroy(NULL);
 }
 
+/* The calls every tokenizer kind has: [CLS] / [SEP] as BOS / EOS, and
+ * decoding by joining the pieces. */
+static void common_calls(void **state)
+{
+    (void)state;
+    clora_tokenizer *tok = NULL;
+    CHECK_OK(clora_tokenizer_load_vocab(&tok, GOLDEN "/wordpiece_vocab.txt", NULL));
+    assert_int_equal(clora_tokenizer_get_kind(tok), CLORA_TOKENIZER_WORDPIECE);
+    const int32_t cls = clora_tokenizer_token_id(tok, "[CLS]");
+    const int32_t sep = clora_tokenizer_token_id(tok, "[SEP]");
+    assert_int_equal(clora_tokenizer_bos(tok), cls);
+    assert_int_equal(clora_tokenizer_eos(tok), sep);
+    assert_int_equal(clora_tokenizer_pad(tok), clora_tokenizer_token_id(tok, "[PAD]"));
+    assert_true(clora_tokenizer_adds_bos(tok) && clora_tokenizer_adds_eos(tok));
+    assert_true(clora_tokenizer_is_special(tok, cls));
+    assert_true(clora_tokenizer_is_special(tok, clora_tokenizer_token_id(tok, "[MASK]")));
+    assert_false(clora_tokenizer_is_special(tok, clora_tokenizer_token_id(tok, "hello")));
+    assert_null(clora_tokenizer_chat_template(tok));
+
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(clora_tokenizer_encode_text(tok, "Hello, world [MASK]", 1, &ids, &n));
+    assert_true(n >= 4);
+    assert_int_equal(ids[0], cls);
+    assert_int_equal(ids[n - 1], sep);
+    char *text = NULL;
+    size_t length = 0;
+    CHECK_OK(clora_tokenizer_decode(tok, ids, n, &text, &length));
+    assert_string_equal(text, "[CLS] hello , world [MASK] [SEP]");
+    assert_int_equal(length, strlen(text));
+    free(text);
+    CHECK_OK(clora_tokenizer_decode_flags(tok, ids, n, CLORA_DECODE_SKIP_SPECIAL, &text, NULL));
+    assert_string_equal(text, "hello , world");
+    free(text);
+    free(ids);
+    /* continuations glue to the piece before */
+    const int32_t pieces[3] = {clora_tokenizer_token_id(tok, "hello"),
+                               clora_tokenizer_token_id(tok, "##s"),
+                               clora_tokenizer_token_id(tok, "world")};
+    CHECK_OK(clora_tokenizer_decode(tok, pieces, 3, &text, NULL));
+    assert_string_equal(text, "hellos world");
+    free(text);
+    const int32_t bad[1] = {152};
+    CHECK_STATUS(clora_tokenizer_decode(tok, bad, 1, &text, NULL), CLORA_ERR_INVALID_ARGUMENT);
+    test_expect_message("token id 152 (at 0) is outside the vocabulary (ids 0 to 151)");
+    clora_tokenizer_destroy(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +297,7 @@ int main(void)
         cmocka_unit_test(vocabulary),
         cmocka_unit_test(folder_config),
         cmocka_unit_test(errors),
+        cmocka_unit_test(common_calls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,13 +15,19 @@ static const char usage[] =
     "  train       LoRA-fine-tune a model (clora, GPT-2 or BERT folder) on a dataset\n"
     "              file; save a PEFT adapter\n"
     "  tokenize    turn LABEL<TAB>TEXT lines into a dataset with a BERT tokenizer\n"
+    "  encode      print the token ids of text (a model folder's or a GGUF file's\n"
+    "              tokenizer: BPE or WordPiece)\n"
+    "  decode      print the text of token ids\n"
     "  logits      run a model (with an adapter) on token ids; write the logits\n"
-    "  generate    continue a sequence of token ids with GPT-2 (greedy or top-k)\n"
+    "  generate    continue a prompt (text, a chat turn or ids) with GPT-2 or a Llama-\n"
+    "              family folder or GGUF file: key/value cache, greedy or sampled\n"
     "  merge       merge an adapter into a model and save the merged model\n"
-    "  info        describe an adapter folder, a model folder or a .safetensors file\n"
+    "  info        describe an adapter folder, a model folder, a .safetensors or a\n"
+    "              .gguf file\n"
     "  devices     list the OpenCL devices clora can use\n"
     "  selfcheck   check one LoRA layer against the plain-C reference and time it\n"
-    "  bench       measure GEMM, LoRA layer and training-step speed (ratios side by side)\n"
+    "  bench       measure GEMM, LoRA layer, training-step and generation speed (ratios\n"
+    "              side by side)\n"
     "  tune        tune CLBlast's GEMM kernels for a device; later runs use the result\n"
     "  version     print the version (also: --version)\n"
     "  help        print this text (also: --help); `clora <command> --help` for a command\n"
@@ -57,7 +63,8 @@ int main(int argc, char **argv)
         {"demo", cmd_demo},         {"train", cmd_train},       {"merge", cmd_merge},
         {"info", cmd_info},         {"devices", cmd_devices},   {"selfcheck", cmd_selfcheck},
         {"logits", cmd_logits},     {"generate", cmd_generate}, {"tokenize", cmd_tokenize},
-        {"bench", cmd_bench},       {"tune", cmd_tune},
+        {"bench", cmd_bench},       {"tune", cmd_tune},         {"encode", cmd_encode},
+        {"decode", cmd_decode},
     };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
         if (!strcmp(command, commands[i].name))

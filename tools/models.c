@@ -72,6 +72,25 @@ int open_model(const char *command, clora_device *device, const char *dir, const
     return 1;
 }
 
+int open_tokenizer(const char *command, const char *path, clora_tokenizer **out)
+{
+    clora_status status = clora_gguf_probe(path) ? clora_tokenizer_load_gguf(out, path)
+                                                 : clora_tokenizer_load(out, path);
+    if (status != CLORA_OK) {
+        cli_report(command, "loading the tokenizer", status);
+        return 0;
+    }
+    return 1;
+}
+
+int find_tokenizer(const char *path, clora_tokenizer **out)
+{
+    *out = NULL;
+    clora_status status = clora_gguf_probe(path) ? clora_tokenizer_load_gguf(out, path)
+                                                 : clora_tokenizer_load(out, path);
+    return status == CLORA_OK;
+}
+
 int parse_ids(const char *command, const char *option, const char *text, int32_t **ids,
               size_t *count)
 {

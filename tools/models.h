@@ -1,7 +1,7 @@
 /* models.h — how the `clora` commands open models: clora model folders,
  * Hugging Face GPT-2, BERT and Llama-family folders and GGUF files, with an
- * optional adapter; and the
- * token-id lists they take on the command line. */
+ * optional adapter; their tokenizers; and the token-id lists they take on
+ * the command line. */
 #ifndef CLORA_TOOLS_MODELS_H
 #define CLORA_TOOLS_MODELS_H
 
@@ -32,6 +32,14 @@ size_t adapter_classes(const char *adapter_dir);
  * returns 0 on failure. */
 int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
                size_t classes, uint64_t seed, clora_model **out, model_family *family);
+
+/* The tokenizer of `path`: a GGUF file (by its ending or its magic) or a
+ * model folder. Prints a one-line error for `command` and returns 0 on
+ * failure. */
+int open_tokenizer(const char *command, const char *path, clora_tokenizer **out);
+
+/* The same without a message: 0 when `path` has no tokenizer clora reads. */
+int find_tokenizer(const char *path, clora_tokenizer **out);
 
 /* "1,2,3" into a new array of ids (free() it); prints an error naming
  * `option` and returns 0 when the list is empty or malformed. */

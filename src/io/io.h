@@ -207,4 +207,138 @@ void clora__quant_dequantize(float *dst, const void *src, const clora__quant_typ
 /* One IEEE half as a float32 (subnormals, infinities and NaNs included). */
 float clora__f16_to_f32(uint16_t half);
 
+/* ---- tokenizers ------------------------------------------------------------------------------
+ * vocab.c           what the kinds share: growing arrays, the vocabulary, token flags
+ * tokenizer.c       the front, above the kinds: loading by folder contents,
+ *                   tokenizer_config.json, BOS/EOS, the public calls
+ * wordpiece.c       BERT's WordPiece and vocab.txt
+ * bpe.c             byte-level BPE: the byte table, merges by rank, special tokens, decoding
+ * pretokenize.c     the pre-tokenizer patterns, by hand on utf8proc's categories
+ * tokenizer_hf.c    tokenizer.json, vocab.json + merges.txt
+ * tokenizer_gguf.c  a GGUF file's tokenizer.ggml.* metadata
+ * chat_template.c   chat templates recognised and applied */
+
+/* Growing arrays; the push and append calls return 0 when out of memory. */
+typedef struct clora__ids {
+    int32_t *v;
+    size_t n, cap;
+} clora__ids;
+typedef struct clora__bytes {
+    char *v; /* kept NUL-terminated once anything was appended */
+    size_t n, cap;
+} clora__bytes;
+int clora__ids_push(clora__ids *ids, int32_t id);
+int clora__bytes_append(clora__bytes *bytes, const char *s, size_t n);
+
+/* Token texts by id and a hash from text to id. Ids run from 0 to count - 1;
+ * an id may have no text (a hole in a tokenizer.json vocabulary). */
+typedef struct clora__vocab {
+    char **tokens;  /* by id; NUL-terminated, NULL for a hole */
+    size_t *lengths; /* by id */
+    size_t count, capacity;
+    size_t *slots; /* open addressing: id + 1, 0 when empty */
+    size_t slot_count, used;
+} clora__vocab;
+/* Gives id the text (the text's earlier id, if any, loses its hash entry:
+ * the last one set wins, as a dictionary built in order would have it). */
+clora_status clora__vocab_set(clora__vocab *vocab, int32_t id, const char *text, size_t length);
+int32_t clora__vocab_find(const clora__vocab *vocab, const char *text, size_t length);
+void clora__vocab_free(clora__vocab *vocab);
+
+/* What a tokenizer model (a kind) does; one table per kind, in its file. */
+typedef struct clora__tokenizer_ops {
+    clora_tokenizer_kind kind;
+    /* Appends the ids of text[0, length) (valid UTF-8, checked), no BOS/EOS. */
+    clora_status (*tokenize)(const clora_tokenizer *tokenizer, const char *text, size_t length,
+                             clora__ids *out);
+    /* Appends the text of ids, each already checked to have a token. */
+    clora_status (*decode)(const clora_tokenizer *tokenizer, const int32_t *ids, size_t count,
+                           unsigned flags, clora__bytes *out);
+    void (*destroy)(void *model);
+} clora__tokenizer_ops;
+
+struct clora_tokenizer {
+    const clora__tokenizer_ops *ops;
+    void *model;             /* the kind's own state, cast only in its file */
+    clora__vocab vocab;
+    unsigned char *flags;    /* by id: CLORA__TOKEN_* (ids past flag_count: none) */
+    size_t flag_count;
+    int32_t bos, eos, pad, unk; /* -1: none */
+    int add_bos, add_eos;
+    size_t max_length;       /* 0: no limit */
+    char *chat_template;     /* NULL: none */
+};
+
+/* An empty tokenizer (ids -1, no model) to fill; NULL when out of memory. */
+clora_tokenizer *clora__tokenizer_new(void);
+enum {
+    CLORA__TOKEN_SPECIAL = 1u << 0, /* left out by CLORA_DECODE_SKIP_SPECIAL */
+    CLORA__TOKEN_MATCHED = 1u << 1  /* matched whole in the text, decoded as its text */
+};
+/* Adds flags to id's (the flags grow to the vocabulary's size). */
+clora_status clora__tokenizer_mark(clora_tokenizer *tokenizer, int32_t id, unsigned flags);
+
+/* WordPiece (wordpiece.c): the model of a vocab.txt. */
+clora_status clora__wordpiece_init(clora_tokenizer *tokenizer, const char *vocab_path,
+                                   const clora_wordpiece_options *options);
+/* The WordPiece options of a tokenizer_config.json (already read). */
+clora_status clora__wordpiece_config(json_t *config, const char *path,
+                                     clora_wordpiece_options *options);
+
+/* Pre-tokenizer patterns (pretokenize.c). */
+typedef enum clora__pattern {
+    CLORA__PATTERN_GPT2,   /* contractions, ?\p{L}+, ?\p{N}+, ?other+, spaces */
+    CLORA__PATTERN_LLAMA3, /* any-case contractions, letters after one sign, \p{N}{1,3}, ... */
+    CLORA__PATTERN_QWEN2   /* Llama 3's with \p{N} one at a time */
+} clora__pattern;
+/* The pattern a tokenizer.json Split regex is (its exact text); 0 when unknown. */
+int clora__pattern_from_regex(const char *regex, clora__pattern *out);
+const char *clora__pattern_name(clora__pattern pattern);
+/* Splits code points cps[0, n) into pieces as the pattern matches them
+ * (with split_digits, every \p{N} character first becomes a piece of its
+ * own and the pattern runs between them). Writes the end of each piece to
+ * ends (room for n) and returns the count. */
+size_t clora__pretokenize(clora__pattern pattern, int split_digits, const int32_t *cps, size_t n,
+                          size_t *ends);
+
+/* Byte-level BPE (bpe.c). Build: create, set the vocabulary in the
+ * tokenizer, add merges in rank order, mark the special tokens to match,
+ * then finish. */
+typedef struct clora__bpe_config {
+    clora__pattern pattern;
+    int split_digits;     /* SmolLM: every digit a piece of its own first */
+    int ignore_merges;    /* a piece that is a vocabulary entry stays whole */
+    int add_prefix_space; /* ByteLevel's: a space before text that does not start with one */
+    int nfc;              /* the NFC normalizer */
+    int after_split;      /* ByteLevel runs on the pieces of a Split or Digits */
+} clora__bpe_config;
+clora_status clora__bpe_init(clora_tokenizer *tokenizer, const clora__bpe_config *config);
+/* Merge of rank `rank` (0 first); refused (CLORA_ERR_FORMAT, with `where`)
+ * when a side or the merged text is not in the vocabulary. */
+clora_status clora__bpe_add_merge(clora_tokenizer *tokenizer, const char *left, size_t left_length,
+                                  const char *right, size_t right_length, const char *where);
+/* A merge written "left right" (one space between). */
+clora_status clora__bpe_add_merge_line(clora_tokenizer *tokenizer, const char *line,
+                                       size_t length, const char *where);
+/* A token matched whole in the text before pre-tokenizing; marked special
+ * too unless `special` is 0 (Hugging Face's non-special added tokens).
+ * lstrip / rstrip: the whitespace before / after a match goes with it. */
+clora_status clora__bpe_add_matched(clora_tokenizer *tokenizer, int32_t id, int special,
+                                    int lstrip, int rstrip);
+/* tokenizer_config.json's add_prefix_space (transformers sets ByteLevel's
+ * to it); refused where it would go before each piece of a Split. */
+clora_status clora__bpe_prefix_space(clora_tokenizer *tokenizer, int on, const char *where);
+/* After the vocabulary, merges and matched tokens are in. */
+clora_status clora__bpe_finish(clora_tokenizer *tokenizer);
+
+/* A GGUF file's tokenizer (tokenizer_gguf.c) into a new tokenizer. */
+clora_status clora__gguf_tokenizer(clora_tokenizer *tokenizer, const clora_gguf *file,
+                                   const char *path);
+
+/* Hugging Face files (tokenizer_hf.c) into a new tokenizer's model. */
+clora_status clora__hf_tokenizer_json(clora_tokenizer *tokenizer, const char *path, json_t *root);
+clora_status clora__hf_vocab_merges(clora_tokenizer *tokenizer, const char *vocab_path,
+                                    const char *merges_path);
+
+
 #endif /* CLORA_IO_H */

@@ -1,107 +1,284 @@
-/* tokenizer.c — BERT WordPiece (clora/tokenizer.h). Text is handled as
- * arrays of code points; utf8proc decodes, classifies, lower-cases and
- * normalises them. */
+/* tokenizer.c — the front of the tokenizers (clora/tokenizer.h), above
+ * the kinds: loading a model folder by what it holds, vocab.txt and GGUF
+ * files, tokenizer_config.json, BOS / EOS / padding, and the public calls,
+ * which reach the kind (WordPiece, byte-level BPE) through its table. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <utf8proc.h>
 
 #include "io/io.h"
 
-#define MAX_CHARS_PER_WORD 100
+/* ---- tokenizer_config.json ---------------------------------------------------------------- */
 
-struct clora_tokenizer {
-    char **tokens; /* by id */
-    size_t count;
-    size_t *slots; /* open-addressing hash of the tokens: id + 1, 0 when empty */
-    size_t slot_count;
-    clora_wordpiece_options options;
-    int32_t unk, cls, sep, pad;
-};
-
-clora_wordpiece_options clora_wordpiece_options_default(void)
+/* The text of a token tokenizer_config.json names: a string, or an
+ * AddedToken object's "content"; NULL otherwise. */
+static const char *token_text(json_t *v)
 {
-    clora_wordpiece_options o;
-    o.lower_case = 1;
-    o.strip_accents = -1;
-    o.tokenize_chinese_chars = 1;
-    o.model_max_length = 512;
-    return o;
+    if (json_is_object(v))
+        v = json_object_get(v, "content");
+    return json_string_value(v);
 }
 
-/* ---- the vocabulary ------------------------------------------------------------------ */
-
-static uint64_t hash_bytes(const char *s, size_t n)
+/* "model_max_length": Hugging Face writes "no limit" as 1e30 in integer
+ * digits, so the file is read with numbers as doubles. */
+static void config_max_length(json_t *config, size_t *out)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; ++i)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
+    json_t *max = json_object_get(config, "model_max_length");
+    if (json_is_number(max) && json_number_value(max) >= 1.0)
+        *out = json_number_value(max) < 1e9 ? (size_t)json_number_value(max) : 0;
 }
 
-static int32_t lookup(const clora_tokenizer *t, const char *s, size_t n)
+/* bos_token and the like: the id of the text it names (marked special and
+ * matched in the text), -1 for null; untouched when absent. */
+static clora_status config_special(clora_tokenizer *t, json_t *config, const char *key,
+                                   const char *path, int32_t *id)
 {
-    for (size_t i = hash_bytes(s, n) & (t->slot_count - 1);; i = (i + 1) & (t->slot_count - 1)) {
-        size_t id = t->slots[i];
-        if (id == 0)
-            return -1;
-        const char *tok = t->tokens[id - 1];
-        if (strlen(tok) == n && !memcmp(tok, s, n))
-            return (int32_t)(id - 1);
+    json_t *v = json_object_get(config, key);
+    if (!v)
+        return CLORA_OK;
+    if (json_is_null(v)) {
+        *id = -1;
+        return CLORA_OK;
     }
+    const char *text = token_text(v);
+    if (!text)
+        return clora__fail(CLORA_ERR_FORMAT, "%s: \"%s\" must be a string, a token object or null",
+                           path, key);
+    int32_t found = clora__vocab_find(&t->vocab, text, strlen(text));
+    if (found < 0)
+        return clora__fail(CLORA_ERR_FORMAT, "%s: %s \"%s\" is not in the vocabulary", path, key,
+                           text);
+    *id = found;
+    return clora__bpe_add_matched(t, found, 1, 0, 0);
 }
 
-/* Adds id to the hash; a later line with the same text takes the entry,
- * as a Python dict built line by line would. */
-static void insert(clora_tokenizer *t, size_t id)
+static clora_status config_bool(json_t *config, const char *key, const char *path, int *out)
 {
-    const char *tok = t->tokens[id];
-    size_t n = strlen(tok);
-    for (size_t i = hash_bytes(tok, n) & (t->slot_count - 1);; i = (i + 1) & (t->slot_count - 1)) {
-        if (t->slots[i] == 0 || !strcmp(t->tokens[t->slots[i] - 1], tok)) {
-            t->slots[i] = id + 1;
-            return;
+    json_t *v = json_object_get(config, key);
+    if (!v || json_is_null(v))
+        return CLORA_OK;
+    if (!json_is_boolean(v))
+        return clora__fail(CLORA_ERR_FORMAT, "%s: \"%s\" must be true, false or null", path, key);
+    *out = json_is_true(v);
+    return CLORA_OK;
+}
+
+/* "chat_template": a string, or a list of named templates ("default" is
+ * the one). */
+static clora_status config_chat_template(clora_tokenizer *t, json_t *config, const char *path)
+{
+    json_t *v = json_object_get(config, "chat_template");
+    const char *text = json_string_value(v);
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *entry;
+        json_array_foreach(v, i, entry)
+        {
+            const char *name = json_string_value(json_object_get(entry, "name"));
+            if (name && !strcmp(name, "default"))
+                text = json_string_value(json_object_get(entry, "template"));
         }
     }
+    if (!v || json_is_null(v) || (!text && json_is_array(v)))
+        return CLORA_OK;
+    if (!text)
+        return clora__fail(CLORA_ERR_FORMAT, "%s: \"chat_template\" must be a string", path);
+    free(t->chat_template);
+    t->chat_template = strdup(text);
+    return t->chat_template ? CLORA_OK
+                            : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", path);
 }
 
-static clora_status parse_vocab(clora_tokenizer *t, const char *path, char *text, size_t size)
+/* "added_tokens_decoder": {"50256": {"content": ..., "special": true, ...}}. */
+static clora_status config_added_tokens(clora_tokenizer *t, json_t *config, const char *path)
 {
-    size_t lines = 0;
-    for (size_t i = 0; i < size; ++i)
-        lines += text[i] == '\n';
-    lines += size > 0 && text[size - 1] != '\n';
-    t->tokens = calloc(lines ? lines : 1, sizeof *t->tokens);
-    t->slot_count = 16;
-    while (t->slot_count < 2 * lines)
-        t->slot_count *= 2;
-    t->slots = calloc(t->slot_count, sizeof *t->slots);
-    if (!t->tokens || !t->slots)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", path);
-    char *line = text;
-    for (size_t id = 0; id < lines; ++id) {
-        char *end = memchr(line, '\n', (size_t)(text + size - line));
-        size_t n = end ? (size_t)(end - line) : (size_t)(text + size - line);
-        if (n > 0 && line[n - 1] == '\r') /* read as text, "\r\n" ends a line too */
-            --n;
-        t->tokens[id] = malloc(n + 1);
-        if (!t->tokens[id])
-            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", path);
-        memcpy(t->tokens[id], line, n);
-        t->tokens[id][n] = '\0';
-        t->count = id + 1;
-        insert(t, id);
-        line = end ? end + 1 : text + size;
+    json_t *added = json_object_get(config, "added_tokens_decoder");
+    if (!added || json_is_null(added))
+        return CLORA_OK;
+    if (!json_is_object(added))
+        return clora__fail(CLORA_ERR_FORMAT, "%s: \"added_tokens_decoder\" must be an object",
+                           path);
+    const char *key;
+    json_t *entry;
+    json_object_foreach(added, key, entry)
+    {
+        char *end = NULL;
+        long id = strtol(key, &end, 10);
+        const char *text = token_text(entry);
+        if (!*key || *end || id < 0 || id > INT32_MAX || !text)
+            return clora__fail(CLORA_ERR_FORMAT,
+                               "%s: added_tokens_decoder entry \"%s\" is not an id with a content",
+                               path, key);
+        if (json_is_true(json_object_get(entry, "single_word")))
+            return clora__fail(CLORA_ERR_UNSUPPORTED,
+                               "%s: added token \"%s\" is single_word; clora matches added "
+                               "tokens anywhere",
+                               path, text);
+        int32_t have = clora__vocab_find(&t->vocab, text, strlen(text));
+        clora_status status = CLORA_OK;
+        if (have != (int32_t)id)
+            status = clora__vocab_set(&t->vocab, (int32_t)id, text, strlen(text));
+        if (status == CLORA_OK)
+            status = clora__bpe_add_matched(t, (int32_t)id,
+                                            !json_is_false(json_object_get(entry, "special")),
+                                            json_is_true(json_object_get(entry, "lstrip")),
+                                            json_is_true(json_object_get(entry, "rstrip")));
+        if (status != CLORA_OK)
+            return status;
     }
-    static const char *const required[4] = {"[UNK]", "[CLS]", "[SEP]", "[PAD]"};
-    int32_t *ids[4] = {&t->unk, &t->cls, &t->sep, &t->pad};
-    for (int i = 0; i < 4; ++i) {
-        *ids[i] = lookup(t, required[i], strlen(required[i]));
-        if (*ids[i] < 0)
-            return clora__fail(CLORA_ERR_FORMAT, "%s: the vocabulary has no %s token", path,
-                               required[i]);
+    return CLORA_OK;
+}
+
+/* What tokenizer_config.json says about a BPE tokenizer; it is optional. */
+static clora_status bpe_config(clora_tokenizer *t, const char *dir)
+{
+    char path[4096];
+    clora_status status = clora__join_path(path, sizeof path, dir, "tokenizer_config.json");
+    FILE *probe = status == CLORA_OK ? fopen(path, "rb") : NULL;
+    if (!probe)
+        return status;
+    fclose(probe);
+    json_t *config = NULL;
+    if ((status = clora__read_json_flags(path, JSON_DECODE_INT_AS_REAL, &config)))
+        return status;
+    config_max_length(config, &t->max_length);
+    if (status == CLORA_OK)
+        status = config_added_tokens(t, config, path);
+    if (status == CLORA_OK)
+        status = config_special(t, config, "bos_token", path, &t->bos);
+    if (status == CLORA_OK)
+        status = config_special(t, config, "eos_token", path, &t->eos);
+    if (status == CLORA_OK)
+        status = config_special(t, config, "pad_token", path, &t->pad);
+    if (status == CLORA_OK)
+        status = config_special(t, config, "unk_token", path, &t->unk);
+    if (status == CLORA_OK)
+        status = config_bool(config, "add_bos_token", path, &t->add_bos);
+    if (status == CLORA_OK)
+        status = config_bool(config, "add_eos_token", path, &t->add_eos);
+    if (status == CLORA_OK)
+        status = config_chat_template(t, config, path);
+    int prefix = -1;
+    if (status == CLORA_OK)
+        status = config_bool(config, "add_prefix_space", path, &prefix);
+    if (status == CLORA_OK && prefix >= 0)
+        status = clora__bpe_prefix_space(t, prefix, path);
+    json_decref(config);
+    return status;
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+static int exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
+/* The model type of a tokenizer.json ("BPE", "WordPiece"...), read in full
+ * into *root. */
+static clora_status read_tokenizer_json(const char *path, json_t **root, const char **type)
+{
+    clora_status status = clora__read_json(path, root);
+    if (status != CLORA_OK)
+        return status;
+    *type = json_string_value(json_object_get(json_object_get(*root, "model"), "type"));
+    if (!*type)
+        return clora__fail(CLORA_ERR_FORMAT, "%s: no \"model\" with a \"type\"", path);
+    return CLORA_OK;
+}
+
+static clora_status load_bpe_folder(clora_tokenizer *t, const char *dir, const char *json_path,
+                                    json_t *root, const char *vocab_json, const char *merges)
+{
+    clora_status status = root ? clora__hf_tokenizer_json(t, json_path, root)
+                               : clora__hf_vocab_merges(t, vocab_json, merges);
+    if (status == CLORA_OK)
+        status = bpe_config(t, dir);
+    if (status == CLORA_OK)
+        status = clora__bpe_finish(t);
+    return status;
+}
+
+clora_status clora_tokenizer_load(clora_tokenizer **out, const char *dir)
+{
+    if (!out || !dir)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_load: %s is NULL",
+                           out ? "dir" : "out");
+    *out = NULL;
+    char json_path[4096], vocab_json[4096], merges[4096], vocab_txt[4096], config_path[4096];
+    clora_status status;
+    if ((status = clora__join_path(json_path, sizeof json_path, dir, "tokenizer.json")) ||
+        (status = clora__join_path(vocab_json, sizeof vocab_json, dir, "vocab.json")) ||
+        (status = clora__join_path(merges, sizeof merges, dir, "merges.txt")) ||
+        (status = clora__join_path(vocab_txt, sizeof vocab_txt, dir, "vocab.txt")) ||
+        (status = clora__join_path(config_path, sizeof config_path, dir, "tokenizer_config.json")))
+        return status;
+    struct stat folder;
+    if (stat(dir, &folder) != 0 || !S_ISDIR(folder.st_mode))
+        return clora__fail(CLORA_ERR_IO,
+                           "%s: %s (a tokenizer's folder holds tokenizer.json, vocab.json with "
+                           "merges.txt, or vocab.txt)",
+                           dir, stat(dir, &folder) != 0 ? "no such folder" : "not a folder");
+    json_t *root = NULL;
+    int bpe = 0;
+    if (exists(json_path)) {
+        const char *type = NULL;
+        if ((status = read_tokenizer_json(json_path, &root, &type))) {
+            json_decref(root);
+            return status;
+        }
+        bpe = !strcmp(type, "BPE");
+        if (!bpe && !(exists(vocab_txt) && !strcmp(type, "WordPiece"))) {
+            status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                                 "%s: a %s model; clora reads byte-level BPE, and WordPiece "
+                                 "from vocab.txt",
+                                 json_path, type);
+            json_decref(root);
+            return status;
+        }
+        if (!bpe) {
+            json_decref(root);
+            root = NULL;
+        }
+    } else if (exists(vocab_json) && exists(merges)) {
+        bpe = 1;
+    } else if (!exists(vocab_txt)) {
+        return clora__fail(CLORA_ERR_IO,
+                           "%s: no tokenizer there (tokenizer.json, vocab.json with merges.txt, "
+                           "or vocab.txt)",
+                           dir);
     }
+    if (!bpe) {
+        clora_wordpiece_options options = clora_wordpiece_options_default();
+        if (exists(config_path)) {
+            json_t *config = NULL;
+            if ((status = clora__read_json_flags(config_path, JSON_DECODE_INT_AS_REAL, &config)))
+                return status;
+            status = clora__wordpiece_config(config, config_path, &options);
+            json_decref(config);
+            if (status != CLORA_OK)
+                return status;
+        }
+        return clora_tokenizer_load_vocab(out, vocab_txt, &options);
+    }
+    clora_tokenizer *t = clora__tokenizer_new();
+    if (!t) {
+        json_decref(root);
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_tokenizer_load");
+    }
+    status = load_bpe_folder(t, dir, json_path, root, vocab_json, merges);
+    json_decref(root);
+    if (status != CLORA_OK) {
+        clora_tokenizer_destroy(t);
+        return status;
+    }
+    *out = t;
     return CLORA_OK;
 }
 
@@ -112,19 +289,10 @@ clora_status clora_tokenizer_load_vocab(clora_tokenizer **out, const char *vocab
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_load_vocab: %s is NULL",
                            out ? "vocab_path" : "out");
     *out = NULL;
-    clora_tokenizer *t = calloc(1, sizeof *t);
+    clora_tokenizer *t = clora__tokenizer_new();
     if (!t)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_tokenizer_load_vocab");
-    t->options = options ? *options : clora_wordpiece_options_default();
-    char *text = NULL;
-    size_t size = 0;
-    clora_status status = clora__read_file(vocab_path, &text, &size);
-    if (status == CLORA_OK && utf8proc_decompose((const utf8proc_uint8_t *)text,
-                                                 (utf8proc_ssize_t)size, NULL, 0, 0) < 0)
-        status = clora__fail(CLORA_ERR_FORMAT, "%s: not valid UTF-8", vocab_path);
-    if (status == CLORA_OK)
-        status = parse_vocab(t, vocab_path, text, size);
-    free(text);
+    clora_status status = clora__wordpiece_init(t, vocab_path, options);
     if (status != CLORA_OK) {
         clora_tokenizer_destroy(t);
         return status;
@@ -133,394 +301,164 @@ clora_status clora_tokenizer_load_vocab(clora_tokenizer **out, const char *vocab
     return CLORA_OK;
 }
 
-/* A boolean option of tokenizer_config.json; null gives `null_value`. */
-static clora_status config_flag(json_t *config, const char *key, const char *path, int null_value,
-                                int *out)
+clora_status clora_tokenizer_load_gguf(clora_tokenizer **out, const char *path)
 {
-    json_t *v = json_object_get(config, key);
-    if (!v)
-        return CLORA_OK;
-    if (json_is_null(v)) {
-        *out = null_value;
-        return CLORA_OK;
-    }
-    if (!json_is_boolean(v))
-        return clora__fail(CLORA_ERR_FORMAT, "%s: \"%s\" must be true, false or null", path, key);
-    *out = json_is_true(v);
-    return CLORA_OK;
-}
-
-clora_status clora_tokenizer_load(clora_tokenizer **out, const char *dir)
-{
-    if (!out || !dir)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_load: %s is NULL",
-                           out ? "dir" : "out");
+    if (!out || !path)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_load_gguf: %s is NULL",
+                           out ? "path" : "out");
     *out = NULL;
-    char vocab[4096], config_path[4096];
-    clora_status status;
-    if ((status = clora__join_path(vocab, sizeof vocab, dir, "vocab.txt")) ||
-        (status = clora__join_path(config_path, sizeof config_path, dir, "tokenizer_config.json")))
+    clora_gguf *g = NULL;
+    clora_status status = clora_gguf_open(&g, path);
+    if (status != CLORA_OK)
         return status;
-    clora_wordpiece_options options = clora_wordpiece_options_default();
-    FILE *probe = fopen(config_path, "rb");
-    if (probe) {
-        fclose(probe);
-        json_t *config = NULL;
-        /* numbers as doubles: "no limit" is written as 1e30 in integer digits */
-        if ((status = clora__read_json_flags(config_path, JSON_DECODE_INT_AS_REAL, &config)))
-            return status;
-        const char *type = json_string_value(json_object_get(config, "tokenizer_class"));
-        json_t *max = json_object_get(config, "model_max_length");
-        if (type && strcmp(type, "BertTokenizer") && strcmp(type, "BertTokenizerFast"))
-            status = clora__fail(CLORA_ERR_UNSUPPORTED,
-                                 "%s: tokenizer_class %s; clora reads BERT WordPiece tokenizers",
-                                 config_path, type);
-        if (status == CLORA_OK)
-            status = config_flag(config, "do_lower_case", config_path, 1, &options.lower_case);
-        if (status == CLORA_OK)
-            status = config_flag(config, "strip_accents", config_path, -1, &options.strip_accents);
-        if (status == CLORA_OK)
-            status = config_flag(config, "tokenize_chinese_chars", config_path, 1,
-                                 &options.tokenize_chinese_chars);
-        if (status == CLORA_OK && json_is_number(max) && json_number_value(max) >= 1.0)
-            options.model_max_length =
-                json_number_value(max) < 1e9 ? (size_t)json_number_value(max) : 0;
-        json_decref(config);
-        if (status != CLORA_OK)
-            return status;
+    clora_tokenizer *t = clora__tokenizer_new();
+    status = t ? clora__gguf_tokenizer(t, g, path)
+               : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_tokenizer_load_gguf");
+    clora_gguf_close(g);
+    if (status != CLORA_OK) {
+        clora_tokenizer_destroy(t);
+        return status;
     }
-    return clora_tokenizer_load_vocab(out, vocab, &options);
+    *out = t;
+    return CLORA_OK;
 }
 
 void clora_tokenizer_destroy(clora_tokenizer *tokenizer)
 {
     if (!tokenizer)
         return;
-    for (size_t i = 0; i < tokenizer->count; ++i)
-        free(tokenizer->tokens[i]);
-    free(tokenizer->tokens);
-    free(tokenizer->slots);
+    if (tokenizer->ops && tokenizer->model)
+        tokenizer->ops->destroy(tokenizer->model);
+    clora__vocab_free(&tokenizer->vocab);
+    free(tokenizer->flags);
+    free(tokenizer->chat_template);
     free(tokenizer);
+}
+
+/* ---- what a tokenizer holds ----------------------------------------------------------------- */
+
+clora_tokenizer_kind clora_tokenizer_get_kind(const clora_tokenizer *tokenizer)
+{
+    return tokenizer && tokenizer->ops ? tokenizer->ops->kind : CLORA_TOKENIZER_WORDPIECE;
 }
 
 size_t clora_tokenizer_vocab_size(const clora_tokenizer *tokenizer)
 {
-    return tokenizer ? tokenizer->count : 0;
+    return tokenizer ? tokenizer->vocab.count : 0;
 }
 
 int32_t clora_tokenizer_token_id(const clora_tokenizer *tokenizer, const char *token)
 {
-    return tokenizer && token ? lookup(tokenizer, token, strlen(token)) : -1;
+    return tokenizer && token ? clora__vocab_find(&tokenizer->vocab, token, strlen(token)) : -1;
 }
 
 const char *clora_tokenizer_token(const clora_tokenizer *tokenizer, int32_t id)
 {
-    if (!tokenizer || id < 0 || (size_t)id >= tokenizer->count)
+    if (!tokenizer || id < 0 || (size_t)id >= tokenizer->vocab.count)
         return NULL;
-    return tokenizer->tokens[id];
+    return tokenizer->vocab.tokens[id];
 }
 
 size_t clora_tokenizer_max_length(const clora_tokenizer *tokenizer)
 {
-    return tokenizer ? tokenizer->options.model_max_length : 0;
+    return tokenizer ? tokenizer->max_length : 0;
 }
 
-/* ---- code-point arrays ----------------------------------------------------------------- */
-
-typedef struct cps {
-    int32_t *v;
-    size_t n, cap;
-} cps;
-
-typedef struct ids {
-    int32_t *v;
-    size_t n, cap;
-} ids;
-
-static int push(int32_t **v, size_t *n, size_t *cap, int32_t x)
+int32_t clora_tokenizer_bos(const clora_tokenizer *tokenizer)
 {
-    if (*n == *cap) {
-        size_t next = *cap ? 2 * *cap : 64;
-        int32_t *grown = realloc(*v, next * sizeof *grown);
-        if (!grown)
-            return 0;
-        *v = grown;
-        *cap = next;
-    }
-    (*v)[(*n)++] = x;
-    return 1;
+    return tokenizer ? tokenizer->bos : -1;
 }
 
-#define PUSH(arr, x) push(&(arr).v, &(arr).n, &(arr).cap, (x))
-
-/* Decodes UTF-8 bytes, appending to out; -1 at the first invalid byte. */
-static long decode(const char *s, size_t n, cps *out)
+int32_t clora_tokenizer_eos(const clora_tokenizer *tokenizer)
 {
-    size_t i = 0;
-    while (i < n) {
+    return tokenizer ? tokenizer->eos : -1;
+}
+
+int32_t clora_tokenizer_pad(const clora_tokenizer *tokenizer)
+{
+    return tokenizer ? tokenizer->pad : -1;
+}
+
+int clora_tokenizer_adds_bos(const clora_tokenizer *tokenizer)
+{
+    return tokenizer && tokenizer->add_bos && tokenizer->bos >= 0;
+}
+
+int clora_tokenizer_adds_eos(const clora_tokenizer *tokenizer)
+{
+    return tokenizer && tokenizer->add_eos && tokenizer->eos >= 0;
+}
+
+int clora_tokenizer_is_special(const clora_tokenizer *tokenizer, int32_t id)
+{
+    return tokenizer && id >= 0 && (size_t)id < tokenizer->flag_count &&
+           (tokenizer->flags[id] & CLORA__TOKEN_SPECIAL);
+}
+
+const char *clora_tokenizer_chat_template(const clora_tokenizer *tokenizer)
+{
+    return tokenizer ? tokenizer->chat_template : NULL;
+}
+
+/* ---- encoding and decoding ------------------------------------------------------------------- */
+
+/* CLORA_OK, or CLORA_ERR_INVALID_ARGUMENT naming the first bad byte. */
+static clora_status check_utf8(const char *text, size_t n)
+{
+    for (size_t i = 0; i < n;) {
         utf8proc_int32_t c;
         utf8proc_ssize_t k =
-            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+            utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(n - i), &c);
         if (k <= 0)
-            return (long)i;
-        if (!PUSH(*out, c))
-            return -2;
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                               "the text is not valid UTF-8 at byte %zu", i);
         i += (size_t)k;
-    }
-    return -1;
-}
-
-/* UTF-8 of `prefix` then a code-point range into dst, which holds
- * strlen(prefix) + 4 * n + 1 bytes; returns the length. */
-static size_t encode_into(char *dst, const int32_t *c, size_t n, const char *prefix)
-{
-    size_t len = prefix ? strlen(prefix) : 0;
-    memcpy(dst, prefix ? prefix : "", len);
-    for (size_t i = 0; i < n; ++i)
-        len += (size_t)utf8proc_encode_char(c[i], (utf8proc_uint8_t *)dst + len);
-    dst[len] = '\0';
-    return len;
-}
-
-/* Normalises a code-point array in place (NFC or NFD). */
-static int normalise(cps *text, int compose)
-{
-    char *utf8 = malloc(4 * text->n + 1);
-    if (!utf8)
-        return 0;
-    encode_into(utf8, text->v, text->n, NULL);
-    utf8proc_uint8_t *mapped = NULL;
-    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)utf8, 0, &mapped,
-                                      UTF8PROC_NULLTERM | UTF8PROC_STABLE |
-                                          (compose ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE));
-    free(utf8);
-    if (n < 0)
-        return 0;
-    text->n = 0;
-    long bad = decode((const char *)mapped, (size_t)n, text);
-    free(mapped);
-    return bad == -1;
-}
-
-static int is_whitespace(int32_t c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
-           utf8proc_category(c) == UTF8PROC_CATEGORY_ZS;
-}
-
-static int is_control(int32_t c)
-{
-    if (c == '\t' || c == '\n' || c == '\r')
-        return 0;
-    switch (utf8proc_category(c)) {
-    case UTF8PROC_CATEGORY_CN:
-    case UTF8PROC_CATEGORY_CC:
-    case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_CS:
-    case UTF8PROC_CATEGORY_CO:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/* BERT counts all non-letter/number ASCII as punctuation, and Unicode's P*. */
-static int is_punctuation(int32_t c)
-{
-    if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
-        (c >= 123 && c <= 126))
-        return 1;
-    utf8proc_category_t k = utf8proc_category(c);
-    return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
-}
-
-/* The CJK Unified Ideographs blocks BERT puts spaces around. */
-static int is_cjk(int32_t c)
-{
-    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
-           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
-           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
-           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
-}
-
-/* What Python's str.split() splits on once the text is cleaned: spaces,
- * and the line and paragraph separators. */
-static int splits(int32_t c)
-{
-    utf8proc_category_t k = utf8proc_category(c);
-    return c == ' ' || k == UTF8PROC_CATEGORY_ZL || k == UTF8PROC_CATEGORY_ZP;
-}
-
-/* ---- word pieces --------------------------------------------------------------------------- */
-
-static clora_status word_pieces(const clora_tokenizer *t, const int32_t *word, size_t n, ids *out)
-{
-    if (n == 0)
-        return CLORA_OK;
-    const size_t before = out->n;
-    int bad = n > MAX_CHARS_PER_WORD;
-    char piece[2 + 4 * MAX_CHARS_PER_WORD + 1]; /* "##" and the longest word */
-    for (size_t start = 0; start < n && !bad;) {
-        int32_t found = -1;
-        size_t end = n;
-        for (; end > start; --end) {
-            size_t len = encode_into(piece, word + start, end - start, start > 0 ? "##" : NULL);
-            if ((found = lookup(t, piece, len)) >= 0)
-                break;
-        }
-        if (found < 0)
-            bad = 1;
-        else if (!PUSH(*out, found))
-            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-        start = end;
-    }
-    if (bad) {
-        out->n = before;
-        if (!PUSH(*out, t->unk))
-            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
     }
     return CLORA_OK;
 }
 
-/* Appends the lower case of c as BertTokenizer gives it: it lower-cases
- * the text one character at a time with Python's str.lower(), so without
- * context (a capital sigma always becomes σ), and U+0130, the one
- * character whose lower case is two, becomes i and a combining dot. */
-static int push_lower(cps *out, int32_t c)
+/* The text's ids with BOS / EOS where `add_special` and the tokenizer
+ * say so. */
+static clora_status encode_ids(const clora_tokenizer *t, const char *text, int add_special,
+                               clora__ids *out)
 {
-    if (c == 0x130)
-        return PUSH(*out, 'i') && PUSH(*out, 0x307);
-    return PUSH(*out, utf8proc_tolower(c));
-}
-
-/* One whitespace-separated word: case, accents, punctuation, pieces. */
-static clora_status word_tokens(const clora_tokenizer *t, const int32_t *c, size_t n, ids *out)
-{
-    cps word = {NULL, 0, 0};
-    const clora_wordpiece_options *o = &t->options;
-    const int strip = o->lower_case ? o->strip_accents != 0 : o->strip_accents == 1;
-    clora_status status = CLORA_OK;
-    for (size_t i = 0; i < n && status == CLORA_OK; ++i)
-        if (!(o->lower_case ? push_lower(&word, c[i]) : PUSH(word, c[i])))
-            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-    if (status == CLORA_OK && strip) {
-        if (!normalise(&word, 0))
-            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-        size_t kept = 0;
-        for (size_t i = 0; i < word.n; ++i)
-            if (utf8proc_category(word.v[i]) != UTF8PROC_CATEGORY_MN)
-                word.v[kept++] = word.v[i];
-        word.n = kept;
-    }
-    size_t start = 0;
-    for (size_t i = 0; i <= word.n && status == CLORA_OK; ++i) {
-        if (i < word.n && !is_punctuation(word.v[i]))
-            continue;
-        status = word_pieces(t, word.v + start, i - start, out);
-        if (status == CLORA_OK && i < word.n)
-            status = word_pieces(t, word.v + i, 1, out);
-        start = i + 1;
-    }
-    free(word.v);
-    return status;
-}
-
-/* Text without special tokens, `base` bytes into the whole text: clean,
- * CJK spacing, NFC, words. */
-static clora_status plain_tokens(const clora_tokenizer *t, const char *s, size_t n, size_t base,
-                                 ids *out)
-{
-    cps raw = {NULL, 0, 0}, text = {NULL, 0, 0};
-    clora_status status = CLORA_OK;
-    long bad = decode(s, n, &raw);
-    if (bad == -2)
+    const size_t n = strlen(text);
+    clora_status status = check_utf8(text, n);
+    if (status == CLORA_OK && add_special && clora_tokenizer_adds_bos(t) &&
+        !clora__ids_push(out, t->bos))
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-    else if (bad >= 0)
-        status = clora__fail(CLORA_ERR_INVALID_ARGUMENT, "the text is not valid UTF-8 at byte %zu",
-                             base + (size_t)bad);
-    for (size_t i = 0; i < raw.n && status == CLORA_OK; ++i) {
-        int32_t c = raw.v[i];
-        int ok = 1;
-        if (c == 0 || c == 0xFFFD || is_control(c))
-            continue;
-        if (is_whitespace(c))
-            ok = PUSH(text, ' ');
-        else if (t->options.tokenize_chinese_chars && is_cjk(c))
-            ok = PUSH(text, ' ') && PUSH(text, c) && PUSH(text, ' ');
-        else
-            ok = PUSH(text, c);
-        if (!ok)
-            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-    }
-    if (status == CLORA_OK && text.n > 0 && !normalise(&text, 1))
+    if (status == CLORA_OK)
+        status = t->ops->tokenize(t, text, n, out);
+    if (status == CLORA_OK && add_special && clora_tokenizer_adds_eos(t) &&
+        !clora__ids_push(out, t->eos))
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-    size_t start = 0;
-    for (size_t i = 0; i <= text.n && status == CLORA_OK; ++i)
-        if (i == text.n || splits(text.v[i])) {
-            status = word_tokens(t, text.v + start, i - start, out);
-            start = i + 1;
-        }
-    free(raw.v);
-    free(text.v);
     return status;
 }
 
-/* The first special token written in s[0, n): its position, length, id. */
-static int find_special(const clora_tokenizer *t, const char *s, size_t n, size_t *at,
-                        size_t *len, int32_t *id)
+clora_status clora_tokenizer_encode_text(const clora_tokenizer *tokenizer, const char *text,
+                                         int add_special, int32_t **ids, size_t *count)
 {
-    static const char *const specials[5] = {"[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
-    int found = 0;
-    for (int k = 0; k < 5; ++k) {
-        int32_t kid = lookup(t, specials[k], strlen(specials[k]));
-        size_t m = strlen(specials[k]);
-        if (kid < 0)
-            continue;
-        for (size_t i = 0; i + m <= n && (!found || i < *at); ++i)
-            if (!memcmp(s + i, specials[k], m)) {
-                *at = i;
-                *len = m;
-                *id = kid;
-                found = 1;
-                break;
-            }
-    }
-    return found;
-}
-
-static clora_status tokenize(const clora_tokenizer *t, const char *text, ids *out)
-{
-    size_t n = strlen(text), base = 0;
-    clora_status status = CLORA_OK;
-    while (status == CLORA_OK) {
-        size_t at = 0, len = 0;
-        int32_t id = -1;
-        if (!find_special(t, text + base, n - base, &at, &len, &id))
-            return plain_tokens(t, text + base, n - base, base, out);
-        status = plain_tokens(t, text + base, at, base, out);
-        if (status == CLORA_OK && !PUSH(*out, id))
-            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
-        base += at + len;
-    }
-    return status;
-}
-
-clora_status clora_tokenizer_tokenize(const clora_tokenizer *tokenizer, const char *text,
-                                      int32_t **out, size_t *count)
-{
-    if (!tokenizer || !text || !out || !count)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_tokenize: NULL argument");
-    *out = NULL;
+    if (!tokenizer || !text || !ids || !count)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_encode_text: NULL argument");
+    *ids = NULL;
     *count = 0;
-    ids result = {NULL, 0, 0};
-    clora_status status = tokenize(tokenizer, text, &result);
+    clora__ids result = {NULL, 0, 0};
+    clora_status status = encode_ids(tokenizer, text, add_special, &result);
     if (status != CLORA_OK || result.n == 0) {
         free(result.v);
         return status;
     }
-    *out = result.v;
+    *ids = result.v;
     *count = result.n;
     return CLORA_OK;
+}
+
+clora_status clora_tokenizer_tokenize(const clora_tokenizer *tokenizer, const char *text,
+                                      int32_t **ids, size_t *count)
+{
+    if (!tokenizer || !text || !ids || !count)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_tokenize: NULL argument");
+    return clora_tokenizer_encode_text(tokenizer, text, 0, ids, count);
 }
 
 clora_status clora_tokenizer_encode(const clora_tokenizer *tokenizer, const char *text,
@@ -529,30 +467,79 @@ clora_status clora_tokenizer_encode(const clora_tokenizer *tokenizer, const char
 {
     if (!tokenizer || !text || !out_ids)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_encode: NULL argument");
-    if (max_length < 2)
+    const int bos = clora_tokenizer_adds_bos(tokenizer), eos = clora_tokenizer_adds_eos(tokenizer);
+    const size_t added = (size_t)bos + (size_t)eos;
+    if (max_length < added || max_length == 0)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
-                           "clora_tokenizer_encode: max_length %zu leaves no room for [CLS] and "
-                           "[SEP]",
-                           max_length);
-    ids result = {NULL, 0, 0};
-    clora_status status = tokenize(tokenizer, text, &result);
+                           "clora_tokenizer_encode: max_length %zu leaves no room for %s",
+                           max_length,
+                           tokenizer->ops->kind == CLORA_TOKENIZER_WORDPIECE ? "[CLS] and [SEP]"
+                           : added ? "BOS and EOS"
+                                   : "a token");
+    clora__ids result = {NULL, 0, 0};
+    clora_status status = encode_ids(tokenizer, text, 0, &result);
     if (status != CLORA_OK) {
         free(result.v);
         return status;
     }
-    const size_t kept = result.n < max_length - 2 ? result.n : max_length - 2;
-    out_ids[0] = tokenizer->cls;
+    const size_t kept = result.n < max_length - added ? result.n : max_length - added;
+    const int32_t pad = tokenizer->pad >= 0 ? tokenizer->pad
+                        : tokenizer->eos >= 0 ? tokenizer->eos
+                                              : 0;
+    size_t at = 0;
+    if (bos)
+        out_ids[at++] = tokenizer->bos;
     if (kept)
-        memcpy(out_ids + 1, result.v, kept * sizeof *out_ids);
-    out_ids[kept + 1] = tokenizer->sep;
-    for (size_t i = kept + 2; i < max_length; ++i)
-        out_ids[i] = tokenizer->pad;
+        memcpy(out_ids + at, result.v, kept * sizeof *out_ids);
+    at += kept;
+    if (eos)
+        out_ids[at++] = tokenizer->eos;
+    for (size_t i = at; i < max_length; ++i)
+        out_ids[i] = pad;
     for (size_t i = 0; mask && i < max_length; ++i)
-        mask[i] = i < kept + 2;
+        mask[i] = i < at;
     if (length)
-        *length = kept + 2;
+        *length = at;
     if (truncated)
         *truncated = kept < result.n;
     free(result.v);
     return CLORA_OK;
+}
+
+clora_status clora_tokenizer_decode_flags(const clora_tokenizer *tokenizer, const int32_t *ids,
+                                          size_t count, unsigned flags, char **text,
+                                          size_t *length)
+{
+    if (!tokenizer || (!ids && count) || !text)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_decode: NULL argument");
+    *text = NULL;
+    if (length)
+        *length = 0;
+    for (size_t i = 0; i < count; ++i) {
+        if (ids[i] < 0 || (size_t)ids[i] >= tokenizer->vocab.count)
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                               "token id %d (at %zu) is outside the vocabulary (ids 0 to %zu)",
+                               (int)ids[i], i, tokenizer->vocab.count - 1);
+        if (!tokenizer->vocab.tokens[ids[i]])
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "token id %d (at %zu) has no token",
+                               (int)ids[i], i);
+    }
+    clora__bytes out = {NULL, 0, 0};
+    clora_status status = tokenizer->ops->decode(tokenizer, ids, count, flags, &out);
+    if (status == CLORA_OK && !out.v && !clora__bytes_append(&out, "", 0))
+        status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "decoding");
+    if (status != CLORA_OK) {
+        free(out.v);
+        return status;
+    }
+    *text = out.v;
+    if (length)
+        *length = out.n;
+    return CLORA_OK;
+}
+
+clora_status clora_tokenizer_decode(const clora_tokenizer *tokenizer, const int32_t *ids,
+                                    size_t count, char **text, size_t *length)
+{
+    return clora_tokenizer_decode_flags(tokenizer, ids, count, 0, text, length);
 }
