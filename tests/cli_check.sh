@@ -69,8 +69,8 @@ grep -q "0=animal (8) 1=greeting (8)" "$work/tokenize.log" || fail "tokenize lab
 grep -q "on 4 layers (query, value)" "$work/bert_train.log" || fail "BERT default targets"
 grep -q "accuracy: .* -> 100.00%" "$work/bert_train.log" || { cat "$work/bert_train.log"; fail "BERT did not learn"; }
 grep -q "tokens/s" "$work/bert_train.log" || fail "train: no tokens/s"
-"$clora" logits --model "$work/bert" --adapter "$work/bert_lora" --text "hello world" \
-    --out "$work/bert_logits.safetensors" > "$work/logits.log" || fail "logits --text"
+"$clora" logits --model "$work/bert" --adapter "$work/bert_lora" --prompt "hello world" \
+    --out "$work/bert_logits.safetensors" > "$work/logits.log" || fail "logits --prompt"
 grep -q "logits (1, 2) for 4 tokens" "$work/logits.log" || { cat "$work/logits.log"; fail "logits shape"; }
 grep -q "classes, top 5: 1 " "$work/logits.log" || { cat "$work/logits.log"; fail "logits class"; }
 "$clora" generate --model "$golden/tiny_gpt2" --tokens 1,2,3 --max-new 4 > "$work/gen" 2>/dev/null \

@@ -81,5 +81,6 @@ run_test "$llama" qwen2_against_pytorch 1
 # The key/value cache: prefill, then one token per step, rows of different
 # lengths fed in pieces.
 run_test "$generate" rows_of_different_lengths 1
+run_test "$generate" with_an_adapter 1
 rm -f "$log"
 exit $status

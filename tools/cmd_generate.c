@@ -99,38 +99,6 @@ static void stream(text_stream *ts, const int32_t *ids, size_t count)
     free(text);
 }
 
-/* The prompt's ids from --prompt (with --chat and --system) or --tokens. */
-static int prompt_ids(const clora_tokenizer *tok, const char *prompt, int chat,
-                      const char *system, const char *tokens, int32_t **ids, size_t *count)
-{
-    if (tokens)
-        return parse_ids("generate", "--tokens", tokens, ids, count);
-    clora_status status;
-    if (chat) {
-        clora_chat_message turns[2] = {{"system", system}, {"user", prompt}};
-        char *text = NULL;
-        status = clora_tokenizer_apply_chat(tok, system ? turns : turns + 1, system ? 2 : 1, 1,
-                                            &text);
-        if (status != CLORA_OK) {
-            cli_report("generate", "formatting the chat prompt", status);
-            return 0;
-        }
-        status = clora_tokenizer_encode_text(tok, text, 0, ids, count);
-        free(text);
-    } else {
-        status = clora_tokenizer_encode_text(tok, prompt, 1, ids, count);
-    }
-    if (status != CLORA_OK) {
-        cli_report("generate", "tokenizing the prompt", status);
-        return 0;
-    }
-    if (*count == 0) {
-        fprintf(stderr, "clora generate: the prompt has no tokens\n");
-        return 0;
-    }
-    return 1;
-}
-
 int cmd_generate(int argc, char **argv)
 {
     const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *prompt = NULL,
@@ -203,7 +171,7 @@ int cmd_generate(int argc, char **argv)
         return 1;
     if (!prompt && !find_tokenizer(model_dir, &tok))
         tok = NULL; /* ids in, ids out */
-    if (!prompt_ids(tok, prompt, chat, system, tokens, &g.seq, &count))
+    if (!prompt_ids("generate", tok, prompt, chat, system, tokens, &g.seq, &count))
         goto done;
     if ((status = clora_device_open(&g.device, device))) {
         cli_report("generate", "opening the device", status);

@@ -18,42 +18,12 @@ static const char logits_description[] =
     "                  the mean-pooled embedding\n"
     "  clora folders   the model's output for a (1, T) batch of ids\n";
 
-/* The ids of `text` through the model folder's tokenizer. */
-static int text_ids(const char *dir, const char *text, int32_t **ids, size_t *count)
-{
-    clora_tokenizer *tok = NULL;
-    clora_status status = clora_tokenizer_load(&tok, dir);
-    if (status != CLORA_OK) {
-        cli_report("logits", "loading the tokenizer", status);
-        return 0;
-    }
-    size_t limit = clora_tokenizer_max_length(tok), n = 0;
-    int32_t *pieces = NULL;
-    status = clora_tokenizer_tokenize(tok, text, &pieces, &n);
-    free(pieces);
-    size_t length = n + 2;
-    if (limit && length > limit)
-        length = limit;
-    *ids = malloc(length * sizeof **ids);
-    if (status == CLORA_OK && !*ids)
-        status = CLORA_ERR_OUT_OF_HOST_MEMORY;
-    if (status == CLORA_OK)
-        status = clora_tokenizer_encode(tok, text, length, *ids, NULL, count, NULL);
-    clora_tokenizer_destroy(tok);
-    if (status != CLORA_OK) {
-        cli_report("logits", "tokenizing --text", status);
-        free(*ids);
-        *ids = NULL;
-        return 0;
-    }
-    return 1;
-}
-
 int cmd_logits(int argc, char **argv)
 {
     const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *text = NULL, *types = NULL,
-               *out = NULL, *device = NULL;
+               *out = NULL, *device = NULL, *system = NULL;
     size_t classes = 0, seed = 0;
+    int chat = 0;
     const cli_option options[] = {
         {CLI_OPT("--model", CLI_STRING, &model_dir, "DIR",
                  "a Hugging Face GPT-2, BERT or Llama-family folder, a GGUF file, or a clora "
@@ -63,8 +33,12 @@ int cmd_logits(int argc, char **argv)
                  "a PEFT adapter folder to apply (default: none)")},
         {CLI_OPT("--tokens", CLI_STRING, &tokens, "IDS",
                  "the token ids, comma-separated: 15496,11,995")},
-        {CLI_OPT("--text", CLI_STRING, &text, "TEXT",
-                 "BERT: the text, tokenized with the folder's vocab.txt ([CLS] text [SEP])")},
+        {CLI_OPT("--prompt", CLI_STRING, &text, "TEXT",
+                 "the text, through the model's tokenizer (BOS/EOS as its config says; BERT: "
+                 "[CLS] text [SEP])")},
+        {CLI_OPT("--chat", CLI_FLAG, &chat, NULL,
+                 "put --prompt in the model's chat template as a user turn")},
+        {CLI_OPT("--system", CLI_STRING, &system, "TEXT", "with --chat: a system turn first")},
         {CLI_OPT("--token-types", CLI_STRING, &types, "IDS",
                  "BERT: a token type per token (default: all 0)")},
         {CLI_OPT("--classes", CLI_SIZE, &classes, "K",
@@ -74,10 +48,10 @@ int cmd_logits(int argc, char **argv)
          .flags = CLI_REQUIRED},
         {CLI_OPT("--device", CLI_STRING, &device, "SEL", "device index or name part")},
         CLI_END};
-    static const cli_exclusive exclusive[] = {{"--tokens", "--text", 1}, {NULL, NULL, 0}};
+    static const cli_exclusive exclusive[] = {{"--tokens", "--prompt", 1}, {NULL, NULL, 0}};
     const cli_spec spec = {.command = "logits",
                            .usage = "usage: clora logits --model DIR [--adapter DIR] (--tokens "
-                                    "IDS | --text TEXT) --out FILE",
+                                    "IDS | --prompt TEXT [--chat]) --out FILE",
                            .description = logits_description,
                            .options = options,
                            .exclusive = exclusive};
@@ -86,6 +60,10 @@ int cmd_logits(int argc, char **argv)
         return parsed;
     int32_t *ids = NULL, *type_ids = NULL;
     size_t count = 0, type_count = 0;
+    if ((chat || system) && !text) {
+        fprintf(stderr, "clora logits: --chat and --system go with --prompt\n");
+        return 2;
+    }
     if (tokens && !parse_ids("logits", "--tokens", tokens, &ids, &count))
         return 2;
     if (types && !parse_ids("logits", "--token-types", types, &type_ids, &type_count)) {
@@ -103,8 +81,15 @@ int cmd_logits(int argc, char **argv)
         cli_report("logits", "opening the device", status);
         goto done;
     }
-    if (text && !text_ids(model_dir, text, &ids, &count))
-        goto done;
+    if (text) {
+        clora_tokenizer *tok = NULL;
+        if (!open_tokenizer("logits", model_dir, &tok))
+            goto done;
+        const int ok = prompt_ids("logits", tok, text, chat, system, NULL, &ids, &count);
+        clora_tokenizer_destroy(tok);
+        if (!ok)
+            goto done;
+    }
     if (types && type_count != count) {
         fprintf(stderr, "clora logits: --token-types has %zu entries for %zu tokens\n",
                 type_count, count);

@@ -128,3 +128,51 @@ int parse_ids(const char *command, const char *option, const char *text, int32_t
     }
     return 1;
 }
+
+int prompt_ids(const char *command, const clora_tokenizer *tok, const char *prompt, int chat,
+               const char *system, const char *tokens, int32_t **ids, size_t *count)
+{
+    if (tokens)
+        return parse_ids(command, "--tokens", tokens, ids, count);
+    clora_status status;
+    const size_t limit = clora_tokenizer_max_length(tok);
+    if (chat) {
+        clora_chat_message turns[2] = {{"system", system}, {"user", prompt}};
+        char *text = NULL;
+        status = clora_tokenizer_apply_chat(tok, system ? turns : turns + 1, system ? 2 : 1, 1,
+                                            &text);
+        if (status != CLORA_OK) {
+            cli_report(command, "formatting the chat prompt", status);
+            return 0;
+        }
+        status = clora_tokenizer_encode_text(tok, text, 0, ids, count);
+        free(text);
+    } else if (clora_tokenizer_get_kind(tok) == CLORA_TOKENIZER_WORDPIECE && limit) {
+        /* [CLS] text [SEP], cut to what the model takes */
+        int32_t *pieces = NULL;
+        size_t n = 0;
+        status = clora_tokenizer_tokenize(tok, prompt, &pieces, &n);
+        free(pieces);
+        const size_t length = n + 2 < limit ? n + 2 : limit;
+        *ids = malloc(length * sizeof **ids);
+        if (status == CLORA_OK && !*ids)
+            status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+        if (status == CLORA_OK)
+            status = clora_tokenizer_encode(tok, prompt, length, *ids, NULL, count, NULL);
+    } else {
+        status = clora_tokenizer_encode_text(tok, prompt, 1, ids, count);
+    }
+    if (status != CLORA_OK) {
+        cli_report(command, "tokenizing the prompt", status);
+        free(*ids);
+        *ids = NULL;
+        return 0;
+    }
+    if (*count == 0) {
+        fprintf(stderr, "clora %s: the prompt has no tokens\n", command);
+        free(*ids);
+        *ids = NULL;
+        return 0;
+    }
+    return 1;
+}

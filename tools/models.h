@@ -46,4 +46,13 @@ int find_tokenizer(const char *path, clora_tokenizer **out);
 int parse_ids(const char *command, const char *option, const char *text, int32_t **ids,
               size_t *count);
 
+/* A prompt's ids: --tokens parsed, or --prompt through the tokenizer:
+ * with `chat`, one user turn (after a system turn when `system` is not
+ * NULL) in the model's chat template, ready for the assistant; else the
+ * text with BOS/EOS as the tokenizer's config says (WordPiece: [CLS] text
+ * [SEP], cut to the longest encoding). New array in *ids (free() it);
+ * prints an error for `command` and returns 0 on failure. */
+int prompt_ids(const char *command, const clora_tokenizer *tok, const char *prompt, int chat,
+               const char *system, const char *tokens, int32_t **ids, size_t *count);
+
 #endif /* CLORA_TOOLS_MODELS_H */

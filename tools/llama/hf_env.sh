@@ -10,9 +10,9 @@ env=$1
 if [ ! -x "$env/bin/python" ]; then
     /usr/bin/python3 -m venv --system-site-packages "$env"
 fi
-if ! "$env/bin/python" -c "import peft, transformers, tokenizers, gguf, jinja2" 2>/dev/null; then
+if ! "$env/bin/python" -c "import peft, transformers, tokenizers, gguf, sentencepiece, jinja2" 2>/dev/null; then
     "$env/bin/pip" install --quiet --no-deps transformers==4.49.0 peft==0.21.2 \
         tokenizers==0.21.0 huggingface_hub==0.26.5 accelerate==1.2.1 safetensors==0.4.5 \
-        gguf==0.10.0 Jinja2==3.1.4 MarkupSafe==2.1.5
+        gguf==0.10.0 sentencepiece==0.2.0 Jinja2==3.1.4 MarkupSafe==2.1.5
     "$env/bin/pip" install --quiet packaging pyyaml tqdm regex requests filelock psutil fsspec
 fi
