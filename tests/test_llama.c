@@ -308,7 +308,7 @@ static void gguf_files_against_pytorch(void **state)
     golden_load(GOLDEN "/llama_gguf_reference.txt", &gguf);
     static const char *const cases[] = {"llama-F32",  "llama-F16",  "llama-BF16",
                                         "llama-Q8_0", "llama-Q4_0", "llama-Q4_1",
-                                        "qwen2-kquants"};
+                                        "llama3-rope-freqs", "qwen2-kquants"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
         const golden_case *c = golden_case_get(&gguf, cases[i]);
         char path[512];
@@ -319,6 +319,18 @@ static void gguf_files_against_pytorch(void **state)
         const clora_buffer *y = NULL;
         CHECK_OK(clora_model_forward(model, ids, &y));
         test_expect_golden(cases[i], y, golden_tensor_get(c, "logits"), 1e-4, 1e-4);
+        if (!strcmp(cases[i], "llama3-rope-freqs")) {
+            /* saved as a clora folder, the divisors come back with the tree */
+            char dir[64];
+            clora_model *loaded = NULL;
+            test_temp_dir(dir, "gguf-saved");
+            CHECK_OK(clora_model_save(model, dir));
+            CHECK_OK(clora_model_load(&loaded, test_device, dir));
+            CHECK_OK(clora_model_forward(loaded, ids, &y));
+            test_expect_golden("saved and loaded", y, golden_tensor_get(c, "logits"), 1e-4, 1e-4);
+            clora_model_destroy(loaded);
+            test_remove_dir(dir);
+        }
         clora_buffer_destroy(ids);
         clora_model_destroy(model);
     }

@@ -59,6 +59,10 @@ typedef struct clora_llama_config {
     int tie_word_embeddings;        /* lm_head uses model.embed_tokens' weight */
     float attention_dropout;        /* on the attention probabilities, while training */
     float initializer_range;        /* std of the initial weights */
+    /* (head_dim / 2) divisors of the rotary frequencies, as GGUF files of
+     * Llama 3.1 and later carry them (rope_freqs); NULL: none. Borrowed:
+     * read while the model is created. */
+    const float *rope_freq_factors;
 } clora_llama_config;
 
 /* SmolLM2-135M's sizes: 49152, 576, 1536, 30 layers, 9 heads, 3 key/value
@@ -75,8 +79,9 @@ clora_status clora_model_create_llama(clora_model **out, clora_device *device,
  * BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K, dequantized to float32) into
  * the tree above, with Hugging Face's names and row order, so that PEFT
  * adapters of the Hugging Face model apply unchanged. Every tensor must
- * be used and every parameter found, with its shape; files with Llama
- * 3.1's rope_freqs or another rope scaling are refused by name.
+ * be used and every parameter found, with its shape. Llama 3.1's rope
+ * scaling comes from the file's rope_freqs tensor; other rope scalings are
+ * refused by name.
  * clora_model_load() reads these files too. */
 clora_status clora_model_load_gguf(clora_model **out, clora_device *device, const char *path);
 

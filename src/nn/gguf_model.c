@@ -12,6 +12,7 @@
  *   blk.N.ffn_gate/up/down  model.layers.N.mlp.gate_proj/up_proj/down_proj
  *   output_norm           model.norm
  *   output                lm_head (absent: tied to token_embd)
+ *   rope_freqs            divisors of the rotary frequencies (Llama 3.1's scaling)
  *
  * llama.cpp's converter reorders the rows of the Q and K projections of
  * "llama" files for its own rotary layout: within each head of D rows, Hugging
@@ -29,6 +30,7 @@ typedef struct gguf_source {
     const char *arch; /* "llama" or "qwen2" */
     int permuted;     /* Q and K rows in llama.cpp's rotary order */
     size_t heads, kv_heads, head_dim;
+    float freq_factors[512]; /* rope_freqs.weight, when the file has it */
 } gguf_source;
 
 /* <arch>.<key> as an unsigned integer; `fallback` (0: required) when absent. */
@@ -189,11 +191,20 @@ static clora_status read_config(gguf_source *src, clora_llama_config *c)
                            "%s: rope scaling \"%s\"; clora computes unscaled rotary embeddings "
                            "from GGUF files",
                            src->path, scaling);
-    if (clora_gguf_find_tensor(src->file, "rope_freqs.weight") >= 0)
-        return clora__fail(CLORA_ERR_UNSUPPORTED,
-                           "%s: tensor \"rope_freqs.weight\" (Llama 3.1's rope scaling); load the "
-                           "Hugging Face folder of this model instead",
-                           src->path);
+    const long freqs = clora_gguf_find_tensor(src->file, "rope_freqs.weight");
+    if (freqs >= 0) { /* Llama 3.1's rope scaling, as divisors of each frequency */
+        clora_gguf_tensor t;
+        clora_gguf_tensor_info(src->file, (size_t)freqs, &t);
+        if (t.ndim != 1 || t.elements != c->head_dim / 2 || t.elements > 512)
+            return clora__fail(CLORA_ERR_FORMAT,
+                               "%s: tensor \"rope_freqs.weight\" has %llu values; heads of %zu "
+                               "need %zu",
+                               src->path, (unsigned long long)t.elements, c->head_dim,
+                               c->head_dim / 2);
+        if ((status = clora_gguf_read_f32(src->file, (size_t)freqs, src->freq_factors)))
+            return status;
+        c->rope_freq_factors = src->freq_factors;
+    }
     const long embed = clora_gguf_find_tensor(src->file, "token_embd.weight");
     clora_gguf_tensor t;
     if (embed < 0 || !clora_gguf_tensor_info(src->file, (size_t)embed, &t) || t.ndim != 2)
@@ -216,6 +227,9 @@ static clora_status load_tensors(clora_model *model, const gguf_source *src)
     if (!used)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", src->path);
     clora_status status = CLORA_OK;
+    const long freqs = clora_gguf_find_tensor(src->file, "rope_freqs.weight");
+    if (freqs >= 0)
+        used[freqs] = 1; /* read into the config */
     const size_t count = clora_model_param_count(model);
     for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         clora_param_info info;

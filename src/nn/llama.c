@@ -11,6 +11,7 @@
  * D per head, I the MLP's width. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/nn.h"
@@ -27,6 +28,7 @@ typedef struct attention_state {
     llama_attention_args args;
     clora__attention core;
     clora_buffer *inv_freq;    /* (D/2) rotary frequencies */
+    float *freq_factors;       /* (D/2) or NULL: args.rope.freq_factors points here */
     clora_buffer *merged;      /* (B, T, H·D): the heads' context, o_proj's input */
     clora_buffer *d_q;         /* (B, T, H·D): q_proj's output gradient */
     clora_buffer *d_k, *d_v;   /* (B, T, G·D) */
@@ -63,6 +65,11 @@ static clora_status attention_setup(clora_node *node, const void *args)
                            "0 < low_freq_factor < high_freq_factor and "
                            "original_max_position_embeddings",
                            node->name);
+    for (size_t i = 0; a->rope.freq_factors && i < a->head_dim / 2; ++i)
+        if (!(a->rope.freq_factors[i] > 0.0f) || !isfinite(a->rope.freq_factors[i]))
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                               "llama attention \"%s\": rotary frequency factor %zu is %g",
+                               node->name, i, (double)a->rope.freq_factors[i]);
     s->args = *a;
     const size_t half = a->head_dim / 2;
     float freq[512];
@@ -70,6 +77,13 @@ static clora_status attention_setup(clora_node *node, const void *args)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "llama attention \"%s\": head size %zu",
                            node->name, a->head_dim);
     clora__rope_frequencies(freq, a->head_dim, &a->rope);
+    /* kept for saving; the caller's array is only borrowed */
+    if (a->rope.freq_factors) {
+        if (!(s->freq_factors = malloc(half * sizeof *s->freq_factors)))
+            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "llama attention");
+        memcpy(s->freq_factors, a->rope.freq_factors, half * sizeof *s->freq_factors);
+        s->args.rope.freq_factors = s->freq_factors;
+    }
     clora_status status =
         clora_buffer_create_1d(&s->inv_freq, node->model->device, half);
     if (status == CLORA_OK)
@@ -246,6 +260,13 @@ static int attention_save(const clora_node *node, json_t *j)
                  json_object_set_new(j, "head_dim", json_integer((json_int_t)a->head_dim)) ||
                  json_object_set_new(j, "p", json_real(a->p)) ||
                  json_object_set_new(j, "rope_theta", json_real(a->rope.theta));
+    if (!failed && a->rope.freq_factors) {
+        json_t *f = json_array();
+        failed = !f;
+        for (size_t i = 0; !failed && i < a->head_dim / 2; ++i)
+            failed = json_array_append_new(f, json_real(a->rope.freq_factors[i]));
+        failed = failed || json_object_set_new(j, "rope_freq_factors", f);
+    }
     if (!failed && a->rope.scaling == CLORA__ROPE_LLAMA3) {
         json_t *r = json_object();
         failed = !r || json_object_set_new(r, "rope_type", json_string("llama3")) ||
@@ -315,6 +336,18 @@ static clora_status attention_load(const clora__node_kind *kind, clora_node *par
     a.p = (float)json_number_value(p);
     a.rope.theta = (float)json_number_value(theta);
     clora_status status = read_rope_scaling(json_object_get(j, "rope_scaling"), where, &a.rope);
+    json_t *factors = json_object_get(j, "rope_freq_factors");
+    float stored[512];
+    if (status == CLORA_OK && factors) {
+        if (!json_is_array(factors) || json_array_size(factors) != a.head_dim / 2 ||
+            a.head_dim / 2 > sizeof stored / sizeof stored[0])
+            return clora__fail(CLORA_ERR_FORMAT,
+                               "%s: %s \"%s\": rope_freq_factors must be head_dim / 2 numbers",
+                               where, kind->name, name);
+        for (size_t i = 0; i < a.head_dim / 2; ++i)
+            stored[i] = (float)json_number_value(json_array_get(factors, i));
+        a.rope.freq_factors = stored;
+    }
     if (status == CLORA_OK)
         status = clora__add_node("clora__add_composite", parent, name, kind, &a, out);
     return status;
@@ -338,6 +371,8 @@ static void attention_finalize(clora_node *node)
     attention_state *s = CLORA__STATE(attention_state, node);
     clora_buffer_destroy(s->inv_freq);
     s->inv_freq = NULL;
+    free(s->freq_factors);
+    s->freq_factors = NULL;
 }
 
 const clora__node_kind clora__llama_attention_kind = {
@@ -616,6 +651,7 @@ static clora_status build_layer(clora_node *layers, size_t index, const clora_ll
     a.head_dim = D;
     a.p = c->attention_dropout;
     a.rope.theta = c->rope_theta;
+    a.rope.freq_factors = c->rope_freq_factors;
     if (c->rope_scaling == CLORA_ROPE_SCALING_LLAMA3) {
         a.rope.scaling = CLORA__ROPE_LLAMA3;
         a.rope.factor = c->rope_factor;

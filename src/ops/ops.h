@@ -191,9 +191,12 @@ typedef struct clora__rope_config {
     clora__rope_scaling scaling;
     double factor, low_freq_factor, high_freq_factor; /* llama3 */
     size_t original_max_positions; /* llama3: original_max_position_embeddings */
+    const float *freq_factors;     /* (D/2) divisors of the frequencies (GGUF's rope_freqs), or
+                                      NULL; borrowed */
 } clora__rope_config;
 
-/* inv_freq (D/2) of head size D, as transformers computes them in float32. */
+/* inv_freq (D/2) of head size D, as transformers computes them in float32
+ * (then divided by freq_factors, as llama.cpp does, when given). */
 void clora__rope_frequencies(float *inv_freq, size_t D, const clora__rope_config *config);
 /* Rotates x (B, H, T, D) in place, in rotate-half layout, by the int32
  * positions (B, T) times inv_freq (D/2); inverse: by minus the angle (the

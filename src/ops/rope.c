@@ -27,6 +27,8 @@ void clora__rope_frequencies(float *inv_freq, size_t D, const clora__rope_config
             }
             f = (float)scaled;
         }
+        if (config->freq_factors)
+            f /= config->freq_factors[i];
         inv_freq[i] = f;
     }
 }

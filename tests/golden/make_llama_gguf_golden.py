@@ -95,7 +95,29 @@ def stored(w, qtype):
     return data, dequantize(data, qtype).reshape(w.shape).astype(np.float32)
 
 
-def write(path, arch, config, tensors, types, heads, kv_heads):
+def rope_freqs(config):
+    """The divisors llama.cpp's converter writes for llama3 rope scaling."""
+    import math
+    r = config.rope_scaling
+    dim = config.hidden_size // config.num_attention_heads
+    freqs = 1.0 / (config.rope_theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    low = r["original_max_position_embeddings"] / r["low_freq_factor"]
+    high = r["original_max_position_embeddings"] / r["high_freq_factor"]
+    out = []
+    for f in freqs:
+        wavelen = 2 * math.pi / f
+        if wavelen < high:
+            out.append(1.0)
+        elif wavelen > low:
+            out.append(r["factor"])
+        else:
+            smooth = ((r["original_max_position_embeddings"] / wavelen - r["low_freq_factor"])
+                      / (r["high_freq_factor"] - r["low_freq_factor"]))
+            out.append(1.0 / ((1 - smooth) / r["factor"] + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def write(path, arch, config, tensors, types, heads, kv_heads, extra=None):
     """Writes the model's tensors (Hugging Face names, float32) as a GGUF file;
     types[name] is each tensor's type or raw K-quant bytes. Returns the
     float32 state dict the file holds, in Hugging Face's layout."""
@@ -109,6 +131,8 @@ def write(path, arch, config, tensors, types, heads, kv_heads):
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
     w.add_rope_freq_base(config.rope_theta)
     w.add_rope_dimension_count(config.hidden_size // heads)
+    for name, value in (extra or {}).items():
+        w.add_tensor(name, value)
     held = {}
     for name, value in tensors.items():
         value = value.numpy().astype(np.float32)
@@ -182,6 +206,26 @@ def main():
         logits = logits_of(LlamaForCausalLM, config, held, ids)
         text.append(case_text("llama-" + qtype.name, params,
                               {"ids": ids.float(), "logits": logits}))
+
+    # Llama 3.1's rope scaling: transformers computes it from rope_scaling,
+    # the GGUF file carries llama.cpp's divisors of each frequency
+    torch.manual_seed(62)
+    config = LlamaConfig(vocab_size=50, hidden_size=64, intermediate_size=96,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         rms_norm_eps=1e-5, rope_theta=500.0, tie_word_embeddings=True,
+                         max_position_embeddings=64,
+                         rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 16})
+    model = LlamaForCausalLM(config)
+    spread(model, 0.15)
+    tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    types = {k: Q.Q8_0 for k, v in tensors.items() if v.dim() == 2}
+    ids = torch.randint(0, 50, (1, 31))
+    held = write(os.path.join(OUT, "llama3-rope-freqs.gguf"), "llama", config, tensors, types, 4,
+                 2, extra={"rope_freqs.weight": rope_freqs(config)})
+    logits = logits_of(LlamaForCausalLM, config, held, ids)
+    text.append(case_text("llama3-rope-freqs", params, {"ids": ids.float(), "logits": logits}))
 
     torch.manual_seed(61)
     rng = np.random.default_rng(61)
