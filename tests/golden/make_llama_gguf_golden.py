@@ -34,6 +34,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "gguf_llama")
 sys.path.insert(0, HERE)
+from make_llama_golden import spread  # noqa: E402
 
 NAMES = {
     "input_layernorm.weight": "attn_norm.weight",
@@ -169,17 +170,6 @@ def logits_of(model_class, config, held, ids):
     assert not unexpected and all("lm_head" in m for m in missing), (missing, unexpected)
     with torch.no_grad():
         return model(input_ids=ids).logits
-
-
-def spread(model, std):
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.6, 1.4)
-            elif p.dim() == 1:
-                p.normal_(0.0, 0.1)
-            else:
-                p.normal_(0.0, std)
 
 
 def main():

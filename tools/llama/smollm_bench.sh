@@ -9,7 +9,6 @@ gguf=$2
 work=$3
 here=$(dirname "$0")
 env="$work/hfenv"
-"$here/hf_env.sh" "$env"
-[ -f "$work/hf/model.safetensors" ] || "$env/bin/python" "$here/gguf_to_hf.py" "$gguf" "$work/hf"
+"$here/hf_copy.sh" "$gguf" "$work"
 "$clora" bench --only llama --llama "$gguf"
 "$env/bin/python" "$here/torch_generate_bench.py" "$work/hf"

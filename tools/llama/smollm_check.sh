@@ -10,8 +10,7 @@ gguf=$2
 work=$3
 here=$(dirname "$0")
 env="$work/hfenv"
-"$here/hf_env.sh" "$env"
-[ -f "$work/hf/model.safetensors" ] || "$env/bin/python" "$here/gguf_to_hf.py" "$gguf" "$work/hf"
+"$here/hf_copy.sh" "$gguf" "$work"
 prompt="Write a short poem about the sea."
 ids=$("$clora" encode --model "$gguf" --chat --text "$prompt")
 "$clora" logits --model "$gguf" --tokens "$ids" --out "$work/check_logits.safetensors" > /dev/null
