@@ -80,6 +80,18 @@ grep -Eq '^[0-9]+(,[0-9]+){3}$' "$work/gen" || { cat "$work/gen"; fail "generate
     --max-new 30 --temperature 1 --top-k 5 --seed 7 > "$work/gen" 2> "$work/gen.err" \
     || fail "generate top-k"
 grep -q "at the model's longest sequence" "$work/gen.err" || fail "generate: no stop at 16 tokens"
+# A Llama folder trains (PEFT's default targets q_proj and v_proj), and the
+# adapter generates through the cache as it does recomputing
+"$clora" train --model "$golden/tiny_llama" --data "$golden/next_token_24x10.safetensors" \
+    --out "$work/llama_lora" --steps 20 --lr 0.01 > "$work/llama_train.log" 2>&1 \
+    || { cat "$work/llama_train.log"; fail "train a Llama folder"; }
+grep -q 'self_attn.q_proj"' "$work/llama_lora/adapter_config.json" || fail "train Llama: no q_proj target"
+grep -q 'self_attn.v_proj"' "$work/llama_lora/adapter_config.json" || fail "train Llama: no v_proj target"
+"$clora" generate --model "$golden/tiny_llama" --adapter "$work/llama_lora" --tokens 3,1,4 \
+    --max-new 8 --print-ids > "$work/gen_a" 2>/dev/null || fail "generate with a Llama adapter"
+"$clora" generate --model "$golden/tiny_llama" --adapter "$work/llama_lora" --tokens 3,1,4 \
+    --max-new 8 --print-ids --no-cache > "$work/gen_b" 2>/dev/null || fail "generate --no-cache"
+cmp -s "$work/gen_a" "$work/gen_b" || fail "Llama adapter: cached and recomputed ids differ"
 # Llama from a GGUF file: the key/value cache gives the ids recomputation gives
 "$clora" generate --model "$golden/gguf_llama/llama-Q8_0.gguf" --tokens 3,1,4,1,5 --max-new 12 \
     --print-ids > "$work/gen_cached" 2> "$work/gen.err" || { cat "$work/gen.err"; fail "generate GGUF"; }

@@ -318,8 +318,44 @@ static int describe_model(const char *dir)
         free(text);
     }
     json_decref(config);
-    printf("  tensors (%s):\n", weights_path);
-    return list_tensors(weights_path, "    ", 40) ? 0 : 1;
+    FILE *probe = fopen(weights_path, "rb");
+    if (probe) {
+        fclose(probe);
+        printf("  tensors (%s):\n", weights_path);
+        return list_tensors(weights_path, "    ", 40) ? 0 : 1;
+    }
+    /* Hugging Face's shards: each file the index names */
+    char index_path[4200];
+    snprintf(index_path, sizeof index_path, "%s.index.json", weights_path);
+    json_t *index = read_json(index_path);
+    json_t *map = index ? json_object_get(index, "weight_map") : NULL;
+    if (!json_is_object(map)) {
+        if (index)
+            fprintf(stderr, "clora info: %s has no weight_map\n", index_path);
+        json_decref(index);
+        return 1;
+    }
+    json_t *shards = json_object(); /* the shard names, once each, in order */
+    const char *key;
+    json_t *value;
+    json_object_foreach(map, key, value)
+    {
+        if (json_is_string(value))
+            json_object_set(shards, json_string_value(value), json_true());
+    }
+    int ok = 1;
+    printf("  %zu tensors in %zu shards (%s):\n", json_object_size(map),
+           json_object_size(shards), index_path);
+    json_object_foreach(shards, key, value)
+    {
+        char shard[4200];
+        snprintf(shard, sizeof shard, "%s/%s", dir, key);
+        printf("  %s:\n", shard);
+        ok &= list_tensors(shard, "    ", 40);
+    }
+    json_decref(shards);
+    json_decref(index);
+    return ok ? 0 : 1;
 }
 
 int cmd_info(int argc, char **argv)

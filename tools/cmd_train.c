@@ -25,7 +25,7 @@ static const char train_description[] =
     "Hugging Face BERT folders get a classification head (\"classifier\", trained in\n"
     "full and saved with the adapter, as PEFT's SEQ_CLS task does) sized by the\n"
     "labels; without --targets, LoRA goes where PEFT puts it by default: query and\n"
-    "value for BERT, c_attn for GPT-2.\n";
+    "value for BERT, c_attn for GPT-2, q_proj and v_proj for Llama-family models.\n";
 
 typedef struct train_options {
     const char *model, *data, *out, *eval, *log, *device;
@@ -195,13 +195,16 @@ int cmd_train(int argc, char **argv)
     if (family != FAMILY_CLORA && !o.targets && !o.target_regex) { /* PEFT's defaults */
         static const char *const bert_targets[] = {"query", "value"};
         static const char *const gpt2_targets[] = {"c_attn"};
+        static const char *const llama_targets[] = {"q_proj", "v_proj"};
         free(targets);
         targets = malloc(2 * sizeof *targets);
         if (!targets)
             goto done;
-        n_targets = family == FAMILY_BERT ? 2 : 1;
-        memcpy(targets, family == FAMILY_BERT ? bert_targets : gpt2_targets,
-               n_targets * sizeof *targets);
+        const char *const *defaults = family == FAMILY_BERT    ? bert_targets
+                                      : family == FAMILY_LLAMA ? llama_targets
+                                                               : gpt2_targets;
+        n_targets = family == FAMILY_GPT2 ? 1 : 2;
+        memcpy(targets, defaults, n_targets * sizeof *targets);
     }
     if (family == FAMILY_BERT && classes > 0) { /* the new head trains and is saved */
         int listed = 0;
