@@ -27,7 +27,9 @@ __kernel void rope(__global float *x, const uint x_offset, __global const int *p
     const uint b = bh / H;
     const float position = (float)positions[positions_offset + b * T + t];
     const float angle = position * inv_freq[inv_freq_offset + i];
-    const float c = cos(angle), s = inverse ? -sin(angle) : sin(angle);
+    float c;
+    const float sine = sincos(angle, &c);
+    const float s = inverse ? -sine : sine;
     __global float *row = x + x_offset + (bh * T + t) * D;
     const float a = row[i], z = row[i + half_d];
     row[i] = a * c - z * s;
