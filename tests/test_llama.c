@@ -267,7 +267,8 @@ static void against_pytorch(const char *name, const char *dir, const char *adapt
     const golden_tensor *g = golden_tensor_get(c, "g");
     clora_buffer *dy = test_buffer(g->ndim, g->shape, g->data);
     CHECK_OK(clora_model_backward(model, dy));
-    assert_int_equal(test_expect_golden_grads(model, c, 1e-4, 1e-3), 2 * 7 * 2); /* 2 layers, A and B */
+    /* 2 layers, 7 projections, A and B */
+    assert_int_equal(test_expect_golden_grads(model, c, 1e-4, 1e-3), 2 * 7 * 2);
     clora_buffer_destroy(dy);
     clora_model_destroy(model);
     clora_buffer_destroy(ids);

@@ -579,8 +579,8 @@ static clora_status parse_header(parser *p, uint64_t *tensor_count, uint64_t *en
     if ((status = take(p, header + 4, HEADER_BYTES - 4, "the header")) != CLORA_OK)
         return status;
     const uint32_t version = (uint32_t)le_bits(header + 4, 4);
-    const uint32_t swapped = (version >> 24) | ((version >> 8) & 0xff00u) | ((version << 8) & 0xff0000u) |
-                       (version << 24);
+    const uint32_t swapped = (version >> 24) | ((version >> 8) & 0xff00u) |
+                             ((version << 8) & 0xff0000u) | (version << 24);
     if (version == 1)
         return fail_at(p,
                        "version 1 at byte 4 (GGUF's first, with 32-bit counts) is not read; "
