@@ -173,6 +173,13 @@ expect_error "vocab.txt" "$clora" tokenize --model "$work/nothing" --input "$wor
     --out "$work/never7"
 expect_error "--tokens expects" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,x --out "$work/never8"
 expect_error "is outside" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,99 --out "$work/never9"
+# clora info refuses an adapter a loader would refuse, after showing it
+mkdir -p "$work/bad_adapter"
+cp "$golden/tiny_gpt2_lora/adapter_model.safetensors" "$work/bad_adapter/"
+sed 's/"r": [0-9]*/"r": 0/' "$golden/tiny_gpt2_lora/adapter_config.json" \
+    > "$work/bad_adapter/adapter_config.json"
+expect_error "invalid adapter: .*\"r\" must be an integer from 1" "$clora" info "$work/bad_adapter"
+"$clora" info "$golden/tiny_gpt2_lora" > /dev/null || fail "info on a good adapter"
 expect_error "is not a GPT-2 or Llama-family" "$clora" generate --model "$work/bert" --tokens 1,2
 expect_error "outside the vocabulary" "$clora" generate --model "$golden/gguf_llama/llama-Q8_0.gguf" \
     --tokens 1,50

@@ -369,9 +369,18 @@ static void bad_adapters_are_rejected_with_specific_errors(void **state)
     const tensor_spec wrong_shape[2] = {
         {"base_model.model.fc1.lora_A.weight", CLORA_DTYPE_F32, 3, 4},
         {"base_model.model.fc1.lora_B.weight", CLORA_DTYPE_F32, 8, 2}};
+    /* a rank other than the config's: refused before the model is looked at */
     expect_load_failure(craft_adapter("shape", config_fc1, wrong_shape, 2),
                         CLORA_ERR_SHAPE_MISMATCH,
-                        "\"base_model.model.fc1.lora_A.weight\" has shape (3, 4), the model "
+                        "\"base_model.model.fc1.lora_A.weight\" has shape (3, 4); module \"fc1\" "
+                        "has rank 2");
+    /* the config's rank, the wrong width for the model's fc1 */
+    const tensor_spec wrong_width[2] = {
+        {"base_model.model.fc1.lora_A.weight", CLORA_DTYPE_F32, 2, 5},
+        {"base_model.model.fc1.lora_B.weight", CLORA_DTYPE_F32, 8, 2}};
+    expect_load_failure(craft_adapter("width", config_fc1, wrong_width, 2),
+                        CLORA_ERR_SHAPE_MISMATCH,
+                        "\"base_model.model.fc1.lora_A.weight\" has shape (2, 5), the model "
                         "needs (2, 4)");
 
     const tensor_spec wrong_name[2] = {

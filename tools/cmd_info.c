@@ -294,7 +294,14 @@ static int describe_adapter(const char *dir)
     }
     json_decref(config);
     printf("  tensors (%s):\n", weights_path);
-    return list_tensors(weights_path, "    ", 200) ? 0 : 1;
+    const int listed = list_tensors(weights_path, "    ", 200);
+    /* what a loader would refuse makes the adapter invalid, whatever it shows */
+    clora_status status = clora_adapter_check(dir);
+    if (status != CLORA_OK) {
+        cli_report("info", "invalid adapter", status);
+        return 1;
+    }
+    return listed ? 0 : 1;
 }
 
 static int describe_model(const char *dir)

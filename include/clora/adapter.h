@@ -119,6 +119,18 @@ clora_status clora_model_unmerge_adapter(clora_model *model);
  * save leaves a previous adapter in the folder intact. */
 clora_status clora_adapter_save(clora_model *model, const char *name, const char *dir);
 
+/* Checks a PEFT adapter folder on its own, with no model: adapter_config.json
+ * (a JSON object; peft_type LORA; r an integer from 1 to CLORA_MAX_RANK;
+ * lora_alpha a number; target_modules a string or a list of strings;
+ * rank_pattern of ranks and alpha_pattern of numbers; the options clora
+ * does not compute refused by name) and adapter_model.safetensors (lora_A
+ * and lora_B in pairs, 2-D, of a floating dtype, not empty, A (r, in) and
+ * B (out, r) with the rank the config gives their module; any other tensor
+ * a parameter of a module modules_to_save lists). CLORA_OK, or the first
+ * violation's status with a message naming the key or tensor.
+ * clora_adapter_load() runs the same checks first. */
+clora_status clora_adapter_check(const char *dir);
+
 /* Loads a PEFT adapter folder as adapter `name` (NULL: "default"), wrapping
  * the layers it targets, and makes it active. Every tensor is checked
  * against the model: keys naming missing modules, modules the config

@@ -128,6 +128,13 @@ int clora__peft_saves(const clora__peft_config *config, const char *module);
 size_t clora__peft_rank(const clora__peft_config *config, const char *module);
 double clora__peft_alpha(const clora__peft_config *config, const char *module);
 
+/* A PEFT adapter folder checked on its own (peft_check.c): the config as
+ * clora__peft_config_read reads it, then every tensor of
+ * adapter_model.safetensors (pairs of 2-D floating A (r, in) and B
+ * (out, r) with the module's rank, or parameters of modules_to_save). The
+ * config goes into *config (may be NULL; free it) when the folder passes. */
+clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_config *config);
+
 /* What an adapter clora saves tells adapter_config.json. */
 typedef struct clora__peft_site {
     const char *path; /* module path */

@@ -60,6 +60,10 @@ static clora_status parse_config(json_t *root, const char *path, size_t max_rank
                            path);
     if (json_is_null(c->targets))
         c->targets = NULL;
+    for (size_t i = 0; json_is_array(c->targets) && i < json_array_size(c->targets); ++i)
+        if (!json_is_string(json_array_get(c->targets, i)))
+            return clora__fail(CLORA_ERR_FORMAT,
+                               "%s: \"target_modules\" entry %zu is not a string", path, i);
     c->excludes = json_object_get(root, "exclude_modules");
     if (c->excludes && !json_is_array(c->excludes)) {
         if (!json_is_null(c->excludes))
@@ -81,6 +85,12 @@ static clora_status parse_config(json_t *root, const char *path, size_t max_rank
             if (!json_is_number(value))
                 return clora__fail(CLORA_ERR_FORMAT, "%s: %s value of \"%s\" is not a number",
                                    path, maps[m], key);
+            if (m == 0 && (!json_is_integer(value) || json_integer_value(value) < 1 ||
+                           json_integer_value(value) > (json_int_t)max_rank))
+                return clora__fail(CLORA_ERR_FORMAT,
+                                   "%s: rank_pattern value of \"%s\" must be an integer from 1 "
+                                   "to %zu",
+                                   path, key, max_rank);
         }
     }
     c->saved = json_object_get(root, "modules_to_save");

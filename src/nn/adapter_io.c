@@ -394,6 +394,13 @@ static int find_missing(clora_node *node, const char *path, void *user)
     return 0;
 }
 
+clora_status clora_adapter_check(const char *dir)
+{
+    if (!dir)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_adapter_check: dir is NULL");
+    return clora__peft_check(dir, CLORA_MAX_RANK, NULL);
+}
+
 clora_status clora_adapter_load(clora_model *model, const char *dir, const char *name)
 {
     if (!model || !dir)
@@ -418,7 +425,7 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
                                    "adapter_model.safetensors")))
         return status;
     clora__peft_config config;
-    if ((status = clora__peft_config_read(config_path, CLORA_MAX_RANK, &config)))
+    if ((status = clora__peft_check(dir, CLORA_MAX_RANK, &config)))
         return status;
     clora_safetensors *file = NULL;
     load_plan plan;
