@@ -128,12 +128,26 @@ int clora__peft_saves(const clora__peft_config *config, const char *module);
 size_t clora__peft_rank(const clora__peft_config *config, const char *module);
 double clora__peft_alpha(const clora__peft_config *config, const char *module);
 
+/* What a tensor of adapter_model.safetensors is, by its name (the
+ * "base_model.model." prefix optional): *key is the name without the
+ * prefix, and for a LoRA matrix *module_len the length of its module path
+ * at the start of *key; anything else names a parameter of a module to
+ * save ("<module>.<param>"). */
+typedef enum clora__peft_key_kind {
+    CLORA__PEFT_SAVED = 0, /* <module>.<param> */
+    CLORA__PEFT_LORA_A,    /* <module>.lora_A.weight */
+    CLORA__PEFT_LORA_B     /* <module>.lora_B.weight */
+} clora__peft_key_kind;
+clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len);
+
 /* A PEFT adapter folder checked on its own (peft_check.c): the config as
  * clora__peft_config_read reads it, then every tensor of
  * adapter_model.safetensors (pairs of 2-D floating A (r, in) and B
- * (out, r) with the module's rank, or parameters of modules_to_save). The
- * config goes into *config (may be NULL; free it) when the folder passes. */
-clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_config *config);
+ * (out, r) with the module's rank, or parameters of modules_to_save). When
+ * the folder passes, the config goes into *config and the open weights
+ * into *weights (each may be NULL; the caller frees and closes them). */
+clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_config *config,
+                               clora_safetensors **weights);
 
 /* What an adapter clora saves tells adapter_config.json. */
 typedef struct clora__peft_site {

@@ -21,13 +21,19 @@ typedef struct pair {
     clora_tensor_view a_view, b_view;
 } pair;
 
-static int ends_with(const char *key, const char *end, size_t *module_len)
+clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len)
 {
-    const size_t lk = strlen(key), le = strlen(end);
-    if (lk <= le || strcmp(key + lk - le, end) != 0)
-        return 0;
-    *module_len = lk - le;
-    return 1;
+    static const char a[] = ".lora_A.weight", b[] = ".lora_B.weight";
+    if (!strncmp(name, KEY_PREFIX, strlen(KEY_PREFIX)))
+        name += strlen(KEY_PREFIX);
+    *key = name;
+    const size_t n = strlen(name), m = sizeof a - 1; /* both suffixes are m long */
+    *module_len = n > m ? n - m : 0;
+    if (n > m && !strcmp(name + n - m, a))
+        return CLORA__PEFT_LORA_A;
+    if (n > m && !strcmp(name + n - m, b))
+        return CLORA__PEFT_LORA_B;
+    return CLORA__PEFT_SAVED;
 }
 
 /* "(3, 4)" */
@@ -97,13 +103,11 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
     for (size_t t = 0; t < n && status == CLORA_OK; ++t) {
         clora_tensor_view v;
         clora_safetensors_get(file, t, &v);
-        const char *key = v.name;
-        if (!strncmp(key, KEY_PREFIX, strlen(KEY_PREFIX)))
-            key += strlen(KEY_PREFIX);
+        const char *key = NULL;
         size_t len = 0;
-        const int is_a = ends_with(key, ".lora_A.weight", &len);
-        const int is_b = !is_a && ends_with(key, ".lora_B.weight", &len);
-        if (!is_a && !is_b) { /* a parameter of a module to save */
+        const clora__peft_key_kind kind = clora__peft_key(v.name, &key, &len);
+        const int is_a = kind == CLORA__PEFT_LORA_A;
+        if (kind == CLORA__PEFT_SAVED) { /* a parameter of a module to save */
             const char *dot = strrchr(key, '.');
             char module[512];
             snprintf(module, sizeof module, "%.*s", dot ? (int)(dot - key) : 0, key);
@@ -147,7 +151,8 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
     return status;
 }
 
-clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_config *config)
+clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_config *config,
+                               clora_safetensors **weights)
 {
     char config_path[4096], weights_path[4096];
     clora__peft_config own;
@@ -164,7 +169,10 @@ clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_con
     status = clora_safetensors_open(&file, weights_path);
     if (status == CLORA_OK)
         status = check_tensors(weights_path, c, file);
-    clora_safetensors_close(file);
+    if (status != CLORA_OK || !weights)
+        clora_safetensors_close(file);
+    else
+        *weights = file;
     if (status != CLORA_OK || !config)
         clora__peft_config_free(c);
     return status;

@@ -262,30 +262,15 @@ static clora_status tensor_values(const char *file, const clora_tensor_view *vie
     return clora_tensor_to_f32(view, *out);
 }
 
-static int suffix(const char *key, const char *end, size_t *module_len)
-{
-    size_t lk = strlen(key), le = strlen(end);
-    if (lk <= le || strcmp(key + lk - le, end) != 0)
-        return 0;
-    *module_len = lk - le;
-    return 1;
-}
-
 /* A tensor "<module>.<param>" of a module modules_to_save lists, read
  * into the plan after checking it against the model's parameter. */
-static clora_status plan_saved(clora_model *model, const clora__peft_config *c,
-                               const clora_tensor_view *view, const char *key, const char *path,
-                               load_plan *plan)
+static clora_status plan_saved(clora_model *model, const clora_tensor_view *view, const char *key,
+                               const char *path, load_plan *plan)
 {
+    /* clora__peft_check saw that the module is one to save */
     const char *dot = strrchr(key, '.');
     char module[1024];
-    if (dot)
-        snprintf(module, sizeof module, "%.*s", (int)(dot - key), key);
-    if (!dot || !clora__peft_saves(c, module))
-        return clora__fail(CLORA_ERR_FORMAT,
-                           "%s: unexpected tensor \"%s\" (neither lora_A/lora_B weight nor a "
-                           "module to save)",
-                           path, view->name);
+    snprintf(module, sizeof module, "%.*s", (int)(dot - key), key);
     clora_node *node = NULL;
     if (clora_model_find(model, module, &node) != CLORA_OK)
         return clora__fail(CLORA_ERR_NOT_FOUND,
@@ -311,7 +296,8 @@ static clora_status plan_saved(clora_model *model, const clora__peft_config *c,
     return status;
 }
 
-/* Reads every tensor into a plan, checking it against the model. */
+/* Reads every tensor of a file clora__peft_check passed into a plan,
+ * checking it against the model. */
 static clora_status plan_load(clora_model *model, const clora__peft_config *c,
                               const clora_safetensors *file, const char *path, load_plan *plan)
 {
@@ -324,14 +310,12 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
     for (size_t t = 0; t < n; ++t) {
         clora_tensor_view view;
         clora_safetensors_get(file, t, &view);
-        const char *key = view.name;
-        if (!strncmp(key, KEY_PREFIX, strlen(KEY_PREFIX)))
-            key += strlen(KEY_PREFIX);
+        const char *key = NULL;
         size_t len = 0;
-        const int is_a = suffix(key, ".lora_A.weight", &len);
-        const int is_b = !is_a && suffix(key, ".lora_B.weight", &len);
-        if (!is_a && !is_b) { /* ... or a parameter of a module to save */
-            clora_status status = plan_saved(model, c, &view, key, path, plan);
+        const clora__peft_key_kind kind = clora__peft_key(view.name, &key, &len);
+        const int is_a = kind == CLORA__PEFT_LORA_A;
+        if (kind == CLORA__PEFT_SAVED) { /* ... or a parameter of a module to save */
+            clora_status status = plan_saved(model, &view, key, path, plan);
             if (status != CLORA_OK)
                 return status;
             continue;
@@ -354,23 +338,13 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
         site->rank = clora__peft_rank(c, module);
         site->alpha = clora__peft_alpha(c, module);
         float **dest = is_a ? &site->a : &site->b;
-        if (*dest)
-            return clora__fail(CLORA_ERR_FORMAT, "%s: two tensors for %s of module \"%s\"", path,
-                               is_a ? "lora_A" : "lora_B", module);
         clora_status status =
             is_a ? tensor_values(path, &view, site->rank, in, dest)
                  : tensor_values(path, &view, features, site->rank, dest);
         if (status != CLORA_OK)
             return status;
     }
-    for (size_t i = 0; i < plan->count; ++i)
-        if (!plan->sites[i].a || !plan->sites[i].b)
-            return clora__fail(CLORA_ERR_FORMAT, "%s: module \"%s\" has %s but no %s", path,
-                               plan->sites[i].path, plan->sites[i].a ? "lora_A" : "lora_B",
-                               plan->sites[i].a ? "lora_B" : "lora_A");
-    if (plan->count == 0)
-        return clora__fail(CLORA_ERR_FORMAT, "%s: the file holds no LoRA weights", path);
-    return CLORA_OK;
+    return CLORA_OK; /* pairs complete, one of each, at least one: clora__peft_check's rules */
 }
 
 /* Modules the config targets that the file has no weights for. */
@@ -398,7 +372,7 @@ clora_status clora_adapter_check(const char *dir)
 {
     if (!dir)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_adapter_check: dir is NULL");
-    return clora__peft_check(dir, CLORA_MAX_RANK, NULL);
+    return clora__peft_check(dir, CLORA_MAX_RANK, NULL, NULL);
 }
 
 clora_status clora_adapter_load(clora_model *model, const char *dir, const char *name)
@@ -418,21 +392,18 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
                                name);
     if (model->merged)
         return clora__fail(CLORA_ERR_STATE, "clora_adapter_load: unmerge the merged adapter first");
-    char config_path[4096], weights_path[4096];
-    clora_status status;
-    if ((status = clora__join_path(config_path, sizeof config_path, dir, "adapter_config.json")) ||
-        (status = clora__join_path(weights_path, sizeof weights_path, dir,
-                                   "adapter_model.safetensors")))
+    char weights_path[4096]; /* for messages */
+    clora_status status =
+        clora__join_path(weights_path, sizeof weights_path, dir, "adapter_model.safetensors");
+    if (status != CLORA_OK)
         return status;
     clora__peft_config config;
-    if ((status = clora__peft_check(dir, CLORA_MAX_RANK, &config)))
-        return status;
     clora_safetensors *file = NULL;
+    if ((status = clora__peft_check(dir, CLORA_MAX_RANK, &config, &file)))
+        return status;
     load_plan plan;
     memset(&plan, 0, sizeof plan);
-    status = clora_safetensors_open(&file, weights_path);
-    if (status == CLORA_OK)
-        status = plan_load(model, &config, file, weights_path, &plan);
+    status = plan_load(model, &config, file, weights_path, &plan);
     if (status == CLORA_OK) {
         missing_walk walk = {&config, &plan, ""};
         clora_model_visit(model, find_missing, &walk);
