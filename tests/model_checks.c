@@ -47,6 +47,21 @@ size_t test_expect_golden_grads(clora_model *model, const golden_case *c, double
     return compared;
 }
 
+void test_randomise_lora_b(clora_model *model, uint64_t *rng)
+{
+    const size_t count = clora_model_param_count(model);
+    for (size_t i = 0; i < count; ++i) {
+        clora_param_info info;
+        CHECK_OK(clora_model_param(model, i, &info));
+        if (strstr(info.name, "lora_B")) {
+            float *v = test_alloc(info.value->numel);
+            test_fill_uniform(v, info.value->numel, rng, -0.5f, 0.5f);
+            CHECK_OK(clora_buffer_upload(info.value, 0, v, info.value->numel));
+            free(v);
+        }
+    }
+}
+
 /* L = sum(G * y) in double, the forward counter pinned so that training
  * mode draws the same masks every time. */
 static double fd_loss(clora_model *model, const clora_buffer *ids, const float *g,
@@ -79,16 +94,7 @@ size_t test_finite_differences(clora_model *model, const clora_buffer *ids,
     CHECK_OK(clora_model_set_trainable(model, "", 1));
     uint64_t rng = 99;
     size_t count = clora_model_param_count(model);
-    for (size_t i = 0; i < count; ++i) {
-        clora_param_info info;
-        CHECK_OK(clora_model_param(model, i, &info));
-        if (strstr(info.name, "lora_B")) {
-            float *v = test_alloc(info.value->numel);
-            test_fill_uniform(v, info.value->numel, &rng, -0.5f, 0.5f);
-            CHECK_OK(clora_buffer_upload(info.value, 0, v, info.value->numel));
-            free(v);
-        }
-    }
+    test_randomise_lora_b(model, &rng);
     CHECK_OK(clora_model_set_attention_mask(model, mask));
     CHECK_OK(clora_model_set_training(model, 1));
 

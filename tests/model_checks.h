@@ -17,6 +17,10 @@ void test_expect_golden(const char *what, const clora_buffer *y, const golden_te
 size_t test_expect_golden_grads(clora_model *model, const golden_case *c, double atol,
                                 double rtol);
 
+/* Draws every lora_B of the model from U(-0.5, 0.5) with *rng, so that the
+ * adapters change the output (PEFT starts B at zero). */
+void test_randomise_lora_b(clora_model *model, uint64_t *rng);
+
 /* Makes every parameter trainable, puts LoRA (rank 2, dropout 0.25, B
  * drawn non-zero) on `targets` (*replaced: how many), trains with the
  * attention mask `mask` (may be NULL), and compares backward of

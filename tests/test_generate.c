@@ -1,7 +1,7 @@
 /* test_generate.c — generation sessions against recomputing the whole
  * sequence (one row, rows of different lengths, prompts fed in pieces,
  * with a LoRA adapter), the errors a caller can make, and sampling. */
-#include "support.h"
+#include "model_checks.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -137,17 +137,7 @@ static void with_an_adapter(void **state)
     lora.target_module_count = 3;
     CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
     uint64_t rng = 5;
-    for (size_t i = 0; i < clora_model_param_count(model); ++i) {
-        clora_param_info info;
-        CHECK_OK(clora_model_param(model, i, &info));
-        if (strstr(info.name, "lora_B")) {
-            const size_t n = clora_buffer_numel(info.value);
-            float *v = test_alloc(n);
-            test_fill_uniform(v, n, &rng, -0.5f, 0.5f);
-            CHECK_OK(clora_buffer_upload(info.value, 0, v, n));
-            free(v);
-        }
-    }
+    test_randomise_lora_b(model, &rng);
     const size_t prompts[2] = {4, 2};
     against_recomputation(model, 2, prompts, 1, 5);
     clora_model_destroy(model);

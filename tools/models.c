@@ -72,10 +72,17 @@ int open_model(const char *command, clora_device *device, const char *dir, const
     return 1;
 }
 
+/* A GGUF file's tokenizer, or a model folder's. */
+static clora_status load_tokenizer(const char *path, clora_tokenizer **out)
+{
+    *out = NULL;
+    return clora_gguf_probe(path) ? clora_tokenizer_load_gguf(out, path)
+                                  : clora_tokenizer_load(out, path);
+}
+
 int open_tokenizer(const char *command, const char *path, clora_tokenizer **out)
 {
-    clora_status status = clora_gguf_probe(path) ? clora_tokenizer_load_gguf(out, path)
-                                                 : clora_tokenizer_load(out, path);
+    clora_status status = load_tokenizer(path, out);
     if (status != CLORA_OK) {
         cli_report(command, "loading the tokenizer", status);
         return 0;
@@ -85,10 +92,7 @@ int open_tokenizer(const char *command, const char *path, clora_tokenizer **out)
 
 int find_tokenizer(const char *path, clora_tokenizer **out)
 {
-    *out = NULL;
-    clora_status status = clora_gguf_probe(path) ? clora_tokenizer_load_gguf(out, path)
-                                                 : clora_tokenizer_load(out, path);
-    return status == CLORA_OK;
+    return load_tokenizer(path, out) == CLORA_OK;
 }
 
 int parse_ids(const char *command, const char *option, const char *text, int32_t **ids,

@@ -91,6 +91,18 @@ static clora_status attention_setup(clora_node *node, const void *args)
     return status;
 }
 
+/* The three input projections of x. */
+static clora_status project_qkv(clora_node *node, const clora_buffer *x, const clora_buffer **q,
+                                const clora_buffer **k, const clora_buffer **v)
+{
+    clora_status status = clora__node_forward(clora__child(node, "q_proj"), x, q);
+    if (status == CLORA_OK)
+        status = clora__node_forward(clora__child(node, "k_proj"), x, k);
+    if (status == CLORA_OK)
+        status = clora__node_forward(clora__child(node, "v_proj"), x, v);
+    return status;
+}
+
 /* q, k, v of x into the core's (B, H, T, D) heads, rotated. */
 static clora_status attention_heads(clora_node *node, const clora_buffer *x, size_t B, size_t T)
 {
@@ -98,9 +110,7 @@ static clora_status attention_heads(clora_node *node, const clora_buffer *x, siz
     const size_t H = s->args.heads, G = s->args.kv_heads, D = s->args.head_dim;
     const clora_buffer *q = NULL, *k = NULL, *v = NULL;
     clora_status status;
-    if ((status = clora__node_forward(clora__child(node, "q_proj"), x, &q)) ||
-        (status = clora__node_forward(clora__child(node, "k_proj"), x, &k)) ||
-        (status = clora__node_forward(clora__child(node, "v_proj"), x, &v)) ||
+    if ((status = project_qkv(node, x, &q, &k, &v)) ||
         (status = clora__attention_prepare(&s->core, x->device, B, T, H, D)) ||
         (status = clora__heads_split(s->core.q, q, H * D, 0, B, T, H, D)) ||
         (status = clora__heads_split_grouped(s->core.k, k, G * D, 0, B, T, H, D, H / G)) ||
@@ -133,9 +143,7 @@ static clora_status attention_forward_cached(clora_node *node, const clora_buffe
     const size_t q_shape[4] = {B, H, T, D}, kv_shape[4] = {B, G, T, D}, m_shape[3] = {B, T, H * D};
     const clora_buffer *positions = node->model->batch_positions;
     clora_status status;
-    if ((status = clora__node_forward(clora__child(node, "q_proj"), x, &q)) ||
-        (status = clora__node_forward(clora__child(node, "k_proj"), x, &k)) ||
-        (status = clora__node_forward(clora__child(node, "v_proj"), x, &v)) ||
+    if ((status = project_qkv(node, x, &q, &k, &v)) ||
         (status = clora__buffer_ensure(&s->core.q, x->device, CLORA_DTYPE_F32, 4, q_shape, NULL)) ||
         (status = clora__buffer_ensure(&s->new_kv, x->device, CLORA_DTYPE_F32, 4, kv_shape,
                                        NULL)) ||
