@@ -18,7 +18,7 @@ static const char usage[] =
     "  encode      print the token ids of text (a model folder's or a GGUF file's\n"
     "              tokenizer: BPE or WordPiece)\n"
     "  decode      print the text of token ids\n"
-    "  logits      run a model (with an adapter) on token ids; write the logits\n"
+    "  logits      run a model (with an adapter) on token ids or text; write the logits\n"
     "  generate    continue a prompt (text, a chat turn or ids) with GPT-2 or a Llama-\n"
     "              family folder or GGUF file: key/value cache, greedy or sampled\n"
     "  merge       merge an adapter into a model and save the merged model\n"

@@ -25,7 +25,7 @@ int cmd_logits(int argc, char **argv)
     size_t classes = 0, seed = 0;
     int chat = 0;
     const cli_option options[] = {
-        {CLI_OPT("--model", CLI_STRING, &model_dir, "DIR",
+        {CLI_OPT("--model", CLI_STRING, &model_dir, "PATH",
                  "a Hugging Face GPT-2, BERT or Llama-family folder, a GGUF file, or a clora "
                  "model folder"),
          .flags = CLI_REQUIRED},
@@ -50,7 +50,7 @@ int cmd_logits(int argc, char **argv)
         CLI_END};
     static const cli_exclusive exclusive[] = {{"--tokens", "--prompt", 1}, {NULL, NULL, 0}};
     const cli_spec spec = {.command = "logits",
-                           .usage = "usage: clora logits --model DIR [--adapter DIR] (--tokens "
+                           .usage = "usage: clora logits --model PATH [--adapter DIR] (--tokens "
                                     "IDS | --prompt TEXT [--chat]) --out FILE",
                            .description = logits_description,
                            .options = options,
