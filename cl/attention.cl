@@ -23,6 +23,11 @@
  *                   (all t without has_mask); global (C, B)
  *   mean_pool_backward  dx (B, T, C) = dout[b] / count_b where kept, else 0;
  *                   global (C, T, B)
+ *   last_token_pool out (B, C) = x (B, T, C)[b, last_b], last_b the largest t with
+ *                   mask[b][t] != 0 (0 when the row keeps none; T - 1 without
+ *                   has_mask); global (C, B)
+ *   last_token_pool_backward  dx (B, T, C) = dout[b] at t = last_b, else 0;
+ *                   global (C, T, B)
  */
 
 __kernel void heads_split(__global float *out, const uint out_offset,
@@ -195,4 +200,41 @@ __kernel void mean_pool_backward(__global float *dx, const uint dx_offset,
     const float count = kept_tokens(mask, mask_offset, has_mask, b, T);
     dx[dx_offset + (b * T + t) * C + c] =
         kept && count > 0.0f ? dout[dout_offset + b * C + c] / count : 0.0f;
+}
+
+static uint last_kept(__global const int *mask, const uint mask_offset, const uint has_mask,
+                      const uint b, const uint T)
+{
+    if (!has_mask)
+        return T - 1;
+    uint last = 0;
+    for (uint t = 0; t < T; ++t)
+        if (mask[mask_offset + b * T + t] != 0)
+            last = t;
+    return last;
+}
+
+__kernel void last_token_pool(__global float *out, const uint out_offset,
+                              __global const float *x, const uint x_offset,
+                              __global const int *mask, const uint mask_offset,
+                              const uint has_mask, const uint B, const uint T, const uint C)
+{
+    const uint c = get_global_id(0), b = get_global_id(1);
+    if (c >= C || b >= B)
+        return;
+    const uint t = last_kept(mask, mask_offset, has_mask, b, T);
+    out[out_offset + b * C + c] = x[x_offset + (b * T + t) * C + c];
+}
+
+__kernel void last_token_pool_backward(__global float *dx, const uint dx_offset,
+                                       __global const float *dout, const uint dout_offset,
+                                       __global const int *mask, const uint mask_offset,
+                                       const uint has_mask, const uint B, const uint T,
+                                       const uint C)
+{
+    const uint c = get_global_id(0), t = get_global_id(1), b = get_global_id(2);
+    if (c >= C || t >= T || b >= B)
+        return;
+    const uint last = last_kept(mask, mask_offset, has_mask, b, T);
+    dx[dx_offset + (b * T + t) * C + c] = t == last ? dout[dout_offset + b * C + c] : 0.0f;
 }

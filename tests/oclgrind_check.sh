@@ -5,16 +5,18 @@
 # (N >= 128), dropout, both kernel families and the smaller tiles of
 # CLORA_RANK_TILE. Then a few training steps of small GPT-2 and BERT models
 # (test_transformer's one_training_step) and the Llama kernels and a small
-# Qwen2 model (test_llama), without the uninitialised-value
+# Qwen2 model (test_llama) and the last-token pooling (test_classifier),
+# without the uninitialised-value
 # check: oclgrind does not count clEnqueueFillBuffer as writing, and models
 # start their zero parameters and gradients that way.
-#   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA TEST_GENERATE
+#   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA TEST_GENERATE TEST_CLASSIFIER
 set -u
 oclgrind=$1
 clora=$2
 transformer=$3
 llama=$4
 generate=$5
+classifier=$6
 log=$(mktemp)
 status=0
 # run KERNEL TILE selfcheck-options...
@@ -82,5 +84,7 @@ run_test "$llama" qwen2_against_pytorch 1
 # lengths fed in pieces.
 run_test "$generate" rows_of_different_lengths 1
 run_test "$generate" with_an_adapter 1
+# Pooling at each row's last kept token.
+run_test "$classifier" last_token_pool_matches_reference 1
 rm -f "$log"
 exit $status

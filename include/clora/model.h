@@ -72,13 +72,15 @@ typedef enum clora_node_kind {
     CLORA_NODE_LLAMA_LAYER,         /* input_layernorm, self_attn, post_attention_layernorm, mlp */
     CLORA_NODE_LLAMA_ATTENTION,     /* q/k/v/o_proj; rotary, grouped-query, causal */
     CLORA_NODE_LLAMA_MLP,           /* down_proj(silu(gate_proj(x)) * up_proj(x)) */
+    CLORA_NODE_LAST_TOKEN_POOL,     /* (B, T, C) -> (B, C) at each row's last unmasked token */
     CLORA_NODE_KIND_COUNT
 } clora_node_kind;
 
 /* "sequential", "linear", "lora", "relu", "gelu", "gelu_tanh", "silu",
  * "tanh", "layer_norm", "embedding", "dropout", "gpt2_model", "gpt2_block",
  * "gpt2_attention", "bert_embeddings", "bert_layer", "bert_self_attention",
- * "mean_pool". */
+ * "mean_pool", "rms_norm", "llama_model", "llama_layer", "llama_attention",
+ * "llama_mlp", "last_token_pool". */
 const char *clora_node_kind_name(clora_node_kind kind);
 
 /* ---- building ------------------------------------------------------------ */
@@ -117,6 +119,19 @@ clora_status clora_node_add_embedding(clora_node *parent, const char *name, size
 /* p in [0, 1): active only while the model is training. */
 clora_status clora_node_add_dropout(clora_node *parent, const char *name, float p,
                                     clora_node **out);
+
+/* Turns a GPT-2 or Llama-family language model into a sequence classifier,
+ * as transformers' GPT2ForSequenceClassification and
+ * LlamaForSequenceClassification are: lm_head is replaced by "pool" (each
+ * row's hidden state at its last token the attention mask keeps; the last
+ * token without a mask) and "score", a bias-free Linear (num_labels,
+ * hidden) drawn from N(0, init_std^2) (0: 0.02) by `seed`. The output is
+ * then (B, num_labels). "score" is a new head: it trains in full when
+ * listed in modules_to_save, and its frozen weight is saved with an
+ * adapter that puts LoRA on it (as base_layer.weight, which PEFT loads).
+ * Call it before applying LoRA. */
+clora_status clora_model_add_classifier(clora_model *model, size_t num_labels, float init_std,
+                                        uint64_t seed);
 
 /* ---- addressing ----------------------------------------------------------- */
 

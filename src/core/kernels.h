@@ -62,6 +62,8 @@
     X(ADD, ATTENTION, "add")                                      \
     X(MEAN_POOL, ATTENTION, "mean_pool")                          \
     X(MEAN_POOL_BACKWARD, ATTENTION, "mean_pool_backward")        \
+    X(LAST_TOKEN_POOL, ATTENTION, "last_token_pool")              \
+    X(LAST_TOKEN_POOL_BACKWARD, ATTENTION, "last_token_pool_backward") \
     X(ROPE, ROPE, "rope")                                         \
     X(CACHE_WRITE, KV_CACHE, "cache_write")                       \
     X(CACHED_ATTENTION, KV_CACHE, "cached_attention")             \

@@ -131,12 +131,14 @@ double clora__peft_alpha(const clora__peft_config *config, const char *module);
 /* What a tensor of adapter_model.safetensors is, by its name (the
  * "base_model.model." prefix optional): *key is the name without the
  * prefix, and for a LoRA matrix *module_len the length of its module path
- * at the start of *key; anything else names a parameter of a module to
- * save ("<module>.<param>"). */
+ * at the start of *key (also for a base parameter); anything else names a
+ * parameter of a module to save ("<module>.<param>"). */
 typedef enum clora__peft_key_kind {
     CLORA__PEFT_SAVED = 0, /* <module>.<param> */
     CLORA__PEFT_LORA_A,    /* <module>.lora_A.weight */
-    CLORA__PEFT_LORA_B     /* <module>.lora_B.weight */
+    CLORA__PEFT_LORA_B,    /* <module>.lora_B.weight */
+    CLORA__PEFT_BASE       /* <module>.base_layer.{weight,bias}: a LoRA target's own
+                            * parameter the adapter carries (a new head's weight) */
 } clora__peft_key_kind;
 clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len);
 

@@ -33,6 +33,15 @@ clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t 
         return CLORA__PEFT_LORA_A;
     if (n > m && !strcmp(name + n - m, b))
         return CLORA__PEFT_LORA_B;
+    static const char *const base[2] = {".base_layer.weight", ".base_layer.bias"};
+    for (int k = 0; k < 2; ++k) {
+        const size_t len = strlen(base[k]);
+        if (n > len && !strcmp(name + n - len, base[k])) {
+            *module_len = n - len;
+            return CLORA__PEFT_BASE;
+        }
+    }
+    *module_len = 0;
     return CLORA__PEFT_SAVED;
 }
 
@@ -115,6 +124,18 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
                 status = clora__fail(CLORA_ERR_FORMAT,
                                      "%s: unexpected tensor \"%s\" (neither lora_A/lora_B weight "
                                      "nor a module to save)",
+                                     path, v.name);
+            else
+                status = check_values(path, &v);
+            continue;
+        }
+        if (kind == CLORA__PEFT_BASE) { /* a target's own parameter */
+            char module[512];
+            snprintf(module, sizeof module, "%.*s", (int)len, key);
+            if (len >= sizeof module || !clora__peft_targets(c, module))
+                status = clora__fail(CLORA_ERR_FORMAT,
+                                     "%s: tensor \"%s\" is a base parameter of a module "
+                                     "target_modules does not select",
                                      path, v.name);
             else
                 status = check_values(path, &v);

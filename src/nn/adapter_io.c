@@ -4,7 +4,10 @@
  *
  * Keys: base_model.model.<module path>.lora_A.weight (r, in) and
  * .lora_B.weight (out, r), the "base_model.model." prefix optional on load;
- * modules_to_save as base_model.model.<module path>.<param>.
+ * modules_to_save as base_model.model.<module path>.<param>; a target's own
+ * parameters as <module path>.base_layer.<param> (saved for a new head that
+ * gets LoRA, whose frozen random weight the adapter needs; loaded into the
+ * base Linear, as PEFT loads them).
  *
  * Scales: PEFT multiplies by lora_alpha / r (use_rslora: / sqrt(r)). An
  * adapter trained with the original request's scale (alpha itself) is saved
@@ -168,6 +171,12 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
         snprintf(key, sizeof key, KEY_PREFIX "%s.lora_B.weight", list.sites[i].path);
         if (status == CLORA_OK)
             status = clora__writer_add_buffer(writer, key, list.sites[i].adapter->lora_b->value);
+        const clora_node *base = clora__linear_of(list.sites[i].node);
+        for (size_t k = 0; base->new_head && k < base->param_count && status == CLORA_OK; ++k) {
+            snprintf(key, sizeof key, KEY_PREFIX "%s.base_layer.%s", list.sites[i].path,
+                     base->params[k]->name);
+            status = clora__writer_add_buffer(writer, key, base->params[k]->value);
+        }
     }
     for (size_t i = 0; i < list.saved_count && status == CLORA_OK; ++i)
         for (size_t k = 0; k < list.saved[i]->param_count && status == CLORA_OK; ++k) {
@@ -200,11 +209,12 @@ typedef struct load_site {
     double alpha;
 } load_site;
 
-/* One parameter of a module to save. */
+/* One parameter of a module to save, or a target's base parameter. */
 typedef struct load_saved {
     clora_node *node;
     clora__param *param;
     float *values;
+    int base; /* a LoRA target's own parameter: stays frozen */
 } load_saved;
 
 typedef struct load_plan {
@@ -265,17 +275,23 @@ static clora_status tensor_values(const char *file, const clora_tensor_view *vie
 /* A tensor "<module>.<param>" of a module modules_to_save lists, read
  * into the plan after checking it against the model's parameter. */
 static clora_status plan_saved(clora_model *model, const clora_tensor_view *view, const char *key,
-                               const char *path, load_plan *plan)
+                               size_t base_len, const char *path, load_plan *plan)
 {
-    /* clora__peft_check saw that the module is one to save */
+    /* clora__peft_check saw that the module is one to save, or a target */
     const char *dot = strrchr(key, '.');
+    const size_t len = base_len ? base_len : (size_t)(dot - key);
     char module[1024];
-    snprintf(module, sizeof module, "%.*s", (int)(dot - key), key);
+    snprintf(module, sizeof module, "%.*s", (int)len, key);
     clora_node *node = NULL;
     if (clora_model_find(model, module, &node) != CLORA_OK)
         return clora__fail(CLORA_ERR_NOT_FOUND,
                            "%s: tensor \"%s\" names module \"%s\", which the model lacks", path,
                            view->name, module);
+    if (base_len && (!(node = clora__linear_of(node)) || node->tied))
+        return clora__fail(CLORA_ERR_FORMAT,
+                           "%s: tensor \"%s\": module \"%s\" is not a Linear with weights of its "
+                           "own",
+                           path, view->name, module);
     clora__param *p = clora__param_get(node, dot + 1);
     if (!p)
         return clora__fail(CLORA_ERR_NOT_FOUND,
@@ -284,6 +300,7 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
     load_saved *s = &plan->saved[plan->saved_count++];
     s->node = node;
     s->param = p;
+    s->base = base_len != 0;
     clora_status status =
         tensor_values(path, view, p->shape[0], p->ndim > 1 ? p->shape[1] : 1, &s->values);
     if (status != CLORA_OK && p->ndim == 1 && view->ndim == 1 && view->shape[0] == p->shape[0] &&
@@ -314,8 +331,9 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
         size_t len = 0;
         const clora__peft_key_kind kind = clora__peft_key(view.name, &key, &len);
         const int is_a = kind == CLORA__PEFT_LORA_A;
-        if (kind == CLORA__PEFT_SAVED) { /* ... or a parameter of a module to save */
-            clora_status status = plan_saved(model, &view, key, path, plan);
+        if (kind == CLORA__PEFT_SAVED || kind == CLORA__PEFT_BASE) { /* ... or another */
+            clora_status status =
+                plan_saved(model, &view, key, kind == CLORA__PEFT_BASE ? len : 0, path, plan);
             if (status != CLORA_OK)
                 return status;
             continue;
@@ -431,7 +449,7 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
         }
     }
     for (size_t i = 0; i < plan.saved_count && status == CLORA_OK; ++i) {
-        plan.saved[i].node->trainable_module = 1;
+        plan.saved[i].node->trainable_module |= !plan.saved[i].base;
         status = clora_buffer_upload(plan.saved[i].param->value, 0, plan.saved[i].values,
                                      plan.saved[i].param->numel);
     }

@@ -146,6 +146,19 @@ void clora__node_replace_child(clora_node *parent, clora_node *old_child, clora_
     clora__model_touch(parent->model);
 }
 
+void clora__node_remove_child(clora_node *parent, clora_node *child)
+{
+    for (size_t i = 0; i < parent->child_count; ++i)
+        if (parent->children[i] == child) {
+            memmove(parent->children + i, parent->children + i + 1,
+                    (parent->child_count - i - 1) * sizeof *parent->children);
+            parent->child_count--;
+            clora__node_free(child);
+            break;
+        }
+    clora__model_touch(parent->model);
+}
+
 clora_node *clora__child(const clora_node *node, const char *name)
 {
     if (!node)

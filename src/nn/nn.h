@@ -50,6 +50,7 @@ struct clora_node {
     size_t param_count;
     int trainable_module; /* PEFT modules_to_save: kept trainable by apply_lora */
     clora_node *tied;     /* whose "weight" is this node's (GPT-2's lm_head: transformer.wte) */
+    int new_head;         /* a head added for fine-tuning: its weights travel with adapters */
 
     /* the last forward */
     const clora_buffer *input;  /* borrowed */
@@ -109,7 +110,7 @@ extern const clora__node_kind clora__relu_kind, clora__gelu_kind, clora__gelu_ta
 extern const clora__node_kind clora__layer_norm_kind;
 extern const clora__node_kind clora__embedding_kind;
 extern const clora__node_kind clora__dropout_kind;
-extern const clora__node_kind clora__mean_pool_kind;
+extern const clora__node_kind clora__mean_pool_kind, clora__last_token_pool_kind;
 extern const clora__node_kind clora__rms_norm_kind;
 extern const clora__node_kind clora__llama_model_kind, clora__llama_layer_kind,
     clora__llama_attention_kind, clora__llama_mlp_kind;
@@ -190,6 +191,8 @@ void clora__node_free(clora_node *node);
 void clora__node_release_activations(clora_node *node);
 /* Replaces a child in place (same position and name). */
 void clora__node_replace_child(clora_node *parent, clora_node *old_child, clora_node *new_child);
+/* Detaches a child and frees it. */
+void clora__node_remove_child(clora_node *parent, clora_node *child);
 /* The child called `name`, or NULL. */
 clora_node *clora__child(const clora_node *node, const char *name);
 /* The node at dotted `path` below `node`, or NULL. */

@@ -232,6 +232,13 @@ clora_status clora__mean_pool_forward(clora_buffer *y, const clora_buffer *x,
 /* dx (B, T, C) = dy[b] / kept_b where kept, else 0. */
 clora_status clora__mean_pool_backward(clora_buffer *dx, const clora_buffer *dy,
                                        const clora_buffer *mask);
+/* y (B, C) = x (B, T, C) at each row's last kept token: the largest t whose
+ * mask is not 0 (0 when none is; T - 1 when mask is NULL). */
+clora_status clora__last_token_pool_forward(clora_buffer *y, const clora_buffer *x,
+                                            const clora_buffer *mask);
+/* dx (B, T, C) = dy[b] at that token, 0 elsewhere. */
+clora_status clora__last_token_pool_backward(clora_buffer *dx, const clora_buffer *dy,
+                                             const clora_buffer *mask);
 
 /* ---- sums (reduce.c) ---------------------------------------------------------------- */
 
