@@ -439,6 +439,188 @@ static void trainer_with_mse_and_bad_targets(void **state)
     clora_model_destroy(model);
 }
 
+/* ---- micro-batches and saved runs --------------------------------------------------------- */
+
+/* A small classifier with LoRA (dropout p) for the two checks below. */
+static clora_model *dropout_model(float p)
+{
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create(&model, test_device, 70));
+    clora_node *root = clora_model_root(model);
+    CHECK_OK(clora_node_add_linear(root, "fc1", 6, 16, 1, NULL));
+    CHECK_OK(clora_node_add_activation(root, "act", CLORA_NODE_GELU, NULL));
+    CHECK_OK(clora_node_add_linear(root, "head", 16, 3, 1, NULL));
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 3;
+    lora.alpha = 6;
+    lora.dropout = p;
+    CHECK_OK(clora_replace_linear_with_lora(root, &lora, NULL));
+    return model;
+}
+
+/* The batch of step `step`: B rows of x (B, 6), labels (B). */
+static void step_batch(size_t step, float *x, int32_t *y, size_t rows)
+{
+    uint64_t rng = 1000 + step;
+    test_fill_uniform(x, rows * 6, &rng, -1, 1);
+    for (size_t i = 0; i < rows; ++i)
+        y[i] = x[i * 6] > x[i * 6 + 1] ? 0 : x[i * 6 + 2] > 0 ? 1 : 2;
+}
+
+/* Trainable values after `steps` AdamW steps of 8 rows, each in `parts`
+ * micro-batches weighted 1 / parts. */
+static float *train_in_parts(size_t steps, size_t parts, size_t *n)
+{
+    clora_model *model = dropout_model(0.0f);
+    CHECK_OK(clora_model_set_trainable(model, "", 1)); /* the base as well: more to compare */
+    clora_train_config cfg = clora_train_config_default();
+    cfg.optimizer.lr = 0.01f;
+    cfg.max_grad_norm = 0.5f;
+    clora_trainer *trainer = NULL;
+    CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+    enum { B = 8 };
+    const size_t rows = B / parts;
+    float x[B * 6];
+    int32_t y[B];
+    clora_buffer *bx = test_buffer_2d(rows, 6, NULL), *by = labels_buffer(y, rows);
+    for (size_t step = 0; step < steps; ++step) {
+        step_batch(step, x, y, B);
+        for (size_t k = 0; k < parts; ++k) {
+            CHECK_OK(clora_buffer_upload(bx, 0, x + k * rows * 6, rows * 6));
+            CHECK_OK(clora_buffer_upload_i32(by, 0, y + k * rows, rows));
+            CHECK_OK(clora_trainer_accumulate(trainer, bx, by, 1.0f / (float)parts, NULL));
+        }
+        CHECK_OK(clora_trainer_update(trainer));
+    }
+    assert_int_equal(clora_trainer_step_count(trainer), steps);
+    assert_int_equal(clora_trainer_update(trainer), CLORA_ERR_STATE); /* nothing accumulated */
+    CHECK_OK(clora_model_set_training(model, 0));
+    clora_param_counts counts;
+    CHECK_OK(clora_model_count_params(model, &counts));
+    float *values = test_alloc(counts.trainable);
+    *n = 0;
+    for (size_t i = 0; i < clora_model_param_count(model); ++i) {
+        clora_param_info info;
+        CHECK_OK(clora_model_param(model, i, &info));
+        float *v = test_download(info.value);
+        memcpy(values + *n, v, clora_buffer_numel(info.value) * sizeof *v);
+        *n += clora_buffer_numel(info.value);
+        free(v);
+    }
+    clora_trainer_destroy(trainer);
+    clora_buffer_destroy(bx);
+    clora_buffer_destroy(by);
+    clora_model_destroy(model);
+    return values;
+}
+
+/* Without dropout on rows (its masks are keyed by row within a batch), two
+ * or four weighted micro-batches make the step of the whole batch; with
+ * dropout the masks differ, so the check runs with p = 0. */
+static void micro_batches_make_the_whole_step(void **state)
+{
+    (void)state;
+    size_t n1 = 0, n2 = 0, n4 = 0;
+    float *whole = train_in_parts(6, 1, &n1);
+    float *halves = train_in_parts(6, 2, &n2);
+    float *quarters = train_in_parts(6, 4, &n4);
+    assert_int_equal(n1, n2);
+    assert_int_equal(n1, n4);
+    test_assert_close("2 micro-batches", halves, whole, n1, 1e-5, 1e-4);
+    test_assert_close("4 micro-batches", quarters, whole, n1, 1e-5, 1e-4);
+    free(whole);
+    free(halves);
+    free(quarters);
+}
+
+/* 6 steps straight, or 3, saved, and 3 more in a new model and trainer:
+ * the same bytes, dropout on. A state for other parameters is refused. */
+static void saved_state_continues_bit_for_bit(void **state)
+{
+    (void)state;
+    char dir[64], path[128];
+    test_temp_dir(dir, "train-state");
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    enum { B = 8, STEPS = 6 };
+    float x[B * 6];
+    int32_t y[B];
+    clora_buffer *bx = test_buffer_2d(B, 6, NULL), *by = labels_buffer(y, B);
+    float *results[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int resumed = 0; resumed < 2; ++resumed) {
+        clora_model *model = dropout_model(0.2f);
+        clora_train_config cfg = clora_train_config_default();
+        cfg.optimizer.lr = 0.02f;
+        cfg.schedule = CLORA_SCHEDULE_LINEAR;
+        cfg.total_steps = STEPS;
+        clora_trainer *trainer = NULL;
+        CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+        for (size_t step = 0; step < STEPS; ++step) {
+            if (resumed && step == STEPS / 2) { /* stop, and continue in a new process */
+                CHECK_OK(clora_trainer_save_state(trainer, path));
+                clora_trainer_destroy(trainer);
+                clora_model_destroy(model);
+                model = dropout_model(0.2f);
+                CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+                CHECK_OK(clora_trainer_load_state(trainer, path));
+                assert_int_equal(clora_trainer_step_count(trainer), STEPS / 2);
+            }
+            step_batch(step, x, y, B);
+            CHECK_OK(clora_buffer_upload(bx, 0, x, B * 6));
+            CHECK_OK(clora_buffer_upload_i32(by, 0, y, B));
+            CHECK_OK(clora_trainer_step(trainer, bx, by, NULL));
+        }
+        clora_param_counts counts;
+        CHECK_OK(clora_model_count_params(model, &counts));
+        n = counts.trainable;
+        results[resumed] = test_alloc(n);
+        size_t at = 0;
+        for (size_t i = 0; i < clora_model_param_count(model); ++i) {
+            clora_param_info info;
+            CHECK_OK(clora_model_param(model, i, &info));
+            if (!info.trainable)
+                continue;
+            float *v = test_download(info.value);
+            memcpy(results[resumed] + at, v, clora_buffer_numel(info.value) * sizeof *v);
+            at += clora_buffer_numel(info.value);
+            free(v);
+        }
+        clora_trainer_destroy(trainer);
+        clora_model_destroy(model);
+    }
+    assert_memory_equal(results[0], results[1], n * sizeof(float));
+
+    /* another rank: refused, by name */
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create(&model, test_device, 70));
+    clora_node *root = clora_model_root(model);
+    CHECK_OK(clora_node_add_linear(root, "fc1", 6, 16, 1, NULL));
+    CHECK_OK(clora_node_add_activation(root, "act", CLORA_NODE_GELU, NULL));
+    CHECK_OK(clora_node_add_linear(root, "head", 16, 3, 1, NULL));
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 2;
+    CHECK_OK(clora_replace_linear_with_lora(root, &lora, NULL));
+    clora_train_config cfg = clora_train_config_default();
+    clora_trainer *trainer = NULL;
+    CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+    assert_int_equal(clora_trainer_load_state(trainer, path), CLORA_ERR_STATE);
+    assert_non_null(strstr(clora_last_error(), "other trainable parameters"));
+    clora_trainer_destroy(trainer);
+    cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_SGD);
+    clora_model_destroy(model);
+    model = dropout_model(0.2f);
+    CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+    assert_int_equal(clora_trainer_load_state(trainer, path), CLORA_ERR_STATE);
+    assert_non_null(strstr(clora_last_error(), "adamw"));
+    clora_trainer_destroy(trainer);
+    clora_model_destroy(model);
+    free(results[0]);
+    free(results[1]);
+    clora_buffer_destroy(bx);
+    clora_buffer_destroy(by);
+    test_remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +633,8 @@ int main(void)
         cmocka_unit_test(schedules_with_warmup),
         cmocka_unit_test(trainer_learns_and_leaves_frozen_bytes_alone),
         cmocka_unit_test(trainer_with_mse_and_bad_targets),
+        cmocka_unit_test(micro_batches_make_the_whole_step),
+        cmocka_unit_test(saved_state_continues_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, test_open_device, test_close_device);
 }

@@ -111,6 +111,29 @@ void clora_trainer_destroy(clora_trainer *trainer);
 clora_status clora_trainer_step(clora_trainer *trainer, const clora_buffer *input,
                                 const clora_buffer *target, float *loss);
 
+/* Gradient accumulation: a step over several micro-batches. Each
+ * accumulate runs forward in training mode, the loss and backward of one
+ * micro-batch, adding `weight` times its gradient to those gathered since
+ * the last update (the first one zeroes them); update then clips, takes
+ * the schedule's learning rate and the optimizer step. With weights that
+ * are each micro-batch's share of the step's examples (or scored tokens),
+ * the step is that of the whole batch. *loss (may be NULL): the
+ * micro-batch's own mean loss, unweighted. step() is accumulate(weight 1)
+ * then update(). */
+clora_status clora_trainer_accumulate(clora_trainer *trainer, const clora_buffer *input,
+                                      const clora_buffer *target, float weight, float *loss);
+clora_status clora_trainer_update(clora_trainer *trainer);
+
+/* A run's state, for continuing it bit for bit: every trainable value,
+ * the optimizer's moments, the step count, the last learning rate and the
+ * model's count of training forwards (dropout masks are keyed by it), in
+ * one safetensors file. Load into a trainer over the same trainable
+ * parameters (same model, LoRA targets, ranks and heads; checked by a hash
+ * of their names and sizes) with the same optimizer kind; nothing changes
+ * when the file is refused. */
+clora_status clora_trainer_save_state(clora_trainer *trainer, const char *path);
+clora_status clora_trainer_load_state(clora_trainer *trainer, const char *path);
+
 size_t clora_trainer_step_count(const clora_trainer *trainer);
 /* The learning rate the last step used. */
 float clora_trainer_last_lr(const clora_trainer *trainer);

@@ -109,6 +109,19 @@ size_t clora_optimizer_steps(const clora_optimizer *opt)
     return opt ? opt->steps : 0;
 }
 
+void clora__optimizer_state(clora_optimizer *opt, clora_buffer **m, clora_buffer **v,
+                            clora_optimizer_kind *kind)
+{
+    *m = opt->m;
+    *v = opt->v;
+    *kind = opt->config.kind;
+}
+
+void clora__optimizer_set_steps(clora_optimizer *opt, size_t steps)
+{
+    opt->steps = steps;
+}
+
 clora_status clora_optimizer_step(clora_optimizer *opt, float lr)
 {
     if (!opt)

@@ -1,5 +1,6 @@
 /* trainer.c — the training loop's step: zero the gradients, forward in
- * training mode, loss, backward, clip, schedule, optimizer update. */
+ * training mode, loss, backward (over one or more micro-batches), clip,
+ * schedule, optimizer update. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,9 @@ struct clora_trainer {
     clora_train_config config;
     clora_optimizer *optimizer;
     clora_buffer *d_output;
+    clora_buffer *weight; /* one float: the micro-batch's share of the step's loss */
     size_t steps;
+    size_t pending; /* micro-batches accumulated since the last update */
     float last_lr;
 };
 
@@ -63,19 +66,24 @@ void clora_trainer_destroy(clora_trainer *t)
         return;
     clora_optimizer_destroy(t->optimizer);
     clora_buffer_destroy(t->d_output);
+    clora_buffer_destroy(t->weight);
     free(t);
 }
 
-clora_status clora_trainer_step(clora_trainer *t, const clora_buffer *input,
-                                const clora_buffer *target, float *loss)
+clora_status clora_trainer_accumulate(clora_trainer *t, const clora_buffer *input,
+                                      const clora_buffer *target, float weight, float *loss)
 {
     if (!t || !input || !target)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_trainer_step: NULL argument");
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_trainer_accumulate: NULL argument");
+    if (!(weight >= 0.0f) || !isfinite(weight))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "clora_trainer_accumulate: weight %g must be finite and >= 0",
+                           (double)weight);
     clora_model *model = t->model;
     const int was_training = model->training;
     model->training = 1;
     const clora_buffer *output = NULL;
-    clora_status status = clora_model_zero_grad(model);
+    clora_status status = t->pending ? CLORA_OK : clora_model_zero_grad(model);
     if (status == CLORA_OK)
         status = clora_model_forward(model, input, &output);
     if (status == CLORA_OK && (!t->d_output || t->d_output->ndim != output->ndim ||
@@ -92,23 +100,60 @@ clora_status clora_trainer_step(clora_trainer *t, const clora_buffer *input,
                      ? clora_cross_entropy(&value, t->d_output, output, target,
                                            t->config.ignore_index)
                      : clora_mse(&value, t->d_output, output, target);
+    if (status == CLORA_OK && weight != 1.0f) { /* d_output *= weight */
+        const size_t one = 1;
+        if (!t->weight)
+            status = clora__buffer_create(&t->weight, model->device, CLORA_DTYPE_F32,
+                                          CLORA_MEMORY_SCRATCH, 1, &one);
+        if (status == CLORA_OK)
+            status = clora_buffer_upload(t->weight, 0, &weight, 1);
+        if (status == CLORA_OK)
+            status = clora__scale_by(t->d_output, t->weight, 0);
+    }
     if (status == CLORA_OK)
         status = clora_model_backward(model, t->d_output);
-    if (status == CLORA_OK && t->config.max_grad_norm > 0.0f)
-        status = clora_clip_grad_norm(model, t->config.max_grad_norm, NULL);
+    model->training = was_training;
+    if (status != CLORA_OK)
+        return status;
+    t->pending++;
+    if (loss)
+        *loss = value;
+    return CLORA_OK;
+}
+
+clora_status clora_trainer_update(clora_trainer *t)
+{
+    if (!t)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_trainer_update: trainer is NULL");
+    if (t->pending == 0)
+        return clora__fail(CLORA_ERR_STATE,
+                           "clora_trainer_update: no micro-batch since the last update "
+                           "(clora_trainer_accumulate first)");
+    clora_status status = CLORA_OK;
+    if (t->config.max_grad_norm > 0.0f)
+        status = clora_clip_grad_norm(t->model, t->config.max_grad_norm, NULL);
     const clora_schedule schedule = {t->config.schedule, t->config.optimizer.lr,
                                      t->config.warmup_steps, t->config.total_steps};
     const float lr = clora_schedule_lr(&schedule, t->steps);
     if (status == CLORA_OK)
         status = clora_optimizer_step(t->optimizer, lr);
-    model->training = was_training;
     if (status != CLORA_OK)
         return status;
+    t->pending = 0;
     t->last_lr = lr;
     t->steps++;
-    if (loss)
-        *loss = value;
     return CLORA_OK;
+}
+
+clora_status clora_trainer_step(clora_trainer *t, const clora_buffer *input,
+                                const clora_buffer *target, float *loss)
+{
+    if (t && t->pending)
+        return clora__fail(CLORA_ERR_STATE, "clora_trainer_step: %zu accumulated micro-batches "
+                                            "wait for clora_trainer_update",
+                           t->pending);
+    clora_status status = clora_trainer_accumulate(t, input, target, 1.0f, loss);
+    return status == CLORA_OK ? clora_trainer_update(t) : status;
 }
 
 size_t clora_trainer_step_count(const clora_trainer *t)
@@ -119,4 +164,21 @@ size_t clora_trainer_step_count(const clora_trainer *t)
 float clora_trainer_last_lr(const clora_trainer *t)
 {
     return t ? t->last_lr : 0.0f;
+}
+
+clora_optimizer *clora__trainer_optimizer(clora_trainer *t)
+{
+    return t->optimizer;
+}
+
+clora_model *clora__trainer_model(clora_trainer *t)
+{
+    return t->model;
+}
+
+void clora__trainer_restore(clora_trainer *t, size_t steps, float last_lr)
+{
+    t->steps = steps;
+    t->last_lr = last_lr;
+    t->pending = 0;
 }
