@@ -165,18 +165,21 @@ int dataset_save(const char *path, const dataset *data)
 
 /* ---- batches ----------------------------------------------------------------------- */
 
-clora_status batch_create(batch *b, clora_model *model, const dataset *data, size_t rows)
+/* Device buffers of b->rows examples, b->width tokens each (token data; the
+ * whole example otherwise). */
+static clora_status batch_buffers(batch *b, const dataset *data)
 {
-    memset(b, 0, sizeof *b);
-    b->rows = rows;
-    b->model = model;
-    clora_device *device = clora_model_device(model);
+    clora_device *device = clora_model_device(b->model);
+    const size_t rows = b->rows;
     size_t shape[4] = {rows};
     for (size_t d = 0; d < data->input_ndim; ++d)
         shape[d + 1] = data->input_shape[d];
+    if (data->input_dtype == CLORA_DTYPE_I32 && data->input_ndim == 1)
+        shape[1] = b->width;
     clora_status status = clora_buffer_create_typed(&b->input, device, data->input_dtype,
                                                     data->input_ndim + 1, shape);
-    const size_t tshape[2] = {rows, data->target_width}, lshape[2] = {rows, data->label_width};
+    const size_t tshape[2] = {rows, data->target_width};
+    const size_t lshape[2] = {rows, data->label_width > 1 ? b->width : 1};
     if (status == CLORA_OK)
         status = data->labels ? clora_buffer_create_typed(&b->target, device, CLORA_DTYPE_I32,
                                                           data->label_width > 1 ? 2 : 1, lshape)
@@ -187,12 +190,10 @@ clora_status batch_create(batch *b, clora_model *model, const dataset *data, siz
     if (status == CLORA_OK && data->token_types)
         status = clora_buffer_create_typed(&b->types, device, CLORA_DTYPE_I32,
                                            data->input_ndim + 1, shape);
-    if (status != CLORA_OK)
-        batch_destroy(b);
     return status;
 }
 
-void batch_destroy(batch *b)
+static void batch_release(batch *b)
 {
     if (b->model && b->mask)
         clora_model_set_attention_mask(b->model, NULL);
@@ -202,58 +203,116 @@ void batch_destroy(batch *b)
     clora_buffer_destroy(b->target);
     clora_buffer_destroy(b->mask);
     clora_buffer_destroy(b->types);
+    b->input = b->target = b->mask = b->types = NULL;
+}
+
+clora_status batch_create(batch *b, clora_model *model, const dataset *data, size_t rows)
+{
+    memset(b, 0, sizeof *b);
+    b->rows = rows;
+    b->model = model;
+    b->width = data->input_width;
+    clora_status status = batch_buffers(b, data);
+    if (status != CLORA_OK)
+        batch_destroy(b);
+    return status;
+}
+
+void batch_destroy(batch *b)
+{
+    batch_release(b);
     memset(b, 0, sizeof *b);
 }
 
-/* Uploads rows order[first ..] of a (count, width) int32 table. */
+/* Uploads columns [0, cols) of rows order[first ..] of a (count, width)
+ * int32 table. */
 static clora_status upload_rows_i32(clora_buffer *dst, const int32_t *table, size_t width,
-                                    const size_t *order, size_t first, size_t rows)
+                                    size_t cols, const size_t *order, size_t first, size_t rows)
 {
-    int32_t *host = malloc(rows * width * sizeof *host);
+    int32_t *host = malloc(rows * cols * sizeof *host);
     if (!host)
         return CLORA_ERR_OUT_OF_HOST_MEMORY;
     for (size_t i = 0; i < rows; ++i) {
         size_t k = order ? order[first + i] : first + i;
-        memcpy(host + i * width, table + k * width, width * sizeof *host);
+        memcpy(host + i * cols, table + k * width, cols * sizeof *host);
     }
-    clora_status status = clora_buffer_upload_i32(dst, 0, host, rows * width);
+    clora_status status = clora_buffer_upload_i32(dst, 0, host, rows * cols);
     free(host);
     return status;
+}
+
+size_t batch_tokens(const dataset *data, const size_t *order, size_t first, size_t rows,
+                    size_t *longest)
+{
+    size_t tokens = 0, most = 0;
+    for (size_t i = 0; i < rows; ++i) {
+        const size_t k = order ? order[first + i] : first + i;
+        size_t length = data->input_width;
+        if (data->attention_mask) {
+            const int32_t *m = data->attention_mask + k * data->input_width;
+            length = 0;
+            for (size_t t = 0; t < data->input_width; ++t)
+                if (m[t]) {
+                    length = t + 1;
+                    tokens++;
+                }
+        } else {
+            tokens += length;
+        }
+        most = length > most ? length : most;
+    }
+    if (longest)
+        *longest = most ? most : 1;
+    return tokens;
 }
 
 clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first)
 {
     const size_t w = data->input_width, tw = data->target_width;
-    unsigned char *in = malloc(b->rows * w * 4);
-    float *target = data->targets ? malloc(b->rows * tw * sizeof *target) : NULL;
+    const int tokens = data->input_dtype == CLORA_DTYPE_I32 && data->input_ndim == 1;
+    size_t cols = w;
+    if (tokens && data->attention_mask) /* cut to the longest row: the rest is padding */
+        batch_tokens(data, order, first, b->rows, &cols);
     clora_status status = CLORA_OK;
-    if (!in || (data->targets && !target)) {
-        free(in);
-        free(target);
+    if (tokens && cols != b->width) {
+        batch_release(b);
+        b->width = cols;
+        if ((status = batch_buffers(b, data)))
+            return status;
+    }
+    float *target = data->targets ? malloc(b->rows * tw * sizeof *target) : NULL;
+    if (data->targets && !target)
         return CLORA_ERR_OUT_OF_HOST_MEMORY;
-    }
-    for (size_t i = 0; i < b->rows; ++i) {
+    for (size_t i = 0; target && i < b->rows; ++i) {
         size_t k = order ? order[first + i] : first + i;
-        memcpy(in + i * w * 4, (const unsigned char *)data->inputs + k * w * 4, w * 4);
-        if (target)
-            memcpy(target + i * tw, data->targets + k * tw, tw * sizeof *target);
+        memcpy(target + i * tw, data->targets + k * tw, tw * sizeof *target);
     }
-    status = data->input_dtype == CLORA_DTYPE_I32
-                 ? clora_buffer_upload_i32(b->input, 0, (const int32_t *)in, b->rows * w)
-                 : clora_buffer_upload(b->input, 0, (const float *)in, b->rows * w);
+    if (data->input_dtype == CLORA_DTYPE_I32) {
+        status = upload_rows_i32(b->input, data->inputs, w, cols, order, first, b->rows);
+    } else {
+        float *in = malloc(b->rows * w * sizeof *in);
+        status = in ? CLORA_OK : CLORA_ERR_OUT_OF_HOST_MEMORY;
+        for (size_t i = 0; in && i < b->rows; ++i) {
+            size_t k = order ? order[first + i] : first + i;
+            memcpy(in + i * w, (const float *)data->inputs + k * w, w * sizeof *in);
+        }
+        if (status == CLORA_OK)
+            status = clora_buffer_upload(b->input, 0, in, b->rows * w);
+        free(in);
+    }
+    const size_t lw = data->label_width;
     if (status == CLORA_OK)
-        status = data->labels ? upload_rows_i32(b->target, data->labels, data->label_width, order,
-                                                first, b->rows)
+        status = data->labels ? upload_rows_i32(b->target, data->labels, lw, lw > 1 ? cols : 1,
+                                                order, first, b->rows)
                               : clora_buffer_upload(b->target, 0, target, b->rows * tw);
     if (status == CLORA_OK && b->mask &&
-        (status = upload_rows_i32(b->mask, data->attention_mask, w, order, first, b->rows)) ==
-            CLORA_OK)
+        (status = upload_rows_i32(b->mask, data->attention_mask, w, cols, order, first,
+                                  b->rows)) == CLORA_OK)
         status = clora_model_set_attention_mask(b->model, b->mask);
     if (status == CLORA_OK && b->types &&
-        (status = upload_rows_i32(b->types, data->token_types, w, order, first, b->rows)) ==
+        (status = upload_rows_i32(b->types, data->token_types, w, cols, order, first, b->rows)) ==
             CLORA_OK)
         status = clora_model_set_token_types(b->model, b->types);
-    free(in);
     free(target);
     return status;
 }
@@ -314,16 +373,19 @@ clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, s
     return CLORA_OK;
 }
 
-clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result)
+clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_rows,
+                          eval_result *result)
 {
+    memset(result, 0, sizeof *result);
     const int was_training = clora_model_training(model);
     clora_model_set_training(model, 0);
     size_t rows = batch_rows < data->count ? batch_rows : data->count;
     batch b;
     clora_status status = batch_create(&b, model, data, rows);
-    double total = 0.0;
+    double correct = 0.0, loss_sum = 0.0;
     size_t scored = 0;
     float *logits = NULL;
+    const int per_token = data->labels && data->label_width > 1;
     for (size_t first = 0; status == CLORA_OK && first < data->count; first += rows) {
         size_t n = data->count - first < rows ? data->count - first : rows;
         if (n != b.rows) { /* the last, shorter batch */
@@ -335,45 +397,73 @@ clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows
         if ((status = batch_fill(&b, data, NULL, first)) ||
             (status = clora_model_forward(model, b.input, &out)))
             break;
-        if (data->labels) {
+        if (per_token) { /* next tokens: the loss on the device, weighted by scored tokens */
+            size_t count = 0;
+            const int32_t *labels = data->labels + first * data->label_width;
+            for (size_t i = 0; i < n; ++i)
+                for (size_t t = 0; t < b.width; ++t)
+                    count += labels[i * data->label_width + t] != -100;
+            float loss = 0.0f;
+            if ((status = clora_cross_entropy(&loss, NULL, out, b.target, -100)))
+                break;
+            loss_sum += (double)loss * (double)count;
+            scored += count;
+        } else if (data->labels) { /* one class per example: loss and accuracy on the host */
             const size_t classes = clora_buffer_dim(out, clora_buffer_ndim(out) - 1);
-            const size_t rows_out = n * data->label_width;
-            if (clora_buffer_numel(out) != rows_out * classes) {
+            if (clora_buffer_numel(out) != n * classes) {
                 status = CLORA_ERR_SHAPE_MISMATCH;
                 break;
             }
-            float *grown = realloc(logits, rows_out * classes * sizeof *logits);
+            float *grown = realloc(logits, n * classes * sizeof *logits);
             if (!grown) {
                 status = CLORA_ERR_OUT_OF_HOST_MEMORY;
                 break;
             }
             logits = grown;
-            if ((status = clora_buffer_download(out, 0, logits, rows_out * classes)))
+            if ((status = clora_buffer_download(out, 0, logits, n * classes)))
                 break;
-            const int32_t *labels = data->labels + first * data->label_width;
-            for (size_t i = 0; i < rows_out; ++i) {
+            const int32_t *labels = data->labels + first;
+            for (size_t i = 0; i < n; ++i) {
                 if (labels[i] == -100)
                     continue;
+                const float *row = logits + i * classes;
                 size_t best = 0;
                 for (size_t c = 1; c < classes; ++c)
-                    if (logits[i * classes + c] > logits[i * classes + best])
+                    if (row[c] > row[best])
                         best = c;
-                total += (int32_t)best == labels[i];
+                double sum = 0.0;
+                for (size_t c = 0; c < classes; ++c)
+                    sum += exp((double)row[c] - (double)row[best]);
+                if (labels[i] >= 0 && (size_t)labels[i] < classes)
+                    loss_sum += log(sum) - ((double)row[labels[i]] - (double)row[best]);
+                correct += (int32_t)best == labels[i];
                 ++scored;
             }
         } else {
             float loss = 0;
             if ((status = clora_mse(&loss, NULL, out, b.target)))
                 break;
-            total += loss * (double)n;
+            loss_sum += loss * (double)n;
             scored += n;
         }
     }
     free(logits);
     batch_destroy(&b);
     clora_model_set_training(model, was_training);
+    if (status == CLORA_OK && scored) {
+        result->loss = loss_sum / (double)scored;
+        result->accuracy = data->labels && !per_token ? correct / (double)scored : -1.0;
+        result->scored = scored;
+    }
+    return status;
+}
+
+clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result)
+{
+    eval_result r;
+    clora_status status = evaluate_run(model, data, batch_rows, &r);
     if (status == CLORA_OK)
-        *result = scored ? total / (double)scored : 0.0;
+        *result = data->labels ? r.accuracy : r.loss;
     return status;
 }
 
@@ -385,16 +475,22 @@ void progress_start(progress *p, const char *label, size_t total)
     p->total = total;
     p->start = cli_seconds();
     p->last_print = 0;
+    p->first = 0;
+    p->tokens = 0;
     p->tty = isatty(fileno(stdout));
 }
 
 static void progress_line(const progress *p, size_t step, float loss, int final)
 {
     double elapsed = cli_seconds() - p->start;
-    double rate = elapsed > 0 ? (double)step / elapsed : 0.0;
+    const size_t done = step - p->first;
+    double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
     double eta = rate > 0 ? (double)(p->total - step) / rate : 0.0;
-    printf("%s  %s  step %zu/%zu  loss %.4f  %.1f steps/s  %s %.0fs%s", p->tty ? "\r" : "",
-           p->label, step, p->total, (double)loss, rate, final ? "took" : "ETA",
+    char tokens[48] = "";
+    if (p->tokens && elapsed > 0)
+        snprintf(tokens, sizeof tokens, "  %.0f tokens/s", (double)p->tokens / elapsed);
+    printf("%s  %s  step %zu/%zu  loss %.4f  %.2f steps/s%s  %s %.0fs%s", p->tty ? "\r" : "",
+           p->label, step, p->total, (double)loss, rate, tokens, final ? "took" : "ETA",
            final ? elapsed : eta, p->tty && !final ? "   " : "\n");
     fflush(stdout);
 }
@@ -403,7 +499,8 @@ void progress_update(progress *p, size_t step, float loss)
 {
     double now = cli_seconds();
     int due = p->tty ? now - p->last_print > 0.1
-                     : (p->total >= 10 && step % (p->total / 10) == 0 && step < p->total);
+                     : (p->total >= 10 && step % (p->total / 10) == 0 && step < p->total) ||
+                           (p->total < 10 && step < p->total);
     if (!due)
         return;
     p->last_print = now;

@@ -42,9 +42,11 @@ void dataset_free(dataset *data);
 /* Writes a dataset file (atomically); returns 0 after printing an error. */
 int dataset_save(const char *path, const dataset *data);
 
-/* Device buffers for one batch of `rows` examples, for `model`. */
+/* Device buffers for one batch of `rows` examples, for `model`. Token
+ * batches with an attention mask are cut to their longest row (`width`
+ * tokens; the columns after it hold only padding). */
 typedef struct batch {
-    size_t rows;
+    size_t rows, width;
     clora_model *model;
     clora_buffer *input, *target, *mask, *types;
 } batch;
@@ -52,19 +54,35 @@ typedef struct batch {
 clora_status batch_create(batch *b, clora_model *model, const dataset *data, size_t rows);
 /* Frees the buffers (and takes the mask and token types off the model). */
 void batch_destroy(batch *b);
-/* Fills the batch with examples order[first .. first + rows) and sets its
- * attention mask and token types on the model. */
+/* Fills the batch with examples order[first .. first + rows) (order NULL:
+ * first ..) and sets its attention mask and token types on the model. */
 clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first);
+/* The real (unmasked) tokens of those rows; *longest (may be NULL): the
+ * longest row's length up to its last real token. */
+size_t batch_tokens(const dataset *data, const size_t *order, size_t first, size_t rows,
+                    size_t *longest);
 
-/* Classification: the fraction of labels (other than -100) that are the
- * largest logit; regression: the mean squared error. Runs in eval mode. */
+/* What a pass over a dataset in eval mode measured. */
+typedef struct eval_result {
+    double loss;     /* mean cross-entropy over the scored labels, or mean squared error */
+    double accuracy; /* a class per example: the fraction whose largest logit is the label;
+                      * -1 for next-token data (the logits are not read back) */
+    size_t scored;   /* labels other than -100, or examples */
+} eval_result;
+
+clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_rows,
+                          eval_result *result);
+/* Classification: the accuracy above; regression: the mean squared error. */
 clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result);
 
-/* The live progress line: "  <label>  step 120/400  loss 0.1234  52.3 steps/s  ETA 5s",
- * rewritten in place on a terminal, printed every tenth of the run otherwise. */
+/* The live progress line: "  <label>  step 120/400  loss 0.1234  52.30 steps/s
+ * 812 tokens/s  ETA 5s" (tokens when `tokens` counts them), rewritten in
+ * place on a terminal, printed every tenth of the run otherwise. A run
+ * continued from step `first` counts its rate from there. */
 typedef struct progress {
     const char *label;
-    size_t total;
+    size_t total, first;
+    size_t tokens; /* real tokens trained on so far, or 0 */
     double start, last_print;
     int tty;
 } progress;
