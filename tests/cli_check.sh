@@ -58,8 +58,8 @@ printf '{"do_lower_case": true, "model_max_length": 16}\n' > "$work/bert/tokeniz
         printf 'animal\tThe quick brown fox, the lazy dog!\n'
         printf 'greeting\tHello world, hello me.\n'
     done
-} > "$work/text.tsv"
-"$clora" tokenize --model "$work/bert" --input "$work/text.tsv" --out "$work/text.safetensors" \
+} > "$work/text.txt"
+"$clora" tokenize --model "$work/bert" --input "$work/text.txt" --out "$work/text.safetensors" \
     > "$work/tokenize.log" || { cat "$work/tokenize.log"; fail "tokenize"; }
 grep -q "0=animal (8) 1=greeting (8)" "$work/tokenize.log" || fail "tokenize label counts"
 "$clora" info "$work/text.safetensors" | grep -q "attention_mask" || fail "tokenize: no mask"
@@ -142,6 +142,109 @@ ids=$("$clora" encode --model "$smollm" --text "$text") || fail "encode for the 
 "$clora" encode --model "$smollm" --chat --text "Hi" | grep -q '^1,9690,198,' || fail "encode --chat"
 echo "ok: encode and decode"
 
+# tokenize: CSV and TSV (quoting, column options), JSON Lines of each kind
+# through SmolLM2's tokenizer with the scored tokens checked against encode,
+# truncation, and training on the result
+# tensor_ints FILE NAME: the I32 values of tensor NAME of a safetensors file, comma-separated
+tensor_ints() {
+    n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+    set -- "$1" $(head -c $((8 + n)) "$1" | tail -c "$n" \
+        | sed -n "s/.*\"$2\":{[^}]*\"data_offsets\":\[\([0-9]*\),\([0-9]*\)\].*/\1 \2/p")
+    tail -c +$((8 + n + $2 + 1)) "$1" | head -c $(($3 - $2)) | od -An -t d4 -v \
+        | tr -s ' ' '\n' | sed '/^$/d' | paste -sd, -
+}
+# scored FILE: the labels other than -100, comma-separated
+scored() { tensor_ints "$1" labels | tr , '\n' | grep -v '^-100$' | paste -sd, -; }
+{
+    printf 'id,sentence,class\r\n1,"The fox, the ""lazy"" dog",animal\r\n'
+    printf '2,"Hello\r\nworld",greeting\r\n3,the dog,animal\r\n'
+} > "$work/quoted.csv"
+"$clora" tokenize --model "$work/bert" --input "$work/quoted.csv" --text-column sentence \
+    --label-column class --out "$work/csv.safetensors" > "$work/csv.log" \
+    || { cat "$work/csv.log"; fail "tokenize CSV"; }
+grep -q "0=animal (2) 1=greeting (1)" "$work/csv.log" || { cat "$work/csv.log"; fail "CSV labels"; }
+want=$("$clora" encode --model "$work/bert" --add-special --text 'The fox, the "lazy" dog'),$(
+    "$clora" encode --model "$work/bert" --add-special --text "$(printf 'Hello\r\nworld')"),$(
+    "$clora" encode --model "$work/bert" --add-special --text 'the dog')
+got=$(tensor_ints "$work/csv.safetensors" inputs | tr , '\n' | grep -v '^0$' | paste -sd, -)
+[ "$got" = "$want" ] || fail "CSV: the quoted texts' ids are $got, not $want"
+printf 'label\ttext\nanimal\t"the\tfox"\ngreeting\thello\n' > "$work/header.tsv"
+"$clora" tokenize --model "$work/bert" --input "$work/header.tsv" --out "$work/tsv.safetensors" \
+    > "$work/tsv.log" || { cat "$work/tsv.log"; fail "tokenize TSV"; }
+grep -q "^2 examples from" "$work/tsv.log" || { cat "$work/tsv.log"; fail "TSV examples"; }
+grep -q "task classify, tokenizer [0-9a-f]\{16\}$" "$work/tsv.log" || fail "TSV: no task line"
+# lm_tokenize NAME OUT [OPTION...]: $work/NAME.jsonl through SmolLM2's tokenizer into
+# $work/OUT.safetensors, the report in $work/OUT.log
+lm_tokenize() {
+    lm_name=$1 lm_out=$2
+    shift 2
+    "$clora" tokenize --model "$smollm" --input "$work/$lm_name.jsonl" \
+        --out "$work/$lm_out.safetensors" "$@" > "$work/$lm_out.log" \
+        || { cat "$work/$lm_out.log"; fail "tokenize $lm_name.jsonl $*"; }
+}
+# ids TEXT...: SmolLM2's ids of the texts, all comma-separated
+ids() { for t in "$@"; do "$clora" encode --model "$smollm" --text "$t"; done | paste -sd, -; }
+printf '{"text": "Hello world"}\n{"text": "The quick brown fox"}\n' > "$work/text.jsonl"
+lm_tokenize text text_lm
+want=$("$clora" encode --model "$smollm" --add-special --text "Hello world" | cut -d, -f2-),$(
+    "$clora" encode --model "$smollm" --add-special --text "The quick brown fox" | cut -d, -f2-)
+[ "$(scored "$work/text_lm.safetensors")" = "$want" ] \
+    || fail "text JSONL: not every next token scored"
+"$clora" info "$work/text_lm.safetensors" > "$work/lm_info" || fail "info on a causal-LM dataset"
+grep -q "labels .*I32 *(2, 4)" "$work/lm_info" \
+    || { cat "$work/lm_info"; fail "text JSONL: labels (N, T)"; }
+grep -q "metadata task = causal_lm" "$work/lm_info" || fail "text JSONL: no task"
+fingerprint=$(sed -n 's/.*tokenizer \([0-9a-f]*\)$/\1/p' "$work/text_lm.log")
+grep -q "metadata tokenizer = $fingerprint" "$work/lm_info" || fail "text JSONL: no fingerprint"
+printf '{"prompt": "Q: 2+2?", "completion": " A: 4"}\n{"prompt": "Hi", "response": " there"}\n' \
+    > "$work/prompt.jsonl"
+lm_tokenize prompt prompt
+# the completion and EOS scored (SmolLM2's EOS is <|im_end|>)
+want=$(ids " A: 4<|im_end|>" " there<|im_end|>")
+[ "$(scored "$work/prompt.safetensors")" = "$want" ] || fail "prompt JSONL: scored tokens"
+lm_tokenize prompt all --train-on-prompt
+[ "$(scored "$work/all.safetensors")" = "$(ids "Q: 2+2?" | cut -d, -f2-),$want" ] \
+    || fail "--train-on-prompt: the prompt not scored"
+lm_tokenize prompt cut --max-length 6
+grep -q "1 cut to --max-length 6" "$work/cut.log" || { cat "$work/cut.log"; fail "cut count"; }
+grep -q "dropped 1 of 2 examples: no scored token left" "$work/cut.log" || fail "dropped count"
+{
+    printf '{"messages": [{"role": "user", "content": "Hi"}, '
+    printf '{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}, '
+    printf '{"role": "assistant", "content": "Ciao"}]}\n'
+} > "$work/chat.jsonl"
+lm_tokenize chat chat
+[ "$(scored "$work/chat.safetensors")" = "$(ids "Hello!<|im_end|>" "Ciao<|im_end|>")" ] \
+    || fail "messages: the assistant's tokens"
+want=$("$clora" encode --model "$smollm" --chat --text Hi)
+tensor_ints "$work/chat.safetensors" inputs | grep -q "^$want" || fail "messages: not the template"
+# a causal LM trains on what tokenize wrote: tiny GPT-2 with a 32-token BPE
+mkdir "$work/tiny_lm"
+cp "$golden/tiny_gpt2/config.json" "$golden/tiny_gpt2/model.safetensors" "$work/tiny_lm/"
+{
+    printf '{"<|endoftext|>": 0'
+    i=1
+    for c in a b c d e f g h i j k l m n o p q r s t u v w x y z; do
+        printf ', "%s": %d' $c $i
+        i=$((i + 1))
+    done
+    printf ', "\\u0120": 27, "he": 28, "ll": 29, "\\u0120t": 30, "\\u0120the": 31}\n'
+} > "$work/tiny_lm/vocab.json"
+printf '#version: 0.2\nh e\nl l\n\304\240 t\n\304\240t he\n' > "$work/tiny_lm/merges.txt"
+printf '{"model_max_length": 16}\n' > "$work/tiny_lm/tokenizer_config.json"
+for i in 1 2 3 4; do
+    printf '{"prompt": "the cat", "completion": " sat"}\n'
+    printf '{"prompt": "a dog", "completion": " ran"}\n'
+done > "$work/tiny.jsonl"
+"$clora" tokenize --model "$work/tiny_lm" --input "$work/tiny.jsonl" \
+    --out "$work/tiny.safetensors" > "$work/tiny.log" \
+    || { cat "$work/tiny.log"; fail "tokenize for tiny GPT-2"; }
+"$clora" train --model "$work/tiny_lm" --data "$work/tiny.safetensors" --out "$work/tiny_lora" \
+    --steps 8 --batch-size 4 --lr 0.01 > "$work/tiny_train.log" 2>&1 \
+    || { cat "$work/tiny_train.log"; fail "train on a tokenized causal-LM dataset"; }
+grep -q "adapter saved" "$work/tiny_train.log" || fail "train on tokenized LM data: no adapter"
+echo "ok: tokenize CSV, TSV and JSON Lines"
+
 # bad paths and files
 head -c 100 "$work/demo/adapter/adapter_model.safetensors" > "$work/truncated.safetensors"
 mkdir "$work/bad_adapter"
@@ -166,11 +269,48 @@ expect_error "unknown option" "$clora" train --bogus
 expect_error "unknown command" "$clora" frobnicate
 expect_error "not LABEL<TAB>TEXT" "$clora" tokenize --model "$work/bert" --input "$work/bert/vocab.txt" \
     --out "$work/never6"
-printf 'bad\377label\tthe dog\n' > "$work/badlabel.tsv"
-expect_error "not valid UTF-8" "$clora" tokenize --model "$work/bert" --input "$work/badlabel.tsv" \
+printf 'bad\377label\tthe dog\n' > "$work/badlabel.txt"
+expect_error "not valid UTF-8" "$clora" tokenize --model "$work/bert" --input "$work/badlabel.txt" \
     --out "$work/never10"
-expect_error "vocab.txt" "$clora" tokenize --model "$work/nothing" --input "$work/text.tsv" \
+expect_error "vocab.txt" "$clora" tokenize --model "$work/nothing" --input "$work/text.txt" \
     --out "$work/never7"
+expect_error "made with another tokenizer (fingerprint $fingerprint) than model $work/tiny_lm's" \
+    "$clora" train --model "$work/tiny_lm" --data "$work/text_lm.safetensors" --out "$work/never13"
+cp "$work/text.txt" "$work/old.tsv"
+expect_error "no column \"text\" (--text-column) in the header.*are --format lines" \
+    "$clora" tokenize --model "$work/bert" --input "$work/old.tsv" --out "$work/never14"
+expect_error "quoted.csv line 1: no column \"text\" (--text-column)" "$clora" tokenize \
+    --model "$work/bert" --input "$work/quoted.csv" --out "$work/never14"
+printf 'text,label\n"fine",a\n"never closed,b\n' > "$work/open.csv"
+expect_error "open.csv line 3, column 1 (\"text\"): the quote that opens this field is never" \
+    "$clora" tokenize --model "$work/bert" --input "$work/open.csv" --out "$work/never14"
+printf 'text,label\nfine,a,b\n' > "$work/wide.csv"
+expect_error "wide.csv line 2: 3 fields where the header has 2" \
+    "$clora" tokenize --model "$work/bert" --input "$work/wide.csv" --out "$work/never14"
+: > "$work/empty.csv"
+expect_error "empty.csv is empty" "$clora" tokenize --model "$work/bert" --input "$work/empty.csv" \
+    --out "$work/never14"
+printf '{"text": "fine"}\n{"text": "bad",}\n' > "$work/bad.jsonl"
+expect_error "bad.jsonl line 2, column 16: not JSON" "$clora" tokenize --model "$smollm" \
+    --input "$work/bad.jsonl" --out "$work/never14"
+printf '{"text": "fine", "id": 1}\n' > "$work/keys.jsonl"
+expect_error "keys.jsonl line 1: unknown key \"id\" in a text example" "$clora" tokenize \
+    --model "$smollm" --input "$work/keys.jsonl" --out "$work/never14"
+cat "$work/text.jsonl" "$work/prompt.jsonl" > "$work/mixed.jsonl"
+expect_error "mixed.jsonl line 3: a prompt/completion example in a file of text examples (line 1)" \
+    "$clora" tokenize --model "$smollm" --input "$work/mixed.jsonl" --out "$work/never14"
+expect_error "chat.jsonl holds \"messages\", and the tokenizer ships no chat template" \
+    "$clora" tokenize --model "$golden/gpt2_tokenizer" --input "$work/chat.jsonl" \
+    --out "$work/never14"
+expect_error "--text-column goes with --format csv or tsv; .*text.jsonl holds text (--format" \
+    "$clora" tokenize --model "$smollm" --input "$work/text.jsonl" --text-column body \
+    --out "$work/never14"
+expect_error "--labels goes with labelled text" "$clora" tokenize --model "$smollm" \
+    --input "$work/text.jsonl" --labels a,b --out "$work/never14"
+expect_error "--train-on-prompt goes with JSON Lines" "$clora" tokenize --model "$work/bert" \
+    --input "$work/text.txt" --train-on-prompt --out "$work/never14"
+expect_error "--format \"xml\" is not one of" "$clora" tokenize --model "$work/bert" \
+    --input "$work/text.txt" --format xml --out "$work/never14"
 expect_error "--tokens expects" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,x --out "$work/never8"
 expect_error "is outside" "$clora" logits --model "$golden/tiny_gpt2" --tokens 1,99 --out "$work/never9"
 # clora info refuses an adapter a loader would refuse, after showing it
@@ -226,7 +366,8 @@ grep -q '"name":"lora_step_vs_full_step".*"baseline":"full_step".*"gemm_floor":[
     "$work/step.jsonl" || { cat "$work/step.jsonl"; fail "bench step JSON gemm_floor"; }
 echo "ok: tuning and bench"
 
-for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11 never12; do
+for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11 never12 \
+         never13 never14; do
     [ -e "$work/$d" ] && fail "a failed command left $d behind"
 done
 echo "ok: bad inputs"

@@ -123,3 +123,35 @@ void test_remove_dir(const char *dir)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
 }
+
+static uint64_t fnv1a(uint64_t hash, const void *bytes, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        hash = (hash ^ ((const unsigned char *)bytes)[i]) * 1099511628211ull;
+    return hash;
+}
+
+static uint64_t fnv1a_le32(uint64_t hash, uint32_t v)
+{
+    for (int shift = 0; shift < 32; shift += 8) {
+        const unsigned char byte = (unsigned char)(v >> shift);
+        hash = fnv1a(hash, &byte, 1);
+    }
+    return hash;
+}
+
+void test_fingerprint(const clora_tokenizer *tokenizer, const int32_t *merges, size_t count,
+                      char out[17])
+{
+    const unsigned char kind = (unsigned char)clora_tokenizer_get_kind(tokenizer);
+    uint64_t hash = fnv1a(14695981039346656037ull, &kind, 1);
+    for (size_t id = 0; id < clora_tokenizer_vocab_size(tokenizer); ++id) {
+        const char *token = clora_tokenizer_token(tokenizer, (int32_t)id);
+        hash = fnv1a_le32(hash, token ? (uint32_t)strlen(token) : 0xFFFFFFFFu);
+        if (token)
+            hash = fnv1a(hash, token, strlen(token));
+    }
+    for (size_t i = 0; i < 2 * count; ++i)
+        hash = fnv1a_le32(hash, (uint32_t)merges[i]);
+    snprintf(out, 17, "%016llx", (unsigned long long)hash);
+}

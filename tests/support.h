@@ -69,4 +69,11 @@ void test_remove_dir(const char *dir);
 /* Fails unless the two arrays are bit-identical. */
 void test_assert_identical(const char *what, const float *a, const float *b, size_t n);
 
+/* The fingerprint clora_tokenizer_fingerprint defines (clora/tokenizer.h),
+ * computed here on its own from the kind, the tokens clora_tokenizer_token
+ * gives and `count` merges (merges[2i] and merges[2i + 1] the left and
+ * right ids of rank i; none for WordPiece), as 16 hex digits in out. */
+void test_fingerprint(const clora_tokenizer *tokenizer, const int32_t *merges, size_t count,
+                      char out[17]);
+
 #endif /* CLORA_TESTS_SUPPORT_H */

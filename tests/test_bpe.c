@@ -174,6 +174,33 @@ static void write_file(const char *dir, const char *name, const char *text)
     fclose(f);
 }
 
+/* Calls visit(arg, left, right) for each merge of GPT-2's merges.txt, in
+ * rank order. */
+static void gpt2_merges(void (*visit)(void *arg, const char *left, const char *right), void *arg)
+{
+    FILE *f = fopen(GOLDEN "/gpt2_tokenizer/merges.txt", "rb");
+    assert_non_null(f);
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *space = strchr(line, ' ');
+        if (!space || !strncmp(line, "#version", 8))
+            continue;
+        *space = '\0';
+        visit(arg, line, space + 1);
+    }
+    fclose(f);
+}
+
+/* A merge as a JSON [left, right] pair appended to the array arg. */
+static void append_pair(void *arg, const char *left, const char *right)
+{
+    json_t *pair = json_array();
+    json_array_append_new(pair, json_string(left));
+    json_array_append_new(pair, json_string(right));
+    json_array_append_new(arg, pair);
+}
+
 /* golden/bpe_tokenizer_json/<name>.json with GPT-2's vocabulary and
  * merges put in (as [left, right] pairs, the way tokenizers 0.21 writes
  * them), written to dir/tokenizer.json. `edit` (may be NULL) changes the
@@ -189,21 +216,7 @@ static void tokenizer_json(const char *dir, const char *name, void (*edit)(json_
     json_t *model = json_object_get(root, "model");
     json_object_set_new(model, "vocab", vocab);
     json_t *merges = json_array();
-    FILE *f = fopen(GOLDEN "/gpt2_tokenizer/merges.txt", "rb");
-    assert_non_null(f);
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        char *space = strchr(line, ' ');
-        if (!space || !strncmp(line, "#version", 8))
-            continue;
-        *space = '\0';
-        json_t *pair = json_array();
-        json_array_append_new(pair, json_string(line));
-        json_array_append_new(pair, json_string(space + 1));
-        json_array_append_new(merges, pair);
-    }
-    fclose(f);
+    gpt2_merges(append_pair, merges);
     json_object_set_new(model, "merges", merges);
     if (edit)
         edit(root);
@@ -363,6 +376,70 @@ static void config_and_post_processor(void **state)
     free(ids);
     clora_tokenizer_destroy(tok);
     test_remove_dir(dir);
+}
+
+/* GPT-2's merges as ids. */
+typedef struct merge_ids {
+    const clora_tokenizer *tok;
+    int32_t pairs[2 * 50000]; /* left, right by rank */
+    size_t count;
+} merge_ids;
+
+static void add_ids(void *arg, const char *left, const char *right)
+{
+    merge_ids *m = arg;
+    assert_true(m->count < 50000);
+    m->pairs[2 * m->count] = clora_tokenizer_token_id(m->tok, left);
+    m->pairs[2 * m->count++ + 1] = clora_tokenizer_token_id(m->tok, right);
+}
+
+/* The fingerprint: as clora/tokenizer.h defines it, the same from
+ * vocab.json + merges.txt as from tokenizer.json, another when two merges
+ * trade ranks. */
+static void fingerprint(void **state)
+{
+    (void)state;
+    clora_tokenizer *tok = NULL;
+    CHECK_OK(clora_tokenizer_load(&tok, GOLDEN "/gpt2_tokenizer"));
+    merge_ids *merges = calloc(1, sizeof *merges);
+    assert_non_null(merges);
+    merges->tok = tok;
+    gpt2_merges(add_ids, merges);
+    assert_int_equal(merges->count, 50000);
+    char got[17], want[17], other[17];
+    CHECK_OK(clora_tokenizer_fingerprint(tok, got));
+    test_fingerprint(tok, merges->pairs, merges->count, want);
+    assert_string_equal(got, want);
+    test_fingerprint(tok, NULL, 0, other); /* the merges count */
+    assert_string_not_equal(got, other);
+    free(merges);
+    clora_tokenizer_destroy(tok);
+
+    char dir[64], cmd[512];
+    test_temp_dir(dir, "bpe");
+    tokenizer_json(dir, "gpt2", NULL);
+    CHECK_OK(clora_tokenizer_load(&tok, dir));
+    CHECK_OK(clora_tokenizer_fingerprint(tok, other));
+    assert_string_equal(got, other);
+    clora_tokenizer_destroy(tok);
+    test_remove_dir(dir);
+
+    test_temp_dir(dir, "bpe");
+    snprintf(cmd, sizeof cmd,
+             "cp %s/gpt2_tokenizer/vocab.json %s/ && sed '2{h;d};3{G}' "
+             "%s/gpt2_tokenizer/merges.txt > %s/merges.txt",
+             GOLDEN, dir, GOLDEN, dir);
+    assert_int_equal(system(cmd), 0);
+    CHECK_OK(clora_tokenizer_load(&tok, dir));
+    CHECK_OK(clora_tokenizer_fingerprint(tok, other));
+    assert_string_not_equal(got, other);
+    clora_tokenizer_destroy(tok);
+    test_remove_dir(dir);
+
+    CHECK_OK(clora_tokenizer_load_gguf(&tok, GOLDEN "/smollm2_tokenizer.gguf"));
+    CHECK_OK(clora_tokenizer_fingerprint(tok, other));
+    assert_string_not_equal(got, other);
+    clora_tokenizer_destroy(tok);
 }
 
 /* ---- GGUF tokenizers (llama.cpp's ids) ------------------------------------------------------- */
@@ -757,6 +834,7 @@ int main(void)
         cmocka_unit_test(errors),
         cmocka_unit_test(gguf_errors),
         cmocka_unit_test(chat_templates),
+        cmocka_unit_test(fingerprint),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -290,6 +290,50 @@ static void common_calls(void **state)
     clora_tokenizer_destroy(tok);
 }
 
+/* The vocabulary's fingerprint: as clora/tokenizer.h defines it, the same
+ * whatever the options, another for another vocabulary. */
+static void fingerprint(void **state)
+{
+    (void)state;
+    clora_tokenizer *tok = NULL, *cased = NULL;
+    CHECK_OK(clora_tokenizer_load_vocab(&tok, GOLDEN "/wordpiece_vocab.txt", NULL));
+    char got[17], want[17], other[17];
+    CHECK_OK(clora_tokenizer_fingerprint(tok, got));
+    test_fingerprint(tok, NULL, 0, want);
+    assert_string_equal(got, want);
+    assert_int_equal(strspn(got, "0123456789abcdef"), 16);
+    clora_wordpiece_options options = clora_wordpiece_options_default();
+    options.lower_case = 0;
+    CHECK_OK(clora_tokenizer_load_vocab(&cased, GOLDEN "/wordpiece_vocab.txt", &options));
+    CHECK_OK(clora_tokenizer_fingerprint(cased, other));
+    assert_string_equal(got, other);
+    clora_tokenizer_destroy(cased);
+    CHECK_STATUS(clora_tokenizer_fingerprint(NULL, other), CLORA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(clora_tokenizer_fingerprint(tok, NULL), CLORA_ERR_NULL_ARGUMENT);
+    clora_tokenizer_destroy(tok);
+
+    /* one token spelt otherwise: another fingerprint */
+    char dir[64], path[128];
+    test_temp_dir(dir, "tok");
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n", f);
+    fclose(f);
+    CHECK_OK(clora_tokenizer_load_vocab(&tok, path, NULL));
+    CHECK_OK(clora_tokenizer_fingerprint(tok, got));
+    clora_tokenizer_destroy(tok);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhullo\n", f);
+    fclose(f);
+    CHECK_OK(clora_tokenizer_load_vocab(&tok, path, NULL));
+    CHECK_OK(clora_tokenizer_fingerprint(tok, other));
+    assert_string_not_equal(got, other);
+    clora_tokenizer_destroy(tok);
+    test_remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +342,7 @@ int main(void)
         cmocka_unit_test(folder_config),
         cmocka_unit_test(errors),
         cmocka_unit_test(common_calls),
+        cmocka_unit_test(fingerprint),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -183,6 +183,9 @@ int cmd_train(int argc, char **argv)
     }
     if (!dataset_load(o.data, &train) || (o.eval && !dataset_load(o.eval, &eval)))
         goto done;
+    if (!dataset_check_tokenizer(&train, o.data, o.model) ||
+        (o.eval && !dataset_check_tokenizer(&eval, o.eval, o.model)))
+        goto done;
     const model_family family = model_family_of(o.model);
     size_t classes = o.num_labels;
     if (family == FAMILY_BERT && train.labels && train.label_width == 1 && !classes)

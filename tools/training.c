@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "models.h"
 
 /* ---- datasets ------------------------------------------------------------------ */
 
@@ -101,9 +102,13 @@ int dataset_load(const char *path, dataset *data)
         else
             memcpy(*extras[k], views[k]->data, inputs.numel * sizeof **extras[k]);
     }
-    const char *names = clora_safetensors_metadata(file, "label_names");
-    if (ok && names && !(data->label_names = strdup(names)))
-        ok = fail_dataset(path, "out of memory");
+    const char *const keys[3] = {"label_names", "tokenizer", "task"};
+    char **values[3] = {&data->label_names, &data->tokenizer, &data->task};
+    for (int k = 0; k < 3 && ok; ++k) {
+        const char *value = clora_safetensors_metadata(file, keys[k]);
+        if (value && !(*values[k] = strdup(value)))
+            ok = fail_dataset(path, "out of memory");
+    }
     if (ok && has_targets) {
         data->target_width = targets.numel / data->count;
         data->targets = malloc(targets.numel * sizeof *data->targets);
@@ -122,6 +127,8 @@ void dataset_free(dataset *data)
     free(data->attention_mask);
     free(data->token_types);
     free(data->label_names);
+    free(data->tokenizer);
+    free(data->task);
     free(data->labels);
     free(data->targets);
     memset(data, 0, sizeof *data);
@@ -149,6 +156,10 @@ int dataset_save(const char *path, const dataset *data)
                                               data->label_width > 1 ? 2 : 1, lshape, data->labels);
     if (status == CLORA_OK && data->label_names)
         status = clora_safetensors_writer_metadata(w, "label_names", data->label_names);
+    if (status == CLORA_OK && data->tokenizer)
+        status = clora_safetensors_writer_metadata(w, "tokenizer", data->tokenizer);
+    if (status == CLORA_OK && data->task)
+        status = clora_safetensors_writer_metadata(w, "task", data->task);
     const size_t tshape[2] = {data->count, data->target_width};
     if (status == CLORA_OK && data->targets)
         status = clora_safetensors_writer_add(w, "targets", CLORA_DTYPE_F32, 2, tshape,
@@ -161,6 +172,23 @@ int dataset_save(const char *path, const dataset *data)
         return 0;
     }
     return 1;
+}
+
+int dataset_check_tokenizer(const dataset *data, const char *data_path, const char *model_path)
+{
+    clora_tokenizer *tok = NULL;
+    if (!data->tokenizer || !find_tokenizer(model_path, &tok))
+        return 1;
+    char fingerprint[17];
+    const int same = clora_tokenizer_fingerprint(tok, fingerprint) != CLORA_OK ||
+                     !strcmp(fingerprint, data->tokenizer);
+    clora_tokenizer_destroy(tok);
+    if (!same)
+        fprintf(stderr,
+                "clora: dataset %s was made with another tokenizer (fingerprint %s) than model "
+                "%s's (%s); run clora tokenize with --model %s\n",
+                data_path, data->tokenizer, model_path, fingerprint, model_path);
+    return same;
 }
 
 /* ---- batches ----------------------------------------------------------------------- */

@@ -18,7 +18,10 @@
  * with token ids, optionally
  *   "attention_mask"  I32 (N, T), 0 for padding
  *   "token_type_ids"  I32 (N, T), BERT's segments
- * and in the metadata "label_names", a JSON list of the class names. */
+ * and in the metadata "label_names", a JSON list of the class names;
+ * `clora tokenize` adds "tokenizer", the fingerprint of the tokenizer that
+ * made the ids (clora_tokenizer_fingerprint), and "task", "classify" or
+ * "causal_lm". */
 typedef struct dataset {
     size_t count;             /* N */
     clora_dtype input_dtype;  /* F32 or I32 */
@@ -33,6 +36,8 @@ typedef struct dataset {
     float *targets;           /* regression, or NULL */
     size_t target_width;
     char *label_names;        /* JSON list, or NULL */
+    char *tokenizer;          /* the ids' tokenizer fingerprint, or NULL */
+    char *task;               /* "classify", "causal_lm", or NULL */
 } dataset;
 
 /* Loads and checks a dataset file; prints a one-line error and returns 0 on
@@ -41,6 +46,11 @@ int dataset_load(const char *path, dataset *data);
 void dataset_free(dataset *data);
 /* Writes a dataset file (atomically); returns 0 after printing an error. */
 int dataset_save(const char *path, const dataset *data);
+/* Whether the ids of a dataset (at data_path) can go into the model at
+ * model_path: 1 when the dataset records no tokenizer, the model has no
+ * tokenizer clora reads, or their fingerprints agree; else prints one line
+ * saying which tokenizer to make it with and returns 0. */
+int dataset_check_tokenizer(const dataset *data, const char *data_path, const char *model_path);
 
 /* Device buffers for one batch of `rows` examples, for `model`. Token
  * batches with an attention mask are cut to their longest row (`width`

@@ -146,6 +146,20 @@ int clora_tokenizer_is_special(const clora_tokenizer *tokenizer, int32_t id);
  * while the tokenizer lives. */
 const char *clora_tokenizer_chat_template(const clora_tokenizer *tokenizer);
 
+/* What the token ids of this tokenizer mean, as 16 lower-case hex digits
+ * and a NUL in out: the 64-bit FNV-1a hash (offset basis
+ * 0xcbf29ce484222325, prime 0x100000001b3) of these bytes in order: the
+ * kind (clora_tokenizer_kind, one byte); for every id from 0, its token's
+ * length in bytes (4 bytes, little-endian; 0xFFFFFFFF for an id without a
+ * token) and its bytes; for byte-level BPE then every merge in rank order
+ * as the ids of its left and right token (4 bytes, little-endian, each;
+ * a pair given again at a later rank never applies and is left out).
+ * Tokenizers with the same fingerprint give the same ids the same tokens
+ * (the pre-tokenizer and the special-token settings are not in it).
+ * Datasets record it so that training can refuse ids made by another
+ * tokenizer. CLORA_ERR_OUT_OF_HOST_MEMORY is possible (BPE). */
+clora_status clora_tokenizer_fingerprint(const clora_tokenizer *tokenizer, char out[17]);
+
 /* The ids of `text` in a new array *ids of *count entries (free() it; NULL
  * when empty). Special tokens written in the text are matched; with
  * add_special, BOS and EOS are added as the tokenizer's configuration says

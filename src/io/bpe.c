@@ -614,6 +614,30 @@ static clora_status decode_ids(const clora_tokenizer *t, const int32_t *ids, siz
     return CLORA_OK;
 }
 
+/* The merges in rank order, each as its left and right ids (4 bytes,
+ * little-endian, each); a pair given again at a later rank never applies
+ * and is left out. */
+static clora_status fingerprint(const clora_tokenizer *t, uint64_t *hash)
+{
+    const bpe *m = model_of(t);
+    if (!m->merge_count)
+        return CLORA_OK;
+    uint64_t *by_rank = calloc(m->merge_count, sizeof *by_rank); /* pair keys; 0: none */
+    if (!by_rank)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the tokenizer's fingerprint");
+    for (size_t i = 0; i < m->merge_slots; ++i)
+        if (m->merges[i].key)
+            by_rank[m->merges[i].rank] = m->merges[i].key;
+    for (size_t r = 0; r < m->merge_count; ++r) {
+        if (!by_rank[r])
+            continue;
+        *hash = clora__fnv1a_u32(*hash, (uint32_t)((by_rank[r] >> 32) - 1));
+        *hash = clora__fnv1a_u32(*hash, (uint32_t)by_rank[r]);
+    }
+    free(by_rank);
+    return CLORA_OK;
+}
+
 static void destroy(void *model)
 {
     bpe *m = model;
@@ -626,6 +650,7 @@ static const clora__tokenizer_ops bpe_ops = {
     .kind = CLORA_TOKENIZER_BPE,
     .tokenize = tokenize,
     .decode = decode_ids,
+    .fingerprint = fingerprint,
     .destroy = destroy,
 };
 

@@ -253,6 +253,13 @@ typedef struct clora__bytes {
 int clora__ids_push(clora__ids *ids, int32_t id);
 int clora__bytes_append(clora__bytes *bytes, const char *s, size_t n);
 
+/* 64-bit FNV-1a: `hash` (CLORA__FNV1A_BASIS to begin) with bytes s[0, n)
+ * folded in. The vocabulary's hash and the tokenizer's fingerprint. */
+#define CLORA__FNV1A_BASIS 0xcbf29ce484222325ull
+uint64_t clora__fnv1a(uint64_t hash, const void *s, size_t n);
+/* The same over v as 4 bytes, little-endian. */
+uint64_t clora__fnv1a_u32(uint64_t hash, uint32_t v);
+
 /* Token texts by id and a hash from text to id. Ids run from 0 to count - 1;
  * an id may have no text (a hole in a tokenizer.json vocabulary). */
 typedef struct clora__vocab {
@@ -277,6 +284,9 @@ typedef struct clora__tokenizer_ops {
     /* Appends the text of ids, each already checked to have a token. */
     clora_status (*decode)(const clora_tokenizer *tokenizer, const int32_t *ids, size_t count,
                            unsigned flags, clora__bytes *out);
+    /* Folds what the kind adds to the vocabulary (BPE: the merges) into
+     * the FNV-1a hash of clora_tokenizer_fingerprint; NULL: nothing. */
+    clora_status (*fingerprint)(const clora_tokenizer *tokenizer, uint64_t *hash);
     void (*destroy)(void *model);
 } clora__tokenizer_ops;
 

@@ -400,6 +400,28 @@ const char *clora_tokenizer_chat_template(const clora_tokenizer *tokenizer)
     return tokenizer ? tokenizer->chat_template : NULL;
 }
 
+clora_status clora_tokenizer_fingerprint(const clora_tokenizer *tokenizer, char out[17])
+{
+    if (!tokenizer || !out)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_tokenizer_fingerprint: %s is NULL",
+                           out ? "tokenizer" : "out");
+    const unsigned char kind = (unsigned char)tokenizer->ops->kind;
+    uint64_t hash = clora__fnv1a(CLORA__FNV1A_BASIS, &kind, 1);
+    const clora__vocab *v = &tokenizer->vocab;
+    for (size_t id = 0; id < v->count; ++id) {
+        hash = clora__fnv1a_u32(hash, v->tokens[id] ? (uint32_t)v->lengths[id] : UINT32_MAX);
+        if (v->tokens[id])
+            hash = clora__fnv1a(hash, v->tokens[id], v->lengths[id]);
+    }
+    if (tokenizer->ops->fingerprint) {
+        clora_status status = tokenizer->ops->fingerprint(tokenizer, &hash);
+        if (status != CLORA_OK)
+            return status;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)hash);
+    return CLORA_OK;
+}
+
 /* ---- encoding and decoding ------------------------------------------------------------------- */
 
 /* CLORA_OK, or CLORA_ERR_INVALID_ARGUMENT naming the first bad byte. */

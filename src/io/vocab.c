@@ -43,12 +43,24 @@ int clora__bytes_append(clora__bytes *b, const char *s, size_t n)
 
 /* ---- the vocabulary ----------------------------------------------------------------------- */
 
+uint64_t clora__fnv1a(uint64_t hash, const void *s, size_t n)
+{
+    const unsigned char *p = s;
+    for (size_t i = 0; i < n; ++i)
+        hash = (hash ^ p[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+uint64_t clora__fnv1a_u32(uint64_t hash, uint32_t v)
+{
+    const unsigned char le[4] = {(unsigned char)v, (unsigned char)(v >> 8),
+                                 (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    return clora__fnv1a(hash, le, sizeof le);
+}
+
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; ++i)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
+    return clora__fnv1a(CLORA__FNV1A_BASIS, s, n);
 }
 
 static int same_text(const clora__vocab *v, size_t id, const char *s, size_t n)

@@ -65,10 +65,10 @@ for topic in $topics; do
     rm -f "$out/$topic.tsv"
 done
 "$clora" tokenize --model "$out/model" --input "$out/train.tsv" --out "$out/train.safetensors" \
-    --labels "$(echo $topics | tr " " ",")" \
+    --format lines --labels "$(echo $topics | tr " " ",")" \
     --max-length 64
 "$clora" tokenize --model "$out/model" --input "$out/eval.tsv" --out "$out/eval.safetensors" \
-    --labels "$(echo $topics | tr " " ",")" \
+    --format lines --labels "$(echo $topics | tr " " ",")" \
     --max-length 64
 
 # ---- fine-tuning -----------------------------------------------------------------
