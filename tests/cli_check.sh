@@ -245,6 +245,66 @@ done > "$work/tiny.jsonl"
 grep -q "adapter saved" "$work/tiny_train.log" || fail "train on tokenized LM data: no adapter"
 echo "ok: tokenize CSV, TSV and JSON Lines"
 
+# Decoders classify: tiny GPT-2 gets "score" on its last real token, trained
+# in full or with LoRA on it; the adapter brings the head to clora logits
+{
+    printf 'text,label\n'
+    for i in 1 2 3 4 5 6; do printf 'the cat,cat\nhe ll,other\n'; done
+} > "$work/cls.csv"
+"$clora" tokenize --model "$work/tiny_lm" --input "$work/cls.csv" --out "$work/cls.safetensors" \
+    > "$work/cls.log" || { cat "$work/cls.log"; fail "tokenize classification for GPT-2"; }
+"$clora" train --model "$work/tiny_lm" --data "$work/cls.safetensors" --val "$work/cls.safetensors" \
+    --test "$work/cls.safetensors" --out "$work/cls_full" --epochs 6 --batch-size 4 --lr 0.05 \
+    --eval-every 6 --json "$work/cls.json" --log "$work/cls_loss.csv" > "$work/cls_train.log" 2>&1 \
+    || { cat "$work/cls_train.log"; fail "train a GPT-2 classifier"; }
+grep -q 'classification head "score": 2 classes' "$work/cls_train.log" || fail "no score head"
+grep -q "trained in full and saved with the adapter: score" "$work/cls_train.log" \
+    || fail "score not in modules_to_save"
+grep -q "accuracy: .* -> 100.00%" "$work/cls_train.log" || { cat "$work/cls_train.log"; fail "GPT-2 classifier did not learn"; }
+grep -q "best so far: saved to" "$work/cls_train.log" || fail "no best adapter"
+[ -f "$work/cls_full/best/adapter_model.safetensors" ] || fail "best adapter not written"
+grep -q '"trainable_params"' "$work/cls.json" || fail "--json: no parameter count"
+grep -q '^val,6,' "$work/cls_loss.csv" || fail "loss CSV: no validation row"
+"$clora" info "$work/cls_full" | grep -q "base_model.model.score.weight" || fail "score not saved"
+"$clora" logits --model "$work/tiny_lm" --adapter "$work/cls_full" --prompt "the cat" \
+    --out "$work/cls_logits.safetensors" > "$work/cls_logits.log" || fail "logits of a classifier"
+grep -q "logits (1, 2)" "$work/cls_logits.log" || { cat "$work/cls_logits.log"; fail "classifier logits shape"; }
+"$clora" train --model "$work/tiny_lm" --data "$work/cls.safetensors" --out "$work/cls_lora" \
+    --steps 3 --batch-size 4 --targets all-linear --lora-on-head > "$work/cls_lora.log" 2>&1 \
+    || { cat "$work/cls_lora.log"; fail "train with LoRA on the head"; }
+"$clora" info "$work/cls_lora" | grep -q "score.base_layer.weight" || fail "frozen head not saved"
+"$clora" info "$work/cls_lora" | grep -q "score.lora_A.weight" || fail "no LoRA on the head"
+"$clora" info "$work/cls_lora" | grep -q "c_fc.lora_A.weight" || fail "all-linear: no c_fc"
+echo "ok: decoder classification"
+
+# A run stopped and resumed writes the bytes of an uninterrupted one (dropout on,
+# a linear schedule); micro-batches run
+run_lm() {
+    "$clora" train --model "$golden/tiny_llama" --data "$golden/next_token_24x10.safetensors" \
+        --steps 6 --batch-size 8 --lr 0.01 --dropout 0.2 --schedule linear --seed 4 "$@" \
+        > "$work/resume.log" 2>&1 || { cat "$work/resume.log"; fail "train $*"; }
+}
+run_lm --out "$work/straight"
+run_lm --out "$work/halves" --stop-at 3
+[ -f "$work/halves/training_state.safetensors" ] || fail "no training state saved"
+run_lm --out "$work/halves" --resume "$work/halves"
+grep -q "continued .* from step 3" "$work/resume.log" || fail "resume: not from step 3"
+cmp -s "$work/straight/adapter_model.safetensors" "$work/halves/adapter_model.safetensors" \
+    || fail "resumed run differs from the uninterrupted one"
+run_lm --out "$work/accum" --grad-accum 4
+grep -q "in 4 micro-batches" "$work/resume.log" || fail "--grad-accum not used"
+expect_error "does not divide" "$clora" train --model "$golden/tiny_llama" \
+    --data "$golden/next_token_24x10.safetensors" --out "$work/never_ga" --grad-accum 3 \
+    --batch-size 8
+expect_error "other trainable parameters" "$clora" train --model "$golden/tiny_llama" \
+    --data "$golden/next_token_24x10.safetensors" --out "$work/never_rs" --steps 6 \
+    --batch-size 8 --rank 4 --resume "$work/halves"
+expect_error "--task classify needs" "$clora" train --model "$golden/tiny_llama" \
+    --data "$golden/next_token_24x10.safetensors" --out "$work/never_tc" --task classify
+expect_error "--lora-on-head is for" "$clora" train --model "$work/bert" \
+    --data "$work/text.safetensors" --out "$work/never_lh" --lora-on-head
+echo "ok: resume, micro-batches"
+
 # bad paths and files
 head -c 100 "$work/demo/adapter/adapter_model.safetensors" > "$work/truncated.safetensors"
 mkdir "$work/bad_adapter"

@@ -1,48 +1,68 @@
-/* cmd_train.c — `clora train`: LoRA fine-tuning of a saved model on a
- * dataset file, saving a PEFT adapter. */
+/* cmd_train.c — `clora train`: LoRA fine-tuning of a saved model on dataset
+ * files, saving a PEFT adapter; classification (also on decoders, with a
+ * new head), next-token training, regression. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "fit.h"
 #include "models.h"
 #include "options.h"
 #include "training.h"
 
 static const char train_description[] =
     "Applies LoRA to a model, trains only the adapter on a dataset, and saves it\n"
-    "as a PEFT adapter folder (adapter_config.json + adapter_model.safetensors).\n"
+    "as a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)\n"
+    "with the run's state (training_state.safetensors, run.json) for --resume.\n"
     "The base model is not modified.\n"
     "\n"
     "A dataset is a safetensors file with \"inputs\" (F32 (N, features) or I32\n"
     "(N, T) token ids, with an optional I32 \"attention_mask\" and\n"
-    "\"token_type_ids\") and either \"labels\" (I32 (N), or (N, T) with -100 for\n"
-    "tokens not scored: classification, trained with cross-entropy, reported as\n"
-    "accuracy) or \"targets\" (F32 (N, ...): regression, mean squared error).\n"
-    "`clora tokenize` makes one from text; `clora demo` writes examples.\n"
+    "\"token_type_ids\") and either \"labels\" or \"targets\"; `clora tokenize`\n"
+    "makes one from text and records its tokenizer, which must be the model's.\n"
+    "The task follows from the labels (--task auto):\n"
+    "  classify  I32 labels (N): a class per example, cross-entropy, accuracy.\n"
+    "            BERT folders get \"classifier\"; GPT-2 and Llama-family decoders\n"
+    "            get \"score\" on the last real token (as transformers'\n"
+    "            *ForSequenceClassification): trained in full and saved with the\n"
+    "            adapter (PEFT's modules_to_save), or with --lora-on-head frozen\n"
+    "            at its random start with LoRA on it (the frozen weight is saved\n"
+    "            too, as score.base_layer.weight, which PEFT loads).\n"
+    "  lm        I32 labels (N, T): the next token at each position, -100 where\n"
+    "            not scored (prompt tokens, padding); the loss is the mean over\n"
+    "            every scored token of the batch, also across --grad-accum parts.\n"
+    "  regression  F32 targets: mean squared error.\n"
+    "Without --targets, LoRA goes where PEFT puts it by default: query and value\n"
+    "for BERT, c_attn for GPT-2, q_proj and v_proj for Llama-family models;\n"
+    "--targets all-linear takes every Linear but the output head.\n"
     "\n"
-    "Hugging Face BERT folders get a classification head (\"classifier\", trained in\n"
-    "full and saved with the adapter, as PEFT's SEQ_CLS task does) sized by the\n"
-    "labels; without --targets, LoRA goes where PEFT puts it by default: query and\n"
-    "value for BERT, c_attn for GPT-2, q_proj and v_proj for Llama-family models.\n";
+    "Batches are cut to their longest row. With --val the run evaluates every\n"
+    "--eval-every steps and at the end, keeping the adapter of the lowest\n"
+    "validation loss in OUT/best; --test is evaluated before and after only.\n"
+    "--log writes the loss curve as CSV (phase,step,loss,lr,accuracy), which\n"
+    "tools/plot_loss.py turns into a PNG where matplotlib is installed.\n";
 
 typedef struct train_options {
-    const char *model, *data, *out, *eval, *log, *device;
-    size_t rank, steps, epochs, batch, warmup, num_labels;
+    const char *model, *data, *out, *val, *eval, *test, *log, *json, *device, *resume;
+    size_t rank, steps, epochs, batch, warmup, num_labels, grad_accum, eval_every, save_every;
+    size_t stop_at, seed;
     float alpha, dropout, lr, weight_decay, momentum, clip;
     const char *targets, *target_regex, *exclude, *rank_pattern, *trainable, *adapter_name;
-    int scale_mode, init, optimizer, schedule;
-    size_t seed;
+    int scale_mode, init, optimizer, schedule, task, lora_on_head;
     int weight_decay_set;
 } train_options;
 
 /* Names in the order of clora_scale_mode, clora_init_mode,
- * clora_optimizer_kind and clora_schedule_kind. */
+ * clora_optimizer_kind, clora_schedule_kind and task_kind. */
 static const char *const scale_names[] = {"seed", "peft", "rslora", NULL};
 static const char *const init_names[] = {"peft", "seed", "gaussian", NULL};
 static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
 static const char *const schedule_names[] = {"constant", "linear", "cosine", NULL};
+static const char *const task_names[] = {"auto", "classify", "lm", "regression", NULL};
+typedef enum task_kind { TASK_AUTO, TASK_CLASSIFY, TASK_LM, TASK_REGRESSION } task_kind;
 
 /* Reads the command line into o: CLI_RUN, or the exit status after --help
  * or an error (cli_parse). */
@@ -50,13 +70,22 @@ static int parse(int argc, char **argv, train_options *o)
 {
     const cli_option options[] = {
         CLI_SECTION("required:"),
-        {CLI_OPT("--model", CLI_STRING, &o->model, "DIR",
-                 "a clora model folder or a Hugging Face GPT-2/BERT folder"),
+        {CLI_OPT("--model", CLI_STRING, &o->model, "PATH",
+                 "a clora model folder, a Hugging Face GPT-2/BERT/Llama-family folder or a "
+                 "GGUF file"),
          .flags = CLI_REQUIRED},
         {CLI_OPT("--data", CLI_STRING, &o->data, "FILE", "training data"), .flags = CLI_REQUIRED},
         {CLI_OPT("--out", CLI_STRING, &o->out, "DIR",
-                 "where to save the adapter (created if needed)"),
+                 "where to save the adapter and the run (created if needed)"),
          .flags = CLI_REQUIRED},
+        CLI_SECTION("task:"),
+        {CLI_OPT("--task", CLI_CHOICE, &o->task, "KIND",
+                 "auto (from the labels), classify, lm or regression"),
+         .fallback = "auto", .choices = task_names},
+        {CLI_OPT("--num-labels", CLI_SIZE, &o->num_labels, "K",
+                 "classes of a new head (default: from the labels)")},
+        {CLI_OPT("--lora-on-head", CLI_FLAG, &o->lora_on_head, NULL,
+                 "decoders: LoRA on the new head instead of training it in full")},
         CLI_SECTION("LoRA:"),
         {CLI_OPT("--rank", CLI_SIZE, &o->rank, "R", "rank r, 1..256"), .fallback = "8"},
         {CLI_OPT("--alpha", CLI_FLOAT, &o->alpha, "A", "alpha"), .fallback = "16"},
@@ -68,8 +97,8 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--init", CLI_CHOICE, &o->init, "MODE", "peft, seed or gaussian"),
          .fallback = "peft", .choices = init_names},
         {CLI_OPT("--targets", CLI_STRING, &o->targets, "A,B",
-                 "modules to adapt, PEFT's rule (default: every Linear; PEFT's defaults for "
-                 "GPT-2 and BERT)")},
+                 "modules to adapt, PEFT's rule, or all-linear (default: every Linear of "
+                 "clora models; PEFT's defaults for Hugging Face models)")},
         {CLI_OPT("--target-regex", CLI_STRING, &o->target_regex, "RE",
                  "or a regex over the whole module path")},
         {CLI_OPT("--exclude", CLI_STRING, &o->exclude, "A,B", "modules to leave alone")},
@@ -83,8 +112,12 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--steps", CLI_SIZE, &o->steps, "N", "optimizer steps (default: one epoch)")},
         {CLI_OPT("--epochs", CLI_SIZE, &o->epochs, "E", "or passes over the data")},
         {CLI_OPT("--batch-size", CLI_SIZE, &o->batch, "B",
-                 "examples per step; the last partial batch of an epoch is skipped"),
+                 "examples per optimizer step; an epoch's last partial batch is skipped"),
          .fallback = "32", CLI_AT_LEAST(1)},
+        {CLI_OPT("--grad-accum", CLI_SIZE, &o->grad_accum, "K",
+                 "split each batch into K micro-batches (less memory, the same step); K "
+                 "divides B"),
+         .fallback = "1", CLI_AT_LEAST(1)},
         {CLI_OPT("--lr", CLI_FLOAT, &o->lr, "LR", "learning rate"), .fallback = "1e-3"},
         {CLI_OPT("--optimizer", CLI_CHOICE, &o->optimizer, "NAME", "adamw or sgd"),
          .fallback = "adamw", .choices = optimizer_names},
@@ -98,19 +131,30 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--warmup", CLI_SIZE, &o->warmup, "N", "linear warm-up steps"), .fallback = "0"},
         {CLI_OPT("--clip", CLI_FLOAT, &o->clip, "NORM",
                  "clip gradients to this global norm (default: off)")},
-        {CLI_OPT("--seed", CLI_SIZE, &o->seed, "S", "shuffling, initialisation and dropout"),
+        {CLI_OPT("--seed", CLI_SIZE, &o->seed, "S",
+                 "shuffling, initialisation of LoRA and a new head, dropout"),
          .fallback = "0"},
-        CLI_SECTION("other:"),
-        {CLI_OPT("--num-labels", CLI_SIZE, &o->num_labels, "K",
-                 "BERT: classes of the new head (default: from the labels)")},
-        {CLI_OPT("--eval", CLI_STRING, &o->eval, "FILE",
-                 "evaluation data (default: the training data)")},
+        CLI_SECTION("evaluation and saving:"),
+        {CLI_OPT("--val", CLI_STRING, &o->val, "FILE", "validation data")},
+        {CLI_OPT("--eval", CLI_STRING, &o->eval, "FILE", "the same as --val")},
+        {CLI_OPT("--test", CLI_STRING, &o->test, "FILE", "test data, evaluated before and after")},
+        {CLI_OPT("--eval-every", CLI_SIZE, &o->eval_every, "N",
+                 "evaluate on --val every N steps (default: at the end only)")},
+        {CLI_OPT("--save-every", CLI_SIZE, &o->save_every, "N",
+                 "save the adapter and the run's state every N steps")},
+        {CLI_OPT("--stop-at", CLI_SIZE, &o->stop_at, "N",
+                 "stop after step N of the run (the schedule still spans all steps); "
+                 "--resume OUT continues")},
+        {CLI_OPT("--resume", CLI_STRING, &o->resume, "DIR",
+                 "continue the run saved in DIR (same options), bit for bit")},
         {CLI_OPT("--log", CLI_STRING, &o->log, "FILE", "write the loss curve as CSV")},
+        {CLI_OPT("--json", CLI_STRING, &o->json, "FILE", "write the results as JSON")},
         {CLI_OPT("--device", CLI_STRING, &o->device, "SEL", "device index or name part")},
         CLI_END};
-    static const cli_exclusive exclusive[] = {{"--steps", "--epochs", 0}, {NULL, NULL, 0}};
+    static const cli_exclusive exclusive[] = {
+        {"--steps", "--epochs", 0}, {"--val", "--eval", 0}, {NULL, NULL, 0}};
     const cli_spec spec = {.command = "train",
-                           .usage = "usage: clora train --model DIR --data FILE --out DIR "
+                           .usage = "usage: clora train --model PATH --data FILE --out DIR "
                                     "[options]",
                            .description = train_description,
                            .options = options,
@@ -118,26 +162,148 @@ static int parse(int argc, char **argv, train_options *o)
     return cli_parse(&spec, argc, argv);
 }
 
-/* Splits "a,b,c" into a NULL-terminated array (free the array and text). */
-static const char **split_list(const char *text, size_t *count, char **storage)
+/* A growable list of module names (borrowed strings). */
+typedef struct name_list {
+    const char **v;
+    size_t n;
+} name_list;
+
+static int list_add(name_list *l, const char *name)
 {
-    *count = 0;
+    for (size_t i = 0; i < l->n; ++i)
+        if (!strcmp(l->v[i], name))
+            return 1;
+    const char **grown = realloc(l->v, (l->n + 2) * sizeof *grown);
+    if (!grown)
+        return 0;
+    l->v = grown;
+    l->v[l->n++] = name;
+    l->v[l->n] = NULL;
+    return 1;
+}
+
+/* Splits "a,b,c" into the list; the words live in *storage (free it). */
+static int split_list(const char *text, name_list *l, char **storage)
+{
     *storage = NULL;
     if (!text)
-        return NULL;
-    char *copy = malloc(strlen(text) + 1);
-    const char **items = calloc(strlen(text) + 2, sizeof *items);
-    if (!copy || !items) {
-        free(copy);
-        free(items);
-        return NULL;
+        return 1;
+    if (!(*storage = malloc(strlen(text) + 1)))
+        return 0;
+    strcpy(*storage, text);
+    for (char *part = strtok(*storage, ","); part; part = strtok(NULL, ","))
+        if (*part && !list_add(l, part))
+            return 0;
+    return 1;
+}
+
+/* The classes of a classification dataset: 1 + its largest label. */
+static size_t classes_of(const dataset *d)
+{
+    size_t classes = 0;
+    for (size_t i = 0; d->labels && d->label_width == 1 && i < d->count; ++i)
+        if (d->labels[i] >= 0 && (size_t)d->labels[i] + 1 > classes)
+            classes = (size_t)d->labels[i] + 1;
+    return classes;
+}
+
+/* The task a dataset holds data for. */
+static task_kind task_of(const dataset *d)
+{
+    return !d->labels ? TASK_REGRESSION : d->label_width == 1 ? TASK_CLASSIFY : TASK_LM;
+}
+
+/* Loads a dataset beside the training data: the same kind and tokenizer. */
+static int load_other(const char *path, const char *model, const dataset *train, dataset *d)
+{
+    if (!path)
+        return 1;
+    if (!dataset_load(path, d) || !dataset_check_tokenizer(d, path, model))
+        return 0;
+    if (task_of(d) != task_of(train) || d->input_dtype != train->input_dtype ||
+        (train->input_dtype != CLORA_DTYPE_I32 && d->input_width != train->input_width)) {
+        fprintf(stderr, "clora train: %s holds other data than the training file (inputs or "
+                        "labels of another kind)\n",
+                path);
+        return 0;
     }
-    strcpy(copy, text);
-    for (char *part = strtok(copy, ","); part; part = strtok(NULL, ","))
-        if (*part)
-            items[(*count)++] = part;
-    *storage = copy;
-    return items;
+    return 1;
+}
+
+typedef struct scores {
+    eval_result train, val, test;
+} scores;
+
+/* Evaluates on each dataset given; prints one line. */
+static int evaluate_all(clora_model *model, const dataset *sets[3], size_t rows,
+                        const char *when, scores *s)
+{
+    static const char *const names[3] = {"train", "validation", "test"};
+    eval_result *results[3] = {&s->train, &s->val, &s->test};
+    printf("  %s:", when);
+    for (int k = 0; k < 3; ++k) {
+        results[k]->accuracy = results[k]->loss = -1.0;
+        if (!sets[k])
+            continue;
+        clora_status status = evaluate_run(model, sets[k], rows, results[k]);
+        if (status != CLORA_OK) {
+            printf("\n");
+            cli_report("train", "evaluating", status);
+            return 0;
+        }
+        if (results[k]->accuracy >= 0.0)
+            printf("%s %s accuracy %.2f%% (loss %.4f)", k ? "," : "", names[k],
+                   100.0 * results[k]->accuracy, results[k]->loss);
+        else
+            printf("%s %s loss %.4f", k ? "," : "", names[k], results[k]->loss);
+    }
+    printf("\n");
+    return 1;
+}
+
+static json_t *scores_json(const scores *s, int accuracy)
+{
+    const eval_result *r[3] = {&s->train, &s->val, &s->test};
+    static const char *const keys[3] = {"train", "val", "test"};
+    json_t *o = json_object();
+    for (int k = 0; k < 3; ++k) {
+        const double v = accuracy ? r[k]->accuracy : r[k]->loss;
+        json_object_set_new(o, keys[k], v >= 0.0 ? json_real(v) : json_null());
+    }
+    return o;
+}
+
+static int write_json(const char *path, clora_model *model, clora_device *dev, const scores *pre,
+                      const scores *post, const fit_result *fr, double seconds)
+{
+    clora_param_counts counts;
+    clora_model_count_params(model, &counts);
+    clora_memory_report memory;
+    clora_device_memory(dev, &memory);
+    json_t *o = json_object();
+    json_object_set_new(o, "trainable_params", json_integer((json_int_t)counts.trainable));
+    json_object_set_new(o, "total_params", json_integer((json_int_t)counts.total));
+    json_t *acc = json_object(), *loss = json_object();
+    json_object_set_new(acc, "before", scores_json(pre, 1));
+    json_object_set_new(acc, "after", scores_json(post, 1));
+    json_object_set_new(loss, "before", scores_json(pre, 0));
+    json_object_set_new(loss, "after", scores_json(post, 0));
+    json_object_set_new(o, "accuracy", acc);
+    json_object_set_new(o, "loss", loss);
+    json_object_set_new(o, "steps", json_integer((json_int_t)fr->steps_done));
+    json_object_set_new(o, "first_step", json_integer((json_int_t)fr->first_step));
+    json_object_set_new(o, "ms_per_step", json_real(fr->step_seconds * 1e3));
+    json_object_set_new(o, "tokens_per_s", json_real(fr->tokens_per_second));
+    json_object_set_new(o, "peak_device_bytes", json_integer((json_int_t)memory.peak));
+    json_object_set_new(o, "best_step", json_integer((json_int_t)fr->best_step));
+    json_object_set_new(o, "best_val_loss",
+                        fr->best_val_loss >= 0.0 ? json_real(fr->best_val_loss) : json_null());
+    json_object_set_new(o, "seconds", json_real(seconds));
+    char *text = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    int ok = text && write_file_atomic(path, text, strlen(text));
+    free(text);
+    return ok;
 }
 
 int cmd_train(int argc, char **argv)
@@ -146,33 +312,47 @@ int cmd_train(int argc, char **argv)
     int parsed = parse(argc, argv, &o);
     if (parsed != CLI_RUN)
         return parsed;
+    const double started = cli_seconds();
+    if (o.eval)
+        o.val = o.eval;
 
-    /* Lists and patterns from the command line. */
-    size_t n_targets = 0, n_exclude = 0, n_trainable = 0, n_ranks = 0;
+    name_list targets = {0}, exclude = {0}, trainable = {0}, rank_items = {0};
     char *s_targets = NULL, *s_exclude = NULL, *s_trainable = NULL, *s_ranks = NULL;
-    const char **targets = split_list(o.targets, &n_targets, &s_targets);
-    const char **exclude = split_list(o.exclude, &n_exclude, &s_exclude);
-    const char **trainable = split_list(o.trainable, &n_trainable, &s_trainable);
-    const char **rank_items = split_list(o.rank_pattern, &n_ranks, &s_ranks);
-    clora_pattern_value *ranks = calloc(n_ranks + 1, sizeof *ranks);
     int exit_code = 2;
     clora_device *dev = NULL;
     clora_model *model = NULL;
     clora_trainer *trainer = NULL;
-    dataset train = {0}, eval = {0};
-    batch b = {0};
+    dataset train = {0}, val = {0}, test = {0};
     loss_log log = {0};
+    clora_pattern_value *ranks = NULL;
     clora_status status;
-    for (size_t i = 0; i < n_ranks; ++i) {
-        char *eq = strrchr((char *)rank_items[i], '=');
+    if (!split_list(o.targets, &targets, &s_targets) ||
+        !split_list(o.exclude, &exclude, &s_exclude) ||
+        !split_list(o.trainable, &trainable, &s_trainable) ||
+        !split_list(o.rank_pattern, &rank_items, &s_ranks) ||
+        !(ranks = calloc(rank_items.n + 1, sizeof *ranks))) {
+        fprintf(stderr, "clora train: out of memory\n");
+        goto done;
+    }
+    for (size_t i = 0; i < rank_items.n; ++i) {
+        char *eq = strrchr((char *)rank_items.v[i], '=');
         char *end = NULL;
-        if (!eq || eq == rank_items[i] || !*(eq + 1) || (ranks[i].value = strtof(eq + 1, &end), *end)) {
+        if (!eq || eq == rank_items.v[i] || !*(eq + 1) ||
+            (ranks[i].value = strtof(eq + 1, &end), *end)) {
             fprintf(stderr, "clora train: --rank-pattern entry \"%s\" is not REGEX=RANK\n",
-                    rank_items[i]);
+                    rank_items.v[i]);
             goto done;
         }
         *eq = '\0';
-        ranks[i].pattern = rank_items[i];
+        ranks[i].pattern = rank_items.v[i];
+    }
+    const int all_linear = targets.n == 1 && !strcmp(targets.v[0], "all-linear");
+    if (all_linear)
+        targets.n = 0;
+    if (o.batch % o.grad_accum != 0) {
+        fprintf(stderr, "clora train: --grad-accum %zu does not divide --batch-size %zu\n",
+                o.grad_accum, o.batch);
+        goto done;
     }
 
     exit_code = 1;
@@ -181,63 +361,97 @@ int cmd_train(int argc, char **argv)
         cli_report("train", "opening the device", status);
         goto done;
     }
-    if (!dataset_load(o.data, &train) || (o.eval && !dataset_load(o.eval, &eval)))
+    if (!dataset_load(o.data, &train) || !dataset_check_tokenizer(&train, o.data, o.model) ||
+        !load_other(o.val, o.model, &train, &val) || !load_other(o.test, o.model, &train, &test))
         goto done;
-    if (!dataset_check_tokenizer(&train, o.data, o.model) ||
-        (o.eval && !dataset_check_tokenizer(&eval, o.eval, o.model)))
+    task_kind task = (task_kind)o.task;
+    if (task == TASK_AUTO) {
+        task = task_of(&train);
+    } else if (task != task_of(&train)) {
+        static const char *const needs[] = {"", "I32 labels (N), a class per example",
+                                            "I32 labels (N, T), a token per position",
+                                            "F32 targets"};
+        fprintf(stderr, "clora train: --task %s needs %s; %s holds %s\n", task_names[task],
+                needs[task], o.data, needs[task_of(&train)]);
         goto done;
+    }
+    if (o.batch > train.count) { /* the whole file in each step */
+        o.batch = train.count - train.count % o.grad_accum;
+        if (o.batch == 0) {
+            fprintf(stderr, "clora train: %s has %zu examples, fewer than --grad-accum %zu\n",
+                    o.data, train.count, o.grad_accum);
+            goto done;
+        }
+    }
     const model_family family = model_family_of(o.model);
-    size_t classes = o.num_labels;
-    if (family == FAMILY_BERT && train.labels && train.label_width == 1 && !classes)
-        for (size_t i = 0; i < train.count; ++i)
-            if (train.labels[i] >= 0 && (size_t)train.labels[i] + 1 > classes)
-                classes = (size_t)train.labels[i] + 1;
-    model_family opened;
-    if (!open_model("train", dev, o.model, NULL, classes, o.seed, &model, &opened))
+    const int decoder = family == FAMILY_GPT2 || family == FAMILY_LLAMA;
+    size_t classes = 0;
+    if (task == TASK_CLASSIFY && family != FAMILY_CLORA) {
+        const dataset *sets[3] = {&train, &val, &test};
+        for (int k = 0; k < 3; ++k)
+            classes = classes_of(sets[k]) > classes ? classes_of(sets[k]) : classes;
+        if (o.num_labels && o.num_labels < classes) {
+            fprintf(stderr, "clora train: --num-labels %zu, but the data has label %zu\n",
+                    o.num_labels, classes - 1);
+            goto done;
+        }
+        classes = o.num_labels ? o.num_labels : classes;
+    }
+    if (task == TASK_LM && !decoder && family != FAMILY_CLORA) {
+        fprintf(stderr, "clora train: %s is a BERT model; next-token data needs a decoder "
+                        "(GPT-2 or Llama family)\n",
+                o.model);
         goto done;
-    if (family != FAMILY_CLORA && !o.targets && !o.target_regex) { /* PEFT's defaults */
-        static const char *const bert_targets[] = {"query", "value"};
-        static const char *const gpt2_targets[] = {"c_attn"};
-        static const char *const llama_targets[] = {"q_proj", "v_proj"};
-        free(targets);
-        targets = malloc(2 * sizeof *targets);
-        if (!targets)
+    }
+    if (o.lora_on_head && !(decoder && task == TASK_CLASSIFY)) {
+        fprintf(stderr, "clora train: --lora-on-head is for the new head of a decoder "
+                        "(--task classify on GPT-2 or Llama-family models)\n");
+        goto done;
+    }
+    model_family opened;
+    if (!open_model("train", dev, o.model, NULL, family == FAMILY_BERT ? classes : 0, o.seed,
+                    &model, &opened))
+        goto done;
+    const char *head = NULL; /* the output module, kept out of all-linear */
+    if (decoder && task == TASK_CLASSIFY) {
+        if ((status = clora_model_add_classifier(model, classes, 0.0f, o.seed))) {
+            cli_report("train", "adding the classification head", status);
             goto done;
-        const char *const *defaults = family == FAMILY_BERT    ? bert_targets
-                                      : family == FAMILY_LLAMA ? llama_targets
-                                                               : gpt2_targets;
-        n_targets = family == FAMILY_GPT2 ? 1 : 2;
-        memcpy(targets, defaults, n_targets * sizeof *targets);
+        }
+        head = "score";
+    } else if (family == FAMILY_BERT && classes > 0) {
+        head = "classifier";
+    } else if (decoder) {
+        head = "lm_head";
     }
-    if (family == FAMILY_BERT && classes > 0) { /* the new head trains and is saved */
-        int listed = 0;
-        for (size_t i = 0; i < n_trainable; ++i)
-            listed |= !strcmp(trainable[i], "classifier");
-        const char **grown = listed ? trainable : realloc(trainable, (n_trainable + 2) * sizeof *grown);
-        if (!grown)
-            goto done;
-        trainable = grown;
-        if (!listed)
-            trainable[n_trainable++] = "classifier";
+    if (!all_linear && family != FAMILY_CLORA && !targets.n && !o.target_regex) {
+        /* PEFT's defaults */
+        const char *const defaults[3][2] = {{"query", "value"}, {"c_attn", NULL},
+                                            {"q_proj", "v_proj"}};
+        const int f = family == FAMILY_BERT ? 0 : family == FAMILY_GPT2 ? 1 : 2;
+        for (int k = 0; k < 2; ++k)
+            if (defaults[f][k] && !list_add(&targets, defaults[f][k]))
+                goto done;
     }
-    const dataset *eval_data = o.eval ? &eval : &train;
-    if (train.labels == NULL) {
-        printf("regression data (targets): training with mean squared error\n");
-    }
-    size_t rows = o.batch < train.count ? o.batch : train.count;
-    size_t per_epoch = train.count / rows;
-    size_t steps = o.steps ? o.steps : (o.epochs ? o.epochs : 1) * per_epoch;
+    if (all_linear && head && !o.lora_on_head && !list_add(&exclude, head))
+        goto done;
+    if (o.lora_on_head && targets.n && !list_add(&targets, head))
+        goto done;
+    if (head && task == TASK_CLASSIFY && !o.lora_on_head && !list_add(&trainable, head))
+        goto done;
 
     clora_param_counts counts;
     clora_model_count_params(model, &counts);
     char a[32];
     clora_device_info info;
     clora_device_get_info(dev, &info);
+    static const char *const task_text[] = {"", "classification", "next-token prediction",
+                                            "regression (mean squared error)"};
     printf("clora train on %s\n", info.name);
-    printf("  model %s: %s parameters; data %s: %zu examples\n", o.model,
-           with_commas(counts.total, a, sizeof a), o.data, train.count);
-    if (family == FAMILY_BERT && classes > 0)
-        printf("  classification head: %zu classes%s%s\n", classes,
+    printf("  model %s: %s parameters; data %s: %zu examples; %s\n", o.model,
+           with_commas(counts.total, a, sizeof a), o.data, train.count, task_text[task]);
+    if (classes > 0 && head)
+        printf("  classification head \"%s\": %zu classes%s%s\n", head, classes,
                train.label_names ? " " : "", train.label_names ? train.label_names : "");
     printf("  Total trainable parameters before: %s\n", with_commas(counts.trainable, a, sizeof a));
 
@@ -248,15 +462,15 @@ int cmd_train(int argc, char **argv)
     lora.scale_mode = (clora_scale_mode)o.scale_mode;
     lora.dropout = o.dropout;
     lora.init = (clora_init_mode)o.init;
-    lora.target_modules = targets;
-    lora.target_module_count = n_targets;
+    lora.target_modules = targets.v;
+    lora.target_module_count = targets.n;
     lora.target_regex = o.target_regex;
-    lora.exclude_modules = exclude;
-    lora.exclude_module_count = n_exclude;
+    lora.exclude_modules = exclude.v;
+    lora.exclude_module_count = exclude.n;
     lora.rank_pattern = ranks;
-    lora.rank_pattern_count = n_ranks;
-    lora.modules_to_save = trainable;
-    lora.modules_to_save_count = n_trainable;
+    lora.rank_pattern_count = rank_items.n;
+    lora.modules_to_save = trainable.v;
+    lora.modules_to_save_count = trainable.n;
     size_t replaced = 0;
     if ((status = clora_replace_linear_with_lora(clora_model_root(model), &lora, &replaced))) {
         cli_report("train", "applying LoRA", status);
@@ -268,30 +482,32 @@ int cmd_train(int argc, char **argv)
     }
     printf("  LoRA r=%zu alpha=%g (scale %g) on %zu layers (", o.rank, (double)o.alpha,
            (double)clora_lora_scale(lora.scale_mode, o.alpha, o.rank), replaced);
-    for (size_t i = 0; i < n_targets; ++i)
-        printf("%s%s", i ? ", " : "", targets[i]);
-    printf("%s)\n", n_targets ? "" : o.target_regex ? o.target_regex : "every Linear");
-    if (n_trainable) {
+    for (size_t i = 0; i < targets.n; ++i)
+        printf("%s%s", i ? ", " : "", targets.v[i]);
+    printf("%s)\n", targets.n ? ""
+                    : o.target_regex ? o.target_regex
+                    : exclude.n      ? "every Linear but the excluded"
+                                     : "every Linear");
+    if (trainable.n) {
         printf("  trained in full and saved with the adapter:");
-        for (size_t i = 0; i < n_trainable; ++i)
-            printf(" %s", trainable[i]);
+        for (size_t i = 0; i < trainable.n; ++i)
+            printf(" %s", trainable.v[i]);
         printf("\n");
     }
     print_parameter_counts(stdout, model, "  ");
 
-    double before = 0, after = 0;
-    /* token batches hold every layer's activations: evaluate in smaller ones */
-    const size_t eval_rows = train.input_dtype == CLORA_DTYPE_I32 ? 32 : 256;
-    if ((status = evaluate(model, eval_data, eval_rows, &before))) {
-        cli_report("train", "evaluating the model on the data", status);
+    /* token batches hold every layer's activations: evaluate in smaller ones;
+     * next-token logits (rows, T, vocabulary) in few rows */
+    const size_t eval_rows = task == TASK_LM ? 4 : train.input_dtype == CLORA_DTYPE_I32 ? 16 : 256;
+    const dataset *sets[3] = {&train, o.val ? &val : NULL, o.test ? &test : NULL};
+    scores pre, post;
+    const eval_result none = {-1.0, -1.0, 0};
+    pre.train = pre.val = pre.test = none;
+    if (!o.resume && !evaluate_all(model, sets, eval_rows, "before training", &pre))
         goto done;
-    }
-    const char *metric = train.labels ? "accuracy" : "mean squared error";
-    if (train.labels)
-        printf("  %s before training: %.2f%%\n", metric, 100.0 * before);
-    else
-        printf("  %s before training: %.6g\n", metric, before);
 
+    const size_t per_epoch = train.count / o.batch;
+    const size_t steps = o.steps ? o.steps : (o.epochs ? o.epochs : 1) * per_epoch;
     clora_train_config cfg = clora_train_config_default();
     cfg.optimizer = clora_optimizer_config_default((clora_optimizer_kind)o.optimizer);
     cfg.optimizer.lr = o.lr;
@@ -303,60 +519,63 @@ int cmd_train(int argc, char **argv)
     cfg.warmup_steps = o.warmup;
     cfg.total_steps = steps;
     cfg.max_grad_norm = o.clip;
-    cfg.loss = train.labels ? CLORA_LOSS_CROSS_ENTROPY : CLORA_LOSS_MSE;
-    if ((status = clora_trainer_create(&trainer, model, &cfg)) ||
-        (status = batch_create(&b, model, &train, rows))) {
+    cfg.loss = task == TASK_REGRESSION ? CLORA_LOSS_MSE : CLORA_LOSS_CROSS_ENTROPY;
+    if ((status = clora_trainer_create(&trainer, model, &cfg))) {
         cli_report("train", "setting up training", status);
         goto done;
     }
-    float loss = 0;
-    double per_step = 0;
-    if ((status = train_loop(trainer, &train, &b, steps, o.seed, "training", &log, "train", &loss,
-                             &per_step))) {
-        cli_report("train", "training", status);
+    printf("  %zu steps of %zu examples", steps, o.batch);
+    if (o.grad_accum > 1)
+        printf(" (in %zu micro-batches)", o.grad_accum);
+    printf(", %.2f epochs\n", (double)steps / (double)per_epoch);
+    fit_options fo = {steps,       o.stop_at, o.batch,   o.grad_accum, o.eval_every,
+                      o.save_every, eval_rows, o.seed,   o.out,        o.resume};
+    fit_result fr;
+    if (!fit(trainer, model, &train, o.val ? &val : NULL, &fo, &log, &fr))
         goto done;
-    }
-    if ((status = evaluate(model, eval_data, eval_rows, &after))) {
-        cli_report("train", "evaluating", status);
+    if (o.resume)
+        printf("  continued %s from step %zu\n", o.resume, fr.first_step);
+    if (!evaluate_all(model, sets, eval_rows, "after training", &post))
         goto done;
-    }
-    if ((status = clora_adapter_save(model, NULL, o.out))) {
-        cli_report("train", "saving the adapter", status);
-        goto done;
-    }
     if (o.log && !loss_log_write(&log, o.log))
         goto done;
-    if (train.labels)
-        printf("  %s: %.2f%% -> %.2f%%\n", metric, 100.0 * before, 100.0 * after);
-    else
-        printf("  %s: %.6g -> %.6g\n", metric, before, after);
-    printf("  %.2f ms per step, %.0f examples/s", per_step * 1e3, (double)rows / per_step);
-    if (train.input_dtype == CLORA_DTYPE_I32) {
-        size_t tokens = 0; /* real tokens per batch on average: masks count */
-        for (size_t i = 0; i < train.count * train.input_width; ++i)
-            tokens += train.attention_mask ? train.attention_mask[i] != 0 : 1;
-        printf(", %.0f tokens/s (%.1f tokens per example, padded to %zu)",
-               (double)tokens / (double)train.count * (double)rows / per_step,
-               (double)tokens / (double)train.count, train.input_width);
+    const eval_result *seen_pre = o.val ? &pre.val : &pre.train;
+    const eval_result *seen = o.val ? &post.val : &post.train;
+    if (task == TASK_CLASSIFY && !o.resume)
+        printf("  accuracy: %.2f%% -> %.2f%% (%s)\n", 100.0 * seen_pre->accuracy,
+               100.0 * seen->accuracy, o.val ? "validation" : "training data");
+    else if (task != TASK_CLASSIFY && !o.resume)
+        printf("  %s: %.6g -> %.6g\n", task == TASK_LM ? "loss" : "mean squared error",
+               seen_pre->loss, seen->loss);
+    if (fr.step_seconds > 0) {
+        printf("  %.2f ms per step, %.1f examples/s", fr.step_seconds * 1e3,
+               (double)o.batch / fr.step_seconds);
+        if (fr.tokens_per_second > 0)
+            printf(", %.0f tokens/s", fr.tokens_per_second);
+        printf("\n");
     }
-    printf("\n");
     print_memory(stdout, dev, "  ");
+    if (fr.best_val_loss >= 0.0)
+        printf("  lowest validation loss %.4f at step %zu (adapter in %s/best)\n",
+               fr.best_val_loss, fr.best_step, o.out);
     printf("  adapter saved to %s%s%s\n", o.out, o.log ? ", loss curve to " : "",
            o.log ? o.log : "");
+    if (o.json && !write_json(o.json, model, dev, &pre, &post, &fr, cli_seconds() - started))
+        goto done;
     exit_code = 0;
 
 done:
     loss_log_free(&log);
-    batch_destroy(&b);
     clora_trainer_destroy(trainer);
     dataset_free(&train);
-    dataset_free(&eval);
+    dataset_free(&val);
+    dataset_free(&test);
     clora_model_destroy(model);
     clora_device_destroy(dev);
-    free(targets);
-    free(exclude);
-    free(trainable);
-    free(rank_items);
+    free(targets.v);
+    free(exclude.v);
+    free(trainable.v);
+    free(rank_items.v);
     free(ranks);
     free(s_targets);
     free(s_exclude);

@@ -37,9 +37,12 @@ size_t adapter_classes(const char *adapter_dir)
         return 0; /* clora_adapter_load says what is wrong */
     clora_tensor_view view;
     size_t classes = 0;
-    if (clora_safetensors_find(file, "base_model.model.classifier.weight", &view) == CLORA_OK &&
-        view.ndim == 2)
-        classes = view.shape[0];
+    static const char *const heads[] = {"base_model.model.classifier.weight",
+                                        "base_model.model.score.weight",
+                                        "base_model.model.score.base_layer.weight"};
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0] && !classes; ++i)
+        if (clora_safetensors_find(file, heads[i], &view) == CLORA_OK && view.ndim == 2)
+            classes = view.shape[0];
     clora_safetensors_close(file);
     return classes;
 }
@@ -59,8 +62,13 @@ int open_model(const char *command, clora_device *device, const char *dir, const
     } else {
         status = clora_model_load(out, device, dir);
     }
+    if (status == CLORA_OK && adapter && (*family == FAMILY_GPT2 || *family == FAMILY_LLAMA) &&
+        (classes = adapter_classes(adapter)) > 0) /* a sequence classifier's adapter */
+        status = clora_model_add_classifier(*out, classes, 0.0f, seed);
     if (status != CLORA_OK) {
         cli_report(command, "loading the model", status);
+        clora_model_destroy(*out);
+        *out = NULL;
         return 0;
     }
     if (adapter && (status = clora_adapter_load(*out, adapter, "default"))) {

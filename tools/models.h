@@ -21,12 +21,14 @@ typedef enum model_family {
  * is not a Hugging Face folder (clora_model_load reports the rest). */
 model_family model_family_of(const char *dir);
 
-/* The rows of the "classifier.weight" an adapter folder carries
- * (modules_to_save), or 0. */
+/* The rows of the head an adapter folder carries: BERT's "classifier"
+ * (modules_to_save), a decoder's "score" (in full, or its base_layer under
+ * LoRA), or 0. */
 size_t adapter_classes(const char *adapter_dir);
 
 /* Opens `dir` on the device. BERT folders get a classification head of
  * `classes` labels (0: the adapter's, if it carries one, else none);
+ * decoders get a sequence classifier when the adapter carries one;
  * `seed` initialises a new head and drives dropout. Then loads `adapter`
  * (may be NULL) as "default". Prints a one-line error for `command` and
  * returns 0 on failure. */

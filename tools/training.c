@@ -540,44 +540,49 @@ void progress_finish(progress *p, size_t steps, float loss)
     progress_line(p, steps, loss, 1);
 }
 
-int loss_log_add(loss_log *log, const char *phase, size_t step, float loss, float lr)
+int loss_log_add_eval(loss_log *log, const char *phase, size_t step, float loss,
+                      double accuracy)
 {
     if (log->count == log->capacity) {
         size_t cap = log->capacity ? 2 * log->capacity : 256;
-        char(*phases)[16] = realloc(log->phase, cap * sizeof *phases);
-        if (phases)
-            log->phase = phases;
-        size_t *steps = realloc(log->step, cap * sizeof *steps);
-        if (steps)
-            log->step = steps;
-        float *losses = realloc(log->loss, cap * sizeof *losses);
-        if (losses)
-            log->loss = losses;
-        float *lrs = realloc(log->lr, cap * sizeof *lrs);
-        if (lrs)
-            log->lr = lrs;
-        if (!phases || !steps || !losses || !lrs)
+        loss_row *rows = realloc(log->rows, cap * sizeof *rows);
+        if (!rows)
             return 0;
+        log->rows = rows;
         log->capacity = cap;
     }
-    snprintf(log->phase[log->count], sizeof log->phase[0], "%s", phase);
-    log->step[log->count] = step;
-    log->loss[log->count] = loss;
-    log->lr[log->count] = lr;
-    log->count++;
+    loss_row *row = &log->rows[log->count++];
+    snprintf(row->phase, sizeof row->phase, "%s", phase);
+    row->step = step;
+    row->loss = loss;
+    row->lr = 0.0f;
+    row->accuracy = accuracy;
+    return 1;
+}
+
+int loss_log_add(loss_log *log, const char *phase, size_t step, float loss, float lr)
+{
+    if (!loss_log_add_eval(log, phase, step, loss, -1.0))
+        return 0;
+    log->rows[log->count - 1].lr = lr;
     return 1;
 }
 
 int loss_log_write(const loss_log *log, const char *path)
 {
-    size_t cap = 64 + log->count * 64, used = 0;
+    size_t cap = 64 + log->count * 96, used = 0;
     char *text = malloc(cap);
     if (!text)
         return 0;
-    used += (size_t)snprintf(text, cap, "phase,step,loss,lr\n");
-    for (size_t i = 0; i < log->count; ++i)
-        used += (size_t)snprintf(text + used, cap - used, "%s,%zu,%.6g,%.6g\n", log->phase[i],
-                                 log->step[i], (double)log->loss[i], (double)log->lr[i]);
+    used += (size_t)snprintf(text, cap, "phase,step,loss,lr,accuracy\n");
+    for (size_t i = 0; i < log->count; ++i) {
+        const loss_row *r = &log->rows[i];
+        char accuracy[32] = "";
+        if (r->accuracy >= 0.0)
+            snprintf(accuracy, sizeof accuracy, "%.6g", r->accuracy);
+        used += (size_t)snprintf(text + used, cap - used, "%s,%zu,%.6g,%.6g,%s\n", r->phase,
+                                 r->step, (double)r->loss, (double)r->lr, accuracy);
+    }
     int ok = write_file_atomic(path, text, used);
     free(text);
     return ok;
@@ -585,10 +590,7 @@ int loss_log_write(const loss_log *log, const char *path)
 
 void loss_log_free(loss_log *log)
 {
-    free(log->phase);
-    free(log->step);
-    free(log->loss);
-    free(log->lr);
+    free(log->rows);
     memset(log, 0, sizeof *log);
 }
 

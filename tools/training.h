@@ -101,15 +101,24 @@ void progress_start(progress *p, const char *label, size_t total);
 void progress_update(progress *p, size_t step, float loss);
 void progress_finish(progress *p, size_t steps, float loss);
 
-/* The loss curve, written as CSV (phase,step,loss,lr). */
+/* The loss curve, written as CSV (phase,step,loss,lr,accuracy; the
+ * accuracy of evaluation rows, empty elsewhere). */
+typedef struct loss_row {
+    char phase[16];
+    size_t step;
+    float loss, lr;
+    double accuracy; /* < 0: none */
+} loss_row;
+
 typedef struct loss_log {
-    char (*phase)[16];
-    size_t *step;
-    float *loss, *lr;
+    loss_row *rows;
     size_t count, capacity;
 } loss_log;
 
 int loss_log_add(loss_log *log, const char *phase, size_t step, float loss, float lr);
+/* An evaluation row: loss and accuracy (< 0: none) at a step. */
+int loss_log_add_eval(loss_log *log, const char *phase, size_t step, float loss,
+                      double accuracy);
 int loss_log_write(const loss_log *log, const char *path);
 void loss_log_free(loss_log *log);
 
