@@ -38,7 +38,7 @@ SMOLLM_PACKAGES = python3 python3-pip
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
 .PHONY: all deps configure build demo test install clean minilm minilm-peft bench smollm \
-        smollm-check smollm-bench
+        smollm-check smollm-bench instruct
 
 all: build
 
@@ -95,6 +95,17 @@ smollm-bench: build
 	$(call install_packages,$(SMOLLM_PACKAGES) $(BENCH_PACKAGES) python3-venv)
 	tools/llama/fetch_smollm.sh $(SMOLLM_DIR)
 	tools/llama/smollm_bench.sh $(BUILD_DIR)/tools/clora $(SMOLLM_GGUF) $(SMOLLM_DIR)
+
+# `make instruct`: SmolLM2 learns a fixed answer form for sums from a few
+# hundred chat conversations (prompt masked), before and after side by side.
+INSTRUCT_DIR ?= clora-instruct
+INSTRUCT_EPOCHS ?= 1
+
+instruct: build
+	$(call install_packages,$(SMOLLM_PACKAGES))
+	tools/llama/fetch_smollm.sh $(SMOLLM_DIR)
+	tools/instruct/run_instruct.sh $(BUILD_DIR)/tools/clora $(SMOLLM_GGUF) $(INSTRUCT_DIR) \
+	  $(INSTRUCT_EPOCHS)
 
 minilm: build
 	$(call install_packages,$(MINILM_PACKAGES))

@@ -441,8 +441,8 @@ static void trainer_with_mse_and_bad_targets(void **state)
 
 /* ---- micro-batches and saved runs --------------------------------------------------------- */
 
-/* A small classifier with LoRA (dropout p) for the two checks below. */
-static clora_model *dropout_model(float p)
+/* A small classifier with LoRA of rank r (dropout p) for the checks below. */
+static clora_model *lora_model(size_t rank, float p)
 {
     clora_model *model = NULL;
     CHECK_OK(clora_model_create(&model, test_device, 70));
@@ -451,7 +451,7 @@ static clora_model *dropout_model(float p)
     CHECK_OK(clora_node_add_activation(root, "act", CLORA_NODE_GELU, NULL));
     CHECK_OK(clora_node_add_linear(root, "head", 16, 3, 1, NULL));
     clora_lora_config lora = clora_lora_config_default();
-    lora.rank = 3;
+    lora.rank = rank;
     lora.alpha = 6;
     lora.dropout = p;
     CHECK_OK(clora_replace_linear_with_lora(root, &lora, NULL));
@@ -471,7 +471,7 @@ static void step_batch(size_t step, float *x, int32_t *y, size_t rows)
  * micro-batches weighted 1 / parts. */
 static float *train_in_parts(size_t steps, size_t parts, size_t *n)
 {
-    clora_model *model = dropout_model(0.0f);
+    clora_model *model = lora_model(3, 0.0f);
     CHECK_OK(clora_model_set_trainable(model, "", 1)); /* the base as well: more to compare */
     clora_train_config cfg = clora_train_config_default();
     cfg.optimizer.lr = 0.01f;
@@ -548,7 +548,7 @@ static void saved_state_continues_bit_for_bit(void **state)
     float *results[2] = {NULL, NULL};
     size_t n = 0;
     for (int resumed = 0; resumed < 2; ++resumed) {
-        clora_model *model = dropout_model(0.2f);
+        clora_model *model = lora_model(3, 0.2f);
         clora_train_config cfg = clora_train_config_default();
         cfg.optimizer.lr = 0.02f;
         cfg.schedule = CLORA_SCHEDULE_LINEAR;
@@ -560,7 +560,7 @@ static void saved_state_continues_bit_for_bit(void **state)
                 CHECK_OK(clora_trainer_save_state(trainer, path));
                 clora_trainer_destroy(trainer);
                 clora_model_destroy(model);
-                model = dropout_model(0.2f);
+                model = lora_model(3, 0.2f);
                 CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
                 CHECK_OK(clora_trainer_load_state(trainer, path));
                 assert_int_equal(clora_trainer_step_count(trainer), STEPS / 2);
@@ -591,15 +591,7 @@ static void saved_state_continues_bit_for_bit(void **state)
     assert_memory_equal(results[0], results[1], n * sizeof(float));
 
     /* another rank: refused, by name */
-    clora_model *model = NULL;
-    CHECK_OK(clora_model_create(&model, test_device, 70));
-    clora_node *root = clora_model_root(model);
-    CHECK_OK(clora_node_add_linear(root, "fc1", 6, 16, 1, NULL));
-    CHECK_OK(clora_node_add_activation(root, "act", CLORA_NODE_GELU, NULL));
-    CHECK_OK(clora_node_add_linear(root, "head", 16, 3, 1, NULL));
-    clora_lora_config lora = clora_lora_config_default();
-    lora.rank = 2;
-    CHECK_OK(clora_replace_linear_with_lora(root, &lora, NULL));
+    clora_model *model = lora_model(2, 0.2f);
     clora_train_config cfg = clora_train_config_default();
     clora_trainer *trainer = NULL;
     CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
@@ -608,7 +600,7 @@ static void saved_state_continues_bit_for_bit(void **state)
     clora_trainer_destroy(trainer);
     cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_SGD);
     clora_model_destroy(model);
-    model = dropout_model(0.2f);
+    model = lora_model(3, 0.2f);
     CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
     assert_int_equal(clora_trainer_load_state(trainer, path), CLORA_ERR_STATE);
     assert_non_null(strstr(clora_last_error(), "adamw"));

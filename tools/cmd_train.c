@@ -498,7 +498,7 @@ int cmd_train(int argc, char **argv)
 
     /* token batches hold every layer's activations: evaluate in smaller ones;
      * next-token logits (rows, T, vocabulary) in few rows */
-    const size_t eval_rows = task == TASK_LM ? 4 : train.input_dtype == CLORA_DTYPE_I32 ? 16 : 256;
+    const size_t eval_rows = task == TASK_LM ? 4 : train.input_dtype == CLORA_DTYPE_I32 ? 8 : 256;
     const dataset *sets[3] = {&train, o.val ? &val : NULL, o.test ? &test : NULL};
     scores pre, post;
     const eval_result none = {-1.0, -1.0, 0};

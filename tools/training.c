@@ -299,8 +299,11 @@ clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size
     const size_t w = data->input_width, tw = data->target_width;
     const int tokens = data->input_dtype == CLORA_DTYPE_I32 && data->input_ndim == 1;
     size_t cols = w;
-    if (tokens && data->attention_mask) /* cut to the longest row: the rest is padding */
+    if (tokens && data->attention_mask) { /* cut after the longest row: the rest is padding */
         batch_tokens(data, order, first, b->rows, &cols);
+        cols = (cols + 7) / 8 * 8; /* in steps of 8: fewer shapes to allocate for */
+        cols = cols < w ? cols : w;
+    }
     clora_status status = CLORA_OK;
     if (tokens && cols != b->width) {
         batch_release(b);
@@ -414,6 +417,26 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
     size_t scored = 0;
     float *logits = NULL;
     const int per_token = data->labels && data->label_width > 1;
+    /* examples of similar lengths together: less padding (the order does not
+     * change what is counted) */
+    size_t *order = malloc(data->count * sizeof *order);
+    if (status == CLORA_OK && !order)
+        status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+    for (size_t i = 0; order && i < data->count; ++i)
+        order[i] = i;
+    if (order && data->attention_mask && data->input_dtype == CLORA_DTYPE_I32) {
+        size_t *length = malloc(data->count * sizeof *length);
+        for (size_t i = 0; length && i < data->count; ++i)
+            batch_tokens(data, NULL, i, 1, &length[i]);
+        for (size_t i = 1; length && i < data->count; ++i) { /* insertion sort, stable */
+            const size_t k = order[i];
+            size_t j = i;
+            for (; j > 0 && length[order[j - 1]] > length[k]; --j)
+                order[j] = order[j - 1];
+            order[j] = k;
+        }
+        free(length);
+    }
     for (size_t first = 0; status == CLORA_OK && first < data->count; first += rows) {
         size_t n = data->count - first < rows ? data->count - first : rows;
         if (n != b.rows) { /* the last, shorter batch */
@@ -422,15 +445,16 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
                 break;
         }
         const clora_buffer *out = NULL;
-        if ((status = batch_fill(&b, data, NULL, first)) ||
+        if ((status = batch_fill(&b, data, order, first)) ||
             (status = clora_model_forward(model, b.input, &out)))
             break;
         if (per_token) { /* next tokens: the loss on the device, weighted by scored tokens */
             size_t count = 0;
-            const int32_t *labels = data->labels + first * data->label_width;
-            for (size_t i = 0; i < n; ++i)
+            for (size_t i = 0; i < n; ++i) {
+                const int32_t *labels = data->labels + order[first + i] * data->label_width;
                 for (size_t t = 0; t < b.width; ++t)
-                    count += labels[i * data->label_width + t] != -100;
+                    count += labels[t] != -100;
+            }
             float loss = 0.0f;
             if ((status = clora_cross_entropy(&loss, NULL, out, b.target, -100)))
                 break;
@@ -450,9 +474,9 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
             logits = grown;
             if ((status = clora_buffer_download(out, 0, logits, n * classes)))
                 break;
-            const int32_t *labels = data->labels + first;
             for (size_t i = 0; i < n; ++i) {
-                if (labels[i] == -100)
+                const int32_t label = data->labels[order[first + i]];
+                if (label == -100)
                     continue;
                 const float *row = logits + i * classes;
                 size_t best = 0;
@@ -462,9 +486,9 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
                 double sum = 0.0;
                 for (size_t c = 0; c < classes; ++c)
                     sum += exp((double)row[c] - (double)row[best]);
-                if (labels[i] >= 0 && (size_t)labels[i] < classes)
-                    loss_sum += log(sum) - ((double)row[labels[i]] - (double)row[best]);
-                correct += (int32_t)best == labels[i];
+                if (label >= 0 && (size_t)label < classes)
+                    loss_sum += log(sum) - ((double)row[label] - (double)row[best]);
+                correct += (int32_t)best == label;
                 ++scored;
             }
         } else {
@@ -476,6 +500,7 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
         }
     }
     free(logits);
+    free(order);
     batch_destroy(&b);
     clora_model_set_training(model, was_training);
     if (status == CLORA_OK && scored) {

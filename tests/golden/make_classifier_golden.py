@@ -64,39 +64,33 @@ def reloaded(cls, folder, labels, name, ids, mask):
         return model(input_ids=ids, attention_mask=mask).logits
 
 
-def llama_case():
-    torch.manual_seed(60)
-    model = LlamaForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny_llama"),
-                                                           num_labels=3, pad_token_id=0)
+def case(cls, folder, labels, seed, lora, name, carry_head):
+    """A classifier of `labels` on the decoder in `folder`, its head drawn
+    from N(0, 0.3^2), with the adapter `lora`; checked to reload in PEFT."""
+    torch.manual_seed(seed)
+    model = cls.from_pretrained(os.path.join(HERE, folder), num_labels=labels, pad_token_id=0)
     with torch.no_grad():
         model.score.weight.normal_(0.0, 0.3)
     ids, mask = batch(model.config.vocab_size)
-    lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                      lora_dropout=0.0)
-    logits, g, d = run(model, "tiny_llama_cls_lora", lora, ids, mask, False)
-    again = reloaded(LlamaForSequenceClassification, "tiny_llama", 3, "tiny_llama_cls_lora", ids,
-                     mask)
-    assert torch.allclose(again, logits, atol=1e-6), "the SEQ_CLS adapter does not reload"
+    logits, g, d = run(model, name, lora, ids, mask, carry_head)
+    again = reloaded(cls, folder, labels, name, ids, mask)
+    assert torch.allclose(again, logits, atol=1e-6), "%s does not reload in PEFT" % name
     tensors = {"ids": ids.float(), "mask": mask.float(), "g": g, "logits": logits}
     tensors.update(d)
-    return "llama_cls", tensors
+    return tensors
+
+
+def llama_case():
+    lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                      lora_dropout=0.0)
+    return "llama_cls", case(LlamaForSequenceClassification, "tiny_llama", 3, 60, lora,
+                             "tiny_llama_cls_lora", False)
 
 
 def gpt2_case():
-    torch.manual_seed(61)
-    model = GPT2ForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny_gpt2"),
-                                                          num_labels=2, pad_token_id=0)
-    with torch.no_grad():
-        model.score.weight.normal_(0.0, 0.3)
-    ids, mask = batch(model.config.vocab_size)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "score"], lora_dropout=0.0)
-    logits, g, d = run(model, "tiny_gpt2_cls_lora", lora, ids, mask, True)
-    again = reloaded(GPT2ForSequenceClassification, "tiny_gpt2", 2, "tiny_gpt2_cls_lora", ids,
-                     mask)
-    assert torch.allclose(again, logits, atol=1e-6), "score.base_layer.weight was not loaded"
-    tensors = {"ids": ids.float(), "mask": mask.float(), "g": g, "logits": logits}
-    tensors.update(d)
-    return "gpt2_cls", tensors
+    return "gpt2_cls", case(GPT2ForSequenceClassification, "tiny_gpt2", 2, 61, lora,
+                            "tiny_gpt2_cls_lora", True)
 
 
 def main():
