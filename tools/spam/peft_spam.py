@@ -373,6 +373,11 @@ def load_adapter(args, model):
     file = os.path.join(args.adapter, "adapter_model.safetensors")
     if not os.path.isfile(file):
         fail("%s has no adapter_model.safetensors" % args.adapter)
+    config = LoraConfig.from_pretrained(args.adapter)
+    if config.task_type == "SEQ_CLS" and "score" in (config.target_modules or ()):
+        # PeftModelForSequenceClassification makes `score` a modules_to_save
+        # copy, which then wants base_model.model.score.weight (a KeyError).
+        fail("%s: LoRA on score needs task_type null, not SEQ_CLS" % args.adapter)
     tensors = load_file(file)
     head_before = model.score.weight.detach().clone()
     model = PeftModel.from_pretrained(model, args.adapter)
@@ -404,7 +409,7 @@ def load_adapter(args, model):
         report["head"] = "head trained in full (modules_to_save)"
     else:
         report["head"] = "no head tensor in the file: the head is this script's random draw"
-    print("loaded %s: %d tensors, all equal to the model's after loading; %s"
+    print("loaded %s: %d tensors, each now equal in the model; %s"
           % (args.adapter, len(tensors),
              "PEFT loaded them all" if not copied else
              "PEFT left out %s (copied in by hand)" % ", ".join(copied)))
