@@ -269,6 +269,9 @@ grep -q '^val,6,' "$work/cls_loss.csv" || fail "loss CSV: no validation row"
 "$clora" logits --model "$work/tiny_lm" --adapter "$work/cls_full" --prompt "the cat" \
     --out "$work/cls_logits.safetensors" > "$work/cls_logits.log" || fail "logits of a classifier"
 grep -q "logits (1, 2)" "$work/cls_logits.log" || { cat "$work/cls_logits.log"; fail "classifier logits shape"; }
+grep -q "classes, top 5" "$work/cls_logits.log" || fail "classifier logits: not classes"
+expect_error "it does not generate" "$clora" generate --model "$work/tiny_lm" \
+    --adapter "$work/cls_full" --prompt "the cat"
 "$clora" train --model "$work/tiny_lm" --data "$work/cls.safetensors" --out "$work/cls_lora" \
     --steps 3 --batch-size 4 --targets all-linear --lora-on-head > "$work/cls_lora.log" 2>&1 \
     || { cat "$work/cls_lora.log"; fail "train with LoRA on the head"; }

@@ -202,6 +202,12 @@ int cmd_generate(int argc, char **argv)
     }
     g.seq = grown;
     g.length = count;
+    clora_node *score = NULL;
+    if (clora_model_find(g.model, "score", &score) == CLORA_OK) {
+        fprintf(stderr, "clora generate: with this adapter the model is a sequence classifier "
+                        "(head \"score\"): it classifies (clora logits), it does not generate\n");
+        goto done;
+    }
     if (family == FAMILY_LLAMA && !no_cache) {
         if ((status = clora_session_create(&g.session, g.model, 1, count + max_new))) {
             cli_report("generate", "making the key/value cache", status);

@@ -143,9 +143,10 @@ int cmd_logits(int argc, char **argv)
         printf("%s%zu", d ? ", " : "", dims[d]);
     printf(") for %zu tokens written to %s\n", count, out);
     clora_node *head = NULL;
-    const int classifier = family == FAMILY_BERT &&
-                           clora_model_find(model, "classifier", &head) == CLORA_OK;
-    const int decoder = family == FAMILY_GPT2 || family == FAMILY_LLAMA;
+    const int classifier = (family == FAMILY_BERT &&
+                            clora_model_find(model, "classifier", &head) == CLORA_OK) ||
+                           clora_model_find(model, "score", &head) == CLORA_OK;
+    const int decoder = !classifier && (family == FAMILY_GPT2 || family == FAMILY_LLAMA);
     if (decoder || classifier) { /* the five largest of the last row */
         const size_t width = dims[ndim - 1];
         const float *last = host + numel - width;

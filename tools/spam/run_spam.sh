@@ -47,8 +47,11 @@ echo "== clora train"
     "$clora" train --model "$gguf" --task classify --data "$data/train.safetensors" \
     --val "$data/val.safetensors" --test "$data/test.safetensors" \
     --targets all-linear --lora-on-head --rank 16 --alpha 16 --lr 8e-4 --weight-decay 0.1 \
-    --batch-size 8 "${clora_length[@]}" --seed "$seed" --log "$work/clora_loss.csv" \
-    --out "$work/adapter" --json "$work/clora.json" | tee "$work/clora.log"
+    --batch-size 8 "${clora_length[@]}" --seed "$seed" --eval-every 28 \
+    --log "$work/clora_loss.csv" --out "$work/adapter" --json "$work/clora.json" \
+    | tee "$work/clora.log"
+/usr/bin/python3 "$here/../plot_loss.py" "$work/clora_loss.csv" "$work/clora_loss.png" \
+    "SmolLM2-135M spam classifier, clora" || echo "(no PNG of the loss curve)"
 
 echo "== PyTorch + PEFT"
 /usr/bin/time -v -o "$work/peft_time.txt" \
