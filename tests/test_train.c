@@ -458,6 +458,26 @@ static clora_model *lora_model(size_t rank, float p)
     return model;
 }
 
+/* Every trainable value, in parameter order (*n of them). */
+static float *trainable_values(clora_model *model, size_t *n)
+{
+    clora_param_counts counts;
+    CHECK_OK(clora_model_count_params(model, &counts));
+    float *values = test_alloc(counts.trainable);
+    *n = 0;
+    for (size_t i = 0; i < clora_model_param_count(model); ++i) {
+        clora_param_info info;
+        CHECK_OK(clora_model_param(model, i, &info));
+        if (!info.trainable)
+            continue;
+        float *v = test_download(info.value);
+        memcpy(values + *n, v, clora_buffer_numel(info.value) * sizeof *v);
+        *n += clora_buffer_numel(info.value);
+        free(v);
+    }
+    return values;
+}
+
 /* The batch of step `step`: B rows of x (B, 6), labels (B). */
 static void step_batch(size_t step, float *x, int32_t *y, size_t rows)
 {
@@ -495,18 +515,7 @@ static float *train_in_parts(size_t steps, size_t parts, size_t *n)
     assert_int_equal(clora_trainer_step_count(trainer), steps);
     assert_int_equal(clora_trainer_update(trainer), CLORA_ERR_STATE); /* nothing accumulated */
     CHECK_OK(clora_model_set_training(model, 0));
-    clora_param_counts counts;
-    CHECK_OK(clora_model_count_params(model, &counts));
-    float *values = test_alloc(counts.trainable);
-    *n = 0;
-    for (size_t i = 0; i < clora_model_param_count(model); ++i) {
-        clora_param_info info;
-        CHECK_OK(clora_model_param(model, i, &info));
-        float *v = test_download(info.value);
-        memcpy(values + *n, v, clora_buffer_numel(info.value) * sizeof *v);
-        *n += clora_buffer_numel(info.value);
-        free(v);
-    }
+    float *values = trainable_values(model, n);
     clora_trainer_destroy(trainer);
     clora_buffer_destroy(bx);
     clora_buffer_destroy(by);
@@ -570,21 +579,7 @@ static void saved_state_continues_bit_for_bit(void **state)
             CHECK_OK(clora_buffer_upload_i32(by, 0, y, B));
             CHECK_OK(clora_trainer_step(trainer, bx, by, NULL));
         }
-        clora_param_counts counts;
-        CHECK_OK(clora_model_count_params(model, &counts));
-        n = counts.trainable;
-        results[resumed] = test_alloc(n);
-        size_t at = 0;
-        for (size_t i = 0; i < clora_model_param_count(model); ++i) {
-            clora_param_info info;
-            CHECK_OK(clora_model_param(model, i, &info));
-            if (!info.trainable)
-                continue;
-            float *v = test_download(info.value);
-            memcpy(results[resumed] + at, v, clora_buffer_numel(info.value) * sizeof *v);
-            at += clora_buffer_numel(info.value);
-            free(v);
-        }
+        results[resumed] = trainable_values(model, &n);
         clora_trainer_destroy(trainer);
         clora_model_destroy(model);
     }

@@ -11,34 +11,6 @@
 
 #include "cli.h"
 
-/* The shuffled order of the examples for every epoch in turn (Fisher-Yates
- * from the seed; the same order as train_loop). */
-static void shuffle(size_t *order, size_t count, uint64_t *rng)
-{
-    for (size_t i = 0; i < count; ++i)
-        order[i] = i;
-    for (size_t i = count - 1; i > 0; --i) {
-        size_t j = (size_t)cli_uniform(rng, 0.0f, (float)(i + 1));
-        j = j > i ? i : j;
-        size_t t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-}
-
-/* Labels other than -100 of rows order[first ..]: what a token-level loss
- * averages over. */
-static size_t scored_labels(const dataset *data, const size_t *order, size_t first, size_t rows)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < rows; ++i) {
-        const int32_t *l = data->labels + order[first + i] * data->label_width;
-        for (size_t t = 0; t < data->label_width; ++t)
-            n += l[t] != -100;
-    }
-    return n;
-}
-
 static int join(char *out, size_t size, const char *dir, const char *name)
 {
     if (snprintf(out, size, "%s/%s", dir, name) >= (int)size) {
@@ -164,10 +136,10 @@ int fit(clora_trainer *trainer, clora_model *model, const dataset *train, const 
         cli_report("train", "setting up the batches", status);
         return 0;
     }
-    uint64_t rng = 0x5eedull ^ (o->seed * 0x9e3779b97f4a7c15ull);
+    uint64_t rng = shuffle_seed(o->seed);
     for (size_t step = 0; step < first; ++step) /* the orders the run has used */
         if (step % per_epoch == 0)
-            shuffle(order, train->count, &rng);
+            shuffle_order(order, train->count, &rng);
     const int tokens = train->input_dtype == CLORA_DTYPE_I32;
     const int per_token = train->labels && train->label_width > 1;
     const size_t todo = stop - first, untimed = todo / 10 < 10 ? todo / 10 : 10;
@@ -186,14 +158,14 @@ int fit(clora_trainer *trainer, clora_model *model, const dataset *train, const 
         }
         const size_t slot = step % per_epoch;
         if (slot == 0)
-            shuffle(order, train->count, &rng);
+            shuffle_order(order, train->count, &rng);
         const size_t base = slot * o->batch;
-        const size_t scored = per_token ? scored_labels(train, order, base, o->batch) : 0;
+        const size_t scored = per_token ? batch_scored(train, order, base, o->batch) : 0;
         loss = 0.0f;
         for (size_t k = 0; k < o->grad_accum && status == CLORA_OK; ++k) {
             const size_t at = base + k * micro;
             /* each micro-batch's share of the step's loss */
-            const float weight = per_token ? (scored ? (float)scored_labels(train, order, at,
+            const float weight = per_token ? (scored ? (float)batch_scored(train, order, at,
                                                                             micro) /
                                                            (float)scored
                                                      : 0.0f)

@@ -348,6 +348,36 @@ clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size
     return status;
 }
 
+uint64_t shuffle_seed(uint64_t seed)
+{
+    return 0x5eedull ^ (seed * 0x9e3779b97f4a7c15ull);
+}
+
+void shuffle_order(size_t *order, size_t count, uint64_t *rng)
+{
+    for (size_t i = 0; i < count; ++i)
+        order[i] = i;
+    for (size_t i = count - 1; count && i > 0; --i) {
+        size_t j = (size_t)cli_uniform(rng, 0.0f, (float)(i + 1));
+        j = j > i ? i : j;
+        size_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+size_t batch_scored(const dataset *data, const size_t *order, size_t first, size_t rows)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rows; ++i) {
+        const size_t k = order ? order[first + i] : first + i;
+        const int32_t *l = data->labels + k * data->label_width;
+        for (size_t t = 0; t < data->label_width; ++t)
+            n += l[t] != -100;
+    }
+    return n;
+}
+
 clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, size_t steps,
                         uint64_t seed, const char *label, loss_log *log, const char *phase,
                         float *last_loss, double *step_seconds)
@@ -358,7 +388,7 @@ clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, s
     size_t *order = malloc(data->count * sizeof *order);
     if (!order)
         return CLORA_ERR_OUT_OF_HOST_MEMORY;
-    uint64_t rng = 0x5eedull ^ (seed * 0x9e3779b97f4a7c15ull);
+    uint64_t rng = shuffle_seed(seed);
     progress bar;
     progress_start(&bar, label, steps);
     float loss = 0.0f;
@@ -369,17 +399,8 @@ clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, s
             timed_from = cli_seconds();
         }
         const size_t slot = step % per_epoch;
-        if (slot == 0) { /* a new epoch: reshuffle (Fisher-Yates) */
-            for (size_t i = 0; i < data->count; ++i)
-                order[i] = i;
-            for (size_t i = data->count - 1; i > 0; --i) {
-                size_t j = (size_t)cli_uniform(&rng, 0.0f, (float)(i + 1));
-                j = j > i ? i : j;
-                size_t t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
-        }
+        if (slot == 0) /* a new epoch */
+            shuffle_order(order, data->count, &rng);
         status = batch_fill(b, data, order, slot * b->rows);
         if (status == CLORA_OK)
             status = clora_trainer_step(trainer, b->input, b->target, &loss);
@@ -404,6 +425,13 @@ clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, s
     return CLORA_OK;
 }
 
+/* (length, index) pairs by length, then index. */
+static int compare_keyed(const void *a, const void *b)
+{
+    const size_t *x = a, *y = b;
+    return x[0] != y[0] ? (x[0] > y[0]) - (x[0] < y[0]) : (x[1] > y[1]) - (x[1] < y[1]);
+}
+
 clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_rows,
                           eval_result *result)
 {
@@ -425,17 +453,16 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
     for (size_t i = 0; order && i < data->count; ++i)
         order[i] = i;
     if (order && data->attention_mask && data->input_dtype == CLORA_DTYPE_I32) {
-        size_t *length = malloc(data->count * sizeof *length);
-        for (size_t i = 0; length && i < data->count; ++i)
-            batch_tokens(data, NULL, i, 1, &length[i]);
-        for (size_t i = 1; length && i < data->count; ++i) { /* insertion sort, stable */
-            const size_t k = order[i];
-            size_t j = i;
-            for (; j > 0 && length[order[j - 1]] > length[k]; --j)
-                order[j] = order[j - 1];
-            order[j] = k;
+        size_t(*keyed)[2] = malloc(data->count * sizeof *keyed); /* (length, index) */
+        for (size_t i = 0; keyed && i < data->count; ++i) {
+            batch_tokens(data, NULL, i, 1, &keyed[i][0]);
+            keyed[i][1] = i;
         }
-        free(length);
+        if (keyed)
+            qsort(keyed, data->count, sizeof *keyed, compare_keyed);
+        for (size_t i = 0; keyed && i < data->count; ++i)
+            order[i] = keyed[i][1];
+        free(keyed);
     }
     for (size_t first = 0; status == CLORA_OK && first < data->count; first += rows) {
         size_t n = data->count - first < rows ? data->count - first : rows;
@@ -449,12 +476,7 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
             (status = clora_model_forward(model, b.input, &out)))
             break;
         if (per_token) { /* next tokens: the loss on the device, weighted by scored tokens */
-            size_t count = 0;
-            for (size_t i = 0; i < n; ++i) {
-                const int32_t *labels = data->labels + order[first + i] * data->label_width;
-                for (size_t t = 0; t < b.width; ++t)
-                    count += labels[t] != -100;
-            }
+            const size_t count = batch_scored(data, order, first, n);
             float loss = 0.0f;
             if ((status = clora_cross_entropy(&loss, NULL, out, b.target, -100)))
                 break;

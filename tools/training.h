@@ -72,6 +72,15 @@ clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size
 size_t batch_tokens(const dataset *data, const size_t *order, size_t first, size_t rows,
                     size_t *longest);
 
+/* The labels other than -100 of rows order[first ..] (order NULL:
+ * first ..): what a token-level loss averages over. */
+size_t batch_scored(const dataset *data, const size_t *order, size_t first, size_t rows);
+
+/* The epochs' example orders: the generator for a run's seed, and a new
+ * order drawn from it (Fisher-Yates over 0 .. count-1). */
+uint64_t shuffle_seed(uint64_t seed);
+void shuffle_order(size_t *order, size_t count, uint64_t *rng);
+
 /* What a pass over a dataset in eval mode measured. */
 typedef struct eval_result {
     double loss;     /* mean cross-entropy over the scored labels, or mean squared error */
