@@ -306,6 +306,11 @@ expect_error "--task classify needs" "$clora" train --model "$golden/tiny_llama"
     --data "$golden/next_token_24x10.safetensors" --out "$work/never_tc" --task classify
 expect_error "--lora-on-head is for" "$clora" train --model "$work/bert" \
     --data "$work/text.safetensors" --out "$work/never_lh" --lora-on-head
+expect_error "training_state.safetensors" "$clora" train --model "$golden/tiny_llama" \
+    --data "$golden/next_token_24x10.safetensors" --out "$work/never_rn" --steps 6 \
+    --batch-size 8 --resume "$work/cls_full/best"
+expect_error "holds other data than the training file" "$clora" train --model "$work/tiny_lm" \
+    --data "$work/cls.safetensors" --val "$work/tiny.safetensors" --out "$work/never_ov"
 echo "ok: resume, micro-batches"
 
 # bad paths and files

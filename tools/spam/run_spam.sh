@@ -29,7 +29,7 @@ python="$smollm/hfenv/bin/python"
 /usr/bin/python3 "$here/prepare_spam.py" "$csv" "$data" --seed "$seed"
 for split in train val test; do
     "$clora" tokenize --model "$gguf" --input "$data/$split.tsv" --out "$data/$split.safetensors" \
-        --labels ham,spam --max-length 128
+        --format lines --labels ham,spam --max-length 128
 done
 splits=(--train "$data/train.safetensors" --val "$data/val.safetensors"
         --test "$data/test.safetensors")
