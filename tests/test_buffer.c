@@ -1,9 +1,12 @@
 /* test_buffer.c — device buffers: shapes, transfers, fill, copy, views,
- * wrapped cl_mem, empty tensors, and every bad argument. */
+ * wrapped cl_mem, empty tensors, and every bad argument; how activation
+ * buffers keep and share their memory (core/core.h). */
 #include "support.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/core.h"
 
 static void shape_and_numel(void **state)
 {
@@ -302,6 +305,87 @@ static void memory_is_accounted_by_category(void **state)
     CHECK_STATUS(clora_device_memory(test_device, NULL), CLORA_ERR_NULL_ARGUMENT);
 }
 
+/* Activation buffers keep their memory over smaller shapes (zero-filled
+ * when the shape changes) and pass it on when recycled, to a buffer of
+ * about its size only. */
+static void activation_buffers_keep_and_share_memory(void **state)
+{
+    (void)state;
+    clora__device_pool_clear(test_device);
+    clora_memory_report r0, r;
+    CHECK_OK(clora_device_memory(test_device, &r0));
+    const uint64_t act0 = r0.bytes[CLORA_MEMORY_ACTIVATIONS], scr0 = r0.bytes[CLORA_MEMORY_SCRATCH];
+    const size_t four[2] = {4, 100}, three[2] = {3, 100}, five[2] = {5, 100}, one[2] = {1, 100};
+    clora_buffer *b = NULL;
+    int created = 0;
+    CHECK_OK(clora__buffer_ensure(&b, test_device, CLORA_DTYPE_F32, 2, four, &created));
+    assert_true(created);
+    CHECK_OK(clora_buffer_fill(b, 1.0f));
+    CHECK_OK(clora__buffer_ensure(&b, test_device, CLORA_DTYPE_F32, 2, four, &created));
+    assert_false(created);
+    CHECK_OK(clora__buffer_ensure(&b, test_device, CLORA_DTYPE_F32, 2, three, &created));
+    assert_true(created);
+    assert_int_equal(clora_buffer_numel(b), 300);
+    float *host = test_download(b);
+    for (size_t i = 0; i < 300; ++i)
+        assert_true(host[i] == 0.0f);
+    free(host);
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_ACTIVATIONS], act0 + 1600); /* kept, not shrunk */
+    /* more than it holds: new memory; the old goes to the pool */
+    CHECK_OK(clora__buffer_ensure(&b, test_device, CLORA_DTYPE_F32, 2, five, &created));
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_ACTIVATIONS], act0 + 2000);
+    assert_int_equal(r.bytes[CLORA_MEMORY_SCRATCH], scr0 + 1600);
+
+    CHECK_OK(clora_buffer_fill(b, 2.0f));
+    clora__buffer_recycle(&b);
+    assert_null(b);
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_ACTIVATIONS], act0);
+    assert_int_equal(r.bytes[CLORA_MEMORY_SCRATCH], scr0 + 3600);
+    /* 450 floats fit in the 500 held only: taken, zero-filled */
+    const size_t nine[2] = {9, 50};
+    clora_buffer *c = NULL;
+    CHECK_OK(clora__buffer_ensure(&c, test_device, CLORA_DTYPE_F32, 2, nine, &created));
+    assert_true(created);
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_SCRATCH], scr0 + 1600);
+    assert_int_equal(r.bytes[CLORA_MEMORY_ACTIVATIONS], act0 + 2000);
+    host = test_download(c);
+    for (size_t i = 0; i < 450; ++i)
+        assert_true(host[i] == 0.0f);
+    free(host);
+    clora__buffer_recycle(&c);
+    /* 300 floats fit in 400 and in 500: the smaller is taken */
+    CHECK_OK(clora__buffer_ensure(&c, test_device, CLORA_DTYPE_F32, 2, three, &created));
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_SCRATCH], scr0 + 2000);
+    assert_int_equal(r.bytes[CLORA_MEMORY_ACTIVATIONS], act0 + 1600);
+    /* 100 floats would waste most of 400 or 500: a new allocation */
+    clora__buffer_recycle(&c);
+    clora_buffer *d = NULL;
+    CHECK_OK(clora__buffer_ensure(&d, test_device, CLORA_DTYPE_F32, 2, one, &created));
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_ACTIVATIONS], act0 + 400);
+    assert_int_equal(r.bytes[CLORA_MEMORY_SCRATCH], scr0 + 3600);
+    clora_buffer_destroy(d);
+    /* the pool holds a bounded number of allocations, the oldest going first */
+    for (int i = 0; i < CLORA__POOL_SLOTS + 5; ++i) {
+        clora_buffer *e = NULL;
+        CHECK_OK(clora__buffer_create(&e, test_device, CLORA_DTYPE_F32, CLORA_MEMORY_ACTIVATIONS,
+                                      1, &(size_t){10}));
+        clora__buffer_recycle(&e);
+    }
+    assert_int_equal(test_device->pool_count, CLORA__POOL_SLOTS);
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_SCRATCH], scr0 + CLORA__POOL_SLOTS * 40);
+    clora__device_pool_clear(test_device);
+    CHECK_OK(clora_device_memory(test_device, &r));
+    assert_int_equal(r.bytes[CLORA_MEMORY_SCRATCH], scr0);
+    assert_int_equal(r.bytes[CLORA_MEMORY_ACTIVATIONS], act0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +405,7 @@ int main(void)
         cmocka_unit_test(copy_between_buffers),
         cmocka_unit_test(int32_buffers),
         cmocka_unit_test(memory_is_accounted_by_category),
+        cmocka_unit_test(activation_buffers_keep_and_share_memory),
     };
     return cmocka_run_group_tests(tests, test_open_device, test_close_device);
 }

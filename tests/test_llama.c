@@ -405,13 +405,13 @@ static void gguf_errors(void **state)
 
 /* GQA (6 query heads over 2 key/value heads of 6), llama3 rope, every
  * bias, an untied head, dropout on the attention probabilities. */
-static clora_model *tiny_llama(float p, int tied)
+static clora_model *tiny_llama_of(float p, int tied, size_t layers)
 {
     clora_llama_config c = clora_llama_config_default();
     c.vocab_size = 13;
     c.hidden_size = 12;
     c.intermediate_size = 11;
-    c.num_hidden_layers = 2;
+    c.num_hidden_layers = layers;
     c.num_attention_heads = 6;
     c.num_key_value_heads = 2;
     c.head_dim = 6;
@@ -428,6 +428,55 @@ static clora_model *tiny_llama(float p, int tied)
     clora_model *model = NULL;
     CHECK_OK(clora_model_create_llama(&model, test_device, &c, 23));
     return model;
+}
+
+static clora_model *tiny_llama(float p, int tied)
+{
+    return tiny_llama_of(p, tied, 2);
+}
+
+/* A backward pass spends each layer's gradients before the next layer's
+ * start: at its peak it holds far less than the forward's activations of
+ * eight layers (all layers' gradients at once would be more than those). */
+static void backward_holds_one_layer_of_gradients(void **state)
+{
+    (void)state;
+    clora_model *model = tiny_llama_of(0.0f, 1, 8);
+    clora_lora_config lora = clora_lora_config_default();
+    static const char *const targets[] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                          "gate_proj", "up_proj", "down_proj"};
+    lora.target_modules = targets;
+    lora.target_module_count = 7;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+    CHECK_OK(clora_model_set_training(model, 1));
+    const size_t shape[2] = {4, 24};
+    int32_t ids[96];
+    for (int i = 0; i < 96; ++i)
+        ids[i] = (i * 7 + 3) % 13;
+    clora_buffer *bids = int_buffer(2, shape, ids);
+    clora__device_pool_clear(test_device);
+    clora_memory_report before, forward, backward;
+    CHECK_OK(clora_device_memory(test_device, &before));
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_forward(model, bids, &y));
+    CHECK_OK(clora_device_memory(test_device, &forward));
+    const uint64_t saved = forward.bytes[CLORA_MEMORY_ACTIVATIONS] -
+                           before.bytes[CLORA_MEMORY_ACTIVATIONS];
+    clora_buffer *dy = NULL;
+    CHECK_OK(clora_buffer_create(&dy, test_device, clora_buffer_ndim(y), (const size_t[]){
+                                     clora_buffer_dim(y, 0), clora_buffer_dim(y, 1),
+                                     clora_buffer_dim(y, 2)}));
+    CHECK_OK(clora_buffer_fill(dy, 0.01f));
+    CHECK_OK(clora_device_reset_memory_peak(test_device));
+    CHECK_OK(clora_model_backward(model, dy));
+    CHECK_OK(clora_device_memory(test_device, &backward));
+    const uint64_t grads = backward.peak_bytes[CLORA_MEMORY_ACTIVATIONS] -
+                           forward.bytes[CLORA_MEMORY_ACTIVATIONS];
+    assert_true(grads < saved / 3);
+    clora_buffer_destroy(dy);
+    clora_buffer_destroy(bids);
+    clora_model_destroy(model);
+    clora__device_pool_clear(test_device);
 }
 
 static void finite_differences(void **state)
@@ -650,6 +699,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(gguf_files_against_pytorch),
         cmocka_unit_test(gguf_errors),
         cmocka_unit_test(finite_differences),
+        cmocka_unit_test(backward_holds_one_layer_of_gradients),
         cmocka_unit_test(positions_shift_invariance),
         cmocka_unit_test(model_folder_round_trip),
         cmocka_unit_test(config_errors),

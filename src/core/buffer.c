@@ -81,6 +81,7 @@ clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clor
         return status;
     }
     (*out)->owns_memory = 1;
+    (*out)->capacity = numel;
     (*out)->category = category;
     clora__device_account(device, category, (int64_t)bytes);
     return CLORA_OK;
@@ -98,21 +99,104 @@ clora_status clora_buffer_create_typed(clora_buffer **out, clora_device *device,
     return clora__buffer_create(out, device, dtype, CLORA_MEMORY_OTHER, ndim, shape);
 }
 
+/* Takes the pooled allocation that best fits numel elements (holding no
+ * more than twice as many), or leaves *mem NULL. */
+static void pool_take(clora_device *dev, size_t numel, clora_memory_category category,
+                      cl_mem *mem, size_t *capacity)
+{
+    size_t best = dev->pool_count;
+    for (size_t i = 0; i < dev->pool_count; ++i) {
+        const size_t c = dev->pool[i].capacity;
+        if (c >= numel && c / 2 <= numel && (best == dev->pool_count || c < dev->pool[best].capacity))
+            best = i;
+    }
+    *mem = NULL;
+    if (best == dev->pool_count)
+        return;
+    *mem = dev->pool[best].mem;
+    *capacity = dev->pool[best].capacity;
+    memmove(&dev->pool[best], &dev->pool[best + 1],
+            (dev->pool_count - best - 1) * sizeof dev->pool[0]);
+    dev->pool_count--;
+    const int64_t bytes = (int64_t)(*capacity * sizeof(float));
+    clora__device_account(dev, CLORA_MEMORY_SCRATCH, -bytes);
+    clora__device_account(dev, category, bytes);
+}
+
+void clora__buffer_recycle(clora_buffer **buf)
+{
+    clora_buffer *b = *buf;
+    *buf = NULL;
+    if (!b || !b->owns_memory || !b->mem) {
+        clora_buffer_destroy(b);
+        return;
+    }
+    clora_device *dev = b->device;
+    if (dev->pool_count == CLORA__POOL_SLOTS) {
+        const clora__pooled old = dev->pool[0];
+        memmove(&dev->pool[0], &dev->pool[1], (dev->pool_count - 1) * sizeof dev->pool[0]);
+        dev->pool_count--;
+        clora__device_account(dev, CLORA_MEMORY_SCRATCH, -(int64_t)(old.capacity * sizeof(float)));
+        clReleaseMemObject(old.mem);
+    }
+    const int64_t bytes = (int64_t)(b->capacity * sizeof(float));
+    clora__device_account(dev, b->category, -bytes);
+    clora__device_account(dev, CLORA_MEMORY_SCRATCH, bytes);
+    dev->pool[dev->pool_count].mem = b->mem;
+    dev->pool[dev->pool_count].capacity = b->capacity;
+    dev->pool_count++;
+    free(b);
+}
+
+/* Zero-fills the first numel elements of b's memory and gives b that shape. */
+static clora_status reshape_zeroed(clora_buffer *b, clora_dtype dtype, size_t ndim,
+                                   const size_t *shape, size_t numel)
+{
+    const float zero = 0.0f;
+    cl_int err = clEnqueueFillBuffer(b->device->queue, b->mem, &zero, sizeof zero, 0,
+                                     numel * sizeof(float), 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
+    b->dtype = dtype;
+    b->ndim = ndim;
+    memcpy(b->shape, shape, ndim * sizeof *shape);
+    b->numel = numel;
+    return CLORA_OK;
+}
+
 clora_status clora__buffer_ensure(clora_buffer **buf, clora_device *device, clora_dtype dtype,
                                   size_t ndim, const size_t *shape, int *created)
 {
     if (created)
         *created = 0;
-    if (*buf && (*buf)->dtype == dtype && (*buf)->ndim == ndim &&
-        !memcmp((*buf)->shape, shape, ndim * sizeof *shape))
+    clora_buffer *b = *buf;
+    if (b && b->dtype == dtype && b->ndim == ndim && !memcmp(b->shape, shape, ndim * sizeof *shape))
         return CLORA_OK;
-    clora_buffer_destroy(*buf);
-    *buf = NULL;
-    clora_status status =
-        clora__buffer_create(buf, device, dtype, CLORA_MEMORY_ACTIVATIONS, ndim, shape);
-    if (status == CLORA_OK && created)
+    size_t numel = 0;
+    clora_status status = check_shape("clora__buffer_ensure", ndim, shape, &numel);
+    if (status != CLORA_OK)
+        return status;
+    if (created)
         *created = 1;
-    return status;
+    if (b && b->owns_memory && b->mem && b->device == device && numel > 0 && numel <= b->capacity)
+        return reshape_zeroed(b, dtype, ndim, shape, numel);
+    clora__buffer_recycle(buf);
+    cl_mem mem = NULL;
+    size_t capacity = 0;
+    if (numel > 0)
+        pool_take(device, numel, CLORA_MEMORY_ACTIVATIONS, &mem, &capacity);
+    if (!mem)
+        return clora__buffer_create(buf, device, dtype, CLORA_MEMORY_ACTIVATIONS, ndim, shape);
+    status = new_handle(buf, device, mem, 0, ndim, shape, numel, dtype);
+    if (status != CLORA_OK) {
+        clReleaseMemObject(mem);
+        clora__device_account(device, CLORA_MEMORY_ACTIVATIONS, -(int64_t)(capacity * sizeof(float)));
+        return status;
+    }
+    (*buf)->owns_memory = 1;
+    (*buf)->capacity = capacity;
+    (*buf)->category = CLORA_MEMORY_ACTIVATIONS;
+    return reshape_zeroed(*buf, dtype, ndim, shape, numel);
 }
 
 clora_status clora__buffer_ensure_like(clora_buffer **buf, const clora_buffer *like)
@@ -132,7 +216,7 @@ void clora__buffer_set_category(clora_buffer *buffer, clora_memory_category cate
         buffer->category = category;
         return;
     }
-    int64_t bytes = (int64_t)(buffer->numel * sizeof(float));
+    int64_t bytes = (int64_t)(buffer->capacity * sizeof(float));
     clora__device_account(buffer->device, buffer->category, -bytes);
     clora__device_account(buffer->device, category, bytes);
     buffer->category = category;
@@ -226,7 +310,7 @@ void clora_buffer_destroy(clora_buffer *buffer)
         return;
     if (buffer->owns_memory)
         clora__device_account(buffer->device, buffer->category,
-                              -(int64_t)(buffer->numel * sizeof(float)));
+                              -(int64_t)(buffer->capacity * sizeof(float)));
     if (buffer->mem)
         clReleaseMemObject(buffer->mem);
     free(buffer);

@@ -42,6 +42,14 @@ const char *clora__cl_error_name(cl_int err);
 
 /* ---- the device (device.c) --------------------------------------------- */
 
+/* Device memory a recycled buffer left, kept for the next buffer of about
+ * its size (clora__buffer_recycle). */
+typedef struct clora__pooled {
+    cl_mem mem;
+    size_t capacity; /* elements */
+} clora__pooled;
+enum { CLORA__POOL_SLOTS = 64 };
+
 struct clora_device {
     cl_platform_id platform;
     cl_device_id device;
@@ -55,6 +63,10 @@ struct clora_device {
     size_t kernel_max_group[CLORA__KERNEL_COUNT]; /* CL_KERNEL_WORK_GROUP_SIZE */
     cl_mem scratch; /* grown on demand; valid within one op call */
     size_t scratch_bytes;
+    cl_mem gemm_temp; /* CLBlast's GEMM temporaries (blas.c), grown on demand */
+    size_t gemm_temp_bytes;
+    clora__pooled pool[CLORA__POOL_SLOTS]; /* oldest first; counted as scratch */
+    size_t pool_count;
     uint64_t memory[CLORA_MEMORY_CATEGORY_COUNT]; /* bytes held, by category */
     uint64_t memory_peak;
     uint64_t memory_category_peak[CLORA_MEMORY_CATEGORY_COUNT];
@@ -73,6 +85,9 @@ void clora__device_account(clora_device *device, clora_memory_category category,
 /* A scratch buffer of at least `bytes`, owned by the device. Its contents
  * live until the next clora op; the queue is in order, so reuse is safe. */
 clora_status clora__device_scratch(clora_device *device, size_t bytes, cl_mem *out);
+/* The same for CLBlast's GEMM temporaries, apart from the ops' scratch
+ * (an op may hold operands there while it calls a GEMM). */
+clora_status clora__device_gemm_temp(clora_device *device, size_t bytes, cl_mem *out);
 
 /* ---- kernel launches (program.c) ------------------------------------------ */
 
@@ -110,21 +125,35 @@ struct clora_buffer {
     clora_dtype dtype;              /* F32 or I32 */
     clora_memory_category category; /* what its memory counts as */
     int owns_memory;                /* 1 if created here (not a view or wrap) */
+    size_t capacity;                /* owns_memory: the elements mem holds (>= numel) */
 };
 
 /* clora_buffer_create with a dtype and a memory category. */
 clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clora_dtype dtype,
                                   clora_memory_category category, size_t ndim, const size_t *shape);
 /* Makes *buf an activation buffer (CLORA_MEMORY_ACTIVATIONS) of `dtype`
- * and `shape`, reusing it when both are unchanged (the common case: the
- * same batch shape every step). *created (may be NULL) is 1 when the
- * buffer was made anew, zero-filled: a caller that fills a buffer once
- * per shape must ask this rather than compare the handle's address with
- * the old one's, which the allocator may hand out again. */
+ * and `shape`. It is kept as it is when both are unchanged (the common
+ * case: the same batch shape every step); when the shape changes and the
+ * buffer's memory holds the new element count, the memory is kept and
+ * reshaped, else made anew, so that batches cut to their own length do not
+ * free and allocate every layer's buffers each step (which fragments the
+ * host allocator of CPU devices). *created (may be NULL) is 1 when the
+ * shape changed: the buffer is then zero-filled, and a caller that fills a
+ * buffer once per shape must ask this rather than compare the handle's
+ * address with the old one's, which the allocator may hand out again. */
 clora_status clora__buffer_ensure(clora_buffer **buf, clora_device *device, clora_dtype dtype,
                                   size_t ndim, const size_t *shape, int *created);
 /* The same for float32, shaped like `like`. */
 clora_status clora__buffer_ensure_like(clora_buffer **buf, const clora_buffer *like);
+/* Destroys *buf (NULL then) but keeps its device memory for the next
+ * clora__buffer_ensure that needs about as much: buffers that live only
+ * for part of a step (backward's gradients, layer after layer of the same
+ * shapes) then share a few allocations instead of holding one each. The
+ * device keeps at most CLORA__POOL_SLOTS such allocations, letting the
+ * oldest go first. No view of *buf may outlive it. */
+void clora__buffer_recycle(clora_buffer **buf);
+/* Lets every recycled allocation go. */
+void clora__device_pool_clear(clora_device *device);
 /* A temporary float32 buffer of n elements, counted as scratch. */
 clora_status clora__buffer_temporary(clora_buffer **out, clora_device *device, size_t n);
 /* Moves an owning buffer's bytes to another memory category. */

@@ -534,6 +534,9 @@ void clora_device_destroy(clora_device *dev)
             clReleaseProgram(dev->programs[i]);
     if (dev->scratch)
         clReleaseMemObject(dev->scratch);
+    if (dev->gemm_temp)
+        clReleaseMemObject(dev->gemm_temp);
+    clora__device_pool_clear(dev);
     if (dev->queue)
         clReleaseCommandQueue(dev->queue);
     if (dev->context)
@@ -678,28 +681,54 @@ const char *clora_device_type_name(clora_device_type type)
 
 /* ---- scratch ---------------------------------------------------------------- */
 
-clora_status clora__device_scratch(clora_device *dev, size_t bytes, cl_mem *out)
+void clora__device_pool_clear(clora_device *dev)
+{
+    for (size_t i = 0; i < dev->pool_count; ++i) {
+        clora__device_account(dev, CLORA_MEMORY_SCRATCH,
+                              -(int64_t)(dev->pool[i].capacity * sizeof(float)));
+        clReleaseMemObject(dev->pool[i].mem);
+    }
+    dev->pool_count = 0;
+}
+
+
+/* Grows *mem (of *held bytes) to at least `bytes`, counted as scratch. */
+static clora_status grow(clora_device *dev, cl_mem *mem, size_t *held, size_t bytes,
+                         const char *what)
 {
     if (bytes == 0)
         bytes = sizeof(float);
-    if (bytes > dev->scratch_bytes) {
+    if (bytes > *held) {
         if (bytes > dev->info.max_alloc_bytes)
             return clora__fail(CLORA_ERR_OUT_OF_DEVICE_MEMORY,
-                               "scratch of %zu bytes exceeds the device's largest allocation "
+                               "%s of %zu bytes exceeds the device's largest allocation "
                                "(%llu bytes)",
-                               bytes, (unsigned long long)dev->info.max_alloc_bytes);
+                               what, bytes, (unsigned long long)dev->info.max_alloc_bytes);
         cl_int err;
-        cl_mem mem = clCreateBuffer(dev->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        cl_mem grown = clCreateBuffer(dev->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
         if (err != CL_SUCCESS)
-            return CLORA__FAIL_CL(err, "clCreateBuffer (scratch)");
+            return clora__fail_cl(err, "clCreateBuffer", __FILE__, __LINE__);
         /* Commands already enqueued keep the old buffer alive until they finish. */
-        if (dev->scratch)
-            clReleaseMemObject(dev->scratch);
-        clora__device_account(dev, CLORA_MEMORY_SCRATCH,
-                              (int64_t)bytes - (int64_t)dev->scratch_bytes);
-        dev->scratch = mem;
-        dev->scratch_bytes = bytes;
+        if (*mem)
+            clReleaseMemObject(*mem);
+        clora__device_account(dev, CLORA_MEMORY_SCRATCH, (int64_t)bytes - (int64_t)*held);
+        *mem = grown;
+        *held = bytes;
     }
-    *out = dev->scratch;
     return CLORA_OK;
+}
+
+clora_status clora__device_scratch(clora_device *dev, size_t bytes, cl_mem *out)
+{
+    clora_status status = grow(dev, &dev->scratch, &dev->scratch_bytes, bytes, "scratch");
+    *out = dev->scratch;
+    return status;
+}
+
+clora_status clora__device_gemm_temp(clora_device *dev, size_t bytes, cl_mem *out)
+{
+    clora_status status =
+        grow(dev, &dev->gemm_temp, &dev->gemm_temp_bytes, bytes, "GEMM temporary memory");
+    *out = dev->gemm_temp;
+    return status;
 }

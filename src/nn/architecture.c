@@ -327,6 +327,11 @@ clora_status clora__residual_block_backward(clora_node *node, const clora__part 
     return CLORA_OK;
 }
 
+void clora__residual_block_release_grads(clora_node *node)
+{
+    clora__buffer_recycle(&CLORA__STATE(clora__residual_block, node)->dh);
+}
+
 void clora__residual_block_release(clora__residual_block *s)
 {
     clora_buffer_destroy(s->h);

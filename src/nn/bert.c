@@ -104,6 +104,14 @@ static int self_attention_save(const clora_node *node, json_t *j)
     return clora__attention_save(j, &CLORA__STATE(self_attention_state, node)->args);
 }
 
+static void self_attention_release_grads(clora_node *node)
+{
+    self_attention_state *s = CLORA__STATE(self_attention_state, node);
+    clora__attention_release_grads(&s->core);
+    for (int i = 0; i < 3; ++i)
+        clora__buffer_recycle(&s->d_parts[i]);
+}
+
 static void self_attention_release(clora_node *node)
 {
     self_attention_state *s = CLORA__STATE(self_attention_state, node);
@@ -126,6 +134,7 @@ const clora__node_kind clora__bert_self_attention_kind = {
     .save = self_attention_save,
     .load = clora__attention_load,
     .release = self_attention_release,
+    .release_grads = self_attention_release_grads,
 };
 
 /* ---- layers (post-LN) -----------------------------------------------------------------------
@@ -205,6 +214,11 @@ static clora_status layer_validate(const clora_node *node)
     return clora__check_parts(node, layer_parts);
 }
 
+static void layer_release_grads(clora_node *node)
+{
+    clora__buffer_recycle(&CLORA__STATE(layer_state, node)->da);
+}
+
 static void layer_release(clora_node *node)
 {
     layer_state *s = CLORA__STATE(layer_state, node);
@@ -224,6 +238,7 @@ const clora__node_kind clora__bert_layer_kind = {
     .validate = layer_validate,
     .load = clora__load_composite,
     .release = layer_release,
+    .release_grads = layer_release_grads,
 };
 
 /* ---- embeddings: word + position + token type -> LayerNorm -> dropout ----------------------- */

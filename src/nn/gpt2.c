@@ -101,6 +101,13 @@ static int attention_save(const clora_node *node, json_t *j)
     return clora__attention_save(j, &CLORA__STATE(attention_state, node)->args);
 }
 
+static void attention_release_grads(clora_node *node)
+{
+    attention_state *s = CLORA__STATE(attention_state, node);
+    clora__attention_release_grads(&s->core);
+    clora__buffer_recycle(&s->d_qkv);
+}
+
 static void attention_release(clora_node *node)
 {
     attention_state *s = CLORA__STATE(attention_state, node);
@@ -122,6 +129,7 @@ const clora__node_kind clora__gpt2_attention_kind = {
     .save = attention_save,
     .load = clora__attention_load,
     .release = attention_release,
+    .release_grads = attention_release_grads,
 };
 
 /* ---- blocks: h = x + attn(ln_1(x)); y = h + mlp(ln_2(h)) --------------------------------- */
@@ -166,6 +174,7 @@ const clora__node_kind clora__gpt2_block_kind = {
     .validate = block_validate,
     .load = clora__load_composite,
     .release = block_release,
+    .release_grads = clora__residual_block_release_grads,
 };
 
 /* ---- the trunk: wte + wpe -> drop -> h -> ln_f ------------------------------------------- */

@@ -374,6 +374,15 @@ static void attention_release(clora_node *node)
     s->positions = NULL;
 }
 
+static void attention_release_grads(clora_node *node)
+{
+    attention_state *s = CLORA__STATE(attention_state, node);
+    clora__attention_release_grads(&s->core);
+    clora__buffer_recycle(&s->d_q);
+    clora__buffer_recycle(&s->d_k);
+    clora__buffer_recycle(&s->d_v);
+}
+
 static void attention_finalize(clora_node *node)
 {
     attention_state *s = CLORA__STATE(attention_state, node);
@@ -395,6 +404,7 @@ const clora__node_kind clora__llama_attention_kind = {
     .save = attention_save,
     .load = attention_load,
     .release = attention_release,
+    .release_grads = attention_release_grads,
     .finalize = attention_finalize,
 };
 
@@ -458,6 +468,13 @@ static clora_status mlp_validate(const clora_node *node)
     return status;
 }
 
+static void mlp_release_grads(clora_node *node)
+{
+    mlp_state *s = CLORA__STATE(mlp_state, node);
+    clora__buffer_recycle(&s->dg);
+    clora__buffer_recycle(&s->du);
+}
+
 static void mlp_release(clora_node *node)
 {
     mlp_state *s = CLORA__STATE(mlp_state, node);
@@ -478,6 +495,7 @@ const clora__node_kind clora__llama_mlp_kind = {
     .validate = mlp_validate,
     .load = clora__load_composite,
     .release = mlp_release,
+    .release_grads = mlp_release_grads,
 };
 
 /* ---- layers: h = x + self_attn(input_layernorm(x)); y = h + mlp(post_attention_layernorm(h)) */
@@ -522,6 +540,7 @@ const clora__node_kind clora__llama_layer_kind = {
     .validate = layer_validate,
     .load = clora__load_composite,
     .release = layer_release,
+    .release_grads = clora__residual_block_release_grads,
 };
 
 /* ---- the trunk: embed_tokens -> layers -> norm ------------------------------------------- */

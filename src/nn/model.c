@@ -211,11 +211,32 @@ clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const 
     return status;
 }
 
+/* Recycles the gradients of node and its subtree, but `keep`. */
+static void release_grads(clora_node *node, const clora_buffer *keep)
+{
+    if (node->d_input && node->d_input != keep)
+        clora__buffer_recycle(&node->d_input);
+    if (node->kind->release_grads)
+        node->kind->release_grads(node);
+    for (size_t i = 0; i < node->child_count; ++i)
+        release_grads(node->children[i], keep);
+}
+
+/* Once a node's backward has returned, the gradients its parts passed each
+ * other are spent: only its dx lives on (which may be a part's, passed
+ * through), so a backward pass holds one layer's gradients at a time. */
 clora_status clora__node_backward(clora_node *node, const clora_buffer *dy, int need_dx,
                                   const clora_buffer **dx)
 {
     *dx = NULL;
-    return node->kind->backward(node, dy, need_dx, dx);
+    clora_status status = node->kind->backward(node, dy, need_dx, dx);
+    if (status != CLORA_OK)
+        return status;
+    if (node->kind->release_grads)
+        node->kind->release_grads(node);
+    for (size_t i = 0; i < node->child_count; ++i)
+        release_grads(node->children[i], *dx);
+    return CLORA_OK;
 }
 
 clora_status clora__node_require_float(const clora_node *node, const clora_buffer *x)
@@ -317,8 +338,12 @@ static clora_status sequential_backward(clora_node *node, const clora_buffer *dy
 {
     const clora_buffer *cur = dy;
     clora_status status = CLORA_OK;
-    for (size_t i = node->child_count; i-- > 0 && status == CLORA_OK;)
+    for (size_t i = node->child_count; i-- > 0 && status == CLORA_OK;) {
         status = clora__node_backward(node->children[i], cur, i > 0 || need_dx, &cur);
+        /* the later part's gradient was this part's dy: spent */
+        if (status == CLORA_OK && i + 1 < node->child_count)
+            release_grads(node->children[i + 1], cur);
+    }
     *dx = need_dx ? cur : NULL;
     return status;
 }

@@ -97,6 +97,10 @@ struct clora__node_kind {
     /* Frees the state's buffers of the last forward (after a structural
      * change, and before the node is freed); NULL: none. */
     void (*release)(clora_node *node);
+    /* Recycles the gradients the state's backward made for its own use
+     * (clora__buffer_recycle); called once the backward has returned, as
+     * none of them is its dx; NULL: none. */
+    void (*release_grads)(clora_node *node);
     /* Frees what else the state owns when the node is freed; NULL: nothing. */
     void (*finalize)(clora_node *node);
 };
@@ -393,6 +397,7 @@ clora_status clora__residual_block_backward(clora_node *node, const clora__part 
                                             clora__residual_block *s, const clora_buffer *dy,
                                             int need_dx, const clora_buffer **dx);
 void clora__residual_block_release(clora__residual_block *s);
+void clora__residual_block_release_grads(clora_node *node);
 /* Tests on tensor names, for the rules of checkpoint names. */
 int clora__starts_with(const char *s, const char *prefix);
 int clora__ends_with(const char *s, const char *suffix);

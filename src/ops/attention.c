@@ -182,6 +182,15 @@ clora_status clora__attention_backward(clora__attention *att, const clora_buffer
     return status;
 }
 
+void clora__attention_release_grads(clora__attention *att)
+{
+    clora__buffer_recycle(&att->dq);
+    clora__buffer_recycle(&att->dk);
+    clora__buffer_recycle(&att->dv);
+    clora__buffer_recycle(&att->dctx);
+    clora__buffer_recycle(&att->dp);
+}
+
 void clora__attention_release(clora__attention *att)
 {
     clora_buffer **all[] = {&att->q,  &att->k,  &att->v,  &att->p,    &att->p_dropped, &att->ctx,

@@ -109,9 +109,27 @@ clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t
     if (m == 1 && n > 1 && k > 0)
         return sgemv_row(device, trans_a, trans_b, n, k, alpha, a, a_offset, lda, b, b_offset,
                          ldb, beta, c, c_offset);
-    CLBlastStatusCode code = CLBlastSgemm(
-        CLBlastLayoutColMajor, transpose_of(trans_b), transpose_of(trans_a), n, m, k, alpha, b,
-        b_offset, ldb, a, a_offset, lda, beta, c, c_offset, ldc, &device->queue, NULL);
+    /* CLBlast's indirect GEMM pads its operands into temporaries; left to
+     * itself it allocates and frees them every call, which on a CPU device
+     * is the host allocator's heap, fragmented by ever-changing sizes. The
+     * device keeps one temporary for every GEMM instead, grown on demand. */
+    size_t temp_bytes = 0;
+    CLBlastStatusCode code = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutColMajor, transpose_of(trans_b), transpose_of(trans_a), n, m, k, b_offset,
+        ldb, a_offset, lda, c_offset, ldc, &device->queue, &temp_bytes);
+    if (code != CLBlastSuccess)
+        return fail_clblast(swapped_operands(code), "CLBlastSGemmTempBufferSize", __FILE__,
+                            __LINE__);
+    cl_mem temp = NULL;
+    if (temp_bytes > 0) {
+        clora_status status = clora__device_gemm_temp(device, temp_bytes, &temp);
+        if (status != CLORA_OK)
+            return status;
+    }
+    code = CLBlastSgemmWithTempBuffer(CLBlastLayoutColMajor, transpose_of(trans_b),
+                                      transpose_of(trans_a), n, m, k, alpha, b, b_offset, ldb, a,
+                                      a_offset, lda, beta, c, c_offset, ldc, &device->queue, NULL,
+                                      temp);
     if (code != CLBlastSuccess)
         return fail_clblast(swapped_operands(code), "CLBlastSgemm", __FILE__, __LINE__);
     return CLORA_OK;

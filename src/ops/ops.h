@@ -159,6 +159,8 @@ clora_status clora__attention_forward(clora__attention *att, clora_buffer *merge
 clora_status clora__attention_backward(clora__attention *att, const clora_buffer *d_merged);
 /* Frees the buffers (the sizes go with them). */
 void clora__attention_release(clora__attention *att);
+/* Recycles backward's buffers (dq, dk, dv and the intermediates). */
+void clora__attention_release_grads(clora__attention *att);
 
 /* out (B, H, T, D) = columns [col0, col0 + H·D) of the rows of in (B·T, ld). */
 clora_status clora__heads_split(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
