@@ -3,14 +3,9 @@
  *
  * B batch, T tokens, H heads, D = C / H per head; offsets in elements.
  *
- *   heads_split     out (B, H, T, D) = columns [col0, col0 + (H/group)*D) of the rows
- *                   of in (B*T, ld), head h read from source head h / group (grouped-
- *                   query attention shares one key/value head among `group` query
- *                   heads; 1 otherwise); global (ceil(D / 8), T, B*H), eight elements
- *                   of a head's row per work-item
- *   heads_merge_sum columns [col0, col0 + (H/group)*D) of out (B*T, ld) = in (B, H, T, D)
- *                   summed over each group of heads (the gradient of a grouped split);
- *                   global (ceil(D / 8), T, B*H/group)
+ *   heads_split     out (B, H, T, D) = columns [col0, col0 + H*D) of the rows of
+ *                   in (B*T, ld); global (ceil(D / 8), T, B*H), eight elements of a
+ *                   head's row per work-item
  *   heads_merge     columns [col0, col0 + H*D) of out (B*T, ld) = in (B, H, T, D);
  *                   global (ceil(D / 8), T, B*H)
  *   softmax_rows    p (B*H*T, T) = softmax of each row, in place, with key j of
@@ -33,30 +28,14 @@
 __kernel void heads_split(__global float *out, const uint out_offset,
                           __global const float *in, const uint in_offset, const uint ld,
                           const uint col0, const uint B, const uint T, const uint H,
-                          const uint D, const uint group)
+                          const uint D)
 {
     const uint d = get_global_id(0) * 8, t = get_global_id(1), bh = get_global_id(2);
     if (d >= D || t >= T || bh >= B * H)
         return;
     const uint b = bh / H, h = bh % H;
-    store8_tail(load8_tail(in + in_offset + (b * T + t) * ld + col0 + (h / group) * D, d, D),
+    store8_tail(load8_tail(in + in_offset + (b * T + t) * ld + col0 + h * D, d, D),
                 out + out_offset + (bh * T + t) * D, d, D);
-}
-
-__kernel void heads_merge_sum(__global float *out, const uint out_offset, const uint ld,
-                              const uint col0, __global const float *in, const uint in_offset,
-                              const uint B, const uint T, const uint H, const uint D,
-                              const uint group)
-{
-    const uint d = get_global_id(0) * 8, t = get_global_id(1), bg = get_global_id(2);
-    const uint G = H / group;
-    if (d >= D || t >= T || bg >= B * G)
-        return;
-    const uint b = bg / G, g = bg % G;
-    float8 sum = (float8)(0.0f);
-    for (uint j = 0; j < group; ++j)
-        sum += load8_tail(in + in_offset + ((b * H + g * group + j) * T + t) * D, d, D);
-    store8_tail(sum, out + out_offset + (b * T + t) * ld + col0 + g * D, d, D);
 }
 
 __kernel void heads_merge(__global float *out, const uint out_offset, const uint ld,

@@ -177,37 +177,95 @@ static void rope_matches_reference(void **state)
 /* Grouped split (query head h reads key/value head h / group) and its
  * gradient, the sum over each group, at head size 10 (an eight-wide step
  * and a tail) inside wider rows. */
-static void grouped_heads_match_reference(void **state)
+/* Grouped-query attention (6 query heads over 2 key/value heads, causal,
+ * two keys of the second row masked): the core's merged output and its
+ * gradients against plain C, the key/value gradients summed over each
+ * group's heads. */
+static void grouped_attention_matches_reference(void **state)
 {
     (void)state;
-    enum { B = 2, T = 3, H = 6, G = 2, D = 10, LD = 27, COL0 = 5 };
+    enum { B = 2, T = 5, H = 6, G = 2, D = 4, R = H / G };
     uint64_t rng = 6;
-    float in[B * T * LD], split[B * H * T * D], grads[B * H * T * D], merged[B * T * LD];
-    test_fill_uniform(in, B * T * LD, &rng, -1.0f, 1.0f);
-    test_fill_uniform(grads, B * H * T * D, &rng, -1.0f, 1.0f);
-    memset(merged, 0, sizeof merged);
+    float q[B * H * T * D], k[B * G * T * D], v[B * G * T * D], dm[B * T * H * D];
+    test_fill_uniform(q, B * H * T * D, &rng, -1.0f, 1.0f);
+    test_fill_uniform(k, B * G * T * D, &rng, -1.0f, 1.0f);
+    test_fill_uniform(v, B * G * T * D, &rng, -1.0f, 1.0f);
+    test_fill_uniform(dm, B * T * H * D, &rng, -1.0f, 1.0f);
+    static const int32_t mask[B * T] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+    const double scale = 1.0 / sqrt((double)D);
+    float merged[B * T * H * D], dq[B * H * T * D], dk[B * G * T * D] = {0}, dv[B * G * T * D] = {0};
     for (size_t b = 0; b < B; ++b)
-        for (size_t h = 0; h < H; ++h)
-            for (size_t t = 0; t < T; ++t)
-                for (size_t d = 0; d < D; ++d) {
-                    const size_t src = (b * T + t) * LD + COL0 + (h / (H / G)) * D + d;
-                    split[((b * H + h) * T + t) * D + d] = in[src];
-                    merged[src] += grads[((b * H + h) * T + t) * D + d];
+        for (size_t h = 0; h < H; ++h) {
+            const size_t g = h / R;
+            const float *qh = q + (b * H + h) * T * D, *kg = k + (b * G + g) * T * D;
+            const float *vg = v + (b * G + g) * T * D;
+            double p[T][T], dp[T][T];
+            for (size_t i = 0; i < T; ++i) {
+                double top = -INFINITY, sum = 0.0;
+                for (size_t j = 0; j < T; ++j) {
+                    double sij = 0.0;
+                    for (size_t d = 0; d < D; ++d)
+                        sij += (double)qh[i * D + d] * kg[j * D + d];
+                    p[i][j] = j > i || !mask[b * T + j] ? -INFINITY : sij * scale;
+                    top = p[i][j] > top ? p[i][j] : top;
                 }
-    const size_t rows_shape[2] = {B * T, LD}, heads_shape[4] = {B, H, T, D};
-    clora_buffer *bin = test_buffer(2, rows_shape, in), *bsplit = test_buffer(4, heads_shape, NULL);
-    clora_buffer *bgrads = test_buffer(4, heads_shape, grads);
-    float zero[B * T * LD];
-    memset(zero, 0, sizeof zero);
-    clora_buffer *bmerged = test_buffer(2, rows_shape, zero);
-    CHECK_OK(clora__heads_split_grouped(bsplit, bin, LD, COL0, B, T, H, D, H / G));
-    expect_buffer("grouped split", bsplit, split, 0.0, 0.0);
-    CHECK_OK(clora__heads_merge_sum(bmerged, bgrads, LD, COL0, B, T, H, D, H / G));
-    expect_buffer("grouped merge", bmerged, merged, 1e-6, 1e-6);
-    clora_buffer_destroy(bin);
-    clora_buffer_destroy(bsplit);
-    clora_buffer_destroy(bgrads);
+                for (size_t j = 0; j < T; ++j)
+                    sum += (p[i][j] = exp(p[i][j] - top));
+                for (size_t j = 0; j < T; ++j)
+                    p[i][j] /= sum;
+                for (size_t d = 0; d < D; ++d) {
+                    double c = 0.0;
+                    for (size_t j = 0; j < T; ++j)
+                        c += p[i][j] * vg[j * D + d];
+                    merged[(b * T + i) * H * D + h * D + d] = (float)c;
+                }
+            }
+            /* backward from dm's columns of head h */
+            for (size_t i = 0; i < T; ++i) {
+                const float *dc = dm + (b * T + i) * H * D + h * D;
+                double row = 0.0;
+                for (size_t j = 0; j < T; ++j) {
+                    dp[i][j] = 0.0;
+                    for (size_t d = 0; d < D; ++d) {
+                        dp[i][j] += (double)dc[d] * vg[j * D + d];
+                        dv[(b * G + g) * T * D + j * D + d] += (float)(p[i][j] * dc[d]);
+                    }
+                    row += p[i][j] * dp[i][j];
+                }
+                for (size_t j = 0; j < T; ++j)
+                    dp[i][j] = p[i][j] * (dp[i][j] - row) * scale; /* dS, scaled */
+            }
+            for (size_t i = 0; i < T; ++i)
+                for (size_t d = 0; d < D; ++d) {
+                    double a = 0.0;
+                    for (size_t j = 0; j < T; ++j) {
+                        a += dp[i][j] * kg[j * D + d];
+                        dk[(b * G + g) * T * D + j * D + d] += (float)(dp[i][j] * qh[i * D + d]);
+                    }
+                    dq[(b * H + h) * T * D + i * D + d] = (float)a;
+                }
+        }
+    clora__attention att = {0};
+    CHECK_OK(clora__attention_prepare(&att, test_device, B, T, H, G, D));
+    CHECK_OK(clora_buffer_upload(att.q, 0, q, B * H * T * D));
+    CHECK_OK(clora_buffer_upload(att.k, 0, k, B * G * T * D));
+    CHECK_OK(clora_buffer_upload(att.v, 0, v, B * G * T * D));
+    const size_t m_shape[3] = {B, T, H * D}, mask_shape[2] = {B, T};
+    clora_buffer *bmerged = test_buffer(3, m_shape, NULL), *bdm = test_buffer(3, m_shape, dm);
+    clora_buffer *bmask = int_buffer(2, mask_shape, mask);
+    CHECK_OK(clora__attention_forward(&att, bmerged, bmask, 1, 0.0f, 0));
+    expect_buffer("merged", bmerged, merged, 1e-5, 1e-4);
+    CHECK_OK(clora__attention_backward(&att, bdm));
+    expect_buffer("dq", att.dq, dq, 1e-5, 1e-4);
+    expect_buffer("dk (summed over the group)", att.dk, dk, 1e-5, 1e-4);
+    expect_buffer("dv (summed over the group)", att.dv, dv, 1e-5, 1e-4);
+    assert_int_equal(clora_buffer_dim(att.k, 1), G);
+    CHECK_STATUS(clora__attention_prepare(&att, test_device, B, T, H, 4, D),
+                 CLORA_ERR_INVALID_ARGUMENT);
+    clora__attention_release(&att);
     clora_buffer_destroy(bmerged);
+    clora_buffer_destroy(bdm);
+    clora_buffer_destroy(bmask);
 }
 
 /* y = x · Wᵀ + beta · y for one to five rows (CPUs take their own kernel
@@ -692,7 +750,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(rms_norm_matches_reference),
         cmocka_unit_test(swiglu_matches_reference),
         cmocka_unit_test(rope_matches_reference),
-        cmocka_unit_test(grouped_heads_match_reference),
+        cmocka_unit_test(grouped_attention_matches_reference),
         cmocka_unit_test(few_rows_product_matches_reference),
         cmocka_unit_test(llama_against_pytorch),
         cmocka_unit_test(qwen2_against_pytorch),

@@ -56,7 +56,6 @@
     X(CLIP_COEFFICIENT, OPTIM, "clip_coefficient")                \
     X(HEADS_SPLIT, ATTENTION, "heads_split")                      \
     X(HEADS_MERGE, ATTENTION, "heads_merge")                      \
-    X(HEADS_MERGE_SUM, ATTENTION, "heads_merge_sum")              \
     X(SOFTMAX_ROWS, ATTENTION, "softmax_rows")                    \
     X(SOFTMAX_BACKWARD, ATTENTION, "softmax_backward")            \
     X(ADD, ATTENTION, "add")                                      \

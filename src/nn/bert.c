@@ -40,7 +40,7 @@ static clora_status self_attention_forward(clora_node *node, const clora_buffer 
     size_t B = 0, T = 0;
     clora_status status = clora__batch_dims(node, x, C, &B, &T);
     if (status == CLORA_OK)
-        status = clora__attention_prepare(&s->core, x->device, B, T, H, D);
+        status = clora__attention_prepare(&s->core, x->device, B, T, H, H, D);
     clora_buffer *parts[3] = {s->core.q, s->core.k, s->core.v};
     for (size_t i = 0; i < 3 && status == CLORA_OK; ++i) {
         const clora_buffer *projected = NULL;

@@ -41,7 +41,7 @@ static clora_status attention_forward(clora_node *node, const clora_buffer *x,
     if (status == CLORA_OK)
         status = clora__node_forward(clora__child(node, "c_attn"), x, &qkv);
     if (status == CLORA_OK)
-        status = clora__attention_prepare(&s->core, x->device, B, T, H, D);
+        status = clora__attention_prepare(&s->core, x->device, B, T, H, H, D);
     clora_buffer *parts[3] = {s->core.q, s->core.k, s->core.v};
     for (size_t i = 0; i < 3 && status == CLORA_OK; ++i)
         status = clora__heads_split(parts[i], qkv, 3 * C, i * C, B, T, H, D);

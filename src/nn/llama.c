@@ -111,11 +111,15 @@ static clora_status attention_heads(clora_node *node, const clora_buffer *x, siz
     const clora_buffer *q = NULL, *k = NULL, *v = NULL;
     clora_status status;
     if ((status = project_qkv(node, x, &q, &k, &v)) ||
-        (status = clora__attention_prepare(&s->core, x->device, B, T, H, D)) ||
+        (status = clora__attention_prepare(&s->core, x->device, B, T, H, G, D)) ||
         (status = clora__heads_split(s->core.q, q, H * D, 0, B, T, H, D)) ||
-        (status = clora__heads_split_grouped(s->core.k, k, G * D, 0, B, T, H, D, H / G)) ||
-        (status = clora__heads_split_grouped(s->core.v, v, G * D, 0, B, T, H, D, H / G)))
+        (status = clora__heads_split(s->core.k, k, G * D, 0, B, T, G, D)) ||
+        (status = clora__heads_split(s->core.v, v, G * D, 0, B, T, G, D)))
         return status;
+    /* the heads hold q, k and v now; backward needs the projections' inputs only */
+    clora__node_drop_output(clora__child(node, "q_proj"));
+    clora__node_drop_output(clora__child(node, "k_proj"));
+    clora__node_drop_output(clora__child(node, "v_proj"));
     s->positions = node->model->batch_positions;
     if (!s->positions || s->positions->shape[0] != B || s->positions->shape[1] != T)
         return clora__fail(CLORA_ERR_STATE,
@@ -216,8 +220,8 @@ static clora_status attention_backward(clora_node *node, const clora_buffer *dy,
         (status = clora__buffer_ensure(&s->d_k, dy->device, CLORA_DTYPE_F32, 3, kv_shape, NULL)) ||
         (status = clora__buffer_ensure(&s->d_v, dy->device, CLORA_DTYPE_F32, 3, kv_shape, NULL)) ||
         (status = clora__heads_merge(s->d_q, s->core.dq, H * D, 0, B, T, H, D)) ||
-        (status = clora__heads_merge_sum(s->d_k, s->core.dk, G * D, 0, B, T, H, D, H / G)) ||
-        (status = clora__heads_merge_sum(s->d_v, s->core.dv, G * D, 0, B, T, H, D, H / G)))
+        (status = clora__heads_merge(s->d_k, s->core.dk, G * D, 0, B, T, G, D)) ||
+        (status = clora__heads_merge(s->d_v, s->core.dv, G * D, 0, B, T, G, D)))
         return status;
     const clora_buffer *dq = NULL, *dk = NULL, *dv = NULL;
     if ((status = clora__node_backward(clora__child(node, "q_proj"), s->d_q, need_dx, &dq)) ||

@@ -273,6 +273,14 @@ clora_status clora__node_d_input(clora_node *node, int need_dx, clora_buffer **d
     return status;
 }
 
+void clora__node_drop_output(clora_node *node)
+{
+    if (!(node->kind->flags & CLORA__KIND_LINEAR) || node->output != node->owned_output)
+        return;
+    clora__buffer_recycle(&node->owned_output);
+    node->output = NULL;
+}
+
 uint64_t clora__node_seed(const clora_node *node, uint64_t salt)
 {
     uint64_t z = node->model->seed ^ (node->model->forward_count * 0x9e3779b97f4a7c15ull) ^

@@ -225,6 +225,10 @@ clora_status clora__node_require_float(const clora_node *node, const clora_buffe
 clora_status clora__node_output(clora_node *node, const clora_buffer *x, size_t last, int append);
 /* *d_input: NULL unless need_dx, else node->d_input shaped like the input. */
 clora_status clora__node_d_input(clora_node *node, int need_dx, clora_buffer **d_input);
+/* Recycles a Linear part's output (a Linear's backward reads its input
+ * only) once the composite that ran it has copied what it needs; a later
+ * forward makes it anew. Other kinds keep theirs. */
+void clora__node_drop_output(clora_node *node);
 /* A seed for one node's masks in one training forward; `salt` tells masks
  * of the same node apart. */
 uint64_t clora__node_seed(const clora_node *node, uint64_t salt);

@@ -2,10 +2,12 @@
  * attention parts (and the next architectures') call, and its head
  * (un)shuffles.
  *
- * Per batch b and head h (B batch, T tokens, H heads, D per head):
+ * Per batch b and head h (B batch, T tokens, H heads, D per head; head h
+ * reads key/value head h / (H/G) of G):
  *     S = Q·Kᵀ / √D (T, T),  P = softmax(S + mask),  ctx = drop(P)·V (T, D)
- * The GEMMs run as CLBlast strided-batched GEMMs over B·H; softmax, masks
- * and the head (un)shuffles in cl/attention.cl. Backward:
+ * The GEMMs run as CLBlast strided-batched GEMMs over B·G, each over the
+ * H/G query heads of one key/value head at once; softmax, masks and the
+ * head (un)shuffles in cl/attention.cl. Backward:
  *     dP = dctx·Vᵀ,  dV = drop(P)ᵀ·dctx,  dS = P ⊙ (drop'(dP) − rowsum(...)),
  *     dQ = dS·K / √D,  dK = dSᵀ·Q / √D
  */
@@ -14,7 +16,7 @@
 #include "ops/ops.h"
 
 static clora_status heads(clora__kernel_id id, clora_buffer *out, const clora_buffer *in, size_t ld,
-                          size_t col0, size_t B, size_t T, size_t H, size_t D, size_t group)
+                          size_t col0, size_t B, size_t T, size_t H, size_t D)
 {
     clora__args a;
     clora_status status = clora__args_begin(&a, in->device, id);
@@ -35,53 +37,53 @@ static clora_status heads(clora__kernel_id id, clora_buffer *out, const clora_bu
     clora__arg_uint(&a, T);
     clora__arg_uint(&a, H);
     clora__arg_uint(&a, D);
-    if (id != CLORA__KERNEL_HEADS_MERGE)
-        clora__arg_uint(&a, group);
     const size_t runs = (D + 7) / 8; /* eight elements per work-item */
-    const size_t items = id == CLORA__KERNEL_HEADS_MERGE_SUM ? B * (H / group) : B * H;
-    const size_t global[3] = {runs, T, items}, local[3] = {runs < 8 ? runs : 8, 8, 1};
+    const size_t global[3] = {runs, T, B * H}, local[3] = {runs < 8 ? runs : 8, 8, 1};
     return clora__args_launch(&a, 3, global, local);
 }
 
 clora_status clora__heads_split(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
                                 size_t B, size_t T, size_t H, size_t D)
 {
-    return heads(CLORA__KERNEL_HEADS_SPLIT, out, in, ld, col0, B, T, H, D, 1);
+    return heads(CLORA__KERNEL_HEADS_SPLIT, out, in, ld, col0, B, T, H, D);
 }
 
 clora_status clora__heads_merge(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
                                 size_t B, size_t T, size_t H, size_t D)
 {
-    return heads(CLORA__KERNEL_HEADS_MERGE, out, in, ld, col0, B, T, H, D, 1);
-}
-
-clora_status clora__heads_split_grouped(clora_buffer *out, const clora_buffer *in, size_t ld,
-                                        size_t col0, size_t B, size_t T, size_t H, size_t D,
-                                        size_t group)
-{
-    return heads(CLORA__KERNEL_HEADS_SPLIT, out, in, ld, col0, B, T, H, D, group);
-}
-
-clora_status clora__heads_merge_sum(clora_buffer *out, const clora_buffer *in, size_t ld,
-                                    size_t col0, size_t B, size_t T, size_t H, size_t D,
-                                    size_t group)
-{
-    return heads(CLORA__KERNEL_HEADS_MERGE_SUM, out, in, ld, col0, B, T, H, D, group);
+    return heads(CLORA__KERNEL_HEADS_MERGE, out, in, ld, col0, B, T, H, D);
 }
 
 clora_status clora__attention_prepare(clora__attention *att, clora_device *device, size_t B,
-                                      size_t T, size_t H, size_t D)
+                                      size_t T, size_t H, size_t G, size_t D)
 {
-    const size_t h_shape[4] = {B, H, T, D};
-    clora_buffer **qkv[3] = {&att->q, &att->k, &att->v};
-    clora_status status = CLORA_OK;
-    for (int s = 0; s < 3 && status == CLORA_OK; ++s)
-        status = clora__buffer_ensure(qkv[s], device, CLORA_DTYPE_F32, 4, h_shape, NULL);
+    if (G == 0 || H % G != 0)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "attention: %zu key/value heads do not divide %zu query heads", G, H);
+    const size_t q_shape[4] = {B, H, T, D}, kv_shape[4] = {B, G, T, D};
+    clora_status status;
+    if ((status = clora__buffer_ensure(&att->q, device, CLORA_DTYPE_F32, 4, q_shape, NULL)) ||
+        (status = clora__buffer_ensure(&att->k, device, CLORA_DTYPE_F32, 4, kv_shape, NULL)) ||
+        (status = clora__buffer_ensure(&att->v, device, CLORA_DTYPE_F32, 4, kv_shape, NULL)))
+        return status;
     att->B = B;
     att->T = T;
     att->H = H;
+    att->G = G;
     att->D = D;
-    return status;
+    return CLORA_OK;
+}
+
+/* One strided-batched GEMM per (batch, key/value group): c = alpha·op(a)·op(b)
+ * with each operand's matrices `stride` floats apart. */
+static clora_status grouped_gemm(const clora__attention *att, int trans_a, int trans_b, size_t m,
+                                 size_t n, size_t k, float alpha, const clora_buffer *a,
+                                 size_t lda, size_t a_stride, const clora_buffer *b, size_t ldb,
+                                 size_t b_stride, clora_buffer *c, size_t ldc, size_t c_stride)
+{
+    return clora__sgemm_batched(c->device, trans_a, trans_b, m, n, k, alpha, a->mem, a->offset,
+                                lda, a_stride, b->mem, b->offset, ldb, b_stride, 0.0f, c->mem,
+                                c->offset, ldc, c_stride, att->B * att->G);
 }
 
 clora_status clora__attention_forward(clora__attention *att, clora_buffer *merged,
@@ -89,7 +91,7 @@ clora_status clora__attention_forward(clora__attention *att, clora_buffer *merge
                                       uint64_t dropout_seed)
 {
     clora_device *dev = merged->device;
-    const size_t B = att->B, T = att->T, H = att->H, D = att->D;
+    const size_t B = att->B, T = att->T, H = att->H, D = att->D, R = att->H / att->G;
     const size_t p_shape[4] = {B, H, T, T}, h_shape[4] = {B, H, T, D};
     clora_status status = clora__buffer_ensure(&att->p, dev, CLORA_DTYPE_F32, 4, p_shape, NULL);
     if (status == CLORA_OK)
@@ -98,8 +100,9 @@ clora_status clora__attention_forward(clora__attention *att, clora_buffer *merge
         return status;
     clora_buffer *q = att->q, *k = att->k, *v = att->v, *p = att->p, *ctx = att->ctx;
     const float scale = 1.0f / sqrtf((float)D);
-    status = clora__sgemm_batched(dev, 0, 1, T, T, D, scale, q->mem, q->offset, D, T * D, k->mem,
-                                  k->offset, D, T * D, 0.0f, p->mem, p->offset, T, T * T, B * H);
+    /* S (R·T, T) = Q (R·T, D) · Kᵀ per group */
+    status = grouped_gemm(att, 0, 1, R * T, T, D, scale, q, D, R * T * D, k, D, T * D, p, T,
+                          R * T * T);
     clora__args a;
     if (status == CLORA_OK)
         status = clora__args_begin(&a, dev, CLORA__KERNEL_SOFTMAX_ROWS);
@@ -126,39 +129,39 @@ clora_status clora__attention_forward(clora__attention *att, clora_buffer *merge
             return status;
         used = att->p_dropped;
     }
-    status = clora__sgemm_batched(dev, 0, 0, T, D, T, 1.0f, used->mem, used->offset, T, T * T,
-                                  v->mem, v->offset, D, T * D, 0.0f, ctx->mem, ctx->offset, D,
-                                  T * D, B * H);
+    /* ctx (R·T, D) = drop(P) (R·T, T) · V (T, D) */
+    status = grouped_gemm(att, 0, 0, R * T, D, T, 1.0f, used, T, R * T * T, v, D, T * D, ctx, D,
+                          R * T * D);
     if (status == CLORA_OK)
         status = clora__heads_merge(merged, ctx, H * D, 0, B, T, H, D);
+    /* backward starts from d_merged: the next layer's forward may take ctx's memory */
+    clora__buffer_recycle(&att->ctx);
     return status;
 }
 
 clora_status clora__attention_backward(clora__attention *att, const clora_buffer *d_merged)
 {
     clora_device *dev = d_merged->device;
-    const size_t B = att->B, T = att->T, H = att->H, D = att->D;
-    const size_t p_shape[4] = {B, H, T, T}, h_shape[4] = {B, H, T, D};
-    clora_status status = CLORA_OK;
-    clora_buffer **grads[4] = {&att->dq, &att->dk, &att->dv, &att->dctx};
-    for (int i = 0; i < 4 && status == CLORA_OK; ++i)
-        status = clora__buffer_ensure(grads[i], dev, CLORA_DTYPE_F32, 4, h_shape, NULL);
-    if (status == CLORA_OK)
-        status = clora__buffer_ensure(&att->dp, dev, CLORA_DTYPE_F32, 4, p_shape, NULL);
-    if (status != CLORA_OK)
+    const size_t B = att->B, T = att->T, H = att->H, G = att->G, D = att->D, R = H / G;
+    const size_t p_shape[4] = {B, H, T, T}, h_shape[4] = {B, H, T, D}, kv_shape[4] = {B, G, T, D};
+    clora_status status;
+    if ((status = clora__buffer_ensure(&att->dq, dev, CLORA_DTYPE_F32, 4, h_shape, NULL)) ||
+        (status = clora__buffer_ensure(&att->dctx, dev, CLORA_DTYPE_F32, 4, h_shape, NULL)) ||
+        (status = clora__buffer_ensure(&att->dk, dev, CLORA_DTYPE_F32, 4, kv_shape, NULL)) ||
+        (status = clora__buffer_ensure(&att->dv, dev, CLORA_DTYPE_F32, 4, kv_shape, NULL)) ||
+        (status = clora__buffer_ensure(&att->dp, dev, CLORA_DTYPE_F32, 4, p_shape, NULL)))
         return status;
     clora_buffer *q = att->q, *k = att->k, *v = att->v;
     clora_buffer *p = att->p, *dp = att->dp, *dctx = att->dctx;
     clora_buffer *dq = att->dq, *dk = att->dk, *dv = att->dv;
     const clora_buffer *used = att->dropout > 0.0f ? att->p_dropped : p;
     const float scale = 1.0f / sqrtf((float)D);
+    /* dP (R·T, T) = dctx · Vᵀ; dV (T, D) = drop(P)ᵀ · dctx, summed over the group's heads */
     if ((status = clora__heads_split(dctx, d_merged, H * D, 0, B, T, H, D)) ||
-        (status = clora__sgemm_batched(dev, 0, 1, T, T, D, 1.0f, dctx->mem, dctx->offset, D,
-                                       T * D, v->mem, v->offset, D, T * D, 0.0f, dp->mem,
-                                       dp->offset, T, T * T, B * H)) ||
-        (status = clora__sgemm_batched(dev, 1, 0, T, D, T, 1.0f, used->mem, used->offset, T,
-                                       T * T, dctx->mem, dctx->offset, D, T * D, 0.0f, dv->mem,
-                                       dv->offset, D, T * D, B * H)))
+        (status = grouped_gemm(att, 0, 1, R * T, T, D, 1.0f, dctx, D, R * T * D, v, D, T * D, dp,
+                               T, R * T * T)) ||
+        (status = grouped_gemm(att, 1, 0, T, D, R * T, 1.0f, used, T, R * T * T, dctx, D,
+                               R * T * D, dv, D, T * D)))
         return status;
     if (att->dropout > 0.0f &&
         (status = clora__dropout(dp, dp, att->dropout_seed, att->dropout)))
@@ -173,12 +176,12 @@ clora_status clora__attention_backward(clora__attention *att, const clora_buffer
     const size_t rows[1] = {B * H * T}, local[1] = {64};
     if ((status = clora__args_launch(&a, 1, rows, local)))
         return status;
-    status = clora__sgemm_batched(dev, 0, 0, T, D, T, scale, dp->mem, dp->offset, T, T * T, k->mem,
-                                  k->offset, D, T * D, 0.0f, dq->mem, dq->offset, D, T * D, B * H);
+    /* dQ (R·T, D) = dS · K; dK (T, D) = dSᵀ · Q */
+    status = grouped_gemm(att, 0, 0, R * T, D, T, scale, dp, T, R * T * T, k, D, T * D, dq, D,
+                          R * T * D);
     if (status == CLORA_OK)
-        status = clora__sgemm_batched(dev, 1, 0, T, D, T, scale, dp->mem, dp->offset, T, T * T,
-                                      q->mem, q->offset, D, T * D, 0.0f, dk->mem, dk->offset, D,
-                                      T * D, B * H);
+        status = grouped_gemm(att, 1, 0, T, D, R * T, scale, dp, T, R * T * T, q, D, R * T * D, dk,
+                              D, T * D);
     return status;
 }
 

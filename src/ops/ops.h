@@ -132,23 +132,29 @@ clora_status clora__embedding_backward(clora_buffer *d_weight, const clora_buffe
 /* ---- attention (attention.c) -------------------------------------------------------- */
 
 /* The attention core's buffers, kept from forward for backward; an
- * attention node owns one. */
+ * attention node owns one. H query heads share G key/value heads (G
+ * divides H; G = H without grouping): query heads g·H/G .. (g+1)·H/G - 1
+ * read key/value head g. Those H/G heads lie next to each other, so each
+ * product runs as one GEMM per (batch, group) of H/G·T rows, and key and
+ * value heads are never repeated. */
 typedef struct clora__attention {
-    size_t B, T, H, D;         /* of the last prepare */
-    clora_buffer *q, *k, *v;   /* (B, H, T, D): the caller fills them after prepare */
+    size_t B, T, H, G, D;      /* of the last prepare */
+    clora_buffer *q;           /* (B, H, T, D): the caller fills q, k, v after prepare */
+    clora_buffer *k, *v;       /* (B, G, T, D) */
     clora_buffer *p;           /* (B, H, T, T) softmax probabilities */
     clora_buffer *p_dropped;   /* (B, H, T, T) drop(P), while dropout is on */
-    clora_buffer *ctx;         /* (B, H, T, D) drop(P)·V */
-    clora_buffer *dq, *dk, *dv; /* (B, H, T, D): backward's results */
+    clora_buffer *ctx;         /* (B, H, T, D) drop(P)·V, during forward only */
+    clora_buffer *dq;          /* (B, H, T, D): backward's results */
+    clora_buffer *dk, *dv;     /* (B, G, T, D) */
     clora_buffer *dctx;        /* (B, H, T, D) */
     clora_buffer *dp;          /* (B, H, T, T) */
     float dropout;             /* the probability dropout the last forward applied */
     uint64_t dropout_seed;
 } clora__attention;
 
-/* Sizes q, k and v (B, H, T, D) for the next forward. */
+/* Sizes q (B, H, T, D), k and v (B, G, T, D) for the next forward. */
 clora_status clora__attention_prepare(clora__attention *att, clora_device *device, size_t B,
-                                      size_t T, size_t H, size_t D);
+                                      size_t T, size_t H, size_t G, size_t D);
 /* merged (B, T, H·D) = the heads of drop(softmax(Q·Kᵀ/√D + mask))·V, keys
  * j > i masked when causal, and keys where the int32 (B, T) mask is 0 (no
  * mask: none); dropout p (0: off) keyed by dropout_seed. */
@@ -168,18 +174,6 @@ clora_status clora__heads_split(clora_buffer *out, const clora_buffer *in, size_
 /* Columns [col0, col0 + H·D) of the rows of out (B·T, ld) = in (B, H, T, D). */
 clora_status clora__heads_merge(clora_buffer *out, const clora_buffer *in, size_t ld, size_t col0,
                                 size_t B, size_t T, size_t H, size_t D);
-
-/* out (B, H, T, D) = heads of in (B·T, ld) from column col0, query head h
- * reading key/value head h / group (grouped-query attention; the source
- * has H / group heads). */
-clora_status clora__heads_split_grouped(clora_buffer *out, const clora_buffer *in, size_t ld,
-                                        size_t col0, size_t B, size_t T, size_t H, size_t D,
-                                        size_t group);
-/* The gradient of a grouped split: columns [col0, col0 + (H/group)·D) of
- * out (B·T, ld) = in (B, H, T, D) summed over each group of heads. */
-clora_status clora__heads_merge_sum(clora_buffer *out, const clora_buffer *in, size_t ld,
-                                    size_t col0, size_t B, size_t T, size_t H, size_t D,
-                                    size_t group);
 
 /* ---- rotary position embeddings (rope.c) -------------------------------------------------- */
 
