@@ -193,7 +193,8 @@ static void grouped_attention_matches_reference(void **state)
     test_fill_uniform(dm, B * T * H * D, &rng, -1.0f, 1.0f);
     static const int32_t mask[B * T] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
     const double scale = 1.0 / sqrt((double)D);
-    float merged[B * T * H * D], dq[B * H * T * D], dk[B * G * T * D] = {0}, dv[B * G * T * D] = {0};
+    float merged[B * T * H * D], dq[B * H * T * D];
+    float dk[B * G * T * D] = {0}, dv[B * G * T * D] = {0};
     for (size_t b = 0; b < B; ++b)
         for (size_t h = 0; h < H; ++h) {
             const size_t g = h / R;

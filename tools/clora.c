@@ -1,6 +1,9 @@
 /* clora.c — the `clora` command: dispatch, help, version. */
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "cli.h"
 
@@ -45,6 +48,14 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+#ifdef __GLIBC__
+    /* A CPU device's buffers (PoCL's) come from this process's heap. glibc
+     * serves a large block from the heap once a block of that size has been
+     * freed, and the holes that buffers of changing sizes leave there stay
+     * resident: training held a gigabyte or more that way. Blocks of a MiB
+     * and up mapped apiece go back to the system when freed. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;

@@ -425,11 +425,11 @@ clora_status train_loop(clora_trainer *trainer, const dataset *data, batch *b, s
     return CLORA_OK;
 }
 
-/* (length, index) pairs by length, then index. */
+/* (length, index) pairs, longest first, then by index. */
 static int compare_keyed(const void *a, const void *b)
 {
     const size_t *x = a, *y = b;
-    return x[0] != y[0] ? (x[0] > y[0]) - (x[0] < y[0]) : (x[1] > y[1]) - (x[1] < y[1]);
+    return x[0] != y[0] ? (x[0] < y[0]) - (x[0] > y[0]) : (x[1] > y[1]) - (x[1] < y[1]);
 }
 
 clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_rows,
@@ -446,7 +446,8 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
     float *logits = NULL;
     const int per_token = data->labels && data->label_width > 1;
     /* examples of similar lengths together: less padding (the order does not
-     * change what is counted) */
+     * change what is counted); longest first, so that the first batch sizes
+     * the layers' buffers and the shorter ones after it reuse their memory */
     size_t *order = malloc(data->count * sizeof *order);
     if (status == CLORA_OK && !order)
         status = CLORA_ERR_OUT_OF_HOST_MEMORY;

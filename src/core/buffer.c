@@ -107,7 +107,8 @@ static void pool_take(clora_device *dev, size_t numel, clora_memory_category cat
     size_t best = dev->pool_count;
     for (size_t i = 0; i < dev->pool_count; ++i) {
         const size_t c = dev->pool[i].capacity;
-        if (c >= numel && c / 2 <= numel && (best == dev->pool_count || c < dev->pool[best].capacity))
+        const int fits = c >= numel && c / 2 <= numel;
+        if (fits && (best == dev->pool_count || c < dev->pool[best].capacity))
             best = i;
     }
     *mem = NULL;
@@ -190,7 +191,8 @@ clora_status clora__buffer_ensure(clora_buffer **buf, clora_device *device, clor
     status = new_handle(buf, device, mem, 0, ndim, shape, numel, dtype);
     if (status != CLORA_OK) {
         clReleaseMemObject(mem);
-        clora__device_account(device, CLORA_MEMORY_ACTIVATIONS, -(int64_t)(capacity * sizeof(float)));
+        clora__device_account(device, CLORA_MEMORY_ACTIVATIONS,
+                              -(int64_t)(capacity * sizeof(float)));
         return status;
     }
     (*buf)->owns_memory = 1;

