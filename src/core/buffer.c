@@ -99,6 +99,16 @@ clora_status clora_buffer_create_typed(clora_buffer **out, clora_device *device,
     return clora__buffer_create(out, device, dtype, CLORA_MEMORY_OTHER, ndim, shape);
 }
 
+/* Removes pool entry i, which the caller now holds (still counted as
+ * scratch). */
+static clora__pooled pool_remove(clora_device *dev, size_t i)
+{
+    const clora__pooled entry = dev->pool[i];
+    memmove(&dev->pool[i], &dev->pool[i + 1], (dev->pool_count - i - 1) * sizeof dev->pool[0]);
+    dev->pool_count--;
+    return entry;
+}
+
 /* Takes the pooled allocation that best fits numel elements (holding no
  * more than twice as many), or leaves *mem NULL. */
 static void pool_take(clora_device *dev, size_t numel, clora_memory_category category,
@@ -114,11 +124,9 @@ static void pool_take(clora_device *dev, size_t numel, clora_memory_category cat
     *mem = NULL;
     if (best == dev->pool_count)
         return;
-    *mem = dev->pool[best].mem;
-    *capacity = dev->pool[best].capacity;
-    memmove(&dev->pool[best], &dev->pool[best + 1],
-            (dev->pool_count - best - 1) * sizeof dev->pool[0]);
-    dev->pool_count--;
+    const clora__pooled taken = pool_remove(dev, best);
+    *mem = taken.mem;
+    *capacity = taken.capacity;
     const int64_t bytes = (int64_t)(*capacity * sizeof(float));
     clora__device_account(dev, CLORA_MEMORY_SCRATCH, -bytes);
     clora__device_account(dev, category, bytes);
@@ -134,9 +142,7 @@ void clora__buffer_recycle(clora_buffer **buf)
     }
     clora_device *dev = b->device;
     if (dev->pool_count == CLORA__POOL_SLOTS) {
-        const clora__pooled old = dev->pool[0];
-        memmove(&dev->pool[0], &dev->pool[1], (dev->pool_count - 1) * sizeof dev->pool[0]);
-        dev->pool_count--;
+        const clora__pooled old = pool_remove(dev, 0);
         clora__device_account(dev, CLORA_MEMORY_SCRATCH, -(int64_t)(old.capacity * sizeof(float)));
         clReleaseMemObject(old.mem);
     }

@@ -691,7 +691,6 @@ void clora__device_pool_clear(clora_device *dev)
     dev->pool_count = 0;
 }
 
-
 /* Grows *mem (of *held bytes) to at least `bytes`, counted as scratch. */
 static clora_status grow(clora_device *dev, cl_mem *mem, size_t *held, size_t bytes,
                          const char *what)
@@ -707,7 +706,7 @@ static clora_status grow(clora_device *dev, cl_mem *mem, size_t *held, size_t by
         cl_int err;
         cl_mem grown = clCreateBuffer(dev->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
         if (err != CL_SUCCESS)
-            return clora__fail_cl(err, "clCreateBuffer", __FILE__, __LINE__);
+            return CLORA__FAIL_CL(err, "clCreateBuffer");
         /* Commands already enqueued keep the old buffer alive until they finish. */
         if (*mem)
             clReleaseMemObject(*mem);
