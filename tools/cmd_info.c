@@ -269,6 +269,10 @@ static int describe_adapter(const char *dir)
     char config_path[4096], weights_path[4096];
     snprintf(config_path, sizeof config_path, "%s/adapter_config.json", dir);
     snprintf(weights_path, sizeof weights_path, "%s/adapter_model.safetensors", dir);
+    /* first, as every reader: it also completes a save that was interrupted */
+    const clora_status status = clora_adapter_check(dir);
+    char reason[1024];
+    snprintf(reason, sizeof reason, "%s", clora_last_error());
     json_t *config = read_json(config_path);
     if (!config)
         return 1;
@@ -296,9 +300,9 @@ static int describe_adapter(const char *dir)
     printf("  tensors (%s):\n", weights_path);
     const int listed = list_tensors(weights_path, "    ", 200);
     /* what a loader would refuse makes the adapter invalid, whatever it shows */
-    clora_status status = clora_adapter_check(dir);
     if (status != CLORA_OK) {
-        cli_report("info", "invalid adapter", status);
+        fprintf(stderr, "clora info: invalid adapter: %s (%s)\n", reason,
+                clora_status_name(status));
         return 1;
     }
     return listed ? 0 : 1;
@@ -307,6 +311,11 @@ static int describe_adapter(const char *dir)
 static int describe_model(const char *dir)
 {
     char config_path[4096], weights_path[4096];
+    clora_status status = clora_folder_finish_save(dir); /* as every reader */
+    if (status != CLORA_OK) {
+        cli_report("info", "reading the folder", status);
+        return 1;
+    }
     snprintf(config_path, sizeof config_path, "%s/config.json", dir);
     snprintf(weights_path, sizeof weights_path, "%s/model.safetensors", dir);
     json_t *config = read_json(config_path);

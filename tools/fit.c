@@ -35,19 +35,28 @@ static int save_run(const char *dir, size_t step, const fit_result *r)
     return ok;
 }
 
-/* The adapter and the run's state into `dir`. */
+/* The adapter and the run's state into `dir`, each file replaced whole.
+ * --resume reads the state alone (it holds every trainable value), so it
+ * goes last: killed before it, the folder resumes from the previous save,
+ * whose steps then run again to the same bytes; run.json's best so far,
+ * written before it, describes `best/` as it is on disk either way. */
 static int save_checkpoint(clora_trainer *trainer, clora_model *model, const char *dir,
                            const fit_result *r)
 {
     char path[4096];
     clora_status status = clora_adapter_save(model, NULL, dir);
-    if (status == CLORA_OK && join(path, sizeof path, dir, FIT_STATE_FILE))
-        status = clora_trainer_save_state(trainer, path);
     if (status != CLORA_OK) {
-        cli_report("train", "saving the run", status);
+        cli_report("train", "saving the adapter", status);
         return 0;
     }
-    return save_run(dir, clora_trainer_step_count(trainer), r);
+    if (!save_run(dir, clora_trainer_step_count(trainer), r) ||
+        !join(path, sizeof path, dir, FIT_STATE_FILE))
+        return 0;
+    if ((status = clora_trainer_save_state(trainer, path))) {
+        cli_report("train", "saving the run's state", status);
+        return 0;
+    }
+    return 1;
 }
 
 /* Continues the run saved in dir: its state, and the best so far. */

@@ -152,7 +152,8 @@ void print_parameter_counts(FILE *out, clora_model *model, const char *indent);
 /* Prints device memory by category. */
 void print_memory(FILE *out, clora_device *device, const char *indent);
 
-/* Writes `size` bytes to path through a temporary renamed over it. */
+/* Writes `size` bytes to path through a flushed temporary renamed over it:
+ * the old file or the new one, also after a crash. */
 int write_file_atomic(const char *path, const void *data, size_t size);
 
 #endif /* CLORA_TOOLS_TRAINING_H */

@@ -115,9 +115,19 @@ clora_status clora_model_unmerge_adapter(clora_model *model);
 /* ---- files ----------------------------------------------------------------- */
 
 /* Saves adapter `name` (NULL: the active one) as a PEFT adapter folder,
- * creating it if needed. Files are written through temporaries: a failed
- * save leaves a previous adapter in the folder intact. */
+ * creating it if needed. Its two files are replaced as one: each is written
+ * and flushed to a temporary, a commit record (DIR/.clora-commit) naming
+ * them is written, and they are renamed into place. A failed save leaves
+ * the previous adapter; a process killed part way leaves the previous one
+ * or a record that completes the new one when the folder is next read.
+ * One process at a time may save into a folder. */
 clora_status clora_adapter_save(clora_model *model, const char *name, const char *dir);
+
+/* Completes a save into `dir` (an adapter or model folder) that a killed
+ * process left after its commit point; CLORA_OK when there is none. Every
+ * clora loader and checker calls it first; a program that reads clora's
+ * folders itself calls it before it reads. */
+clora_status clora_folder_finish_save(const char *dir);
 
 /* Checks a PEFT adapter folder on its own, with no model: adapter_config.json
  * (a JSON object; peft_type LORA; r an integer from 1 to CLORA_MAX_RANK;
@@ -138,8 +148,9 @@ clora_status clora_adapter_check(const char *dir);
  * name them, and nothing changes in the model on error. */
 clora_status clora_adapter_load(clora_model *model, const char *dir, const char *name);
 
-/* Saves the model (config.json + model.safetensors), LoRA nodes as their
- * base Linear (with a merged adapter included). */
+/* Saves the model (config.json + model.safetensors, replaced as one as
+ * clora_adapter_save() does), LoRA nodes as their base Linear (with a
+ * merged adapter included). */
 clora_status clora_model_save(clora_model *model, const char *dir);
 
 /* Loads a model folder written by clora_model_save(), a Hugging Face

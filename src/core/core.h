@@ -180,14 +180,29 @@ typedef struct clora__chunk {
  * renames it over `path`: all or nothing. */
 clora_status clora__write_file_atomic(const char *path, const clora__chunk *chunks, size_t count);
 
-/* Several files as one: every temporary is written first; if any rename
- * then fails, the files already replaced get their previous content back. */
+/* Several files of one folder as one (at most CLORA__COMMIT_MAX_FILES):
+ * every temporary is written and flushed first, then a commit record naming
+ * them (the commit point), then the renames; a failed rename puts the old
+ * files back. Killed at any moment, the folder holds the old files or, once
+ * clora__finish_interrupted_save has run, the new ones; never a mix. One
+ * process at a time may save into a folder. */
 typedef struct clora__file {
     const char *path;
     const clora__chunk *chunks;
     size_t chunk_count;
 } clora__file;
+#define CLORA__COMMIT_MAX_FILES 16
 clora_status clora__write_files_atomic(const clora__file *files, size_t count);
+/* Completes a group save into `dir` that was interrupted after its commit
+ * point; CLORA_OK when there is none. Every reader of a folder that
+ * clora__write_files_atomic writes calls it first. */
+clora_status clora__finish_interrupted_save(const char *dir);
+/* The file-system calls of fileio.c that tests replace to crash or fail a
+ * save part way. */
+typedef struct clora__fs_ops {
+    int (*rename)(const char *from, const char *to);
+} clora__fs_ops;
+extern clora__fs_ops clora__fs;
 /* The whole file, NUL-terminated (free() it). */
 clora_status clora__read_file(const char *path, char **out, size_t *size);
 /* out = dir + "/" + name. */

@@ -1,5 +1,7 @@
-/* fileio.c — whole-file reads and atomic writes. */
+/* fileio.c — whole-file reads, and writes that replace one file or a group
+ * of files all at once, also when the process is killed part way. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -78,10 +80,39 @@ static clora_status write_temporary(const char *path, const clora__chunk *chunks
     return CLORA_OK;
 }
 
-static void sync_parent(const char *path)
+/* ---- several files as one: a commit record ---------------------------------------
+ *
+ * A group of files in one folder is replaced in stages. Every new file is
+ * written and flushed to a temporary NAME.tmp.XXXXXX beside its target, and
+ * each existing target gets a second name NAME.bak.XXXXXX (a hard link).
+ * Then the commit record COMMIT_RECORD, "forward", is written (through a
+ * temporary and a rename of its own) naming each temporary, target and
+ * backup: from the moment it exists the save has happened. Then each
+ * temporary is renamed over its target, the backups are removed, and so is
+ * the record. Should a rename fail, the record is replaced by a "back" one
+ * and the backups are renamed over their targets again.
+ *
+ * Killed before the record exists, a save leaves the old files (and stray
+ * temporaries); killed after, it leaves a record that the next reader or
+ * writer of the folder carries out (clora__finish_interrupted_save). Every
+ * step of carrying out a record can be repeated, so the folder holds the
+ * old group or the new one, never a mix. */
+
+#define COMMIT_RECORD ".clora-commit"
+#define COMMIT_MAGIC "clora-commit 1\n"
+#define NO_BACKUP "-"
+
+clora__fs_ops clora__fs = {rename};
+
+/* The name part of `path`. */
+static const char *base_name(const char *path)
 {
-    char dir[4096];
-    parent_dir(path, dir, sizeof dir);
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static void sync_dir(const char *dir)
+{
     int fd = open(dir, O_RDONLY);
     if (fd >= 0) {
         fsync(fd);
@@ -89,66 +120,281 @@ static void sync_parent(const char *path)
     }
 }
 
+static void sync_parent(const char *path)
+{
+    char dir[4096];
+    parent_dir(path, dir, sizeof dir);
+    sync_dir(dir);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* "NAME<kind>XXXXXX" with no folder part: a temporary or backup of NAME. */
+static int is_companion(const char *name, const char *target, const char *kind)
+{
+    const size_t n = strlen(target), k = strlen(kind);
+    return *target && !strchr(name, '/') && !strchr(target, '/') && strcmp(target, ".") &&
+           strcmp(target, "..") && !strncmp(name, target, n) && !strncmp(name + n, kind, k) &&
+           strlen(name + n + k) == 6;
+}
+
+/* One line of a record: the three names, checked. */
+typedef struct record_line {
+    const char *temp, *target, *backup; /* backup NO_BACKUP: the target is new */
+} record_line;
+
+static clora_status parse_line(char **cursor, const char *record, record_line *out)
+{
+    char *line = *cursor, *end = strchr(line, '\n');
+    char *tab1 = strchr(line, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+    if (!end || !tab1 || !tab2 || tab2 > end)
+        return clora__fail(CLORA_ERR_FORMAT, "%s: a line is not TEMPORARY<TAB>TARGET<TAB>BACKUP",
+                           record);
+    *end = *tab1 = *tab2 = '\0';
+    *cursor = end + 1;
+    out->temp = line;
+    out->target = tab1 + 1;
+    out->backup = tab2 + 1;
+    if (!is_companion(out->temp, out->target, ".tmp.") ||
+        (strcmp(out->backup, NO_BACKUP) && !is_companion(out->backup, out->target, ".bak.")))
+        return clora__fail(CLORA_ERR_FORMAT, "%s: \"%s\" and \"%s\" are not files of \"%s\"",
+                           record, out->temp, out->backup, out->target);
+    return CLORA_OK;
+}
+
+/* Carries out the record at `record` (its content `text`, which this
+ * changes): "forward" renames the temporaries still there over their
+ * targets; "back" puts each backup over its target again (or removes a
+ * target that had none). Then the leftovers and the record go. */
+static clora_status carry_out(const char *dir, const char *record, char *text)
+{
+    if (strncmp(text, COMMIT_MAGIC, strlen(COMMIT_MAGIC)) != 0)
+        return clora__fail(CLORA_ERR_FORMAT, "%s is not a clora commit record", record);
+    char *cursor = text + strlen(COMMIT_MAGIC);
+    int forward;
+    if (!strncmp(cursor, "forward\n", 8))
+        forward = 1;
+    else if (!strncmp(cursor, "back\n", 5))
+        forward = 0;
+    else
+        return clora__fail(CLORA_ERR_FORMAT, "%s: neither forward nor back", record);
+    cursor += forward ? 8 : 5;
+    record_line lines[CLORA__COMMIT_MAX_FILES];
+    size_t count = 0;
+    clora_status status = CLORA_OK;
+    while (*cursor && status == CLORA_OK) {
+        if (count == CLORA__COMMIT_MAX_FILES)
+            return clora__fail(CLORA_ERR_FORMAT, "%s: more than %d files", record,
+                               CLORA__COMMIT_MAX_FILES);
+        status = parse_line(&cursor, record, &lines[count++]);
+    }
+    char temp[4096], target[4096], backup[4096];
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
+        const int has_backup = strcmp(lines[i].backup, NO_BACKUP) != 0;
+        if ((status = clora__join_path(temp, sizeof temp, dir, lines[i].temp)) ||
+            (status = clora__join_path(target, sizeof target, dir, lines[i].target)) ||
+            (status = clora__join_path(backup, sizeof backup, dir,
+                                       has_backup ? lines[i].backup : lines[i].target)))
+            break;
+        const char *from = forward ? temp : backup;
+        if (!forward && !has_backup) {
+            if (unlink(target) != 0 && errno != ENOENT)
+                status = clora__fail(CLORA_ERR_IO, "%s: cannot remove %s: %s", dir,
+                                     lines[i].target, strerror(errno));
+        } else if (exists(from) && clora__fs.rename(from, target) != 0) {
+            status = clora__fail(CLORA_ERR_IO, "%s: cannot %s the save that %s records (%s): %s",
+                                 dir, forward ? "finish" : "undo", COMMIT_RECORD, lines[i].target,
+                                 strerror(errno));
+        }
+    }
+    if (status != CLORA_OK)
+        return status;
+    sync_dir(dir);
+    for (size_t i = 0; i < count; ++i) { /* what is left of the save */
+        if (clora__join_path(temp, sizeof temp, dir, lines[i].temp) == CLORA_OK)
+            unlink(temp);
+        if (strcmp(lines[i].backup, NO_BACKUP) &&
+            clora__join_path(backup, sizeof backup, dir, lines[i].backup) == CLORA_OK)
+            unlink(backup);
+    }
+    if (unlink(record) != 0 && errno != ENOENT)
+        status = clora__fail(CLORA_ERR_IO, "cannot remove %s: %s", record, strerror(errno));
+    sync_dir(dir);
+    return status;
+}
+
+static clora_status carry_out_file(const char *dir, const char *record)
+{
+    char *text = NULL;
+    size_t size = 0;
+    clora_status status = clora__read_file(record, &text, &size);
+    if (status == CLORA_OK)
+        status = carry_out(dir, record, text);
+    free(text);
+    return status;
+}
+
+clora_status clora__finish_interrupted_save(const char *dir)
+{
+    char record[4096];
+    clora_status status = clora__join_path(record, sizeof record, dir, COMMIT_RECORD);
+    if (status != CLORA_OK || !exists(record))
+        return status; /* nothing interrupted */
+    return carry_out_file(dir, record);
+}
+
+/* One file: its temporary renamed over it. */
+static clora_status replace_one(const char *path, const char *temp)
+{
+    if (clora__fs.rename(temp, path) != 0) {
+        clora_status status =
+            clora__fail(CLORA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        unlink(temp);
+        return status;
+    }
+    sync_parent(path);
+    return CLORA_OK;
+}
+
+/* The record, written and flushed: its direction and each file's names. */
+static clora_status write_record(const char *record, const char *direction,
+                                 const clora__file *files, char *const *temps,
+                                 char *const *backups, size_t count)
+{
+    size_t size = strlen(COMMIT_MAGIC) + strlen(direction) + 2;
+    for (size_t i = 0; i < count; ++i)
+        size += strlen(base_name(temps[i])) + strlen(base_name(files[i].path)) +
+                (backups[i] ? strlen(base_name(backups[i])) : 1) + 3;
+    char *text = malloc(size);
+    if (!text)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", record);
+    size_t used = (size_t)snprintf(text, size, "%s%s\n", COMMIT_MAGIC, direction);
+    for (size_t i = 0; i < count; ++i)
+        used += (size_t)snprintf(text + used, size - used, "%s\t%s\t%s\n", base_name(temps[i]),
+                                 base_name(files[i].path),
+                                 backups[i] ? base_name(backups[i]) : NO_BACKUP);
+    const clora__chunk chunk = {text, used};
+    char *temp = NULL;
+    clora_status status = write_temporary(record, &chunk, 1, &temp);
+    if (status == CLORA_OK)
+        status = replace_one(record, temp);
+    free(temp);
+    free(text);
+    return status;
+}
+
+/* A second name for the existing `target`, derived from its temporary
+ * (".tmp." becomes ".bak."); NULL in *backup when there is no target. */
+static clora_status link_backup(const char *target, const char *temp, char **backup)
+{
+    *backup = NULL;
+    if (!exists(target))
+        return CLORA_OK;
+    char *name = malloc(strlen(temp) + 1);
+    if (!name)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", target);
+    strcpy(name, temp);
+    memcpy(name + strlen(target), ".bak.", 5);
+    if (link(target, name) != 0) {
+        clora_status status = clora__fail(CLORA_ERR_IO, "cannot keep %s while replacing it: %s",
+                                          target, strerror(errno));
+        free(name);
+        return status;
+    }
+    *backup = name;
+    return CLORA_OK;
+}
+
+/* Removes what interrupted saves of these files left before their commit
+ * point: temporaries and backups of each file and of the record. Only the
+ * one process saving into the folder may do this. */
+static void sweep(const char *dir, const clora__file *files, size_t count)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        int stale = is_companion(e->d_name, COMMIT_RECORD, ".tmp.");
+        for (size_t i = 0; i < count && !stale; ++i)
+            stale = is_companion(e->d_name, base_name(files[i].path), ".tmp.") ||
+                    is_companion(e->d_name, base_name(files[i].path), ".bak.");
+        char path[4096];
+        if (stale && clora__join_path(path, sizeof path, dir, e->d_name) == CLORA_OK)
+            unlink(path);
+    }
+    closedir(d);
+}
+
+/* The group after its commit point: the renames; on failure, undone. */
+static clora_status commit(const char *dir, const char *record, const clora__file *files,
+                           char *const *temps, char *const *backups, size_t count)
+{
+    clora_status status = CLORA_OK;
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i)
+        if (clora__fs.rename(temps[i], files[i].path) != 0)
+            status = clora__fail(CLORA_ERR_IO, "cannot write %s: %s", files[i].path,
+                                 strerror(errno));
+    if (status == CLORA_OK)
+        return carry_out_file(dir, record); /* removes the backups and the record */
+    /* the message is the failed rename's; undoing it must not replace it */
+    char message[1024];
+    snprintf(message, sizeof message, "%s", clora_last_error());
+    if (write_record(record, "back", files, temps, backups, count) == CLORA_OK)
+        carry_out_file(dir, record);
+    return clora__fail(status, "%s", message);
+}
+
 clora_status clora__write_files_atomic(const clora__file *files, size_t count)
 {
-    char **temps = calloc(count ? count : 1, sizeof *temps);
-    char **backups = calloc(count ? count : 1, sizeof *backups);
-    if (!temps || !backups) {
-        free(temps);
-        free(backups);
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing files");
-    }
-    clora_status status = CLORA_OK;
-    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
-        if (!files[i].path || !*files[i].path)
-            status = clora__fail(CLORA_ERR_INVALID_ARGUMENT, "cannot write a file with no path");
-        else
-            status = write_temporary(files[i].path, files[i].chunks, files[i].chunk_count,
-                                     &temps[i]);
-    }
-    /* Keep a hard link to each file being replaced, so that a rename that
-     * fails part way can put the earlier ones back. */
-    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
-        size_t len = strlen(files[i].path) + 16;
-        backups[i] = malloc(len);
-        if (!backups[i]) {
-            status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", files[i].path);
-            break;
-        }
-        snprintf(backups[i], len, "%s.bak.%d", files[i].path, (int)getpid());
-        unlink(backups[i]);
-        if (link(files[i].path, backups[i]) != 0) {
-            free(backups[i]); /* nothing to keep (new file), or no hard links here */
-            backups[i] = NULL;
-        }
-    }
-    size_t renamed = 0;
-    for (; renamed < count && status == CLORA_OK; ++renamed)
-        if (rename(temps[renamed], files[renamed].path) != 0) {
-            status = clora__fail(CLORA_ERR_IO, "cannot write %s: %s", files[renamed].path,
-                                 strerror(errno));
-            break;
-        }
-    if (status != CLORA_OK)
-        for (size_t i = 0; i < renamed; ++i) {
-            if (backups[i])
-                rename(backups[i], files[i].path);
-            else
-                unlink(files[i].path);
-        }
+    if (count > CLORA__COMMIT_MAX_FILES)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "more than %d files in one save",
+                           CLORA__COMMIT_MAX_FILES);
+    char dir[4096] = ".", other[4096];
     for (size_t i = 0; i < count; ++i) {
-        if (temps[i] && status != CLORA_OK)
-            unlink(temps[i]); /* the ones not renamed yet */
-        if (backups[i])
-            unlink(backups[i]);
+        if (!files[i].path || !*base_name(files[i].path))
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "cannot write a file with no name");
+        parent_dir(files[i].path, i ? other : dir, sizeof dir);
+        if (i && strcmp(dir, other) != 0)
+            return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                               "%s and %s are in different folders: they cannot be saved as one",
+                               files[0].path, files[i].path);
+    }
+    clora_status status = count > 1 ? clora__finish_interrupted_save(dir) : CLORA_OK;
+    if (status == CLORA_OK)
+        sweep(dir, files, count);
+    char *temps[CLORA__COMMIT_MAX_FILES] = {NULL}, *backups[CLORA__COMMIT_MAX_FILES] = {NULL};
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i)
+        status = write_temporary(files[i].path, files[i].chunks, files[i].chunk_count, &temps[i]);
+    char record[4096];
+    if (status == CLORA_OK && count == 1) {
+        status = replace_one(files[0].path, temps[0]);
+        free(temps[0]);
+        return status;
+    }
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i)
+        status = link_backup(files[i].path, temps[i], &backups[i]);
+    if (status == CLORA_OK)
+        status = clora__join_path(record, sizeof record, dir, COMMIT_RECORD);
+    if (status == CLORA_OK)
+        status = write_record(record, "forward", files, temps, backups, count);
+    if (status == CLORA_OK) {
+        status = commit(dir, record, files, temps, backups, count);
+    } else { /* before the commit point: the old files stay */
+        for (size_t i = 0; i < count; ++i) {
+            if (temps[i])
+                unlink(temps[i]);
+            if (backups[i])
+                unlink(backups[i]);
+        }
+    }
+    for (size_t i = 0; i < count; ++i) {
         free(temps[i]);
         free(backups[i]);
     }
-    free(temps);
-    free(backups);
-    if (status == CLORA_OK)
-        for (size_t i = 0; i < count; ++i)
-            sync_parent(files[i].path);
     return status;
 }
 

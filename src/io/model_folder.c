@@ -26,6 +26,8 @@ clora_status clora__model_folder_read(const char *dir, clora__model_folder *fold
 {
     clora_status status = clora__model_folder_paths(dir, folder);
     if (status == CLORA_OK)
+        status = clora__finish_interrupted_save(dir);
+    if (status == CLORA_OK)
         status = clora__read_json(folder->config_path, &folder->config);
     if (status != CLORA_OK)
         return status;

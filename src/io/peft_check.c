@@ -180,7 +180,8 @@ clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_con
     clora__peft_config *c = config ? config : &own;
     memset(c, 0, sizeof *c);
     clora_status status;
-    if ((status = clora__join_path(config_path, sizeof config_path, dir, "adapter_config.json")) ||
+    if ((status = clora__finish_interrupted_save(dir)) ||
+        (status = clora__join_path(config_path, sizeof config_path, dir, "adapter_config.json")) ||
         (status = clora__join_path(weights_path, sizeof weights_path, dir,
                                    "adapter_model.safetensors")))
         return status;

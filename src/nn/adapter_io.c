@@ -393,6 +393,13 @@ clora_status clora_adapter_check(const char *dir)
     return clora__peft_check(dir, CLORA_MAX_RANK, NULL, NULL);
 }
 
+clora_status clora_folder_finish_save(const char *dir)
+{
+    if (!dir)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_folder_finish_save: dir is NULL");
+    return clora__finish_interrupted_save(dir);
+}
+
 clora_status clora_adapter_load(clora_model *model, const char *dir, const char *name)
 {
     if (!model || !dir)

@@ -62,6 +62,8 @@ clora_status clora_model_load_hf(clora_model **out, clora_device *device, const 
     clora__model_folder folder;
     clora_status status = clora__model_folder_paths(dir, &folder);
     if (status == CLORA_OK)
+        status = clora__finish_interrupted_save(dir);
+    if (status == CLORA_OK)
         status = clora__read_json(folder.config_path, &folder.config);
     if (status != CLORA_OK)
         return status;
