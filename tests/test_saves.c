@@ -39,26 +39,25 @@ static int teardown(void **state)
 
 /* ---- the renames, counted: the k-th one kills the process or fails ---------------------- */
 
-static int renames, crash_at, fail_at;
+static long crash_at;
 
-static int counted_rename(const char *from, const char *to)
+static void crash(clora__fault_kind kind, long hit)
 {
-    ++renames;
-    if (renames == crash_at)
+    (void)kind;
+    if (hit == crash_at)
         raise(SIGKILL);
-    if (renames == fail_at) {
-        errno = EIO;
-        return -1;
-    }
-    return rename(from, to);
 }
 
-static void count_renames(int crash, int fail)
+/* Counts renames: the crash-th kills the process, the fail-th fails (0: none). */
+static void count_renames(long crash_, long fail)
 {
-    renames = 0;
-    crash_at = crash;
-    fail_at = fail;
-    clora__fs.rename = counted_rename;
+    crash_at = crash_;
+    clora__fault_plan_set(1u << CLORA__FAULT_RENAME, fail, crash_ ? crash : NULL);
+}
+
+static void no_faults(void)
+{
+    clora__fault_plan_set(0, 0, NULL);
 }
 
 /* ---- a folder of three files -------------------------------------------------------------- */
@@ -169,7 +168,7 @@ static int killed_save(const char *dir, size_t count, int k)
 static void a_group_save_replaces_every_file(void **state)
 {
     (void)state;
-    clora__fs.rename = rename;
+    no_faults();
     const char *dir = fresh_dir("plain", 0);
     save(dir, 1, 3);
     assert_int_equal(generation(dir, 3), 1);
@@ -187,7 +186,7 @@ static void a_save_killed_at_any_rename_leaves_old_or_new(void **state)
     for (size_t count = 2; count <= 3; ++count) {
         for (int k = 1;; ++k) {
             const char *dir = fresh_dir(count == 2 ? "kill2" : "kill3", k);
-            clora__fs.rename = rename;
+            no_faults();
             save(dir, 1, count);
             if (!killed_save(dir, count, k))
                 break; /* past the save's last rename */
@@ -207,7 +206,7 @@ static void a_save_killed_at_any_rename_leaves_old_or_new(void **state)
                     break;
                 }
             }
-            clora__fs.rename = rename;
+            no_faults();
             assert_int_equal(clora__finish_interrupted_save(dir), CLORA_OK);
             const int g = generation(dir, count);
             if (g != 1 && g != 2)
@@ -235,7 +234,7 @@ static void a_failed_rename_puts_the_old_files_back(void **state)
     (void)state;
     for (int k = 1;; ++k) {
         const char *dir = fresh_dir("fail", k);
-        clora__fs.rename = rename;
+        no_faults();
         save(dir, 1, 3);
         count_renames(0, k);
         char paths[3][256], texts[3][128];
@@ -248,8 +247,8 @@ static void a_failed_rename_puts_the_old_files_back(void **state)
             files[i] = (clora__file){paths[i], &chunks[i], 1};
         }
         const clora_status status = clora__write_files_atomic(files, 3);
-        const int reached = renames >= k;
-        clora__fs.rename = rename;
+        const int reached = clora__faults.hits >= k;
+        no_faults();
         if (!reached) {
             assert_int_equal(status, CLORA_OK); /* fewer renames than k */
             assert_int_equal(generation(dir, 3), 2);
@@ -273,7 +272,7 @@ static void a_first_save_killed_leaves_nothing_or_everything(void **state)
         const char *dir = fresh_dir("first", k);
         if (!killed_save(dir, 2, k))
             break;
-        clora__fs.rename = rename;
+        no_faults();
         assert_int_equal(clora__finish_interrupted_save(dir), CLORA_OK);
         const int g = generation(dir, 2);
         char path[256];
@@ -304,7 +303,7 @@ static void write_record(const char *dir, const char *text)
 static void bad_commit_records_are_refused(void **state)
 {
     (void)state;
-    clora__fs.rename = rename;
+    no_faults();
     static const char *const records[] = {
         "not a record\n",
         "clora-commit 1\nsideways\n",

@@ -119,7 +119,13 @@ clora_status clora_trainer_step(clora_trainer *trainer, const clora_buffer *inpu
  * are each micro-batch's share of the step's examples (or scored tokens),
  * the step is that of the whole batch. *loss (may be NULL): the
  * micro-batch's own mean loss, unweighted. step() is accumulate(weight 1)
- * then update(). */
+ * then update().
+ *
+ * When any of the three fails (a device error, say), the step in progress
+ * is given up: the parameters and the optimizer state are as before it,
+ * and the next accumulate (or step) starts it again from its first
+ * micro-batch, with the dropout masks it first drew, so a step retried
+ * after a failure equals one that never failed. */
 clora_status clora_trainer_accumulate(clora_trainer *trainer, const clora_buffer *input,
                                       const clora_buffer *target, float weight, float *loss);
 clora_status clora_trainer_update(clora_trainer *trainer);

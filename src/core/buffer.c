@@ -66,11 +66,16 @@ clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clor
                            "allows (%llu bytes)",
                            bytes, device->info.name, (unsigned long long)device->info.max_alloc_bytes);
     cl_int err;
-    cl_mem mem = clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    cl_mem mem = clora__fault(CLORA__FAULT_DEVICE_ALLOC)
+                     ? (err = CL_MEM_OBJECT_ALLOCATION_FAILURE, NULL)
+                     : clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clCreateBuffer");
     const float zero = 0.0f; /* all-zero bits: 0.0f and 0 alike */
-    err = clEnqueueFillBuffer(device->queue, mem, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
+    err = clora__fault(CLORA__FAULT_TRANSFER)
+              ? CL_OUT_OF_RESOURCES
+              : clEnqueueFillBuffer(device->queue, mem, &zero, sizeof zero, 0, bytes, 0, NULL,
+                                    NULL);
     if (err != CL_SUCCESS) {
         clReleaseMemObject(mem);
         return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
@@ -160,8 +165,10 @@ static clora_status reshape_zeroed(clora_buffer *b, clora_dtype dtype, size_t nd
                                    const size_t *shape, size_t numel)
 {
     const float zero = 0.0f;
-    cl_int err = clEnqueueFillBuffer(b->device->queue, b->mem, &zero, sizeof zero, 0,
-                                     numel * sizeof(float), 0, NULL, NULL);
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueFillBuffer(b->device->queue, b->mem, &zero, sizeof zero, 0,
+                                           numel * sizeof(float), 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
     b->dtype = dtype;
@@ -407,9 +414,11 @@ static clora_status upload(const char *op, clora_buffer *buffer, clora_dtype dty
     clora_status status = check_range(op, buffer, dtype, src, offset, count);
     if (status != CLORA_OK || count == 0)
         return status;
-    cl_int err = clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
-                                      (buffer->offset + offset) * sizeof(float),
-                                      count * sizeof(float), src, 0, NULL, NULL);
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                            (buffer->offset + offset) * sizeof(float),
+                                            count * sizeof(float), src, 0, NULL, NULL);
     return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueWriteBuffer");
 }
 
@@ -419,9 +428,11 @@ static clora_status download(const char *op, const clora_buffer *buffer, clora_d
     clora_status status = check_range(op, buffer, dtype, dst, offset, count);
     if (status != CLORA_OK || count == 0)
         return status;
-    cl_int err = clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
-                                     (buffer->offset + offset) * sizeof(float),
-                                     count * sizeof(float), dst, 0, NULL, NULL);
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                           (buffer->offset + offset) * sizeof(float),
+                                           count * sizeof(float), dst, 0, NULL, NULL);
     return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueReadBuffer");
 }
 
@@ -457,9 +468,11 @@ clora_status clora_buffer_fill(clora_buffer *buffer, float value)
                            clora_dtype_name(buffer->dtype));
     if (buffer->numel == 0)
         return CLORA_OK;
-    cl_int err = clEnqueueFillBuffer(buffer->device->queue, buffer->mem, &value, sizeof value,
-                                     buffer->offset * sizeof(float), buffer->numel * sizeof(float),
-                                     0, NULL, NULL);
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueFillBuffer(buffer->device->queue, buffer->mem, &value,
+                                           sizeof value, buffer->offset * sizeof(float),
+                                           buffer->numel * sizeof(float), 0, NULL, NULL);
     return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
 }
 
@@ -485,9 +498,12 @@ clora_status clora_buffer_copy(clora_buffer *dst, const clora_buffer *src)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "clora_buffer_copy: dst and src overlap");
     if (src->numel == 0)
         return CLORA_OK;
-    cl_int err = clEnqueueCopyBuffer(src->device->queue, src->mem, dst->mem,
-                                     src->offset * sizeof(float), dst->offset * sizeof(float),
-                                     src->numel * sizeof(float), 0, NULL, NULL);
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueCopyBuffer(src->device->queue, src->mem, dst->mem,
+                                           src->offset * sizeof(float),
+                                           dst->offset * sizeof(float), src->numel * sizeof(float),
+                                           0, NULL, NULL);
     return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueCopyBuffer");
 }
 

@@ -197,12 +197,37 @@ clora_status clora__write_files_atomic(const clora__file *files, size_t count);
  * point; CLORA_OK when there is none. Every reader of a folder that
  * clora__write_files_atomic writes calls it first. */
 clora_status clora__finish_interrupted_save(const char *dir);
-/* The file-system calls of fileio.c that tests replace to crash or fail a
- * save part way. */
-typedef struct clora__fs_ops {
-    int (*rename)(const char *from, const char *to);
-} clora__fs_ops;
-extern clora__fs_ops clora__fs;
+
+/* ---- fault injection (fault.c), for tests ---------------------------------- */
+
+/* The kinds of call that can be made to fail. */
+typedef enum clora__fault_kind {
+    CLORA__FAULT_DEVICE_ALLOC, /* clCreateBuffer */
+    CLORA__FAULT_BUILD,        /* clBuildProgram */
+    CLORA__FAULT_LAUNCH,       /* clEnqueueNDRangeKernel */
+    CLORA__FAULT_BLAS,         /* a CLBlast routine */
+    CLORA__FAULT_TRANSFER,     /* a read, write, fill or copy of a buffer */
+    CLORA__FAULT_FILE_OPEN,    /* opening a file to read or a temporary to write */
+    CLORA__FAULT_FILE_WRITE,
+    CLORA__FAULT_FSYNC,
+    CLORA__FAULT_RENAME,
+    CLORA__FAULT_KIND_COUNT
+} clora__fault_kind;
+#define CLORA__FAULT_ALL ((1u << CLORA__FAULT_KIND_COUNT) - 1u)
+
+/* Counts the calls of the kinds in the mask `kinds`; the fail_at-th fails
+ * (0: none does); on_hit, if set, sees every counted call first (and may
+ * end the process there, as a crash would). */
+typedef struct clora__fault_plan {
+    unsigned kinds;
+    long fail_at;
+    long hits;
+    void (*on_hit)(clora__fault_kind kind, long hit);
+} clora__fault_plan;
+extern clora__fault_plan clora__faults;
+void clora__fault_plan_set(unsigned kinds, long fail_at, void (*on_hit)(clora__fault_kind, long));
+/* Counts one call of `kind`: 1 when it is to fail. */
+int clora__fault(clora__fault_kind kind);
 /* The whole file, NUL-terminated (free() it). */
 clora_status clora__read_file(const char *path, char **out, size_t *size);
 /* out = dir + "/" + name. */

@@ -704,7 +704,9 @@ static clora_status grow(clora_device *dev, cl_mem *mem, size_t *held, size_t by
                                "(%llu bytes)",
                                what, bytes, (unsigned long long)dev->info.max_alloc_bytes);
         cl_int err;
-        cl_mem grown = clCreateBuffer(dev->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        cl_mem grown = clora__fault(CLORA__FAULT_DEVICE_ALLOC)
+                           ? (err = CL_MEM_OBJECT_ALLOCATION_FAILURE, NULL)
+                           : clCreateBuffer(dev->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
         if (err != CL_SUCCESS)
             return CLORA__FAIL_CL(err, "clCreateBuffer");
         /* Commands already enqueued keep the old buffer alive until they finish. */

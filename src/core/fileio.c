@@ -50,7 +50,7 @@ static clora_status write_temporary(const char *path, const clora__chunk *chunks
     if (!name)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", path);
     snprintf(name, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(name);
+    int fd = clora__fault(CLORA__FAULT_FILE_OPEN) ? (errno = EACCES, -1) : mkstemp(name);
     if (fd < 0) {
         clora_status status =
             clora__fail(CLORA_ERR_IO, "cannot create a file beside %s: %s", path, strerror(errno));
@@ -59,9 +59,11 @@ static clora_status write_temporary(const char *path, const clora__chunk *chunks
     }
     int failed = 0;
     for (size_t i = 0; i < count && !failed; ++i)
-        failed = write_all(fd, chunks[i].data, chunks[i].size) != 0;
+        failed = clora__fault(CLORA__FAULT_FILE_WRITE) ? (errno = ENOSPC, 1)
+                                                        : write_all(fd, chunks[i].data,
+                                                                    chunks[i].size) != 0;
     if (!failed)
-        failed = fsync(fd) != 0;
+        failed = clora__fault(CLORA__FAULT_FSYNC) ? (errno = EIO, 1) : fsync(fd) != 0;
     int saved_errno = errno;
     if (close(fd) != 0 && !failed) {
         failed = 1;
@@ -102,7 +104,14 @@ static clora_status write_temporary(const char *path, const clora__chunk *chunks
 #define COMMIT_MAGIC "clora-commit 1\n"
 #define NO_BACKUP "-"
 
-clora__fs_ops clora__fs = {rename};
+static int do_rename(const char *from, const char *to)
+{
+    if (clora__fault(CLORA__FAULT_RENAME)) {
+        errno = EIO;
+        return -1;
+    }
+    return rename(from, to);
+}
 
 /* The name part of `path`. */
 static const char *base_name(const char *path)
@@ -205,7 +214,7 @@ static clora_status carry_out(const char *dir, const char *record, char *text)
             if (unlink(target) != 0 && errno != ENOENT)
                 status = clora__fail(CLORA_ERR_IO, "%s: cannot remove %s: %s", dir,
                                      lines[i].target, strerror(errno));
-        } else if (exists(from) && clora__fs.rename(from, target) != 0) {
+        } else if (exists(from) && do_rename(from, target) != 0) {
             status = clora__fail(CLORA_ERR_IO, "%s: cannot %s the save that %s records (%s): %s",
                                  dir, forward ? "finish" : "undo", COMMIT_RECORD, lines[i].target,
                                  strerror(errno));
@@ -250,7 +259,7 @@ clora_status clora__finish_interrupted_save(const char *dir)
 /* One file: its temporary renamed over it. */
 static clora_status replace_one(const char *path, const char *temp)
 {
-    if (clora__fs.rename(temp, path) != 0) {
+    if (do_rename(temp, path) != 0) {
         clora_status status =
             clora__fail(CLORA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
         unlink(temp);
@@ -260,10 +269,11 @@ static clora_status replace_one(const char *path, const char *temp)
     return CLORA_OK;
 }
 
-/* The record, written and flushed: its direction and each file's names. */
+/* The record, written and flushed: its direction and each file's names;
+ * *written gets its text (free() it). */
 static clora_status write_record(const char *record, const char *direction,
                                  const clora__file *files, char *const *temps,
-                                 char *const *backups, size_t count)
+                                 char *const *backups, size_t count, char **written)
 {
     size_t size = strlen(COMMIT_MAGIC) + strlen(direction) + 2;
     for (size_t i = 0; i < count; ++i)
@@ -283,7 +293,10 @@ static clora_status write_record(const char *record, const char *direction,
     if (status == CLORA_OK)
         status = replace_one(record, temp);
     free(temp);
-    free(text);
+    if (status == CLORA_OK)
+        *written = text;
+    else
+        free(text);
     return status;
 }
 
@@ -329,22 +342,26 @@ static void sweep(const char *dir, const clora__file *files, size_t count)
     closedir(d);
 }
 
-/* The group after its commit point: the renames; on failure, undone. */
-static clora_status commit(const char *dir, const char *record, const clora__file *files,
-                           char *const *temps, char *const *backups, size_t count)
+/* The group after its commit point (the record, whose text is `text`):
+ * the renames; on failure, undone. */
+static clora_status commit(const char *dir, const char *record, char *text,
+                           const clora__file *files, char *const *temps, char *const *backups,
+                           size_t count)
 {
     clora_status status = CLORA_OK;
     for (size_t i = 0; i < count && status == CLORA_OK; ++i)
-        if (clora__fs.rename(temps[i], files[i].path) != 0)
+        if (do_rename(temps[i], files[i].path) != 0)
             status = clora__fail(CLORA_ERR_IO, "cannot write %s: %s", files[i].path,
                                  strerror(errno));
     if (status == CLORA_OK)
-        return carry_out_file(dir, record); /* removes the backups and the record */
+        return carry_out(dir, record, text); /* removes the backups and the record */
     /* the message is the failed rename's; undoing it must not replace it */
     char message[1024];
     snprintf(message, sizeof message, "%s", clora_last_error());
-    if (write_record(record, "back", files, temps, backups, count) == CLORA_OK)
-        carry_out_file(dir, record);
+    char *back = NULL;
+    if (write_record(record, "back", files, temps, backups, count, &back) == CLORA_OK)
+        carry_out(dir, record, back);
+    free(back);
     return clora__fail(status, "%s", message);
 }
 
@@ -379,10 +396,12 @@ clora_status clora__write_files_atomic(const clora__file *files, size_t count)
         status = link_backup(files[i].path, temps[i], &backups[i]);
     if (status == CLORA_OK)
         status = clora__join_path(record, sizeof record, dir, COMMIT_RECORD);
+    char *text = NULL;
     if (status == CLORA_OK)
-        status = write_record(record, "forward", files, temps, backups, count);
+        status = write_record(record, "forward", files, temps, backups, count, &text);
     if (status == CLORA_OK) {
-        status = commit(dir, record, files, temps, backups, count);
+        status = commit(dir, record, text, files, temps, backups, count);
+        free(text);
     } else { /* before the commit point: the old files stay */
         for (size_t i = 0; i < count; ++i) {
             if (temps[i])
@@ -408,7 +427,7 @@ clora_status clora__read_file(const char *path, char **out, size_t *size)
 {
     *out = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
+    FILE *f = clora__fault(CLORA__FAULT_FILE_OPEN) ? (errno = EACCES, NULL) : fopen(path, "rb");
     if (!f)
         return clora__fail(CLORA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;

@@ -109,7 +109,9 @@ static clora_status build_program(clora_device *dev, clora__program_id id, size_
 
     char options[512];
     program_options(dev, id, tile, options, sizeof options);
-    err = clBuildProgram(program, 1, &dev->device, options, NULL, NULL);
+    err = clora__fault(CLORA__FAULT_BUILD)
+              ? CL_BUILD_PROGRAM_FAILURE
+              : clBuildProgram(program, 1, &dev->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         size_t log_size = 0;
         char *log = NULL;
@@ -215,8 +217,10 @@ static clora_status device_launch(clora_device *dev, clora__kernel_id id, cl_uin
     }
     for (cl_uint d = 0; d < dims; ++d)
         rounded[d] = (global[d] + group[d] - 1) / group[d] * group[d];
-    cl_int err = clEnqueueNDRangeKernel(dev->queue, dev->kernels[id], dims, NULL, rounded, group,
-                                        0, NULL, NULL);
+    cl_int err = clora__fault(CLORA__FAULT_LAUNCH)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueNDRangeKernel(dev->queue, dev->kernels[id], dims, NULL, rounded,
+                                              group, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
         char call[128];
         snprintf(call, sizeof call, "clEnqueueNDRangeKernel(%s)", kernel_table[id].name);

@@ -965,7 +965,7 @@ clora_status clora_gguf_open(clora_gguf **out, const char *path)
     clora_gguf *file = new_file(path);
     if (!file)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "opening %s", path);
-    file->fd = open(path, O_RDONLY);
+    file->fd = clora__fault(CLORA__FAULT_FILE_OPEN) ? (errno = EACCES, -1) : open(path, O_RDONLY);
     if (file->fd < 0) {
         clora_status status = clora__fail(CLORA_ERR_IO, "cannot open %s: %s", path,
                                           strerror(errno));

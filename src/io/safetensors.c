@@ -300,7 +300,7 @@ clora_status clora_safetensors_open(clora_safetensors **out, const char *path)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_safetensors_open: %s is NULL",
                            out ? "path" : "out");
     *out = NULL;
-    int fd = open(path, O_RDONLY);
+    int fd = clora__fault(CLORA__FAULT_FILE_OPEN) ? (errno = EACCES, -1) : open(path, O_RDONLY);
     if (fd < 0)
         return clora__fail(CLORA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;

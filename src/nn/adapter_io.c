@@ -215,6 +215,8 @@ typedef struct load_saved {
     clora__param *param;
     float *values;
     int base; /* a LoRA target's own parameter: stays frozen */
+    float *previous; /* its values before the load, while loading */
+    int was_trainable_module;
 } load_saved;
 
 typedef struct load_plan {
@@ -224,14 +226,61 @@ typedef struct load_plan {
     size_t saved_count;
 } load_plan;
 
+/* A module-to-save parameter takes the file's values; its own are kept in
+ * `previous` for undo_load. */
+static clora_status save_param(load_saved *saved)
+{
+    const size_t n = saved->param->value->numel;
+    float *previous = malloc((n ? n : 1) * sizeof *previous);
+    if (!previous)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", saved->node->name);
+    saved->was_trainable_module = saved->node->trainable_module;
+    clora_status status = clora_buffer_download(saved->param->value, 0, previous, n);
+    if (status != CLORA_OK) {
+        free(previous);
+        return status;
+    }
+    saved->previous = previous;
+    status = clora_buffer_upload(saved->param->value, 0, saved->values, n);
+    if (status == CLORA_OK)
+        saved->node->trainable_module |= !saved->base;
+    return status;
+}
+
+/* Takes back what a load that failed part way changed: the adapter from
+ * the first `sites` sites (unwrapping the layers it wrapped), the values of
+ * the first `saved` parameters (and of the one it failed in). */
+static void undo_load(load_plan *plan, const char *name, size_t sites, size_t saved)
+{
+    for (size_t i = 0; i < saved && i < plan->saved_count; ++i) {
+        load_saved *s = &plan->saved[i];
+        if (!s->previous)
+            continue; /* failed before it changed anything */
+        clora_buffer_upload(s->param->value, 0, s->previous, s->param->value->numel);
+        s->node->trainable_module = s->was_trainable_module;
+    }
+    for (size_t i = 0; i < sites && i < plan->count; ++i) {
+        clora_node *node = plan->sites[i].node;
+        if (!clora__is_lora(node))
+            continue; /* its wrapping failed */
+        const int k = clora__lora_find(node, name);
+        if (k >= 0)
+            clora__lora_remove(node, (size_t)k);
+        else
+            clora__lora_unwrap_empty(node);
+    }
+}
+
 static void plan_free(load_plan *plan)
 {
     for (size_t i = 0; i < plan->count; ++i) {
         free(plan->sites[i].a);
         free(plan->sites[i].b);
     }
-    for (size_t i = 0; i < plan->saved_count; ++i)
+    for (size_t i = 0; i < plan->saved_count; ++i) {
         free(plan->saved[i].values);
+        free(plan->saved[i].previous);
+    }
     free(plan->sites);
     free(plan->saved);
 }
@@ -439,8 +488,9 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
                                  weights_path, walk.list);
     }
     /* Everything checked: now change the model. */
-    for (size_t i = 0; i < plan.count && status == CLORA_OK; ++i) {
-        load_site *site = &plan.sites[i];
+    size_t sites_done = 0, saved_done = 0;
+    for (; sites_done < plan.count && status == CLORA_OK; ++sites_done) {
+        load_site *site = &plan.sites[sites_done];
         clora__adapter *ad = NULL;
         if (!clora__is_lora(site->node))
             status = clora__wrap_linear(site->node, &site->node);
@@ -455,16 +505,15 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
                 status = clora_buffer_upload(ad->lora_b->value, 0, site->b, ad->lora_b->numel);
         }
     }
-    for (size_t i = 0; i < plan.saved_count && status == CLORA_OK; ++i) {
-        plan.saved[i].node->trainable_module |= !plan.saved[i].base;
-        status = clora_buffer_upload(plan.saved[i].param->value, 0, plan.saved[i].values,
-                                     plan.saved[i].param->numel);
-    }
+    for (; saved_done < plan.saved_count && status == CLORA_OK; ++saved_done)
+        status = save_param(&plan.saved[saved_done]);
     if (status == CLORA_OK)
         status = clora__adapters_register(model, name);
     if (status == CLORA_OK) {
         model->active_adapter = (int)model->adapter_name_count - 1;
         clora__apply_adapter_trainability(model);
+    } else {
+        undo_load(&plan, name, sites_done, saved_done);
     }
     plan_free(&plan);
     clora_safetensors_close(file);

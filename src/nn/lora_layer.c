@@ -278,6 +278,11 @@ clora_status clora__lora_remove(clora_node *lora, size_t index)
     return s->adapter_count == 0 ? unwrap(lora) : CLORA_OK;
 }
 
+clora_status clora__lora_unwrap_empty(clora_node *lora)
+{
+    return CLORA__STATE(lora_state, lora)->adapter_count == 0 ? unwrap(lora) : CLORA_OK;
+}
+
 /* ---- merging ---------------------------------------------------------------------------- */
 
 /* W += sign * s * B * A for adapter `index`, restoring W if a merge leaves

@@ -302,6 +302,9 @@ void clora__lora_activate(clora_node *lora, const char *name);
 /* Removes adapter `index`; a LoRA node left without adapters turns back
  * into its base Linear (the node is freed). */
 clora_status clora__lora_remove(clora_node *lora, size_t index);
+/* Turns a LoRA node that holds no adapter back into its base Linear (the
+ * node is freed); does nothing to one that holds adapters. */
+clora_status clora__lora_unwrap_empty(clora_node *lora);
 /* Merges (sign +1: the active adapter, unless one is merged) or unmerges
  * (sign -1: the merged one, if any) into the base weight. A merge that
  * would leave a NaN or an infinity in the weight restores it and fails. */

@@ -92,10 +92,13 @@ static clora_status sgemv_row(clora_device *device, int trans_a, int trans_b, si
                               float alpha, cl_mem a, size_t a_offset, size_t lda, cl_mem b,
                               size_t b_offset, size_t ldb, float beta, cl_mem c, size_t c_offset)
 {
-    CLBlastStatusCode code = CLBlastSgemv(
-        CLBlastLayoutRowMajor, trans_b ? CLBlastTransposeNo : CLBlastTransposeYes,
-        trans_b ? n : k, trans_b ? k : n, alpha, b, b_offset, ldb, a, a_offset,
-        trans_a ? lda : 1, beta, c, c_offset, 1, &device->queue, NULL);
+    CLBlastStatusCode code =
+        clora__fault(CLORA__FAULT_BLAS)
+            ? CLBlastOpenCLOutOfResources
+            : CLBlastSgemv(CLBlastLayoutRowMajor, trans_b ? CLBlastTransposeNo : CLBlastTransposeYes,
+                           trans_b ? n : k, trans_b ? k : n, alpha, b, b_offset, ldb, a,
+                           a_offset, trans_a ? lda : 1, beta, c, c_offset, 1, &device->queue,
+                           NULL);
     if (code != CLBlastSuccess)
         return fail_clblast(code, "CLBlastSgemv", __FILE__, __LINE__);
     return CLORA_OK;
@@ -126,10 +129,12 @@ clora_status clora__sgemm(clora_device *device, int trans_a, int trans_b, size_t
         if (status != CLORA_OK)
             return status;
     }
-    code = CLBlastSgemmWithTempBuffer(CLBlastLayoutColMajor, transpose_of(trans_b),
-                                      transpose_of(trans_a), n, m, k, alpha, b, b_offset, ldb, a,
-                                      a_offset, lda, beta, c, c_offset, ldc, &device->queue, NULL,
-                                      temp);
+    code = clora__fault(CLORA__FAULT_BLAS)
+               ? CLBlastOpenCLOutOfResources
+               : CLBlastSgemmWithTempBuffer(CLBlastLayoutColMajor, transpose_of(trans_b),
+                                            transpose_of(trans_a), n, m, k, alpha, b, b_offset,
+                                            ldb, a, a_offset, lda, beta, c, c_offset, ldc,
+                                            &device->queue, NULL, temp);
     if (code != CLBlastSuccess)
         return fail_clblast(swapped_operands(code), "CLBlastSgemm", __FILE__, __LINE__);
     return CLORA_OK;
@@ -141,10 +146,13 @@ clora_status clora__sgemm_batched(clora_device *device, int trans_a, int trans_b
                                   size_t ldb, size_t b_stride, float beta, cl_mem c,
                                   size_t c_offset, size_t ldc, size_t c_stride, size_t count)
 {
-    CLBlastStatusCode code = CLBlastSgemmStridedBatched(
-        CLBlastLayoutColMajor, transpose_of(trans_b), transpose_of(trans_a), n, m, k, alpha, b,
-        b_offset, ldb, b_stride, a, a_offset, lda, a_stride, beta, c, c_offset, ldc, c_stride,
-        count, &device->queue, NULL);
+    CLBlastStatusCode code =
+        clora__fault(CLORA__FAULT_BLAS)
+            ? CLBlastOpenCLOutOfResources
+            : CLBlastSgemmStridedBatched(CLBlastLayoutColMajor, transpose_of(trans_b),
+                                         transpose_of(trans_a), n, m, k, alpha, b, b_offset, ldb,
+                                         b_stride, a, a_offset, lda, a_stride, beta, c, c_offset,
+                                         ldc, c_stride, count, &device->queue, NULL);
     if (code != CLBlastSuccess)
         return fail_clblast(swapped_operands(code), "CLBlastSgemmStridedBatched", __FILE__,
                             __LINE__);

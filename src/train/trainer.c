@@ -15,8 +15,21 @@ struct clora_trainer {
     clora_buffer *weight; /* one float: the micro-batch's share of the step's loss */
     size_t steps;
     size_t pending; /* micro-batches accumulated since the last update */
+    uint64_t step_forwards; /* the model's training forwards when the step began */
     float last_lr;
 };
+
+/* A call that failed part way has left gradients (and maybe the dropout
+ * masks' counter) in between: the step in progress is given up, and the
+ * next accumulate starts it again from zeroed gradients and the masks it
+ * first drew. Parameters and optimizer state change only in the update's
+ * one kernel, which either ran or did not. */
+static clora_status abandon_step(clora_trainer *t, clora_status status)
+{
+    t->pending = 0;
+    t->model->forward_count = t->step_forwards;
+    return status;
+}
 
 clora_train_config clora_train_config_default(void)
 {
@@ -83,6 +96,8 @@ clora_status clora_trainer_accumulate(clora_trainer *t, const clora_buffer *inpu
     const int was_training = model->training;
     model->training = 1;
     const clora_buffer *output = NULL;
+    if (t->pending == 0)
+        t->step_forwards = model->forward_count;
     clora_status status = t->pending ? CLORA_OK : clora_model_zero_grad(model);
     if (status == CLORA_OK)
         status = clora_model_forward(model, input, &output);
@@ -114,7 +129,7 @@ clora_status clora_trainer_accumulate(clora_trainer *t, const clora_buffer *inpu
         status = clora_model_backward(model, t->d_output);
     model->training = was_training;
     if (status != CLORA_OK)
-        return status;
+        return abandon_step(t, status);
     t->pending++;
     if (loss)
         *loss = value;
@@ -138,7 +153,7 @@ clora_status clora_trainer_update(clora_trainer *t)
     if (status == CLORA_OK)
         status = clora_optimizer_step(t->optimizer, lr);
     if (status != CLORA_OK)
-        return status;
+        return abandon_step(t, status);
     t->pending = 0;
     t->last_lr = lr;
     t->steps++;
