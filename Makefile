@@ -49,8 +49,14 @@ SPAM_PACKAGES = time
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
-.PHONY: all deps configure build demo test install clean minilm minilm-peft bench smollm \
-        smollm-check smollm-bench spam instruct
+# `make test-asan`: the whole suite built with AddressSanitizer (leak
+# checking on) and UndefinedBehaviorSanitizer, in its own build folder.
+ASAN_BUILD_DIR ?= build-asan
+SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+.PHONY: all deps configure build demo test test-asan install clean minilm minilm-peft bench \
+        smollm smollm-check smollm-bench spam instruct
 
 all: build
 
@@ -91,6 +97,12 @@ demo: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLORA_WERROR=ON \
+	  -DCLORA_SANITIZE=ON
+	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
+	cd $(ASAN_BUILD_DIR) && $(SANITIZER_ENV) ctest --output-on-failure -j $(JOBS)
 
 smollm: build
 	$(call install_packages,$(SMOLLM_PACKAGES))
@@ -150,4 +162,4 @@ install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
