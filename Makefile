@@ -17,7 +17,10 @@ PACKAGES = build-essential cmake pkg-config \
 # `make minilm-peft`: the same run with PyTorch and PEFT, for comparison.
 MINILM_DIR ?= clora-minilm
 MINILM_PACKAGES = fortunes python3 python3-pip
-PEFT_PACKAGES = python3-torch python3-numpy python3-venv
+# Debian's torch takes its BLAS from the libblas.so.3 alternative: without
+# OpenBLAS that is the reference BLAS, one thread and many times slower, so
+# every comparison with PyTorch installs OpenBLAS.
+PEFT_PACKAGES = python3-torch python3-numpy python3-venv libopenblas0
 
 # `make bench`: `clora bench` next to the same layer measurements in PyTorch;
 # OpenBLAS is the host baseline of `clora bench`'s gemm_vs_openblas. The

@@ -296,6 +296,17 @@ cmp -s "$work/straight/adapter_model.safetensors" "$work/halves/adapter_model.sa
     || fail "resumed run differs from the uninterrupted one"
 run_lm --out "$work/accum" --grad-accum 4
 grep -q "in 4 micro-batches" "$work/resume.log" || fail "--grad-accum not used"
+# the adapter as drawn, before the first step: valid, the same in every run, not the trained one
+run_lm --out "$work/drawn" --save-initial "$work/initial"
+run_lm --out "$work/drawn2" --save-initial "$work/initial2"
+"$clora" info "$work/initial" > /dev/null || fail "--save-initial wrote an invalid adapter"
+cmp -s "$work/initial/adapter_model.safetensors" "$work/initial2/adapter_model.safetensors" \
+    || fail "--save-initial: two runs with one seed drew different adapters"
+cmp -s "$work/initial/adapter_model.safetensors" "$work/drawn/adapter_model.safetensors" \
+    && fail "--save-initial wrote the trained adapter"
+expect_error "exclude each other" "$clora" train --model "$golden/tiny_llama" \
+    --data "$golden/next_token_24x10.safetensors" --out "$work/halves" --resume "$work/halves" \
+    --save-initial "$work/never_si"
 expect_error "does not divide" "$clora" train --model "$golden/tiny_llama" \
     --data "$golden/next_token_24x10.safetensors" --out "$work/never_ga" --grad-accum 3 \
     --batch-size 8

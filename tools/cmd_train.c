@@ -47,6 +47,7 @@ static const char train_description[] =
 
 typedef struct train_options {
     const char *model, *data, *out, *val, *eval, *test, *log, *json, *device, *resume;
+    const char *save_initial;
     size_t rank, steps, epochs, batch, warmup, num_labels, grad_accum, eval_every, save_every;
     size_t stop_at, seed;
     float alpha, dropout, lr, weight_decay, momentum, clip;
@@ -140,6 +141,9 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--test", CLI_STRING, &o->test, "FILE", "test data, evaluated before and after")},
         {CLI_OPT("--eval-every", CLI_SIZE, &o->eval_every, "N",
                  "evaluate on --val every N steps (default: at the end only)")},
+        {CLI_OPT("--save-initial", CLI_STRING, &o->save_initial, "DIR",
+                 "save the adapter as initialised, before the first step (to start "
+                 "another framework from the same draws)")},
         {CLI_OPT("--save-every", CLI_SIZE, &o->save_every, "N",
                  "save the adapter and the run's state every N steps")},
         {CLI_OPT("--stop-at", CLI_SIZE, &o->stop_at, "N",
@@ -152,7 +156,8 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--device", CLI_STRING, &o->device, "SEL", "device index or name part")},
         CLI_END};
     static const cli_exclusive exclusive[] = {
-        {"--steps", "--epochs", 0}, {"--val", "--eval", 0}, {NULL, NULL, 0}};
+        {"--steps", "--epochs", 0}, {"--val", "--eval", 0},
+        {"--save-initial", "--resume", 0}, {NULL, NULL, 0}};
     const cli_spec spec = {.command = "train",
                            .usage = "usage: clora train --model PATH --data FILE --out DIR "
                                     "[options]",
@@ -495,6 +500,13 @@ int cmd_train(int argc, char **argv)
         printf("\n");
     }
     print_parameter_counts(stdout, model, "  ");
+    if (o.save_initial) {
+        if ((status = clora_adapter_save(model, NULL, o.save_initial))) {
+            cli_report("train", "saving the initial adapter", status);
+            goto done;
+        }
+        printf("  initial adapter saved to %s\n", o.save_initial);
+    }
 
     /* token batches hold every layer's activations: evaluate in smaller ones;
      * next-token logits (rows, T, vocabulary) in few rows */

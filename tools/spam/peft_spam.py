@@ -3,7 +3,8 @@
 classify` on the same dataset files (what `clora tokenize` wrote), so both
 runs see the same token ids, padding and batches.
 
-    peft_spam.py --hf DIR --train F --val F --test F [--epochs E] [--json OUT]
+    peft_spam.py --hf DIR --train F --val F --test F [--epochs E] [--init ADAPTER_DIR]
+                 [--json OUT]
     peft_spam.py --hf DIR --adapter ADAPTER_DIR --test F [--val F] [--train F]
 
 The model is transformers' LlamaForSequenceClassification on the Hugging
@@ -20,7 +21,10 @@ Fisher-Yates shuffle (tools/training.c, reproduced below bit for bit, C's
 64-bit and float arithmetic included), batch k is order[k*B:(k+1)*B], an
 epoch's last partial batch is skipped, and each batch is cut to its longest
 row. The random draws of the head and of LoRA's A matrices are PyTorch's,
-so the accuracies of the two sides agree in expectation, not bit for bit.
+so the accuracies of the two sides agree in expectation, not bit for bit;
+with --init, training starts instead from the adapter `clora train
+--save-initial` wrote (its head and A and B matrices), so both sides begin
+at the same point and differ only by rounding.
 
 Reported: trainable parameters, accuracy before and after training on each
 split (batches of 32), the mean time of a training step after the first 3,
@@ -64,6 +68,8 @@ def parse_args():
     p.add_argument("--skip-eval", action="store_true",
                    help="no accuracies before and after training (timing runs)")
     p.add_argument("--adapter", help="evaluate this clora adapter folder instead of training")
+    p.add_argument("--init", help="train from this clora adapter folder (clora train "
+                   "--save-initial) instead of PyTorch's draws")
     p.add_argument("--save-adapter", help="write the trained adapter to this folder")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -72,6 +78,8 @@ def parse_args():
             p.error("--adapter needs at least one of --train, --val, --test")
     elif not args.train:
         p.error("training needs --train")
+    if args.adapter and args.init:
+        p.error("--adapter evaluates, --init trains: give one of them")
     if args.batch_size < 1 or args.epochs < 1 or args.threads < 1:
         p.error("--batch-size, --epochs and --threads must be positive")
     return args
@@ -282,6 +290,17 @@ def parameter_counts(model):
     return trainable, total
 
 
+def blas_library():
+    """The BLAS library this process has loaded (Debian's torch takes the
+    libblas.so.3 alternative: OpenBLAS, or the one-thread reference BLAS)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line and "/" in line}
+    except OSError:
+        return "unknown"
+    return ", ".join(sorted(os.path.realpath(p) for p in paths)) or "none loaded"
+
+
 def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
@@ -367,20 +386,20 @@ def model_key(state, key):
     return saved if saved in state else None
 
 
-def load_adapter(args, model):
+def load_adapter(path, model, trainable=False):
     """PeftModel.from_pretrained, then every tensor of the file checked
     against the model; those PEFT left out are copied in and reported."""
-    file = os.path.join(args.adapter, "adapter_model.safetensors")
+    file = os.path.join(path, "adapter_model.safetensors")
     if not os.path.isfile(file):
-        fail("%s has no adapter_model.safetensors" % args.adapter)
-    config = LoraConfig.from_pretrained(args.adapter)
+        fail("%s has no adapter_model.safetensors" % path)
+    config = LoraConfig.from_pretrained(path)
     if config.task_type == "SEQ_CLS" and "score" in (config.target_modules or ()):
         # PeftModelForSequenceClassification makes `score` a modules_to_save
         # copy, which then wants base_model.model.score.weight (a KeyError).
-        fail("%s: LoRA on score needs task_type null, not SEQ_CLS" % args.adapter)
+        fail("%s: LoRA on score needs task_type null, not SEQ_CLS" % path)
     tensors = load_file(file)
     head_before = model.score.weight.detach().clone()
-    model = PeftModel.from_pretrained(model, args.adapter)
+    model = PeftModel.from_pretrained(model, path, is_trainable=trainable)
     state = model.state_dict()
     copied, unknown = [], []
     for key, tensor in tensors.items():
@@ -394,7 +413,7 @@ def load_adapter(args, model):
     if unknown:
         fail("%s holds tensors that fit nothing in the model: %s" % (file, ", ".join(unknown)))
     report = {
-        "adapter": args.adapter,
+        "adapter": path,
         "task_type": model.peft_config["default"].task_type,
         "tensors": len(tensors),
         "copied_by_hand": copied,
@@ -410,37 +429,58 @@ def load_adapter(args, model):
     else:
         report["head"] = "no head tensor in the file: the head is this script's random draw"
     print("loaded %s: %d tensors, each now equal in the model; %s"
-          % (args.adapter, len(tensors),
+          % (path, len(tensors),
              "PEFT loaded them all" if not copied else
              "PEFT left out %s (copied in by hand)" % ", ".join(copied)))
     print("  head: " + report["head"])
     return model, report
 
 
+def check_init(config):
+    """The --init adapter must be the run this script would set up."""
+    targets = config.target_modules or ()
+    targets = {targets} if isinstance(targets, str) else {t.rsplit(".", 1)[-1] for t in targets}
+    if (config.r != ARGS.rank or float(config.lora_alpha) != ARGS.alpha
+            or targets != set(TARGETS) or config.lora_dropout or config.rank_pattern
+            or config.alpha_pattern or config.use_rslora):
+        fail("%s is not r=%d, alpha=%g on %s without dropout: r=%s, alpha=%s on %s"
+             % (ARGS.init, ARGS.rank, ARGS.alpha, ",".join(TARGETS), config.r,
+                config.lora_alpha, ",".join(sorted(targets))))
+
+
 def main():
     wall = time.perf_counter()
     torch.set_num_threads(ARGS.threads)
     transformers.logging.set_verbosity_error()
-    print("torch %s, transformers %s, peft %s, %d threads"
-          % (torch.__version__, transformers.__version__, peft.__version__, ARGS.threads))
+    blas = blas_library()
+    print("torch %s, transformers %s, peft %s, %d threads; BLAS %s"
+          % (torch.__version__, transformers.__version__, peft.__version__, ARGS.threads, blas))
+    if "openblas" not in blas:
+        print("warning: torch runs on the reference BLAS here, one thread and many times "
+              "slower than OpenBLAS (apt-get install libopenblas0)", flush=True)
     splits, classes = load_splits(ARGS)
     pad_id, pad_source = pad_id_of(splits, ARGS.hf)
     print("pad id %d (from %s), %d classes; %d texts end in the pad id"
           % (pad_id, pad_source, classes, count_pad_endings(splits, pad_id)))
     model = build_model(ARGS, classes, pad_id)
     result = {"side": "peft", "torch": torch.__version__, "transformers": transformers.__version__,
-              "peft": peft.__version__, "threads": ARGS.threads, "seed": ARGS.seed,
+              "peft": peft.__version__, "threads": ARGS.threads, "seed": ARGS.seed, "blas": blas,
               "pad_id": pad_id}
 
     if ARGS.adapter:
-        model, report = load_adapter(ARGS, model)
+        model, report = load_adapter(ARGS.adapter, model)
         result.update(report)
         logits_of = LastTokenLogits(model)
         result["accuracy"] = {"adapter": accuracies(logits_of, splits, "adapter")}
     else:
-        config = LoraConfig(r=ARGS.rank, lora_alpha=ARGS.alpha, lora_dropout=0.0,
-                            target_modules=TARGETS, bias="none")
-        model = get_peft_model(model, config)
+        if ARGS.init:
+            model, report = load_adapter(ARGS.init, model, trainable=True)
+            check_init(model.peft_config["default"])
+            result["init"] = report
+        else:
+            config = LoraConfig(r=ARGS.rank, lora_alpha=ARGS.alpha, lora_dropout=0.0,
+                                target_modules=TARGETS, bias="none")
+            model = get_peft_model(model, config)
         model.print_trainable_parameters()
         trainable, total = parameter_counts(model)
         print("trainable parameters (counted here): %s of %s" % (format(trainable, ","),

@@ -2,7 +2,8 @@
 # The book's spam experiment (LoRA r=16, alpha 16 on every Linear and on a
 # new 2-way head, AdamW lr 8e-4, weight decay 0.1, batches of 8) on
 # SmolLM2-135M-Instruct, in clora and in PyTorch + PEFT on the same token
-# ids and batches, then clora's adapter evaluated in PyTorch, and one table.
+# ids and batches from the same initial adapter (clora's draws of the head
+# and of LoRA's A), then clora's adapter evaluated in PyTorch, and one table.
 #   tools/spam/run_spam.sh CLORA SMOLLM_DIR WORK_DIR [EPOCHS [SEED [THREADS [STEPS]]]]
 # SMOLLM_DIR holds the model (fetch_smollm.sh), its Python environment and
 # Hugging Face copy (hf_copy.sh: SMOLLM_DIR/hfenv, SMOLLM_DIR/hf, made once);
@@ -49,6 +50,7 @@ echo "== clora train"
     --targets all-linear --lora-on-head --rank 16 --alpha 16 --lr 8e-4 --weight-decay 0.1 \
     --batch-size 8 "${clora_length[@]}" --seed "$seed" --eval-every 28 \
     --log "$work/clora_loss.csv" --out "$work/adapter" --json "$work/clora.json" \
+    --save-initial "$work/initial" \
     | tee "$work/clora.log"
 /usr/bin/python3 "$here/../plot_loss.py" "$work/clora_loss.csv" "$work/clora_loss.png" \
     "SmolLM2-135M spam classifier, clora" || echo "(no PNG of the loss curve)"
@@ -57,7 +59,8 @@ echo "== PyTorch + PEFT"
 /usr/bin/time -v -o "$work/peft_time.txt" \
     "$python" "$here/peft_spam.py" --hf "$smollm/hf" "${splits[@]}" "${peft_length[@]}" \
     --batch-size 8 --lr 8e-4 --weight-decay 0.1 --rank 16 --alpha 16 --seed "$seed" \
-    --threads "$threads" --json "$work/peft.json" | tee "$work/peft.log"
+    --threads "$threads" --init "$work/initial" --json "$work/peft.json" \
+    | tee "$work/peft.log"
 
 echo "== clora's adapter in PyTorch"
 "$python" "$here/peft_spam.py" --hf "$smollm/hf" --adapter "$work/adapter" "${splits[@]}" \
