@@ -445,8 +445,58 @@ grep -q '"name":"lora_step_vs_full_step".*"baseline":"full_step".*"gemm_floor":[
     "$work/step.jsonl" || { cat "$work/step.jsonl"; fail "bench step JSON gemm_floor"; }
 echo "ok: tuning and bench"
 
+# NaN and infinities in weights, adapters and data; labels out of range; outputs that
+# cannot be written
+nan_at_start() { # the first 4 bytes of a safetensors file's data become a float NaN
+    hlen=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+    printf '\000\000\300\177' | dd of="$1" bs=1 seek=$((8 + hlen)) conv=notrunc 2> /dev/null
+}
+cp -r "$work/demo/base" "$work/nan_base"
+nan_at_start "$work/nan_base/model.safetensors"
+expect_error "model.safetensors: tensor \".*\" holds NaN at element 0" "$clora" train \
+    --model "$work/nan_base" --data "$work/demo/task_b_train.safetensors" --out "$work/never15"
+cp -r "$work/demo/adapter" "$work/nan_adapter"
+nan_at_start "$work/nan_adapter/adapter_model.safetensors"
+expect_error "adapter_model.safetensors: tensor \".*\" holds NaN at element 0" "$clora" merge \
+    --model "$work/demo/base" --adapter "$work/nan_adapter" --out "$work/never15"
+# dataset_file OUT LABEL1 FLOAT3: inputs (2, 2) F32 [1, 1, FLOAT3, 1], labels I32 [0, LABEL1]
+dataset_file() {
+    h='{"inputs":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},'
+    h=$h'"labels":{"dtype":"I32","shape":[2],"data_offsets":[16,24]}}'
+    while [ $((${#h} % 8)) -ne 0 ]; do h="$h "; done
+    one='\000\000\200\077'
+    {
+        printf "\\$(printf %03o ${#h})\000\000\000\000\000\000\000"
+        printf '%s' "$h"
+        printf "$one$one$3$one"
+        printf '\000\000\000\000'
+        printf "$2"
+    } > "$1"
+}
+dataset_file "$work/good_data.safetensors" '\001\000\000\000' '\000\000\200\077'
+"$clora" info "$work/good_data.safetensors" > /dev/null || fail "the hand-made dataset file"
+dataset_file "$work/nan_data.safetensors" '\001\000\000\000' '\000\000\300\177'
+expect_error "nan_data.safetensors: \"inputs\" holds NaN in example 1 (element 0)" "$clora" train \
+    --model "$work/demo/base" --data "$work/nan_data.safetensors" --out "$work/never15"
+dataset_file "$work/inf_data.safetensors" '\001\000\000\000' '\000\000\200\377'
+expect_error "\"inputs\" holds an infinity in example 1" "$clora" train \
+    --model "$work/demo/base" --data "$work/inf_data.safetensors" --out "$work/never15"
+dataset_file "$work/neg_data.safetensors" '\375\377\377\377' '\000\000\200\077'
+expect_error "\"labels\" holds -3 in example 1; labels are class indices from 0" "$clora" train \
+    --model "$work/demo/base" --data "$work/neg_data.safetensors" --out "$work/never15"
+expect_error "cannot" "$clora" train --model "$work/demo/base" \
+    --data "$work/demo/task_b_train.safetensors" --steps 1 --out "$work/truncated.gguf/never"
+expect_error "cannot" "$clora" merge --model "$work/demo/base" --adapter "$work/demo/adapter" \
+    --out "$work/truncated.gguf/never"
+expect_error "tensor \"x\": shape overflows" sh -c '
+    h="{\"x\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,16]}}"
+    printf "\\$(printf %03o ${#h})\000\000\000\000\000\000\000%s" "$h" > "$1/huge.safetensors"
+    head -c 16 /dev/zero >> "$1/huge.safetensors"
+    exec "$0" info "$1/huge.safetensors"' "$clora" "$work"
+echo "ok: non-finite values, labels, unwritable outputs, overflowing shapes"
+
 for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11 never12 \
-         never13 never14; do
+         never13 never14 never15; do
     [ -e "$work/$d" ] && fail "a failed command left $d behind"
 done
 echo "ok: bad inputs"

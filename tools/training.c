@@ -21,6 +21,34 @@ static int fail_dataset(const char *path, const char *what)
     return 0;
 }
 
+/* Fails unless every one of n values (rows of `width`) is finite. */
+static int check_finite(const char *path, const char *name, const float *v, size_t n,
+                        size_t width)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (!isfinite(v[i])) {
+            char why[160];
+            snprintf(why, sizeof why, "\"%s\" holds %s in example %zu (element %zu)", name,
+                     isnan(v[i]) ? "NaN" : "an infinity", i / width, i % width);
+            return fail_dataset(path, why);
+        }
+    return 1;
+}
+
+/* Class labels are >= 0; per-token labels may also be -100 (not scored). */
+static int check_labels(const char *path, const int32_t *labels, size_t n, size_t width)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (labels[i] < 0 && !(width > 1 && labels[i] == -100)) {
+            char why[160];
+            snprintf(why, sizeof why, "\"labels\" holds %d in example %zu; labels are class "
+                     "indices from 0%s", (int)labels[i], i / width,
+                     width > 1 ? " (or -100 for a token not scored)" : "");
+            return fail_dataset(path, why);
+        }
+    return 1;
+}
+
 int dataset_load(const char *path, dataset *data)
 {
     memset(data, 0, sizeof *data);
@@ -81,6 +109,8 @@ int dataset_load(const char *path, dataset *data)
             memcpy(data->inputs, inputs.data, inputs.numel * 4);
         } else if (clora_tensor_to_f32(&inputs, data->inputs) != CLORA_OK) {
             ok = fail_dataset(path, clora_last_error());
+        } else {
+            ok = check_finite(path, "inputs", data->inputs, inputs.numel, data->input_width);
         }
     }
     if (ok && has_labels) {
@@ -90,6 +120,7 @@ int dataset_load(const char *path, dataset *data)
             ok = fail_dataset(path, "out of memory");
         else
             memcpy(data->labels, labels.data, labels.numel * sizeof *data->labels);
+        ok = ok && check_labels(path, data->labels, labels.numel, data->label_width);
     }
     int32_t **extras[2] = {&data->attention_mask, &data->token_types};
     const clora_tensor_view *views[2] = {&mask, &types};
@@ -115,6 +146,8 @@ int dataset_load(const char *path, dataset *data)
         data->targets = malloc(targets.numel * sizeof *data->targets);
         if (!data->targets || clora_tensor_to_f32(&targets, data->targets) != CLORA_OK)
             ok = fail_dataset(path, "cannot read \"targets\"");
+        else
+            ok = check_finite(path, "targets", data->targets, targets.numel, data->target_width);
     }
     clora_safetensors_close(file);
     if (!ok)

@@ -1,5 +1,6 @@
 /* checks.c — argument checks shared by the ops, each with a message that
  * names the op, the argument, what it got and what it needed. */
+#include <math.h>
 #include <stdio.h>
 
 #include "core/core.h"
@@ -18,6 +19,18 @@ clora_status clora__check_present(const char *op, const char *name, const clora_
     if (!buffer)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, name);
     return clora__check_dtype(op, name, buffer, CLORA_DTYPE_F32);
+}
+
+clora_status clora__check_finite(const char *file, const char *tensor, const float *values,
+                                 size_t count)
+{
+    for (size_t i = 0; i < count; ++i)
+        if (!isfinite(values[i]))
+            return clora__fail(CLORA_ERR_NON_FINITE,
+                               "%s: tensor \"%s\" holds %s at element %zu; clora loads finite "
+                               "values only",
+                               file, tensor, isnan(values[i]) ? "NaN" : "an infinity", i);
+    return CLORA_OK;
 }
 
 clora_status clora__check_nonempty(const char *op, const char *name, const clora_buffer *buffer)

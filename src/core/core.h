@@ -246,6 +246,10 @@ clora_status clora__check_dtype(const char *op, const char *name, const clora_bu
                                 clora_dtype dtype);
 /* Present and holding at least one element. */
 clora_status clora__check_nonempty(const char *op, const char *name, const clora_buffer *buffer);
+/* Every value finite: CLORA_ERR_NON_FINITE naming `file`, `tensor` and the
+ * first element that is NaN or infinite. For values read from files. */
+clora_status clora__check_finite(const char *file, const char *tensor, const float *values,
+                                 size_t count);
 clora_status clora__check_same_device(const char *op, const char *name, const clora_buffer *buffer,
                                       const clora_device *device);
 /* NULL, or a float32 buffer on `device`. */

@@ -240,6 +240,8 @@ clora_status clora__checkpoint_read(const clora__checkpoint *ck, const clora_ten
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", param);
     clora_status status = clora_tensor_to_f32(view, host);
     if (status == CLORA_OK)
+        status = clora__check_finite(ck->path, view->name, host, view->numel);
+    if (status == CLORA_OK)
         status = clora_buffer_upload(dst, 0, host, view->numel);
     free(host);
     return status;

@@ -318,7 +318,8 @@ static clora_status tensor_values(const char *file, const clora_tensor_view *vie
     *out = malloc((view->numel ? view->numel : 1) * sizeof **out);
     if (!*out)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", view->name);
-    return clora_tensor_to_f32(view, *out);
+    clora_status status = clora_tensor_to_f32(view, *out);
+    return status == CLORA_OK ? clora__check_finite(file, view->name, *out, view->numel) : status;
 }
 
 /* A tensor "<module>.<param>" of a module modules_to_save lists, read
@@ -358,6 +359,8 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
         s->values = malloc(p->numel * sizeof *s->values);
         status = s->values ? clora_tensor_to_f32(view, s->values)
                            : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading");
+        if (status == CLORA_OK)
+            status = clora__check_finite(path, view->name, s->values, p->numel);
     }
     return status;
 }

@@ -144,6 +144,8 @@ static clora_status read_param(const gguf_source *src, long index, const clora_p
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", tensor);
     clora_status status = clora_gguf_read_f32(src->file, (size_t)index, host);
+    if (status == CLORA_OK)
+        status = clora__check_finite(src->path, tensor, host, (size_t)t.elements);
     const int is_q = strstr(info->name, ".q_proj.") != NULL;
     const int is_k = strstr(info->name, ".k_proj.") != NULL;
     if (status == CLORA_OK && src->permuted && (is_q || is_k)) {
