@@ -52,13 +52,20 @@ SPAM_PACKAGES = time
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
+# `make fuzz`: each libFuzzer target (fuzz/) for FUZZ_SECONDS under ASan and
+# UBSan, built with clang in its own folder; FUZZ_TARGETS picks some.
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= safetensors gguf adapter tokenizer_files tokenize
+FUZZ_PACKAGES = clang libclang-rt-14-dev
+
 # `make test-asan`: the whole suite built with AddressSanitizer (leak
 # checking on) and UndefinedBehaviorSanitizer, in its own build folder.
 ASAN_BUILD_DIR ?= build-asan
 SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps configure build demo test test-asan install clean minilm minilm-peft bench \
+.PHONY: all deps configure build demo test test-asan fuzz install clean minilm minilm-peft bench \
         smollm smollm-check smollm-bench spam instruct
 
 all: build
@@ -100,6 +107,13 @@ demo: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure
+
+fuzz: deps
+	$(call install_packages,$(FUZZ_PACKAGES))
+	CC=clang cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCLORA_SANITIZE=ON -DCLORA_FUZZ=ON
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLORA_WERROR=ON \
@@ -165,4 +179,4 @@ install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)

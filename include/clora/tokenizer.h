@@ -28,7 +28,10 @@
  * ignore_merges (Llama 3) a piece that is a whole vocabulary entry is that
  * entry. Decoding maps the characters back to bytes, so text → ids → text
  * gives back the same bytes for any valid UTF-8 without U+0000 (the
- * encoding functions take NUL-terminated text).
+ * encoding functions take NUL-terminated text), but for the bytes whose
+ * characters the vocabulary lacks: those have no id and are left out, as
+ * both references leave them out (SmolLM2's vocabulary lacks a few control
+ * bytes, such as 0x04).
  *
  * Unicode data (categories, case mapping, normalisation) comes from
  * utf8proc. A tokenizer is immutable once loaded: any number of threads

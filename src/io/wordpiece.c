@@ -224,7 +224,8 @@ static clora_status word_tokens(const clora_tokenizer *t, const int32_t *c, size
     for (size_t i = 0; i <= word.n && status == CLORA_OK; ++i) {
         if (i < word.n && !is_punctuation(word.v[i]))
             continue;
-        status = word_pieces(t, word.v + start, i - start, out);
+        if (i > start) /* word.v is NULL while the word is empty */
+            status = word_pieces(t, word.v + start, i - start, out);
         if (status == CLORA_OK && i < word.n)
             status = word_pieces(t, word.v + i, 1, out);
         start = i + 1;
@@ -265,7 +266,8 @@ static clora_status plain_tokens(const clora_tokenizer *t, const char *s, size_t
     size_t start = 0;
     for (size_t i = 0; i <= text.n && status == CLORA_OK; ++i)
         if (i == text.n || splits(text.v[i])) {
-            status = word_tokens(t, text.v + start, i - start, out);
+            if (i > start) /* text.v is NULL while the text is empty */
+                status = word_tokens(t, text.v + start, i - start, out);
             start = i + 1;
         }
     free(raw.v);
