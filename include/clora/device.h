@@ -17,6 +17,13 @@
  *
  * Thread-safety: a clora_device and everything created on it may be used by
  * one thread at a time. Different devices may be used from different threads.
+ *
+ * Host memory on CPU devices: PoCL's buffers are the process's own heap.
+ * glibc keeps the holes that buffers of changing sizes leave when freed,
+ * so a training run's resident memory can grow by a gigabyte or more; the
+ * clora command calls mallopt(M_MMAP_THRESHOLD, 1 << 20) first, so that
+ * blocks of a MiB and up go back to the system when freed, and an
+ * application that trains on such a device may do the same.
  */
 #ifndef CLORA_DEVICE_H
 #define CLORA_DEVICE_H
