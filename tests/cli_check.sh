@@ -493,7 +493,15 @@ expect_error "tensor \"x\": shape overflows" sh -c '
     printf "\\$(printf %03o ${#h})\000\000\000\000\000\000\000%s" "$h" > "$1/huge.safetensors"
     head -c 16 /dev/zero >> "$1/huge.safetensors"
     exec "$0" info "$1/huge.safetensors"' "$clora" "$work"
-echo "ok: non-finite values, labels, unwritable outputs, overflowing shapes"
+# an adapter made for another model, in every command that takes one
+expect_error "is for module \"transformer.h.0.attn.c_attn\", which the model lacks" "$clora" merge \
+    --model "$golden/tiny_llama" --adapter "$golden/tiny_gpt2_lora" --out "$work/never15"
+expect_error "names module \"classifier\", which the model lacks" "$clora" generate \
+    --model "$golden/tiny_llama" --adapter "$golden/tiny_bert_lora" --tokens 1,2
+expect_error "is for module \"model.layers.0.mlp.down_proj\", which the model lacks" "$clora" \
+    logits --model "$golden/tiny_gpt2" --adapter "$golden/tiny_llama_lora" --tokens 1,2 \
+    --out "$work/never15"
+echo "ok: non-finite values, labels, unwritable outputs, overflowing shapes, foreign adapters"
 
 for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11 never12 \
          never13 never14 never15; do
