@@ -110,17 +110,27 @@ cmp -s "$work/gen_cached" "$work/gen_full" || { cat "$work/gen_cached" "$work/ge
 cmp -s "$work/gen_a" "$work/gen_b" || fail "generate: the same seed gave other tokens"
 echo "ok: tokenize, train, logits, generate on transformers"
 
-# GGUF files: metadata of every type and tensors of every block type
-"$clora" info "$golden/gguf/metadata.gguf" > "$work/gguf_info" || fail "info GGUF"
+# GGUF files: metadata of every type and tensors of every block type. These
+# test files name an architecture clora does not load: info shows them whole,
+# then says so and exits non-zero
+"$clora" info "$golden/gguf/metadata.gguf" > "$work/gguf_info" 2> "$work/gguf_err" \
+    && fail "info GGUF: a model of an unknown architecture passed"
+grep -q 'invalid model file: .*general.architecture "clora-test"' "$work/gguf_err" \
+    || fail "info GGUF: the reason"
 grep -q "version 3, alignment 32" "$work/gguf_info" || fail "info GGUF: version"
 grep -Eq "test.uint64 +uint64 +9223372036854775813" "$work/gguf_info" || fail "info GGUF: uint64"
 grep -q '\[5 × int32: 1, -2, 3 …\]' "$work/gguf_info" || fail "info GGUF: array"
 grep -qF '"012345678901234567890123456789012345678901234567890123456789"… (300 bytes)' \
     "$work/gguf_info" || fail "info GGUF: long string"
 cp "$golden/gguf/tensors.gguf" "$work/model.bin" # found by its magic
-"$clora" info "$work/model.bin" > "$work/gguf_info" || fail "info GGUF by magic"
+"$clora" info "$work/model.bin" > "$work/gguf_info" 2> /dev/null
+grep -q "GGUF file" "$work/gguf_info" || fail "info GGUF by magic"
 grep -Eq "q6_k +Q6_K +\(3, 512\) +1,260 bytes" "$work/gguf_info" || fail "info GGUF: tensor"
 grep -q "12 tensors, 4,422 parameters" "$work/gguf_info" || fail "info GGUF: totals"
+"$clora" info "$golden/gguf_llama/llama-Q4_1.gguf" | grep -q "as a model: clora loads it" \
+    || fail "info GGUF: a model clora loads"
+"$clora" info "$golden/smollm2_tokenizer.gguf" | grep -q "as a tokenizer: clora loads it" \
+    || fail "info GGUF: a tokenizer clora loads"
 echo "ok: info on GGUF files"
 
 # encode and decode: a GGUF tokenizer and a GPT-2 folder, lines and --text

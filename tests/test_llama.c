@@ -432,31 +432,46 @@ static void remove_copy(char *path)
     test_remove_dir(path);
 }
 
+/* The loader and clora_model_check_gguf refuse `path` alike. */
+static void expect_refused(const char *path, clora_status status, const char *why)
+{
+    clora_model *model = NULL;
+    CHECK_STATUS(clora_model_check_gguf(path), status);
+    test_expect_message(why);
+    CHECK_STATUS(clora_model_load(&model, test_device, path), status);
+    test_expect_message(why);
+    assert_null(model);
+}
+
 static void gguf_errors(void **state)
 {
     (void)state;
     const char *src = GOLDEN "/gguf_llama/llama-Q8_0.gguf";
     char path[128];
-    clora_model *model = NULL;
+    static const char *const good[] = {"llama-F32", "llama-Q4_1", "llama3-rope-freqs",
+                                       "qwen2-kquants"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; ++i) {
+        snprintf(path, sizeof path, "%s/gguf_llama/%s.gguf", GOLDEN, good[i]);
+        CHECK_OK(clora_model_check_gguf(path));
+    }
     patched_copy(path, sizeof path, src, "llama", "lbmma");
-    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_UNSUPPORTED);
-    test_expect_message("general.architecture \"lbmma\"");
-    assert_null(model);
+    expect_refused(path, CLORA_ERR_UNSUPPORTED, "general.architecture \"lbmma\"");
     remove_copy(path);
     /* the second layer's tensors under another number */
     patched_copy(path, sizeof path, src, "blk.1.", "blk.7.");
-    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_FORMAT);
-    test_expect_message("no tensor \"blk.1.attn_norm.weight\"");
+    expect_refused(path, CLORA_ERR_FORMAT, "no tensor \"blk.1.attn_norm.weight\"");
     remove_copy(path);
     /* a head count that does not fit the tensors */
     patched_copy(path, sizeof path, src, "attention.head_count_kv", "attention.head_countXkv");
-    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_SHAPE_MISMATCH);
-    test_expect_message("blk.0.attn_k.weight");
+    expect_refused(path, CLORA_ERR_SHAPE_MISMATCH, "blk.0.attn_k.weight");
+    remove_copy(path);
+    /* a tensor the model has no parameter for */
+    patched_copy(path, sizeof path, src, "output_norm", "output_morm");
+    expect_refused(path, CLORA_ERR_FORMAT, "no tensor \"output_norm.weight\"");
     remove_copy(path);
     /* a file that is not GGUF at all, named .gguf */
     patched_copy(path, sizeof path, src, "GGUF", "GGUG");
-    CHECK_STATUS(clora_model_load(&model, test_device, path), CLORA_ERR_FORMAT);
-    test_expect_message("not \"GGUF\"");
+    expect_refused(path, CLORA_ERR_FORMAT, "not \"GGUF\"");
     remove_copy(path);
 }
 
@@ -745,6 +760,58 @@ static void shard_errors(void **state)
     test_remove_dir(dir);
 }
 
+/* ---- the parameter plan (what file checks compare with) --------------------------------- */
+
+typedef struct plan_walk {
+    clora_model *model;
+    size_t next;
+    int ok;
+} plan_walk;
+
+static int plan_matches(const char *name, size_t ndim, const size_t *shape, void *user)
+{
+    plan_walk *w = user;
+    clora_param_info info;
+    if (w->next >= clora_model_param_count(w->model) ||
+        clora_model_param(w->model, w->next++, &info) != CLORA_OK) {
+        print_message("the plan has %s past the model's parameters\n", name);
+        return w->ok = 0;
+    }
+    int same = !strcmp(info.name, name) && clora_buffer_ndim(info.value) == ndim;
+    for (size_t d = 0; same && d < ndim; ++d)
+        same = clora_buffer_dim(info.value, d) == shape[d];
+    if (!same)
+        print_message("the plan's %s is the model's %s\n", name, info.name);
+    return w->ok = same;
+}
+
+/* clora__llama_params lists the parameters clora__llama_create builds, in
+ * order, names and shapes, for each kind of config. */
+static void the_parameter_plan_is_the_built_model(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 4; ++variant) {
+        clora_llama_config c = clora_llama_config_default();
+        c.vocab_size = 13;
+        c.hidden_size = 12;
+        c.intermediate_size = 11;
+        c.num_hidden_layers = 3;
+        c.num_attention_heads = 6;
+        c.num_key_value_heads = variant % 2 ? 2 : 6;
+        c.head_dim = variant >= 2 ? 4 : 0;
+        c.tie_word_embeddings = variant % 2;
+        c.qkv_bias = variant == 1 || variant == 3;
+        c.o_bias = c.mlp_bias = variant == 2;
+        clora_model *model = NULL;
+        CHECK_OK(clora_model_create_llama(&model, test_device, &c, 5));
+        plan_walk w = {model, 0, 1};
+        clora__llama_params(&c, plan_matches, &w);
+        assert_true(w.ok);
+        assert_int_equal(w.next, clora_model_param_count(model));
+        clora_model_destroy(model);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -763,6 +830,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(model_folder_round_trip),
         cmocka_unit_test(config_errors),
         cmocka_unit_test(shard_errors),
+        cmocka_unit_test(the_parameter_plan_is_the_built_model),
     };
     if (argc > 1) /* run only the tests whose names match */
         cmocka_set_test_filter(argv[1]);

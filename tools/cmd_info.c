@@ -18,7 +18,9 @@ static const char info_description[] =
     "adapter_model.safetensors), a clora model folder (config.json +\n"
     "model.safetensors), a .safetensors file or a GGUF file (.gguf): tensors with\n"
     "dtypes and shapes, the configuration or metadata, parameter counts and file\n"
-    "sizes.\n";
+    "sizes. An adapter is checked as the loaders check it, and a GGUF model or\n"
+    "tokenizer as its loader checks it; the exit status is non-zero when they\n"
+    "would refuse it (after what could be shown).\n";
 
 static int is_file(const char *path)
 {
@@ -225,8 +227,36 @@ static int describe_gguf(const char *path)
             separator = ", ";
         }
     printf("); file %s\n", human_bytes((double)clora_gguf_file_size(file), c, sizeof c));
+    /* what the loaders make of it: a file with tensors and an architecture is
+     * a model, one with tokenizer.ggml.* a tokenizer; refused as what it is,
+     * it is invalid */
+    const int is_model = count > 0 && clora_gguf_find(file, "general.architecture") >= 0;
+    const int is_tokenizer = clora_gguf_find(file, "tokenizer.ggml.model") >= 0;
     clora_gguf_close(file);
-    return 0;
+    int ok = 1;
+    if (is_model) {
+        if (clora_model_check_gguf(path) == CLORA_OK) {
+            printf("  as a model: clora loads it (structure checked; values when loaded)\n");
+        } else {
+            fprintf(stderr, "clora info: invalid model file: %s\n", clora_last_error());
+            ok = 0;
+        }
+    }
+    if (is_tokenizer) {
+        clora_tokenizer *tokenizer = NULL;
+        if (clora_tokenizer_load_gguf(&tokenizer, path) == CLORA_OK) {
+            printf("  as a tokenizer: clora loads it (%s tokens)\n",
+                   with_commas(clora_tokenizer_vocab_size(tokenizer), a, sizeof a));
+            clora_tokenizer_destroy(tokenizer);
+        } else {
+            fprintf(stderr, "clora info: invalid tokenizer: %s\n", clora_last_error());
+            ok = 0;
+        }
+    }
+    if (!is_model && !is_tokenizer)
+        printf("  neither a model (architecture and tensors) nor a tokenizer "
+               "(tokenizer.ggml.*)\n");
+    return ok ? 0 : 1;
 }
 
 static json_t *read_json(const char *path)

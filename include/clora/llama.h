@@ -85,6 +85,14 @@ clora_status clora_model_create_llama(clora_model **out, clora_device *device,
  * clora_model_load() reads these files too. */
 clora_status clora_model_load_gguf(clora_model **out, clora_device *device, const char *path);
 
+/* Checks a GGUF file as clora_model_load_gguf() would, with no device and
+ * without reading tensor data: the architecture, the hyper-parameters, and
+ * every tensor against the model they describe (present, of its shape, of
+ * a type clora reads, none left over). The loader runs the same checks
+ * before it allocates anything; loading also refuses NaN and infinite
+ * values, which only reading the data can find. */
+clora_status clora_model_check_gguf(const char *path);
+
 /* The rotary positions for the following forwards (borrowed: must stay
  * valid through backward): int32 (B, T) of the batch's shape. NULL: each
  * row's tokens are at 0..T-1. */

@@ -264,6 +264,111 @@ static clora_status load_tensors(clora_model *model, const gguf_source *src)
     return status;
 }
 
+/* The file against the model its metadata describes, before anything is
+ * built: each planned parameter's tensor present, of its shape and of a
+ * type clora reads; every tensor used. */
+typedef struct plan_check {
+    const gguf_source *src;
+    char *used;
+    clora_status status;
+} plan_check;
+
+static int check_planned(const char *name, size_t ndim, const size_t *shape, void *user)
+{
+    plan_check *p = user;
+    const gguf_source *src = p->src;
+    char tensor[256];
+    if (!gguf_name(name, tensor, sizeof tensor)) {
+        p->status = clora__fail(CLORA_ERR_STATE, "%s: parameter %s has no GGUF name", src->path,
+                                name);
+        return 0;
+    }
+    const long index = clora_gguf_find_tensor(src->file, tensor);
+    clora_gguf_tensor t;
+    if (index < 0 || !clora_gguf_tensor_info(src->file, (size_t)index, &t)) {
+        p->status = clora__fail(CLORA_ERR_FORMAT, "%s: no tensor \"%s\" for parameter %s",
+                                src->path, tensor, name);
+        return 0;
+    }
+    p->used[index] = 1;
+    int same = t.ndim == ndim;
+    for (size_t d = 0; same && d < ndim; ++d)
+        same = t.dims[ndim - 1 - d] == shape[d];
+    if (!same) {
+        char want[64] = "(";
+        for (size_t d = 0; d < ndim; ++d)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%zu", d ? ", " : "",
+                     shape[d]);
+        strncat(want, ")", sizeof want - strlen(want) - 1);
+        p->status = clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                                "%s: tensor \"%s\" has %zu dimensions / %llu elements; parameter "
+                                "%s is %s",
+                                src->path, tensor, t.ndim, (unsigned long long)t.elements, name,
+                                want);
+        return 0;
+    }
+    if (!clora_gguf_type_supported(t.type)) {
+        p->status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                                "%s: tensor \"%s\" is stored as %s, which clora does not read",
+                                src->path, tensor, clora_gguf_tensor_type_name(t.type));
+        return 0;
+    }
+    return 1;
+}
+
+/* The architecture, the config, and the tensors against the plan. */
+static clora_status check_source(gguf_source *src, clora_llama_config *config)
+{
+    src->arch = clora_gguf_get_string(src->file, "general.architecture", NULL);
+    if (!src->arch || (strcmp(src->arch, "llama") != 0 && strcmp(src->arch, "qwen2") != 0))
+        return clora__fail(CLORA_ERR_UNSUPPORTED,
+                           "%s: general.architecture \"%s\"; clora loads \"llama\" and \"qwen2\" "
+                           "GGUF files",
+                           src->path, src->arch ? src->arch : "(missing)");
+    src->permuted = !strcmp(src->arch, "llama");
+    clora_status status = read_config(src, config);
+    if (status == CLORA_OK)
+        status = clora__llama_config_check(config);
+    if (status != CLORA_OK)
+        return status;
+    const size_t tensors = clora_gguf_tensor_count(src->file);
+    plan_check p = {src, calloc(tensors ? tensors : 1, 1), CLORA_OK};
+    if (!p.used)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "checking %s", src->path);
+    const long freqs = clora_gguf_find_tensor(src->file, "rope_freqs.weight");
+    if (freqs >= 0)
+        p.used[freqs] = 1; /* read into the config */
+    clora__llama_params(config, check_planned, &p);
+    for (size_t t = 0; t < tensors && p.status == CLORA_OK; ++t) {
+        clora_gguf_tensor info;
+        clora_gguf_tensor_info(src->file, t, &info);
+        if (!p.used[t])
+            p.status = clora__fail(CLORA_ERR_FORMAT,
+                                   "%s: tensor \"%s\" matches no parameter of the model",
+                                   src->path, info.name);
+    }
+    free(p.used);
+    return p.status;
+}
+
+clora_status clora_model_check_gguf(const char *path)
+{
+    if (!path)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_check_gguf: path is NULL");
+    clora_gguf *file = NULL;
+    clora_status status = clora_gguf_open(&file, path);
+    if (status != CLORA_OK)
+        return status;
+    gguf_source src;
+    memset(&src, 0, sizeof src);
+    src.file = file;
+    src.path = path;
+    clora_llama_config config;
+    status = check_source(&src, &config);
+    clora_gguf_close(file);
+    return status;
+}
+
 clora_status clora_model_load_gguf(clora_model **out, clora_device *device, const char *path)
 {
     if (!out || !device || !path)
@@ -277,17 +382,9 @@ clora_status clora_model_load_gguf(clora_model **out, clora_device *device, cons
     memset(&src, 0, sizeof src);
     src.file = file;
     src.path = path;
-    src.arch = clora_gguf_get_string(file, "general.architecture", NULL);
-    if (!src.arch || (strcmp(src.arch, "llama") != 0 && strcmp(src.arch, "qwen2") != 0))
-        status = clora__fail(CLORA_ERR_UNSUPPORTED,
-                             "%s: general.architecture \"%s\"; clora loads \"llama\" and \"qwen2\" "
-                             "GGUF files",
-                             path, src.arch ? src.arch : "(missing)");
-    src.permuted = status == CLORA_OK && !strcmp(src.arch, "llama");
     clora_llama_config config;
     clora_model *model = NULL;
-    if (status == CLORA_OK)
-        status = read_config(&src, &config);
+    status = check_source(&src, &config); /* before anything is allocated */
     if (status == CLORA_OK)
         status = clora__llama_create(&model, device, &config, 0, 1);
     if (status == CLORA_OK)

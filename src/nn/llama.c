@@ -733,12 +733,8 @@ static clora_status build(clora_model *model, const void *config)
                       c->initializer_range);
 }
 
-clora_status clora__llama_create(clora_model **out, clora_device *device,
-                                 const clora_llama_config *c, uint64_t seed, int skip_init)
+clora_status clora__llama_config_check(const clora_llama_config *c)
 {
-    if (!out || !device || !c)
-        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_create_llama: NULL argument");
-    *out = NULL;
     const size_t sizes[5] = {c->vocab_size, c->hidden_size, c->intermediate_size,
                              c->num_hidden_layers, c->num_attention_heads};
     static const char *const names[5] = {"vocab_size", "hidden_size", "intermediate_size",
@@ -759,8 +755,62 @@ clora_status clora__llama_create(clora_model **out, clora_device *device,
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                            "Llama: head_dim %zu must be even and at most 1024", head_dim_of(c));
     const float drops[1] = {c->attention_dropout};
-    status = clora__check_common("Llama", H * head_dim_of(c), H, CLORA_NODE_SILU, c->rms_norm_eps,
-                                 drops, 1, c->initializer_range);
+    return clora__check_common("Llama", H * head_dim_of(c), H, CLORA_NODE_SILU, c->rms_norm_eps,
+                               drops, 1, c->initializer_range);
+}
+
+/* One parameter of the plan: its name from parts, and its shape. */
+static int plan_param(clora__param_visitor visit, void *user, const char *prefix,
+                      const char *name, size_t rows, size_t cols)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    const size_t shape[2] = {rows, cols};
+    return visit(full, cols ? 2 : 1, shape, user);
+}
+
+/* A projection's weight (out, in) and, with a bias, its bias (out). */
+static int plan_projection(clora__param_visitor visit, void *user, const char *prefix,
+                           const char *name, size_t in, size_t out, int bias)
+{
+    char w[96], b[96];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(b, sizeof b, "%s.bias", name);
+    return plan_param(visit, user, prefix, w, out, in) &&
+           (!bias || plan_param(visit, user, prefix, b, out, 0));
+}
+
+void clora__llama_params(const clora_llama_config *c, clora__param_visitor visit, void *user)
+{
+    const size_t C = c->hidden_size, H = c->num_attention_heads, G = kv_heads_of(c);
+    const size_t D = head_dim_of(c), I = c->intermediate_size, V = c->vocab_size;
+    if (!plan_param(visit, user, "", "model.embed_tokens.weight", V, C))
+        return;
+    for (size_t i = 0; i < c->num_hidden_layers; ++i) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "model.layers.%zu.", i);
+        if (!plan_param(visit, user, prefix, "input_layernorm.weight", C, 0) ||
+            !plan_projection(visit, user, prefix, "self_attn.q_proj", C, H * D, c->qkv_bias) ||
+            !plan_projection(visit, user, prefix, "self_attn.k_proj", C, G * D, c->qkv_bias) ||
+            !plan_projection(visit, user, prefix, "self_attn.v_proj", C, G * D, c->qkv_bias) ||
+            !plan_projection(visit, user, prefix, "self_attn.o_proj", H * D, C, c->o_bias) ||
+            !plan_param(visit, user, prefix, "post_attention_layernorm.weight", C, 0) ||
+            !plan_projection(visit, user, prefix, "mlp.gate_proj", C, I, c->mlp_bias) ||
+            !plan_projection(visit, user, prefix, "mlp.up_proj", C, I, c->mlp_bias) ||
+            !plan_projection(visit, user, prefix, "mlp.down_proj", I, C, c->mlp_bias))
+            return;
+    }
+    if (plan_param(visit, user, "", "model.norm.weight", C, 0) && !c->tie_word_embeddings)
+        plan_param(visit, user, "", "lm_head.weight", V, C);
+}
+
+clora_status clora__llama_create(clora_model **out, clora_device *device,
+                                 const clora_llama_config *c, uint64_t seed, int skip_init)
+{
+    if (!out || !device || !c)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_create_llama: NULL argument");
+    *out = NULL;
+    clora_status status = clora__llama_config_check(c);
     if (status != CLORA_OK)
         return status;
     return clora__create_with(out, device, seed, skip_init, build, c);

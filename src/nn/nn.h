@@ -467,6 +467,14 @@ extern const clora__hf_architecture clora__llama_hf, clora__qwen2_hf,
 
 /* clora_model_create_llama; skip_init leaves every parameter at zero for a
  * checkpoint (a Hugging Face folder, a GGUF file) to fill. */
+/* The checks clora__llama_create makes of a config before it builds. */
+clora_status clora__llama_config_check(const clora_llama_config *c);
+/* Calls visit with the name and shape of every parameter the model of
+ * config c has, in the order of clora_model_param, until it returns 0
+ * (for checking a file against the model before building it). */
+typedef int (*clora__param_visitor)(const char *name, size_t ndim, const size_t *shape,
+                                    void *user);
+void clora__llama_params(const clora_llama_config *c, clora__param_visitor visit, void *user);
 clora_status clora__llama_create(clora_model **out, clora_device *device,
                                  const clora_llama_config *config, uint64_t seed, int skip_init);
 
