@@ -11,6 +11,7 @@ seconds=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export LSAN_OPTIONS=use_tls=0:print_suppressions=0 # as make test-asan
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 failed=""
 printf '%-16s %8s %10s %10s %10s %8s\n' target seconds execs exec/s corpus cov
