@@ -118,10 +118,20 @@ static clora_status rehash(clora__vocab *v, size_t slot_count)
     return CLORA_OK;
 }
 
+/* The table grows to the largest id, so a file's ids are bounded: far
+ * above the largest vocabularies (256,000 tokens), far below what a
+ * stranger's file could make clora allocate (16 bytes an id). */
+#define MAX_TOKEN_ID ((1 << 22) - 1)
+
 clora_status clora__vocab_set(clora__vocab *v, int32_t id, const char *text, size_t length)
 {
     if (id < 0)
         return clora__fail(CLORA_ERR_FORMAT, "token id %d is negative", (int)id);
+    if (id > MAX_TOKEN_ID)
+        return clora__fail(CLORA_ERR_FORMAT,
+                           "token id %d is above clora's limit of %d (the largest vocabularies "
+                           "have some 256,000 tokens)",
+                           (int)id, MAX_TOKEN_ID);
     const size_t at = (size_t)id;
     if (at >= v->capacity) {
         size_t next = v->capacity ? v->capacity : 1024;
