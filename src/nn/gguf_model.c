@@ -124,22 +124,14 @@ static clora_status unpermute(float *data, size_t heads, size_t D, size_t cols)
 
 /* Parameter `info` from GGUF tensor `index`: shape checked (GGUF lists
  * dimensions fastest first), dequantized, reordered where needed. */
+/* Tensor `index` (check_source has checked its shape and type against
+ * the parameter) dequantized, checked finite, Q and K rows reordered, and
+ * uploaded. */
 static clora_status read_param(const gguf_source *src, long index, const clora_param_info *info,
                                const char *tensor)
 {
     clora_gguf_tensor t;
     clora_gguf_tensor_info(src->file, (size_t)index, &t);
-    int same = t.ndim == info->value->ndim;
-    for (size_t d = 0; same && d < t.ndim; ++d)
-        same = t.dims[t.ndim - 1 - d] == info->value->shape[d];
-    if (!same) {
-        char want[64];
-        return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
-                           "%s: tensor \"%s\" has %zu dimensions / %llu elements; parameter %s "
-                           "is %s",
-                           src->path, tensor, t.ndim, (unsigned long long)t.elements, info->name,
-                           clora_buffer_shape_string(info->value, want, sizeof want));
-    }
     float *host = malloc((size_t)t.elements * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", tensor);
@@ -222,16 +214,12 @@ static clora_status read_config(gguf_source *src, clora_llama_config *c)
     return CLORA_OK;
 }
 
+/* Every parameter from its tensor; check_source has matched the two sets.
+ * The parameter list is built first, as clora_model_param_count would,
+ * so that a failure there is reported, not read as no parameters. */
 static clora_status load_tensors(clora_model *model, const gguf_source *src)
 {
-    const size_t tensors = clora_gguf_tensor_count(src->file);
-    char *used = calloc(tensors ? tensors : 1, 1);
-    if (!used)
-        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", src->path);
-    clora_status status = CLORA_OK;
-    const long freqs = clora_gguf_find_tensor(src->file, "rope_freqs.weight");
-    if (freqs >= 0)
-        used[freqs] = 1; /* read into the config */
+    clora_status status = clora__model_refresh(model);
     const size_t count = clora_model_param_count(model);
     for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         clora_param_info info;
@@ -249,18 +237,8 @@ static clora_status load_tensors(clora_model *model, const gguf_source *src)
                                  src->path, name, info.name);
             break;
         }
-        used[index] = 1;
         status = read_param(src, index, &info, name);
     }
-    for (size_t t = 0; t < tensors && status == CLORA_OK; ++t) {
-        clora_gguf_tensor info;
-        clora_gguf_tensor_info(src->file, t, &info);
-        if (!used[t])
-            status = clora__fail(CLORA_ERR_FORMAT,
-                                 "%s: tensor \"%s\" matches no parameter of the model", src->path,
-                                 info.name);
-    }
-    free(used);
     return status;
 }
 
@@ -351,20 +329,32 @@ static clora_status check_source(gguf_source *src, clora_llama_config *config)
     return p.status;
 }
 
+/* Opens `path` and checks it (check_source); the file stays open in
+ * *file only when the check passes. */
+static clora_status open_checked(const char *path, clora_gguf **file, gguf_source *src,
+                                 clora_llama_config *config)
+{
+    clora_status status = clora_gguf_open(file, path);
+    if (status != CLORA_OK)
+        return status;
+    memset(src, 0, sizeof *src);
+    src->file = *file;
+    src->path = path;
+    if ((status = check_source(src, config)) != CLORA_OK) {
+        clora_gguf_close(*file);
+        *file = NULL;
+    }
+    return status;
+}
+
 clora_status clora_model_check_gguf(const char *path)
 {
     if (!path)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_check_gguf: path is NULL");
     clora_gguf *file = NULL;
-    clora_status status = clora_gguf_open(&file, path);
-    if (status != CLORA_OK)
-        return status;
     gguf_source src;
-    memset(&src, 0, sizeof src);
-    src.file = file;
-    src.path = path;
     clora_llama_config config;
-    status = check_source(&src, &config);
+    clora_status status = open_checked(path, &file, &src, &config);
     clora_gguf_close(file);
     return status;
 }
@@ -375,16 +365,11 @@ clora_status clora_model_load_gguf(clora_model **out, clora_device *device, cons
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_load_gguf: NULL argument");
     *out = NULL;
     clora_gguf *file = NULL;
-    clora_status status = clora_gguf_open(&file, path);
-    if (status != CLORA_OK)
-        return status;
     gguf_source src;
-    memset(&src, 0, sizeof src);
-    src.file = file;
-    src.path = path;
     clora_llama_config config;
     clora_model *model = NULL;
-    status = check_source(&src, &config); /* before anything is allocated */
+    /* checked before anything is allocated */
+    clora_status status = open_checked(path, &file, &src, &config);
     if (status == CLORA_OK)
         status = clora__llama_create(&model, device, &config, 0, 1);
     if (status == CLORA_OK)

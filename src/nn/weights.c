@@ -9,7 +9,10 @@ clora_status clora__load_weights(clora_model *model, const char *path,
                                  const clora__weight_names *names)
 {
     clora__checkpoint *file = NULL;
-    clora_status status = clora__checkpoint_open(&file, path);
+    /* the parameter list first: its failure is its own, not "no parameters" */
+    clora_status status = clora__model_refresh(model);
+    if (status == CLORA_OK)
+        status = clora__checkpoint_open(&file, path);
     if (status != CLORA_OK)
         return status;
     size_t count = clora_model_param_count(model);
