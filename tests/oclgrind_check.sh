@@ -9,7 +9,10 @@
 # without the uninitialised-value
 # check: oclgrind does not count clEnqueueFillBuffer as writing, and models
 # start their zero parameters and gradients that way.
+# Last, the packed weights' kernels (test_packed): dequantizing every type,
+# packed embedding rows, and the fused few-row product.
 #   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA TEST_GENERATE TEST_CLASSIFIER
+#                     TEST_PACKED
 set -u
 oclgrind=$1
 clora=$2
@@ -17,6 +20,7 @@ transformer=$3
 llama=$4
 generate=$5
 classifier=$6
+packed=$7
 log=$(mktemp)
 status=0
 # run KERNEL TILE selfcheck-options...
@@ -86,5 +90,11 @@ run_test "$generate" rows_of_different_lengths 1
 run_test "$generate" with_an_adapter 1
 # Pooling at each row's last kept token.
 run_test "$classifier" last_token_pool_matches_reference 1
+# Dequantizing every packed type, packed embedding rows, the fused product
+# (the simulator is no CPU device: work-groups of 32 that reduce in local
+# memory, as GPUs run it).
+run_test "$packed" "*_bit" 1
+run_test "$packed" "packed_embedding*" 1
+run_test "$packed" "the_fused*" 1
 rm -f "$log"
 exit $status

@@ -41,6 +41,20 @@ clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_
 clora_status clora_buffer_create_typed(clora_buffer **out, clora_device *device, clora_dtype dtype,
                                        size_t ndim, const size_t *shape);
 
+/* A zero-filled buffer for a frozen weight stored packed: (rows, cols)
+ * weights of a packed dtype (F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K,
+ * Q6_K; clora/dtype.h), each row a whole number of blocks, in
+ * clora_buffer_bytes() bytes laid out as GGUF lays them out. Its data moves
+ * with clora_buffer_upload_bytes() / _download_bytes(); the Linear ops and
+ * embedding lookups read it as the float32 weight it stands for, every
+ * other op refuses it (CLORA_ERR_DTYPE_MISMATCH), and it has no views. */
+clora_status clora_buffer_create_packed(clora_buffer **out, clora_device *device, clora_dtype dtype,
+                                        size_t rows, size_t cols);
+
+/* Bytes of the buffer's data: numel * 4 for F32 and I32, the packed size
+ * for packed weights. */
+size_t clora_buffer_bytes(const clora_buffer *buffer);
+
 /* Shorthands for 1-D (n) and 2-D (rows, cols) float32 buffers. */
 clora_status clora_buffer_create_1d(clora_buffer **out, clora_device *device, size_t n);
 clora_status clora_buffer_create_2d(clora_buffer **out, clora_device *device, size_t rows,
@@ -62,7 +76,7 @@ clora_status clora_buffer_wrap(clora_buffer **out, clora_device *device, cl_mem 
 void clora_buffer_destroy(clora_buffer *buffer);
 
 size_t clora_buffer_ndim(const clora_buffer *buffer);
-/* CLORA_DTYPE_F32 or CLORA_DTYPE_I32. */
+/* CLORA_DTYPE_F32 or CLORA_DTYPE_I32, or a packed weight's type. */
 clora_dtype clora_buffer_dtype(const clora_buffer *buffer);
 /* Dimension i (0 = outermost); 0 if i >= ndim. */
 size_t clora_buffer_dim(const clora_buffer *buffer, size_t i);
@@ -88,6 +102,14 @@ clora_status clora_buffer_upload_i32(clora_buffer *buffer, size_t offset, const 
                                      size_t count);
 clora_status clora_buffer_download_i32(const clora_buffer *buffer, size_t offset, int32_t *dst,
                                        size_t count);
+
+/* Blocking copies of `bytes` raw bytes between host memory and bytes
+ * [offset, offset + bytes) of the buffer's data, of any element type
+ * (packed weights as stored). CLORA_ERR_BUFFER_TOO_SMALL past its end. */
+clora_status clora_buffer_upload_bytes(clora_buffer *buffer, size_t offset, const void *src,
+                                       size_t bytes);
+clora_status clora_buffer_download_bytes(const clora_buffer *buffer, size_t offset, void *dst,
+                                         size_t bytes);
 
 /* Sets every element of a float32 buffer to `value` (enqueued; ordered
  * with later work). */

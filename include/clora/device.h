@@ -40,6 +40,7 @@
 #include <CL/cl.h>
 #endif
 
+#include "clora/dtype.h"
 #include "clora/status.h"
 
 #ifdef __cplusplus
@@ -189,6 +190,12 @@ typedef struct clora_memory_report {
     uint64_t total;                              /* held now, all categories */
     uint64_t peak;                               /* highest total so far */
     uint64_t peak_bytes[CLORA_MEMORY_CATEGORY_COUNT]; /* highest of each category */
+    /* The frozen weights held now by how they are stored (F32, or packed:
+     * F16, Q4_1, ...); they add up to bytes[CLORA_MEMORY_FROZEN]. */
+    uint64_t frozen_bytes_by_dtype[CLORA_DTYPE_COUNT];
+    /* Of the scratch, the float32 copy that packed weights are dequantized
+     * into for a GEMM (one tile of one layer; see clora_linear_forward()). */
+    uint64_t dequantize_scratch_bytes;
 } clora_memory_report;
 
 /* Device memory clora holds on this device now, by category. Views and

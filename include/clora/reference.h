@@ -16,6 +16,7 @@
 
 #include "clora/linear.h"
 #include "clora/lora.h"
+#include "clora/dtype.h"
 #include "clora/status.h"
 
 #ifdef __cplusplus
@@ -30,6 +31,17 @@ void clora_reference_linear_forward(float *y, const float *x, const float *weigh
 void clora_reference_linear_backward(float *dx, float *d_weight, float *d_bias, const float *dy,
                                      const float *x, const float *weight, size_t n, size_t in,
                                      size_t out, clora_weight_layout layout);
+
+/* n weights of a packed dtype (a whole number of blocks; clora/dtype.h)
+ * at src to float32: the definition the device's dequantize kernels
+ * follow bit for bit. CLORA_ERR_DTYPE_MISMATCH for a type clora does not
+ * store, CLORA_ERR_INVALID_ARGUMENT when n is no whole number of blocks. */
+clora_status clora_reference_dequantize(clora_dtype dtype, const void *src, size_t n, float *dst);
+
+/* n finite float32 values to F16, BF16, Q8_0, Q4_0 or Q4_1 (rounded as
+ * ggml's reference quantizers round; see clora_dtype_can_quantize()) at
+ * dst, clora_dtype_bytes(dtype, n) bytes. */
+clora_status clora_reference_quantize(clora_dtype dtype, const float *src, size_t n, void *dst);
 
 /* The dropout keep decision for element (row, col) of x: 1 keeps, 0 drops.
  * The definition every clora device kernel follows, on 32-bit unsigned

@@ -42,6 +42,52 @@ static clora_status new_handle(clora_buffer **out, clora_device *device, cl_mem 
     return CLORA_OK;
 }
 
+/* Bytes of device memory an owning buffer holds. */
+static size_t held_bytes(const clora_buffer *b)
+{
+    return clora_dtype_is_packed(b->dtype) ? clora_dtype_bytes(b->dtype, b->numel)
+                                           : b->capacity * sizeof(float);
+}
+
+/* Counts an owning buffer's memory in (sign 1) or out (-1) of its
+ * category, and frozen weights by their storage type too. */
+static void account(const clora_buffer *b, int sign)
+{
+    const int64_t bytes = sign * (int64_t)held_bytes(b);
+    clora__device_account(b->device, b->category, bytes);
+    if (b->category == CLORA_MEMORY_FROZEN)
+        b->device->frozen_by_dtype[b->dtype] =
+            (uint64_t)((int64_t)b->device->frozen_by_dtype[b->dtype] + bytes);
+}
+
+/* A new device allocation of `bytes`, zero-filled. */
+static clora_status allocate_zeroed(clora_device *device, size_t bytes, cl_mem *out)
+{
+    *out = NULL;
+    if (bytes > device->info.max_alloc_bytes)
+        return clora__fail(CLORA_ERR_OUT_OF_DEVICE_MEMORY,
+                           "clora_buffer_create: %zu bytes exceed the largest allocation \"%s\" "
+                           "allows (%llu bytes)",
+                           bytes, device->info.name, (unsigned long long)device->info.max_alloc_bytes);
+    cl_int err;
+    cl_mem mem = clora__fault(CLORA__FAULT_DEVICE_ALLOC)
+                     ? (err = CL_MEM_OBJECT_ALLOCATION_FAILURE, NULL)
+                     : clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return CLORA__FAIL_CL(err, "clCreateBuffer");
+    const cl_uchar zero = 0;
+    err = clora__fault(CLORA__FAULT_TRANSFER)
+              ? CL_OUT_OF_RESOURCES
+              : clEnqueueFillBuffer(device->queue, mem, &zero, sizeof zero, 0, bytes, 0, NULL,
+                                    NULL);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(mem);
+        return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
+    }
+    *out = mem;
+    return CLORA_OK;
+}
+
 clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clora_dtype dtype,
                                   clora_memory_category category, size_t ndim, const size_t *shape)
 {
@@ -59,37 +105,78 @@ clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clor
         return status;
     if (numel == 0) /* an empty tensor owns no device memory */
         return new_handle(out, device, NULL, 0, ndim, shape, 0, dtype);
-    size_t bytes = numel * sizeof(float);
-    if (bytes > device->info.max_alloc_bytes)
-        return clora__fail(CLORA_ERR_OUT_OF_DEVICE_MEMORY,
-                           "clora_buffer_create: %zu bytes exceed the largest allocation \"%s\" "
-                           "allows (%llu bytes)",
-                           bytes, device->info.name, (unsigned long long)device->info.max_alloc_bytes);
-    cl_int err;
-    cl_mem mem = clora__fault(CLORA__FAULT_DEVICE_ALLOC)
-                     ? (err = CL_MEM_OBJECT_ALLOCATION_FAILURE, NULL)
-                     : clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return CLORA__FAIL_CL(err, "clCreateBuffer");
-    const float zero = 0.0f; /* all-zero bits: 0.0f and 0 alike */
-    err = clora__fault(CLORA__FAULT_TRANSFER)
-              ? CL_OUT_OF_RESOURCES
-              : clEnqueueFillBuffer(device->queue, mem, &zero, sizeof zero, 0, bytes, 0, NULL,
-                                    NULL);
-    if (err != CL_SUCCESS) {
-        clReleaseMemObject(mem);
-        return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
-    }
-    status = new_handle(out, device, mem, 0, ndim, shape, numel, dtype);
+    cl_mem mem = NULL;
+    status = allocate_zeroed(device, numel * sizeof(float), &mem);
+    if (status == CLORA_OK)
+        status = new_handle(out, device, mem, 0, ndim, shape, numel, dtype);
     if (status != CLORA_OK) {
-        clReleaseMemObject(mem);
+        if (mem)
+            clReleaseMemObject(mem);
         return status;
     }
     (*out)->owns_memory = 1;
     (*out)->capacity = numel;
     (*out)->category = category;
-    clora__device_account(device, category, (int64_t)bytes);
+    account(*out, 1);
     return CLORA_OK;
+}
+
+clora_status clora__buffer_create_packed(clora_buffer **out, clora_device *device,
+                                         clora_dtype dtype, clora_memory_category category,
+                                         size_t rows, size_t cols)
+{
+    static const char op[] = "clora_buffer_create_packed";
+    if (!out || !device)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, out ? "device" : "out");
+    *out = NULL;
+    if (!clora_dtype_is_packed(dtype))
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH,
+                           "%s: %s is not a packed type (F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K "
+                           "or Q6_K)",
+                           op, clora_dtype_name(dtype));
+    const size_t shape[2] = {rows, cols}, block = clora_dtype_block_size(dtype);
+    if (rows == 0 || cols == 0)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: a packed weight of %zu x %zu is empty",
+                           op, rows, cols);
+    if (cols % block)
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                           "%s: rows of %zu weights are not whole blocks of %zu (%s)", op, cols,
+                           block, clora_dtype_name(dtype));
+    size_t numel = 0;
+    clora_status status = check_shape(op, 2, shape, &numel);
+    const size_t row_bytes = clora_dtype_bytes(dtype, cols);
+    if (status == CLORA_OK && (row_bytes == 0 || rows > SIZE_MAX / row_bytes))
+        status = clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: shape overflows the address space",
+                             op);
+    cl_mem mem = NULL;
+    if (status == CLORA_OK)
+        status = allocate_zeroed(device, rows * row_bytes, &mem);
+    if (status == CLORA_OK)
+        status = new_handle(out, device, mem, 0, 2, shape, numel, dtype);
+    if (status != CLORA_OK) {
+        if (mem)
+            clReleaseMemObject(mem);
+        return status;
+    }
+    (*out)->owns_memory = 1;
+    (*out)->capacity = numel;
+    (*out)->category = category;
+    account(*out, 1);
+    return CLORA_OK;
+}
+
+clora_status clora_buffer_create_packed(clora_buffer **out, clora_device *device, clora_dtype dtype,
+                                        size_t rows, size_t cols)
+{
+    return clora__buffer_create_packed(out, device, dtype, CLORA_MEMORY_OTHER, rows, cols);
+}
+
+size_t clora_buffer_bytes(const clora_buffer *buffer)
+{
+    if (!buffer)
+        return 0;
+    return clora_dtype_is_packed(buffer->dtype) ? clora_dtype_bytes(buffer->dtype, buffer->numel)
+                                                : buffer->numel * sizeof(float);
 }
 
 clora_status clora_buffer_create(clora_buffer **out, clora_device *device, size_t ndim,
@@ -141,7 +228,7 @@ void clora__buffer_recycle(clora_buffer **buf)
 {
     clora_buffer *b = *buf;
     *buf = NULL;
-    if (!b || !b->owns_memory || !b->mem) {
+    if (!b || !b->owns_memory || !b->mem || clora_dtype_is_packed(b->dtype)) {
         clora_buffer_destroy(b);
         return;
     }
@@ -151,9 +238,8 @@ void clora__buffer_recycle(clora_buffer **buf)
         clora__device_account(dev, CLORA_MEMORY_SCRATCH, -(int64_t)(old.capacity * sizeof(float)));
         clReleaseMemObject(old.mem);
     }
-    const int64_t bytes = (int64_t)(b->capacity * sizeof(float));
-    clora__device_account(dev, b->category, -bytes);
-    clora__device_account(dev, CLORA_MEMORY_SCRATCH, bytes);
+    account(b, -1);
+    clora__device_account(dev, CLORA_MEMORY_SCRATCH, (int64_t)(b->capacity * sizeof(float)));
     dev->pool[dev->pool_count].mem = b->mem;
     dev->pool[dev->pool_count].capacity = b->capacity;
     dev->pool_count++;
@@ -231,10 +317,9 @@ void clora__buffer_set_category(clora_buffer *buffer, clora_memory_category cate
         buffer->category = category;
         return;
     }
-    int64_t bytes = (int64_t)(buffer->capacity * sizeof(float));
-    clora__device_account(buffer->device, buffer->category, -bytes);
-    clora__device_account(buffer->device, category, bytes);
+    account(buffer, -1);
     buffer->category = category;
+    account(buffer, 1);
 }
 
 clora_status clora_buffer_create_1d(clora_buffer **out, clora_device *device, size_t n)
@@ -267,6 +352,11 @@ clora_status clora_buffer_view(clora_buffer **out, const clora_buffer *base, siz
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_buffer_view: %s is NULL",
                            out ? "base" : "out");
     *out = NULL;
+    if (clora_dtype_is_packed(base->dtype))
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH,
+                           "clora_buffer_view: the buffer holds packed %s weights, which have no "
+                           "views",
+                           clora_dtype_name(base->dtype));
     size_t numel = 0;
     clora_status status = check_shape("clora_buffer_view", ndim, shape, &numel);
     if (status != CLORA_OK)
@@ -324,8 +414,7 @@ void clora_buffer_destroy(clora_buffer *buffer)
     if (!buffer)
         return;
     if (buffer->owns_memory)
-        clora__device_account(buffer->device, buffer->category,
-                              -(int64_t)(buffer->capacity * sizeof(float)));
+        account(buffer, -1);
     if (buffer->mem)
         clReleaseMemObject(buffer->mem);
     free(buffer);
@@ -459,6 +548,49 @@ clora_status clora_buffer_download_i32(const clora_buffer *buffer, size_t offset
     return download("clora_buffer_download_i32", buffer, CLORA_DTYPE_I32, offset, dst, count);
 }
 
+/* Bytes [offset, offset + bytes) of the buffer's data, checked. */
+static clora_status check_bytes(const char *op, const clora_buffer *buffer, const void *host,
+                                size_t offset, size_t bytes)
+{
+    if (!buffer || (!host && bytes > 0))
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op,
+                           buffer ? "the host pointer" : "buffer");
+    const size_t size = clora_buffer_bytes(buffer);
+    if (offset > size || bytes > size - offset)
+        return clora__fail(CLORA_ERR_BUFFER_TOO_SMALL,
+                           "%s: %zu bytes at offset %zu pass the end of a buffer of %zu bytes", op,
+                           bytes, offset, size);
+    return CLORA_OK;
+}
+
+clora_status clora_buffer_upload_bytes(clora_buffer *buffer, size_t offset, const void *src,
+                                       size_t bytes)
+{
+    clora_status status = check_bytes("clora_buffer_upload_bytes", buffer, src, offset, bytes);
+    if (status != CLORA_OK || bytes == 0)
+        return status;
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                            buffer->offset * sizeof(float) + offset, bytes, src, 0,
+                                            NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueWriteBuffer");
+}
+
+clora_status clora_buffer_download_bytes(const clora_buffer *buffer, size_t offset, void *dst,
+                                         size_t bytes)
+{
+    clora_status status = check_bytes("clora_buffer_download_bytes", buffer, dst, offset, bytes);
+    if (status != CLORA_OK || bytes == 0)
+        return status;
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                           buffer->offset * sizeof(float) + offset, bytes, dst, 0,
+                                           NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueReadBuffer");
+}
+
 clora_status clora_buffer_fill(clora_buffer *buffer, float value)
 {
     if (!buffer)
@@ -498,11 +630,12 @@ clora_status clora_buffer_copy(clora_buffer *dst, const clora_buffer *src)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "clora_buffer_copy: dst and src overlap");
     if (src->numel == 0)
         return CLORA_OK;
+    /* packed buffers have offset 0 (no views) */
     cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
                      ? CL_OUT_OF_RESOURCES
                      : clEnqueueCopyBuffer(src->device->queue, src->mem, dst->mem,
                                            src->offset * sizeof(float),
-                                           dst->offset * sizeof(float), src->numel * sizeof(float),
+                                           dst->offset * sizeof(float), clora_buffer_bytes(src),
                                            0, NULL, NULL);
     return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueCopyBuffer");
 }

@@ -62,6 +62,18 @@ clora_status clora__check_float(const char *op, const char *name, const clora_bu
     return status == CLORA_OK ? clora__check_same_device(op, name, buffer, device) : status;
 }
 
+clora_status clora__check_weight(const char *op, const char *name, const clora_buffer *buffer,
+                                 const clora_device *device)
+{
+    if (!buffer)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, name);
+    if (!clora_dtype_is_packed(buffer->dtype)) {
+        clora_status status = clora__check_nonempty(op, name, buffer);
+        return status == CLORA_OK ? clora__check_same_device(op, name, buffer, device) : status;
+    }
+    return clora__check_same_device(op, name, buffer, device);
+}
+
 clora_status clora__check_shape_2d(const char *op, const char *name, const clora_buffer *buffer,
                                    size_t rows, size_t cols, const char *expected)
 {

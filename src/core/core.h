@@ -70,6 +70,11 @@ struct clora_device {
     uint64_t memory[CLORA_MEMORY_CATEGORY_COUNT]; /* bytes held, by category */
     uint64_t memory_peak;
     uint64_t memory_category_peak[CLORA_MEMORY_CATEGORY_COUNT];
+    uint64_t frozen_by_dtype[CLORA_DTYPE_COUNT]; /* frozen bytes by storage type */
+    cl_mem dequantized; /* packed weights dequantized for a GEMM, grown on demand */
+    size_t dequantized_bytes;
+    size_t dequantize_tile; /* most floats one dequantized tile may hold */
+    size_t packed_fused_rows; /* rows of x up to which packed products run fused */
 };
 
 /* Devices as core opens them: context, queue and rank-r kernel choice,
@@ -88,6 +93,14 @@ clora_status clora__device_scratch(clora_device *device, size_t bytes, cl_mem *o
 /* The same for CLBlast's GEMM temporaries, apart from the ops' scratch
  * (an op may hold operands there while it calls a GEMM). */
 clora_status clora__device_gemm_temp(clora_device *device, size_t bytes, cl_mem *out);
+/* The same for packed weights dequantized to float32 for a GEMM, apart from
+ * both (ops/linear.c), at most device->dequantize_tile floats. */
+clora_status clora__device_dequantized(clora_device *device, size_t bytes, cl_mem *out);
+/* Most floats one dequantized tile holds unless set otherwise: 8 Mi (32
+ * MiB), many rows of any layer, so each tile's GEMM is a large one. */
+#define CLORA__DEQUANTIZE_TILE ((size_t)8 << 20)
+/* Sets device->dequantize_tile (0: the default); tests use small tiles. */
+void clora__device_set_dequantize_tile(clora_device *device, size_t floats);
 
 /* ---- kernel launches (program.c) ------------------------------------------ */
 
@@ -122,7 +135,7 @@ struct clora_buffer {
     size_t ndim;
     size_t shape[CLORA_MAX_DIMS];
     size_t numel;
-    clora_dtype dtype;              /* F32 or I32 */
+    clora_dtype dtype;              /* F32 or I32; a packed type for frozen weights */
     clora_memory_category category; /* what its memory counts as */
     int owns_memory;                /* 1 if created here (not a view or wrap) */
     size_t capacity;                /* owns_memory: the elements mem holds (>= numel) */
@@ -131,6 +144,10 @@ struct clora_buffer {
 /* clora_buffer_create with a dtype and a memory category. */
 clora_status clora__buffer_create(clora_buffer **out, clora_device *device, clora_dtype dtype,
                                   clora_memory_category category, size_t ndim, const size_t *shape);
+/* clora_buffer_create_packed with a memory category. */
+clora_status clora__buffer_create_packed(clora_buffer **out, clora_device *device,
+                                         clora_dtype dtype, clora_memory_category category,
+                                         size_t rows, size_t cols);
 /* Makes *buf an activation buffer (CLORA_MEMORY_ACTIVATIONS) of `dtype`
  * and `shape`. It is kept as it is when both are unchanged (the common
  * case: the same batch shape every step); when the shape changes and the
@@ -198,6 +215,68 @@ clora_status clora__write_files_atomic(const clora__file *files, size_t count);
  * clora__write_files_atomic writes calls it first. */
 clora_status clora__finish_interrupted_save(const char *dir);
 
+/* ---- packed weight types (quant.c) ------------------------------------------------- */
+
+/* How each packed type stores its weights: the one description of these
+ * layouts in clora (cl/dequant.cl reads the same bytes). A row of a
+ * weight is a sequence of blocks; a block holds clora_dtype_block_size()
+ * weights in clora_dtype_block_bytes() bytes.
+ * Everything is little-endian; f16 is IEEE half precision, bf16 the upper
+ * 16 bits of a float32; q is an unsigned integer unless said otherwise.
+ *
+ *   F32     1 weight,    4 bytes  float32
+ *   F16     1 weight,    2 bytes  f16
+ *   BF16    1 weight,    2 bytes  bf16
+ *   Q8_0   32 weights,  34 bytes  f16 d; int8 q[32]
+ *            w[i] = d·q[i]
+ *   Q4_0   32 weights,  18 bytes  f16 d; u8 qs[16]
+ *            q of weight j is qs[j] & 15, of weight j + 16 is qs[j] >> 4 (j < 16);
+ *            w = d·(q − 8)
+ *   Q4_1   32 weights,  20 bytes  f16 d; f16 m; u8 qs[16] (nibbles as Q4_0)
+ *            w = d·q + m
+ *   Q4_K  256 weights, 144 bytes  f16 d; f16 dmin; u8 scales[12]; u8 qs[128]
+ *            eight sub-blocks s of 32 weights, each with a 6-bit scale sc
+ *            and a 6-bit min m packed in scales:
+ *              s < 4:  sc = scales[s] & 63,
+ *                      m  = scales[s + 4] & 63
+ *              s >= 4: sc = (scales[s + 4] & 15) | (scales[s − 4] >> 6) << 4,
+ *                      m  = (scales[s + 4] >> 4) | (scales[s] >> 6) << 4
+ *            weights 64c + l (sub-block 2c) have q = qs[32c + l] & 15 and
+ *            weights 64c + 32 + l (sub-block 2c + 1) q = qs[32c + l] >> 4
+ *            (c < 4, l < 32); w = (d·sc)·q − dmin·m
+ *   Q5_K  256 weights, 176 bytes  f16 d; f16 dmin; u8 scales[12]; u8 qh[32];
+ *                                 u8 qs[128]
+ *            as Q4_K, with a fifth bit: weight 32s + l of sub-block s adds
+ *            16 to q when bit s of qh[l] is set
+ *   Q6_K  256 weights, 210 bytes  u8 ql[128]; u8 qh[64]; int8 scales[16]; f16 d
+ *            two halves h of 128 weights; for l < 32, with b = qh[32h + l]:
+ *              weight 128h + l:       q = (ql[64h + l] & 15)      | (b & 3) << 4
+ *              weight 128h + 32 + l:  q = (ql[64h + 32 + l] & 15) | (b >> 2 & 3) << 4
+ *              weight 128h + 64 + l:  q = (ql[64h + l] >> 4)      | (b >> 4 & 3) << 4
+ *              weight 128h + 96 + l:  q = (ql[64h + 32 + l] >> 4) | (b >> 6 & 3) << 4
+ *            w[i] = (d·scales[i / 16])·(q − 32)
+ *
+ * Products are evaluated left to right in float32, as ggml does, so that
+ * the results match its own bit for bit.
+ *
+ * Quantizing (F16, BF16, Q8_0, Q4_0, Q4_1) rounds as ggml's reference
+ * quantizers do: F16 and BF16 to nearest even; Q8_0 d = max|x| / 127,
+ * q = round(x / d); Q4_0 d = x_max / -8 with x_max the value of largest
+ * magnitude, q = min(15, trunc(x / d + 8.5)); Q4_1 d = (max - min) / 15,
+ * m = min, q = min(15, trunc((x - m) / d + 0.5)). d and m are stored as
+ * f16, q computed with the float32 d. */
+/* 1 for the types clora__dequantize reads (F32 and the packed types). */
+int clora__can_dequantize(clora_dtype dtype);
+/* n weights (a whole number of blocks) of `dtype` at src to float32. */
+void clora__dequantize(clora_dtype dtype, const void *src, size_t n, float *dst);
+/* n float32 values (a whole number of blocks, finite) to `dtype`, one of
+ * the types clora_dtype_can_quantize() accepts, at dst. */
+void clora__quantize(clora_dtype dtype, const float *src, size_t n, void *dst);
+/* IEEE half precision from and to float32 (to: round to nearest even;
+ * subnormals, infinities and NaNs included). */
+float clora__f16_to_f32(uint16_t half);
+uint16_t clora__f32_to_f16(float value);
+
 /* ---- fault injection (fault.c), for tests ---------------------------------- */
 
 /* The kinds of call that can be made to fail. */
@@ -252,6 +331,9 @@ clora_status clora__check_finite(const char *file, const char *tensor, const flo
                                  size_t count);
 clora_status clora__check_same_device(const char *op, const char *name, const clora_buffer *buffer,
                                       const clora_device *device);
+/* A weight on `device`: a non-empty float32 buffer, or a packed one. */
+clora_status clora__check_weight(const char *op, const char *name, const clora_buffer *buffer,
+                                 const clora_device *device);
 /* NULL, or a float32 buffer on `device`. */
 clora_status clora__check_float(const char *op, const char *name, const clora_buffer *buffer,
                                 const clora_device *device);

@@ -353,6 +353,7 @@ static clora_status finish_setup(clora_device *dev, size_t index)
                            "OpenCL C 1.2",
                            dev->info.name, dev->info.device_version, dev->info.opencl_c_version);
     dev->rank_tile = choose_rank_tile(dev->device, dev->info.max_work_group_size);
+    dev->dequantize_tile = CLORA__DEQUANTIZE_TILE;
     /* CPUs run the streaming rank-r kernel: it needs no barriers, which
      * CPU runtimes execute slowly; everything else runs the tiled one.
      * CLORA_RANK_KERNEL picks one explicitly (tests cover both anywhere). */
@@ -536,6 +537,8 @@ void clora_device_destroy(clora_device *dev)
         clReleaseMemObject(dev->scratch);
     if (dev->gemm_temp)
         clReleaseMemObject(dev->gemm_temp);
+    if (dev->dequantized)
+        clReleaseMemObject(dev->dequantized);
     clora__device_pool_clear(dev);
     if (dev->queue)
         clReleaseCommandQueue(dev->queue);
@@ -611,6 +614,8 @@ clora_status clora_device_memory(const clora_device *dev, clora_memory_report *r
         report->total += dev->memory[c];
     }
     report->peak = dev->memory_peak;
+    memcpy(report->frozen_bytes_by_dtype, dev->frozen_by_dtype, sizeof dev->frozen_by_dtype);
+    report->dequantize_scratch_bytes = dev->dequantized_bytes;
     return CLORA_OK;
 }
 
@@ -724,6 +729,19 @@ clora_status clora__device_scratch(clora_device *dev, size_t bytes, cl_mem *out)
     clora_status status = grow(dev, &dev->scratch, &dev->scratch_bytes, bytes, "scratch");
     *out = dev->scratch;
     return status;
+}
+
+clora_status clora__device_dequantized(clora_device *dev, size_t bytes, cl_mem *out)
+{
+    clora_status status = grow(dev, &dev->dequantized, &dev->dequantized_bytes, bytes,
+                               "the dequantized weight tile");
+    *out = dev->dequantized;
+    return status;
+}
+
+void clora__device_set_dequantize_tile(clora_device *dev, size_t floats)
+{
+    dev->dequantize_tile = floats ? floats : CLORA__DEQUANTIZE_TILE;
 }
 
 clora_status clora__device_gemm_temp(clora_device *dev, size_t bytes, cl_mem *out)

@@ -17,7 +17,8 @@
     X(OPTIM, "optim")           \
     X(ATTENTION, "attention")   \
     X(ROPE, "rope")             \
-    X(KV_CACHE, "kv_cache")
+    X(KV_CACHE, "kv_cache")     \
+    X(DEQUANT, "dequant")
 
 /* X(id, program id, kernel function name) */
 #define CLORA__KERNEL_TABLE(X)                                    \
@@ -66,7 +67,23 @@
     X(ROPE, ROPE, "rope")                                         \
     X(CACHE_WRITE, KV_CACHE, "cache_write")                       \
     X(CACHED_ATTENTION, KV_CACHE, "cached_attention")             \
-    X(LAST_ROWS, KV_CACHE, "last_rows")
+    X(LAST_ROWS, KV_CACHE, "last_rows")                           \
+    X(DEQUANTIZE_F16, DEQUANT, "dequantize_f16")                  \
+    X(DEQUANTIZE_BF16, DEQUANT, "dequantize_bf16")                \
+    X(DEQUANTIZE_Q8_0, DEQUANT, "dequantize_q8_0")                \
+    X(DEQUANTIZE_Q4_0, DEQUANT, "dequantize_q4_0")                \
+    X(DEQUANTIZE_Q4_1, DEQUANT, "dequantize_q4_1")                \
+    X(DEQUANTIZE_Q4_K, DEQUANT, "dequantize_q4_k")                \
+    X(DEQUANTIZE_Q5_K, DEQUANT, "dequantize_q5_k")                \
+    X(DEQUANTIZE_Q6_K, DEQUANT, "dequantize_q6_k")                \
+    X(ROWS_TIMES_WT_F16, DEQUANT, "rows_times_wt_f16")            \
+    X(ROWS_TIMES_WT_BF16, DEQUANT, "rows_times_wt_bf16")          \
+    X(ROWS_TIMES_WT_Q8_0, DEQUANT, "rows_times_wt_q8_0")          \
+    X(ROWS_TIMES_WT_Q4_0, DEQUANT, "rows_times_wt_q4_0")          \
+    X(ROWS_TIMES_WT_Q4_1, DEQUANT, "rows_times_wt_q4_1")          \
+    X(ROWS_TIMES_WT_Q4_K, DEQUANT, "rows_times_wt_q4_k")          \
+    X(ROWS_TIMES_WT_Q5_K, DEQUANT, "rows_times_wt_q5_k")          \
+    X(ROWS_TIMES_WT_Q6_K, DEQUANT, "rows_times_wt_q6_k")
 
 typedef enum clora__program_id {
 #define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,
@@ -92,6 +109,13 @@ enum {
     CLORA__GEMM_ACCUMULATE = 1u << 4, /* add the previous C */
     CLORA__GEMM_PARTIAL = 1u << 5     /* write raw partial sums, one slab per K-chunk */
 };
+
+/* Work-items per row of W in dequant.cl's rows_times_wt_* kernels (its
+ * LANES): 1 on CPUs, a work-group that reduces in local memory elsewhere. */
+#define CLORA__PACKED_LANES_CPU 1
+#define CLORA__PACKED_LANES_GPU 32
+/* Rows of x the rows_times_wt_* kernels take at most (their MAX_ROWS). */
+#define CLORA__PACKED_FUSED_MAX_ROWS 4
 
 /* Rows of the batch each work-item of lora_forward_rows and
  * lora_backward_rows handles (the kernels' ROWS). */

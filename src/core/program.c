@@ -76,7 +76,10 @@ static void program_options(const clora_device *dev, clora__program_id id, size_
                  (unsigned)CLORA__GEMM_DROP_C, (unsigned)CLORA__GEMM_BIAS,
                  (unsigned)CLORA__GEMM_ACCUMULATE, (unsigned)CLORA__GEMM_PARTIAL,
                  CLORA__ROWS_PER_ITEM);
-    (void)dev;
+    if (id == CLORA__PROGRAM_DEQUANT && n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, " -D LANES=%d",
+                 dev->info.type == CLORA_DEVICE_CPU ? CLORA__PACKED_LANES_CPU
+                                                    : CLORA__PACKED_LANES_GPU);
 }
 
 static clora_status build_program(clora_device *dev, clora__program_id id, size_t tile,

@@ -1183,7 +1183,7 @@ const char *clora_gguf_tensor_type_name(clora_gguf_tensor_type type)
 int clora_gguf_type_supported(clora_gguf_tensor_type type)
 {
     const clora__quant_type *q = clora__quant_find((uint32_t)type);
-    return q && q->dequantize_block;
+    return q && q->readable;
 }
 
 /* The tensor `index` of a call named `call`, after the argument checks. */
@@ -1219,7 +1219,7 @@ clora_status clora_gguf_read_f32(const clora_gguf *file, size_t index, float *ds
     if (status != CLORA_OK)
         return status;
     const clora__quant_type *type = t->type;
-    if (!type->dequantize_block)
+    if (!type->readable)
         return clora__fail(CLORA_ERR_UNSUPPORTED,
                            "%s: tensor \"%s\" is %s, which clora cannot dequantize (it reads "
                            "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K)",

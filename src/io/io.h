@@ -169,66 +169,27 @@ typedef struct clora__peft_save {
 /* The adapter_config.json object (NULL when out of memory). */
 json_t *clora__peft_config_json(const clora__peft_save *save);
 
-/* ---- GGUF tensor types and their blocks (quant.c) ------------------------------------ */
+/* ---- GGUF tensor types (gguf_types.c) ------------------------------------------------ */
 
-/* How each tensor type stores its weights: the one description of these
- * layouts in clora (a dequantize kernel on the device reads the same
- * bytes). A tensor is a sequence of blocks along dims[0], the fastest
- * varying dimension; a block holds `block` weights in `bytes` bytes.
- * Everything is little-endian; f16 is IEEE half precision, bf16 the upper
- * 16 bits of a float32; q is an unsigned integer unless said otherwise.
- *
- *   F32     1 weight,    4 bytes  float32
- *   F16     1 weight,    2 bytes  f16
- *   BF16    1 weight,    2 bytes  bf16
- *   Q8_0   32 weights,  34 bytes  f16 d; int8 q[32]
- *            w[i] = d·q[i]
- *   Q4_0   32 weights,  18 bytes  f16 d; u8 qs[16]
- *            q of weight j is qs[j] & 15, of weight j + 16 is qs[j] >> 4 (j < 16);
- *            w = d·(q − 8)
- *   Q4_1   32 weights,  20 bytes  f16 d; f16 m; u8 qs[16] (nibbles as Q4_0)
- *            w = d·q + m
- *   Q4_K  256 weights, 144 bytes  f16 d; f16 dmin; u8 scales[12]; u8 qs[128]
- *            eight sub-blocks s of 32 weights, each with a 6-bit scale sc
- *            and a 6-bit min m packed in scales:
- *              s < 4:  sc = scales[s] & 63,
- *                      m  = scales[s + 4] & 63
- *              s >= 4: sc = (scales[s + 4] & 15) | (scales[s − 4] >> 6) << 4,
- *                      m  = (scales[s + 4] >> 4) | (scales[s] >> 6) << 4
- *            weights 64c + l (sub-block 2c) have q = qs[32c + l] & 15 and
- *            weights 64c + 32 + l (sub-block 2c + 1) q = qs[32c + l] >> 4
- *            (c < 4, l < 32); w = (d·sc)·q − dmin·m
- *   Q5_K  256 weights, 176 bytes  f16 d; f16 dmin; u8 scales[12]; u8 qh[32];
- *                                 u8 qs[128]
- *            as Q4_K, with a fifth bit: weight 32s + l of sub-block s adds
- *            16 to q when bit s of qh[l] is set
- *   Q6_K  256 weights, 210 bytes  u8 ql[128]; u8 qh[64]; int8 scales[16]; f16 d
- *            two halves h of 128 weights; for l < 32, with b = qh[32h + l]:
- *              weight 128h + l:       q = (ql[64h + l] & 15)      | (b & 3) << 4
- *              weight 128h + 32 + l:  q = (ql[64h + 32 + l] & 15) | (b >> 2 & 3) << 4
- *              weight 128h + 64 + l:  q = (ql[64h + l] >> 4)      | (b >> 4 & 3) << 4
- *              weight 128h + 96 + l:  q = (ql[64h + 32 + l] >> 4) | (b >> 6 & 3) << 4
- *            w[i] = (d·scales[i / 16])·(q − 32)
- *
- * Products are evaluated left to right in float32, as ggml does, so that
- * the results match its own bit for bit. Types clora knows but cannot
- * read (Q5_0, Q5_1, Q8_1, Q2_K, Q3_K, Q8_K) have their sizes only. */
+/* The tensor types a GGUF file may hold: their sizes, and the clora dtype
+ * each is stored as (the layouts are described in core/core.h). A tensor
+ * is a sequence of blocks along dims[0], the fastest varying dimension.
+ * Types clora knows but cannot read (Q5_0, Q5_1, Q8_1, Q2_K, Q3_K, Q8_K)
+ * have their sizes only. */
 typedef struct clora__quant_type {
-    uint32_t id;      /* the file's number for it (clora_gguf_tensor_type) */
-    const char *name; /* "Q4_K" */
-    size_t block;     /* weights per block */
-    size_t bytes;     /* bytes per block */
-    /* One block's weights to float32; NULL for the types clora cannot read. */
-    void (*dequantize_block)(float *dst, const unsigned char *src);
+    uint32_t id;        /* the file's number for it (clora_gguf_tensor_type) */
+    const char *name;   /* "Q4_K" */
+    size_t block;       /* weights per block */
+    size_t bytes;       /* bytes per block */
+    int readable;       /* clora dequantizes it */
+    clora_dtype dtype;  /* readable: the same bytes as a clora dtype */
 } clora__quant_type;
 
 /* The type numbered `id` in a file, or NULL when clora does not know it. */
 const clora__quant_type *clora__quant_find(uint32_t id);
-/* Dequantizes n weights (a whole number of blocks) of a type with a
- * dequantize_block from `src` (n / block · bytes bytes) to float32. */
+/* Dequantizes n weights (a whole number of blocks) of a readable type from
+ * `src` (n / block · bytes bytes) to float32. */
 void clora__quant_dequantize(float *dst, const void *src, const clora__quant_type *type, size_t n);
-/* One IEEE half as a float32 (subnormals, infinities and NaNs included). */
-float clora__f16_to_f32(uint16_t half);
 
 /* ---- tokenizers ------------------------------------------------------------------------------
  * vocab.c           what the kinds share: growing arrays, the vocabulary, token flags

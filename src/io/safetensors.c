@@ -505,6 +505,9 @@ clora_status clora_safetensors_writer_add(clora_safetensors_writer *writer, cons
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: \"%s\" cannot name a tensor", op, name);
     if ((unsigned)dtype >= CLORA_DTYPE_COUNT)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: unknown dtype %d", op, (int)dtype);
+    if (!clora_dtype_bits(dtype))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: %s is not a safetensors dtype", op,
+                           clora_dtype_name(dtype));
     for (size_t i = 0; i < writer->count; ++i)
         if (!strcmp(writer->entries[i].name, name))
             return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: a tensor named \"%s\" exists", op,

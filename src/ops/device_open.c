@@ -11,6 +11,8 @@ static clora_status tuned(clora_device **out, clora_status status)
     if (status != CLORA_OK)
         return status;
     status = clora__tuning_open(*out);
+    if (status == CLORA_OK)
+        status = clora__packed_choose(*out);
     if (status != CLORA_OK) {
         clora_device_destroy(*out);
         *out = NULL;

@@ -21,6 +21,8 @@ clora_status clora__embedding_forward(clora_buffer *y, const clora_buffer *weigh
     free(host);
     if (status != CLORA_OK)
         return status;
+    if (clora_dtype_is_packed(weight->dtype))
+        return clora__embedding_forward_packed(y, weight, ids);
     clora__args a;
     if ((status = clora__args_begin(&a, ids->device, CLORA__KERNEL_EMBEDDING_FORWARD)))
         return status;

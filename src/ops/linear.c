@@ -11,8 +11,7 @@ clora_status clora__linear_dims(const char *op, const clora_buffer *x, const clo
 {
     clora_status status;
     if ((status = clora__check_nonempty(op, "x", x)) != CLORA_OK ||
-        (status = clora__check_nonempty(op, "weight", weight)) != CLORA_OK ||
-        (status = clora__check_float(op, "weight", weight, x->device)) != CLORA_OK ||
+        (status = clora__check_weight(op, "weight", weight, x->device)) != CLORA_OK ||
         (status = clora__check_float(op, bias_name, bias, x->device)) != CLORA_OK)
         return status;
     if (layout != CLORA_WEIGHT_OUT_IN && layout != CLORA_WEIGHT_IN_OUT)
@@ -64,6 +63,8 @@ static clora_status few_rows_times_wt(clora_buffer *y, const clora_buffer *x,
 clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
                               clora_weight_layout layout, float beta)
 {
+    if (clora_dtype_is_packed(weight->dtype))
+        return clora__packed_x_wt(y, x, weight, layout, beta);
     size_t n = clora__rows(x), in = clora__cols(x), out = clora__cols(y);
     int out_in = layout == CLORA_WEIGHT_OUT_IN;
     if (out_in && n <= FEW_ROWS && x->device->rank_kernel == CLORA__RANK_STREAMING)
@@ -76,6 +77,8 @@ clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clor
 clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
                               clora_weight_layout layout, float beta)
 {
+    if (clora_dtype_is_packed(weight->dtype))
+        return clora__packed_dy_w(dx, dy, weight, layout, beta);
     size_t n = clora__rows(dy), out = clora__cols(dy), in = clora__cols(dx);
     int out_in = layout == CLORA_WEIGHT_OUT_IN;
     return clora__sgemm(dy->device, 0, !out_in, n, in, out, 1.0f, dy->mem, dy->offset, out,
@@ -179,6 +182,11 @@ clora_status clora_linear_backward(clora_buffer *dx, clora_buffer *d_weight, clo
         status = clora__check_float(op, "d_weight", d_weight, x->device);
     if (status == CLORA_OK && dx)
         status = clora__check_activation(op, "dx", dx, x, in, "in");
+    if (status == CLORA_OK && d_weight && clora_dtype_is_packed(weight->dtype))
+        status = clora__fail(CLORA_ERR_DTYPE_MISMATCH,
+                             "%s: the weight is stored packed (%s) and has no gradient; packed "
+                             "weights stay frozen",
+                             op, clora_dtype_name(weight->dtype));
     if (status == CLORA_OK && d_weight)
         status = layout == CLORA_WEIGHT_OUT_IN
                      ? clora__check_shape_2d(op, "d_weight", d_weight, out, in, "(out, in)")

@@ -60,6 +60,27 @@ clora_status clora__gemm_x_wt(clora_buffer *y, const clora_buffer *x, const clor
 clora_status clora__gemm_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
                               clora_weight_layout layout, float beta);
 
+/* ---- packed frozen weights (packed.c) ---------------------------------------------- */
+
+/* clora__gemm_x_wt and clora__gemm_dy_w for a packed weight: dequantized
+ * band by band into the device's dequantize tile, each band an SGEMM, or
+ * fused for a few rows of x (clora__packed_fused). */
+clora_status clora__packed_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
+                                clora_weight_layout layout, float beta);
+clora_status clora__packed_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
+                                clora_weight_layout layout, float beta);
+/* 1 when y = x · Wᵀ for `rows` rows of x runs as the fused kernel. */
+int clora__packed_fused(const clora_device *device, const clora_buffer *weight, size_t rows,
+                        clora_weight_layout layout);
+/* y (n, cols) = rows [row0, row0 + n) of a packed weight as float32. */
+clora_status clora__dequantize_rows(clora_buffer *y, const clora_buffer *weight, size_t row0,
+                                    size_t n);
+/* y (N, C) = rows of a packed table picked by ids (checked by the caller). */
+clora_status clora__embedding_forward_packed(clora_buffer *y, const clora_buffer *weight,
+                                             const clora_buffer *ids);
+/* Sets device->packed_fused_rows at open (CLORA_PACKED_FUSED_ROWS overrides). */
+clora_status clora__packed_choose(clora_device *device);
+
 /* W += scale * B * A (lora.c): merging an adapter into its base weight. */
 clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout layout,
                                    const clora_buffer *lora_a, const clora_buffer *lora_b,

@@ -186,3 +186,39 @@ clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_
     free(g);
     return CLORA_OK;
 }
+
+/* Whether n weights of dtype are whole blocks of a type `allowed` takes. */
+static clora_status check_packed(const char *op, const char *verb, clora_dtype dtype, size_t n,
+                                 int allowed)
+{
+    if (!allowed)
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "%s: clora does not %s %s", op, verb,
+                           clora_dtype_name(dtype));
+    if (n % clora_dtype_block_size(dtype))
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: %zu weights are not whole blocks of %zu (%s)", op, n,
+                           clora_dtype_block_size(dtype), clora_dtype_name(dtype));
+    return CLORA_OK;
+}
+
+clora_status clora_reference_dequantize(clora_dtype dtype, const void *src, size_t n, float *dst)
+{
+    static const char op[] = "clora_reference_dequantize";
+    if ((!src || !dst) && n)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: NULL argument", op);
+    clora_status status = check_packed(op, "dequantize", dtype, n, clora__can_dequantize(dtype));
+    if (status == CLORA_OK)
+        clora__dequantize(dtype, src, n, dst);
+    return status;
+}
+
+clora_status clora_reference_quantize(clora_dtype dtype, const float *src, size_t n, void *dst)
+{
+    static const char op[] = "clora_reference_quantize";
+    if ((!src || !dst) && n)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: NULL argument", op);
+    clora_status status = check_packed(op, "quantize to", dtype, n, clora_dtype_can_quantize(dtype));
+    if (status == CLORA_OK)
+        clora__quantize(dtype, src, n, dst);
+    return status;
+}
