@@ -30,69 +30,85 @@
 #endif
 #define MAX_ROWS 4
 
-/* IEEE half to float32, exactly (subnormals are normal float32 values). */
-static float half_at(const __global uchar *p)
+/* IEEE half to float32, exactly (subnormals are normal float32 values;
+ * written as selects, not branches, which one simulator mis-ran). */
+static float half_bits(uint h)
 {
-    const uint h = (uint)p[0] | (uint)p[1] << 8;
     const uint sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
     const uint normal = sign | ((e + 112u) << 23) | (m << 13);
     const uint special = sign | 0x7f800000u | (m << 13); /* inf, nan */
-    /* subnormal: m * 2^-24, exact as a (normal) float32 */
-    const uint subnormal = sign | as_uint((float)m * 5.9604644775390625e-8f);
+    const uint subnormal = sign | as_uint((float)m * 5.9604644775390625e-8f); /* m * 2^-24 */
     return as_float(e == 0x1fu ? special : e == 0u ? subnormal : normal);
 }
 
-static float bf16_at(const __global uchar *p)
+static float16 half_bits16(ushort16 h16)
 {
-    return as_float(((uint)p[0] | (uint)p[1] << 8) << 16);
+    const uint16 h = convert_uint16(h16);
+    const uint16 sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    const uint16 normal = sign | ((e + 112u) << 23) | (m << 13);
+    const uint16 special = sign | 0x7f800000u | (m << 13);
+    const uint16 subnormal = sign | as_uint16(convert_float16(m) * 5.9604644775390625e-8f);
+    return as_float16(select(select(normal, subnormal, e == 0u), special, e == 0x1fu));
 }
 
-/* ---- group g (32 weights) of one row, per type ---------------------------------- */
-
-static void group_f16(const __global uchar *row, uint g, uint cols, float *w)
+static float half_at(const __global uchar *p)
 {
-    for (uint l = 0; l < 32u; ++l) {
-        const uint c = g * 32u + l;
-        w[l] = c < cols ? half_at(row + 2u * c) : 0.0f;
-    }
+    return half_bits((uint)p[0] | (uint)p[1] << 8);
 }
 
-static void group_bf16(const __global uchar *row, uint g, uint cols, float *w)
+/* ---- group g (32 weights) of one row, per type, as two float16 (weights
+ * 0-15 and 16-31 of the group); F16 and BF16 rows may end in a shorter
+ * group, which tail_T writes one weight at a time ------------------------------ */
+
+static void group_f16(const __global uchar *row, uint g, float16 *a, float16 *b)
 {
-    for (uint l = 0; l < 32u; ++l) {
-        const uint c = g * 32u + l;
-        w[l] = c < cols ? bf16_at(row + 2u * c) : 0.0f;
-    }
+    const __global ushort *h = (const __global ushort *)row;
+    *a = half_bits16(vload16(2u * g, h));
+    *b = half_bits16(vload16(2u * g + 1u, h));
 }
 
-static void group_q8_0(const __global uchar *row, uint g, uint cols, float *w)
+static void group_bf16(const __global uchar *row, uint g, float16 *a, float16 *b)
 {
-    const __global uchar *b = row + g * 34u;
-    const float d = half_at(b);
-    for (uint l = 0; l < 32u; ++l)
-        w[l] = (float)(char)b[2u + l] * d;
+    const __global ushort *h = (const __global ushort *)row;
+    *a = as_float16(convert_uint16(vload16(2u * g, h)) << 16);
+    *b = as_float16(convert_uint16(vload16(2u * g + 1u, h)) << 16);
 }
 
-static void group_q4_0(const __global uchar *row, uint g, uint cols, float *w)
+static float tail_f16(const __global uchar *row, uint c)
 {
-    const __global uchar *b = row + g * 18u;
-    const float d = half_at(b);
-    for (uint j = 0; j < 16u; ++j) {
-        const int q = b[2u + j];
-        w[j] = (float)((q & 15) - 8) * d;
-        w[j + 16u] = (float)((q >> 4) - 8) * d;
-    }
+    return half_at(row + 2u * c);
 }
 
-static void group_q4_1(const __global uchar *row, uint g, uint cols, float *w)
+static float tail_bf16(const __global uchar *row, uint c)
 {
-    const __global uchar *b = row + g * 20u;
-    const float d = half_at(b), m = half_at(b + 2);
-    for (uint j = 0; j < 16u; ++j) {
-        const int q = b[4u + j];
-        w[j] = (float)(q & 15) * d + m;
-        w[j + 16u] = (float)(q >> 4) * d + m;
-    }
+    return as_float(((uint)row[2u * c] | (uint)row[2u * c + 1u] << 8) << 16);
+}
+
+static void group_q8_0(const __global uchar *row, uint g, float16 *a, float16 *b)
+{
+    const __global uchar *blk = row + g * 34u;
+    const float d = half_at(blk);
+    const __global char *q = (const __global char *)(blk + 2);
+    *a = convert_float16(vload16(0, q)) * d;
+    *b = convert_float16(vload16(1, q)) * d;
+}
+
+static void group_q4_0(const __global uchar *row, uint g, float16 *a, float16 *b)
+{
+    const __global uchar *blk = row + g * 18u;
+    const float d = half_at(blk);
+    const int16 q = convert_int16(vload16(0, blk + 2));
+    *a = convert_float16((q & 15) - 8) * d;
+    *b = convert_float16((q >> 4) - 8) * d;
+}
+
+static void group_q4_1(const __global uchar *row, uint g, float16 *a, float16 *b)
+{
+    const __global uchar *blk = row + g * 20u;
+    const float d = half_at(blk), m = half_at(blk + 2);
+    const int16 q = convert_int16(vload16(0, blk + 4));
+    *a = convert_float16(q & 15) * d + m;
+    *b = convert_float16(q >> 4) * d + m;
 }
 
 /* Sub-block s's 6-bit scale and min of a Q4_K / Q5_K super-block. */
@@ -107,48 +123,62 @@ static void k_scale_min(const __global uchar *scales, uint s, int *sc, int *m)
     }
 }
 
-/* Q4_K (qh_offset 0) and Q5_K (its fifth bits at qh_offset). */
-static void k_quant_group(const __global uchar *b, uint s, uint qh_offset, uint qs_offset,
-                          float *w)
+/* Sub-block s of a Q4_K (qh_offset 0) or Q5_K (its fifth bits at
+ * qh_offset) super-block. */
+static void k_quant_group(const __global uchar *blk, uint s, uint qh_offset, uint qs_offset,
+                          float16 *a, float16 *b)
 {
-    const float d = half_at(b), dmin = half_at(b + 2);
+    const float d = half_at(blk), dmin = half_at(blk + 2);
     int sc, m;
-    k_scale_min(b + 4, s, &sc, &m);
+    k_scale_min(blk + 4, s, &sc, &m);
     const float scale = d * (float)sc, min = dmin * (float)m;
-    const __global uchar *q = b + qs_offset + 32u * (s / 2u);
-    const uint shift = 4u * (s % 2u);
-    for (uint l = 0; l < 32u; ++l) {
-        int v = (q[l] >> shift) & 15;
-        if (qh_offset && (b[qh_offset + l] >> s & 1u))
-            v += 16;
-        w[l] = scale * (float)v - min;
+    const __global uchar *q = blk + qs_offset + 32u * (s / 2u);
+    const int shift = 4 * (int)(s % 2u);
+    int16 va = (convert_int16(vload16(0, q)) >> shift) & 15;
+    int16 vb = (convert_int16(vload16(1, q)) >> shift) & 15;
+    if (qh_offset) {
+        va += ((convert_int16(vload16(0, blk + qh_offset)) >> (int)s) & 1) << 4;
+        vb += ((convert_int16(vload16(1, blk + qh_offset)) >> (int)s) & 1) << 4;
     }
+    *a = scale * convert_float16(va) - min;
+    *b = scale * convert_float16(vb) - min;
 }
 
-static void group_q4_k(const __global uchar *row, uint g, uint cols, float *w)
+static void group_q4_k(const __global uchar *row, uint g, float16 *a, float16 *b)
 {
-    k_quant_group(row + (g / 8u) * 144u, g % 8u, 0u, 16u, w);
+    k_quant_group(row + (g / 8u) * 144u, g % 8u, 0u, 16u, a, b);
 }
 
-static void group_q5_k(const __global uchar *row, uint g, uint cols, float *w)
+static void group_q5_k(const __global uchar *row, uint g, float16 *a, float16 *b)
 {
-    k_quant_group(row + (g / 8u) * 176u, g % 8u, 16u, 48u, w);
+    k_quant_group(row + (g / 8u) * 176u, g % 8u, 16u, 48u, a, b);
 }
 
-static void group_q6_k(const __global uchar *row, uint g, uint cols, float *w)
+/* Group j of a Q6_K super-block: weights 32k + l of half h (j = 4h + k). */
+static void group_q6_k(const __global uchar *row, uint g, float16 *a, float16 *b)
 {
-    const __global uchar *b = row + (g / 8u) * 210u;
+    const __global uchar *blk = row + (g / 8u) * 210u;
     const uint j = g % 8u, h = j / 4u, k = j % 4u;
-    const __global uchar *lo = b + 64u * h + 32u * (k & 1u), *hi = b + 128u + 32u * h;
-    const __global char *scales = (const __global char *)(b + 192);
-    const float d = half_at(b + 208);
-    const uint lo_shift = 4u * (k >> 1), hi_shift = 2u * k;
-    for (uint l = 0; l < 32u; ++l) {
-        const int q = ((lo[l] >> lo_shift) & 15) | ((hi[l] >> hi_shift) & 3) << 4;
-        const uint i = 32u * k + l; /* within the half */
-        w[l] = d * (float)scales[8u * h + i / 16u] * (float)(q - 32);
-    }
+    const __global uchar *lo = blk + 64u * h + 32u * (k & 1u), *hi = blk + 128u + 32u * h;
+    const __global char *scales = (const __global char *)(blk + 192);
+    const float d = half_at(blk + 208);
+    const int lo_shift = 4 * (int)(k >> 1), hi_shift = 2 * (int)k;
+    const int16 qa = ((convert_int16(vload16(0, lo)) >> lo_shift) & 15) |
+                     ((convert_int16(vload16(0, hi)) >> hi_shift) & 3) << 4;
+    const int16 qb = ((convert_int16(vload16(1, lo)) >> lo_shift) & 15) |
+                     ((convert_int16(vload16(1, hi)) >> hi_shift) & 3) << 4;
+    /* weights 32k + l use scale 8h + (32k + l) / 16: 2k for l < 16, 2k + 1 after */
+    *a = d * (float)scales[8u * h + 2u * k] * convert_float16(qa - 32);
+    *b = d * (float)scales[8u * h + 2u * k + 1u] * convert_float16(qb - 32);
 }
+
+/* Block types have no short groups. */
+#define tail_q8_0(row, c) 0.0f
+#define tail_q4_0(row, c) 0.0f
+#define tail_q4_1(row, c) 0.0f
+#define tail_q4_k(row, c) 0.0f
+#define tail_q5_k(row, c) 0.0f
+#define tail_q6_k(row, c) 0.0f
 
 /* ---- the kernels, once per type ---------------------------------------------------- */
 
@@ -162,12 +192,17 @@ static void group_q6_k(const __global uchar *row, uint g, uint cols, float *w)
         if (g * 32u >= cols || i >= n)                                                          \
             return;                                                                             \
         const uint r = use_ids ? (uint)ids[ids_offset + i] : row0 + i;                          \
-        float w[32];                                                                            \
-        group_##T(wq + (ulong)r * ROW_BYTES(cols), g, cols, w);                                 \
+        const __global uchar *row = wq + (ulong)r * ROW_BYTES(cols);                            \
         __global float *out = y + y_offset + (ulong)i * cols + g * 32u;                         \
-        const uint count = min(32u, cols - g * 32u);                                            \
-        for (uint l = 0; l < count; ++l)                                                        \
-            out[l] = w[l];                                                                      \
+        if (g * 32u + 32u <= cols) {                                                            \
+            float16 a, b;                                                                       \
+            group_##T(row, g, &a, &b);                                                          \
+            vstore16(a, 0, out);                                                                \
+            vstore16(b, 1, out);                                                                \
+        } else {                                                                                \
+            for (uint c = g * 32u; c < cols; ++c)                                               \
+                out[c - g * 32u] = tail_##T(row, c);                                            \
+        }                                                                                       \
     }                                                                                           \
                                                                                                 \
     __kernel void rows_times_wt_##T(__global float *y, const uint y_offset,                    \
@@ -177,22 +212,26 @@ static void group_q6_k(const __global uchar *row, uint g, uint cols, float *w)
     {                                                                                           \
         DECLARE_PART                                                                            \
         const uint o = get_global_id(0) / LANES, lane = get_global_id(0) % LANES;               \
-        float acc[MAX_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};                                         \
+        float16 acc16[MAX_ROWS] = {(float16)(0.0f), (float16)(0.0f), (float16)(0.0f),          \
+                                   (float16)(0.0f)};                                            \
         if (o < out) {                                                                          \
             const __global uchar *wr = wq + (ulong)o * ROW_BYTES(in);                           \
             for (uint g = lane; g * 32u < in; g += LANES) {                                     \
-                float w[32];                                                                    \
-                group_##T(wr, g, in, w);                                                        \
+                float16 a, b;                                                                   \
+                group_##T(wr, g, &a, &b);                                                       \
                 for (uint r = 0; r < MAX_ROWS; ++r) {                                           \
                     if (r >= rows)                                                              \
                         break;                                                                  \
                     const __global float *xr = x + x_offset + r * in + g * 32u;                 \
-                    float sum = 0.0f;                                                           \
-                    for (uint l = 0; l < 32u; ++l)                                              \
-                        sum += xr[l] * w[l];                                                    \
-                    acc[r] += sum;                                                              \
+                    acc16[r] += a * vload16(0, xr) + b * vload16(1, xr);                        \
                 }                                                                               \
             }                                                                                   \
+        }                                                                                       \
+        float acc[MAX_ROWS];                                                                    \
+        for (uint r = 0; r < MAX_ROWS; ++r) {                                                   \
+            const float8 h8 = acc16[r].lo + acc16[r].hi;                                        \
+            const float4 h4 = h8.lo + h8.hi;                                                    \
+            acc[r] = (h4.x + h4.y) + (h4.z + h4.w);                                             \
         }                                                                                       \
         REDUCE_LANES(acc, lane);                                                                \
         if (o < out && lane == 0u)                                                              \

@@ -4,6 +4,7 @@
  * (dequantize + GEMM, whole and in bands, and the fused few-row kernel)
  * against the same products on the float32 values the packed bytes stand
  * for, embedding lookups, the quantizers' rounding, and refusals. */
+#include "model_checks.h"
 #include "support.h"
 
 #include <math.h>
@@ -407,6 +408,352 @@ static void packed_bytes_are_counted_by_type(void **state)
                      before.frozen_bytes_by_dtype[CLORA_DTYPE_Q4_1]);
 }
 
+
+/* ---- whole models ------------------------------------------------------------------------ */
+
+#define GOLDEN CLORA_TEST_GOLDEN_DIR
+
+/* Every LoRA parameter's gradient after L = sum(G * output), in
+ * parameter order, and the output; LoRA (rank 4, dropout 0.1) on every
+ * Linear with B drawn from a fixed stream, so two models built alike get
+ * the same adapters and dropout masks. */
+typedef struct run_result {
+    float *output, *grads;
+    size_t output_count, grad_count;
+} run_result;
+
+static void run_free(run_result *r)
+{
+    free(r->output);
+    free(r->grads);
+}
+
+static void add_lora(clora_model *model)
+{
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 4;
+    lora.alpha = 8;
+    lora.dropout = 0.1f;
+    size_t replaced = 0;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, &replaced));
+    assert_true(replaced > 0);
+    uint64_t rng = 5;
+    test_randomise_lora_b(model, &rng);
+}
+
+static run_result run_model(clora_model *model, const clora_buffer *ids)
+{
+    run_result r;
+    memset(&r, 0, sizeof r);
+    CHECK_OK(clora_model_set_training(model, 1));
+    CHECK_OK(clora_model_zero_grad(model));
+    const clora_buffer *y = NULL;
+    CHECK_OK(clora_model_forward(model, ids, &y));
+    r.output = test_download(y);
+    r.output_count = clora_buffer_numel(y);
+    float *g = test_alloc(r.output_count);
+    uint64_t s = 9;
+    test_fill_uniform(g, r.output_count, &s, -1, 1);
+    size_t shape[CLORA_MAX_DIMS];
+    for (size_t d = 0; d < clora_buffer_ndim(y); ++d)
+        shape[d] = clora_buffer_dim(y, d);
+    clora_buffer *bg = test_buffer(clora_buffer_ndim(y), shape, g);
+    CHECK_OK(clora_model_backward(model, bg));
+    const size_t count = clora_model_param_count(model);
+    for (size_t i = 0; i < count; ++i) {
+        clora_param_info info;
+        CHECK_OK(clora_model_param(model, i, &info));
+        if (!info.trainable)
+            continue;
+        const size_t n = clora_buffer_numel(info.grad);
+        r.grads = realloc(r.grads, (r.grad_count + n) * sizeof *r.grads);
+        assert_non_null(r.grads);
+        CHECK_OK(clora_buffer_download(info.grad, 0, r.grads + r.grad_count, n));
+        r.grad_count += n;
+    }
+    clora_buffer_destroy(bg);
+    free(g);
+    return r;
+}
+
+/* The two runs: identical, or within `rtol` of the larger values. */
+static void expect_same_run(const char *what, const run_result *a, const run_result *b,
+                            double rtol)
+{
+    assert_int_equal(a->output_count, b->output_count);
+    assert_int_equal(a->grad_count, b->grad_count);
+    char text[160];
+    double scale = 0.0, gscale = 0.0;
+    for (size_t i = 0; i < b->output_count; ++i)
+        scale = fmax(scale, fabs(b->output[i]));
+    for (size_t i = 0; i < b->grad_count; ++i)
+        gscale = fmax(gscale, fabs(b->grads[i]));
+    snprintf(text, sizeof text, "%s: output", what);
+    if (rtol == 0.0)
+        test_assert_identical(text, a->output, b->output, a->output_count);
+    else
+        test_assert_close(text, a->output, b->output, a->output_count, rtol * scale, 0.0);
+    snprintf(text, sizeof text, "%s: LoRA gradients", what);
+    if (rtol == 0.0)
+        test_assert_identical(text, a->grads, b->grads, a->grad_count);
+    else
+        test_assert_close(text, a->grads, b->grads, a->grad_count, rtol * gscale, 0.0);
+}
+
+static clora_model *load_as(const char *path, clora_dtype base_dtype)
+{
+    clora_load_options o = clora_load_options_default();
+    o.base_dtype = base_dtype;
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_load_with(&model, test_device, path, &o));
+    return model;
+}
+
+/* Bytes of frozen weights held now by storage type. */
+static uint64_t frozen_bytes(clora_dtype dtype)
+{
+    clora_memory_report report;
+    CHECK_OK(clora_device_memory(test_device, &report));
+    return report.frozen_bytes_by_dtype[dtype];
+}
+
+/* GGUF files in every type clora stores: kept packed as the file stores
+ * them (their bytes on the device, no more), the logits and LoRA gradients
+ * equal those of the same file loaded as float32: the same SGEMMs on the
+ * same values (whole layers in one band), bit for bit; in bands of two
+ * rows, within 1e-5 of the values (the sums split differently). */
+static void gguf_files_stay_packed_and_compute_as_float32(void **state)
+{
+    (void)state;
+    static const char *const files[] = {"llama-F16",  "llama-BF16", "llama-Q8_0",
+                                        "llama-Q4_0", "llama-Q4_1", "qwen2-kquants"};
+    golden_file gguf;
+    golden_load(GOLDEN "/llama_gguf_reference.txt", &gguf);
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; ++f) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/gguf_llama/%s.gguf", GOLDEN, files[f]);
+        const golden_case *c = golden_case_get(&gguf, files[f]);
+        clora_buffer *ids = test_golden_ints(golden_tensor_get(c, "ids"));
+        /* what the file's packed tensors take */
+        clora_gguf *file = NULL;
+        CHECK_OK(clora_gguf_open(&file, path));
+        uint64_t want[CLORA_DTYPE_COUNT] = {0};
+        for (size_t t = 0; t < clora_gguf_tensor_count(file); ++t) {
+            clora_gguf_tensor info;
+            clora_gguf_tensor_info(file, t, &info);
+            clora_dtype d;
+            if (info.ndim == 2 && clora_dtype_parse(clora_gguf_tensor_type_name(info.type), &d) ==
+                                      CLORA_OK && clora_dtype_is_packed(d))
+                want[d] += info.bytes;
+        }
+        clora_gguf_close(file);
+        uint64_t before[CLORA_DTYPE_COUNT];
+        for (int d = 0; d < CLORA_DTYPE_COUNT; ++d)
+            before[d] = frozen_bytes((clora_dtype)d);
+        clora_model *packed = load_as(path, CLORA_DTYPE_AS_STORED);
+        for (int d = 0; d < CLORA_DTYPE_COUNT; ++d)
+            if (clora_dtype_is_packed((clora_dtype)d) &&
+                frozen_bytes((clora_dtype)d) - before[d] != want[d])
+                fail_msg("%s: %s weights take %llu bytes on the device; the file's take %llu",
+                         files[f], clora_dtype_name((clora_dtype)d),
+                         (unsigned long long)(frozen_bytes((clora_dtype)d) - before[d]),
+                         (unsigned long long)want[d]);
+        clora_model *dense = load_as(path, CLORA_DTYPE_F32);
+        add_lora(packed);
+        add_lora(dense);
+        run_result a = run_model(packed, ids), b = run_model(dense, ids);
+        expect_same_run(files[f], &a, &b, 0.0);
+        run_free(&a);
+        run_free(&b);
+        /* again (the next dropout masks), the packed side in bands */
+        clora__device_set_dequantize_tile(test_device, 2 * 96);
+        a = run_model(packed, ids);
+        clora__device_set_dequantize_tile(test_device, 0);
+        b = run_model(dense, ids);
+        expect_same_run(files[f], &a, &b, 1e-5);
+        run_free(&a);
+        run_free(&b);
+        clora_model_destroy(packed);
+        clora_model_destroy(dense);
+        clora_buffer_destroy(ids);
+    }
+    golden_free(&gguf);
+}
+
+/* Copies every packed parameter's values (as float32) into the same
+ * parameter of `dense`. */
+static void copy_packed_values(clora_model *packed, clora_model *dense, size_t *copied)
+{
+    *copied = 0;
+    const size_t count = clora_model_param_count(packed);
+    for (size_t i = 0; i < count; ++i) {
+        clora_param_info info, other;
+        CHECK_OK(clora_model_param(packed, i, &info));
+        if (!clora_dtype_is_packed(clora_buffer_dtype(info.value)))
+            continue;
+        assert_false(info.trainable);
+        CHECK_OK(clora_model_find_param(dense, info.name, &other));
+        float *v = test_alloc(clora_buffer_numel(info.value));
+        CHECK_OK(clora__download_values(info.value, v));
+        CHECK_OK(clora_buffer_upload(other.value, 0, v, clora_buffer_numel(info.value)));
+        free(v);
+        ++*copied;
+    }
+}
+
+/* Hugging Face folders packed on load: each packed weight holds what the
+ * reference quantizer makes of the file's values, and the model computes
+ * as a float32 model holding those values does, bit for bit (GPT-2's
+ * Conv1D weights are stored (in, out), its lm_head reads the packed wte). */
+static void hf_folders_packed_on_load_compute_as_their_values(void **state)
+{
+    (void)state;
+    static const char *const folders[] = {"tiny_gpt2", "tiny_bert", "tiny_llama"};
+    const clora_dtype types[] = {CLORA_DTYPE_F16, CLORA_DTYPE_BF16, CLORA_DTYPE_Q8_0,
+                                 CLORA_DTYPE_Q4_0, CLORA_DTYPE_Q4_1};
+    const int32_t tokens[] = {3, 17, 5, 41, 8, 22, 0, 9};
+    const size_t shape[2] = {2, 4};
+    clora_buffer *ids = NULL;
+    CHECK_OK(clora_buffer_create_typed(&ids, test_device, CLORA_DTYPE_I32, 2, shape));
+    CHECK_OK(clora_buffer_upload_i32(ids, 0, tokens, 8));
+    for (size_t f = 0; f < sizeof folders / sizeof folders[0]; ++f)
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; ++t) {
+            char path[512], what[96];
+            snprintf(path, sizeof path, "%s/%s", GOLDEN, folders[f]);
+            snprintf(what, sizeof what, "%s as %s", folders[f], clora_dtype_name(types[t]));
+            clora_model *packed = load_as(path, types[t]);
+            clora_model *dense = load_as(path, CLORA_DTYPE_F32);
+            /* the packed values are the reference quantizer's */
+            const size_t count = clora_model_param_count(packed);
+            size_t checked = 0;
+            for (size_t i = 0; i < count; ++i) {
+                clora_param_info info, other;
+                CHECK_OK(clora_model_param(packed, i, &info));
+                if (clora_buffer_dtype(info.value) != types[t])
+                    continue;
+                CHECK_OK(clora_model_find_param(dense, info.name, &other));
+                const size_t n = clora_buffer_numel(info.value);
+                float *v = test_download(other.value), *got = test_alloc(n), *want = test_alloc(n);
+                unsigned char *bytes = malloc(clora_buffer_bytes(info.value));
+                assert_non_null(bytes);
+                CHECK_OK(clora_reference_quantize(types[t], v, n, bytes));
+                CHECK_OK(clora_reference_dequantize(types[t], bytes, n, want));
+                CHECK_OK(clora__download_values(info.value, got));
+                test_assert_identical(info.name, got, want, n);
+                free(v);
+                free(got);
+                free(want);
+                free(bytes);
+                ++checked;
+            }
+            /* tiny_llama's rows of 24 and 37 are no whole blocks of 32 */
+            if (types[t] == CLORA_DTYPE_F16 || types[t] == CLORA_DTYPE_BF16 ||
+                strcmp(folders[f], "tiny_llama"))
+                assert_true(checked > 0);
+            size_t copied = 0;
+            copy_packed_values(packed, dense, &copied);
+            assert_int_equal(copied, checked);
+            add_lora(packed);
+            add_lora(dense);
+            run_result a = run_model(packed, ids), b = run_model(dense, ids);
+            expect_same_run(what, &a, &b, 0.0);
+            run_free(&a);
+            run_free(&b);
+            clora_model_destroy(packed);
+            clora_model_destroy(dense);
+        }
+    clora_buffer_destroy(ids);
+}
+
+/* Training steps on a Q4_1 GGUF model: the losses are those of the same
+ * file loaded as float32, step for step, bit for bit, and they fall. */
+static void training_on_a_packed_base_follows_the_float32_run(void **state)
+{
+    (void)state;
+    const char *path = GOLDEN "/gguf_llama/llama-Q4_1.gguf";
+    float losses[2][6];
+    const int32_t tokens[] = {3, 17, 5, 41, 8, 22, 0, 9, 11, 30, 2, 7};
+    const size_t shape[2] = {2, 6};
+    clora_buffer *ids = NULL;
+    CHECK_OK(clora_buffer_create_typed(&ids, test_device, CLORA_DTYPE_I32, 2, shape));
+    CHECK_OK(clora_buffer_upload_i32(ids, 0, tokens, 12));
+    for (int side = 0; side < 2; ++side) {
+        clora_model *model = load_as(path, side ? CLORA_DTYPE_F32 : CLORA_DTYPE_AS_STORED);
+        add_lora(model);
+        clora_train_config cfg = clora_train_config_default();
+        cfg.optimizer.lr = 1e-2f;
+        clora_trainer *trainer = NULL;
+        CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+        for (int step = 0; step < 6; ++step)
+            CHECK_OK(clora_trainer_step(trainer, ids, ids, &losses[side][step]));
+        clora_trainer_destroy(trainer);
+        clora_model_destroy(model);
+    }
+    test_assert_identical("losses", losses[0], losses[1], 6);
+    assert_true(losses[0][5] < losses[0][0]);
+    clora_buffer_destroy(ids);
+}
+
+/* Packed weights stay frozen, merging into them is refused, and a packed
+ * model saves the values it stands for. */
+static void packed_models_refuse_training_and_merging(void **state)
+{
+    (void)state;
+    const char *path = GOLDEN "/gguf_llama/llama-Q8_0.gguf";
+    clora_model *model = load_as(path, CLORA_DTYPE_AS_STORED);
+    CHECK_STATUS(clora_model_set_trainable(model, "model.layers.0.self_attn", 1),
+                 CLORA_ERR_DTYPE_MISMATCH);
+    test_expect_message("model.layers.0.self_attn.q_proj.weight is stored packed (Q8_0)");
+    CHECK_STATUS(clora_model_set_trainable(model, "model.layers.0.mlp.up_proj.weight", 1),
+                 CLORA_ERR_DTYPE_MISMATCH);
+    /* the norms are float32 and may train */
+    CHECK_OK(clora_model_set_trainable(model, "model.norm", 1));
+    clora_param_counts counts;
+    CHECK_OK(clora_model_count_params(model, &counts));
+    /* a module to save in full that is packed */
+    clora_lora_config lora = clora_lora_config_default();
+    const char *targets[] = {"q_proj", "v_proj"}, *saved[] = {"model.layers.1.mlp.down_proj"};
+    lora.target_modules = targets;
+    lora.target_module_count = 2;
+    lora.modules_to_save = saved;
+    lora.modules_to_save_count = 1;
+    CHECK_STATUS(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL),
+                 CLORA_ERR_DTYPE_MISMATCH);
+    test_expect_message("modules_to_save");
+    lora.modules_to_save_count = 0;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+    CHECK_STATUS(clora_model_merge_adapter(model), CLORA_ERR_DTYPE_MISMATCH);
+    test_expect_message("--out-dtype f16");
+    /* saved as a clora folder: the values, loaded back as float32 */
+    clora_model *plain = load_as(path, CLORA_DTYPE_AS_STORED);
+    char dir[64];
+    test_temp_dir(dir, "packed-save");
+    CHECK_OK(clora_model_save(plain, dir));
+    clora_model *loaded = load_as(dir, CLORA_DTYPE_AS_STORED), *dense = load_as(path, CLORA_DTYPE_F32);
+    clora_param_info a, b;
+    CHECK_OK(clora_model_find_param(loaded, "model.layers.1.mlp.down_proj.weight", &a));
+    CHECK_OK(clora_model_find_param(dense, "model.layers.1.mlp.down_proj.weight", &b));
+    assert_int_equal(clora_buffer_dtype(a.value), CLORA_DTYPE_F32);
+    float *va = test_download(a.value), *vb = test_download(b.value);
+    test_assert_identical("saved values", va, vb, clora_buffer_numel(a.value));
+    free(va);
+    free(vb);
+    /* load options that make no sense */
+    clora_load_options o = clora_load_options_default();
+    o.base_dtype = CLORA_DTYPE_Q4_K;
+    clora_model *none = NULL;
+    CHECK_STATUS(clora_model_load_with(&none, test_device, path, &o), CLORA_ERR_INVALID_ARGUMENT);
+    test_expect_message("K-quant tensors come from GGUF files");
+    o.base_dtype = CLORA_DTYPE_I32;
+    CHECK_STATUS(clora_model_load_with(&none, test_device, path, &o), CLORA_ERR_INVALID_ARGUMENT);
+    assert_null(none);
+    test_remove_dir(dir);
+    clora_model_destroy(loaded);
+    clora_model_destroy(dense);
+    clora_model_destroy(plain);
+    clora_model_destroy(model);
+}
+
 /* argv[1]: a cmocka test filter (tests/oclgrind_check.sh runs the kernel
  * tests on their own). */
 int main(int argc, char **argv)
@@ -420,6 +767,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(quantizers_round_within_half_a_step),
         cmocka_unit_test(packed_buffers_refuse_what_they_cannot_do),
         cmocka_unit_test(packed_bytes_are_counted_by_type),
+        cmocka_unit_test(gguf_files_stay_packed_and_compute_as_float32),
+        cmocka_unit_test(hf_folders_packed_on_load_compute_as_their_values),
+        cmocka_unit_test(training_on_a_packed_base_follows_the_float32_run),
+        cmocka_unit_test(packed_models_refuse_training_and_merging),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

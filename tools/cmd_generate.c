@@ -105,11 +105,12 @@ int cmd_generate(int argc, char **argv)
                *system = NULL, *device = NULL;
     size_t max_new = 0, top_k = 0, seed = 0, eos = (size_t)-1;
     float temperature = 0.0f, top_p = 1.0f;
-    int chat = 0, print_ids = 0, no_cache = 0;
+    int chat = 0, print_ids = 0, no_cache = 0, base_dtype = 0;
     const cli_option options[] = {
         {CLI_OPT("--model", CLI_STRING, &model_dir, "PATH",
                  "a GPT-2 or Llama-family Hugging Face folder, or a GGUF file"),
          .flags = CLI_REQUIRED},
+        BASE_DTYPE_OPTION(&base_dtype),
         {CLI_OPT("--adapter", CLI_STRING, &adapter, "DIR",
                  "a PEFT adapter folder to apply (default: none)")},
         {CLI_OPT("--prompt", CLI_STRING, &prompt, "TEXT", "the prompt as text")},
@@ -177,7 +178,8 @@ int cmd_generate(int argc, char **argv)
         cli_report("generate", "opening the device", status);
         goto done;
     }
-    if (!open_model("generate", g.device, model_dir, adapter, 0, seed, &g.model, &family))
+    if (!open_model("generate", g.device, model_dir, adapter, 0, seed, base_dtype, &g.model,
+                    &family))
         goto done;
     if (family != FAMILY_GPT2 && family != FAMILY_LLAMA) {
         fprintf(stderr,

@@ -23,12 +23,13 @@ int cmd_logits(int argc, char **argv)
     const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *text = NULL, *types = NULL,
                *out = NULL, *device = NULL, *system = NULL;
     size_t classes = 0, seed = 0;
-    int chat = 0;
+    int chat = 0, base_dtype = 0;
     const cli_option options[] = {
         {CLI_OPT("--model", CLI_STRING, &model_dir, "PATH",
                  "a Hugging Face GPT-2, BERT or Llama-family folder, a GGUF file, or a clora "
                  "model folder"),
          .flags = CLI_REQUIRED},
+        BASE_DTYPE_OPTION(&base_dtype),
         {CLI_OPT("--adapter", CLI_STRING, &adapter, "DIR",
                  "a PEFT adapter folder to apply (default: none)")},
         {CLI_OPT("--tokens", CLI_STRING, &tokens, "IDS",
@@ -96,7 +97,7 @@ int cmd_logits(int argc, char **argv)
         exit_code = 2;
         goto done;
     }
-    if (!open_model("logits", dev, model_dir, adapter, classes, seed, &model, &family))
+    if (!open_model("logits", dev, model_dir, adapter, classes, seed, base_dtype, &model, &family))
         goto done;
     const size_t shape[2] = {1, count};
     const clora_buffer *y = NULL;

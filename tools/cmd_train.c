@@ -52,7 +52,7 @@ typedef struct train_options {
     size_t stop_at, seed;
     float alpha, dropout, lr, weight_decay, momentum, clip;
     const char *targets, *target_regex, *exclude, *rank_pattern, *trainable, *adapter_name;
-    int scale_mode, init, optimizer, schedule, task, lora_on_head;
+    int scale_mode, init, optimizer, schedule, task, lora_on_head, base_dtype;
     int weight_decay_set;
 } train_options;
 
@@ -79,6 +79,8 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--out", CLI_STRING, &o->out, "DIR",
                  "where to save the adapter and the run (created if needed)"),
          .flags = CLI_REQUIRED},
+        CLI_SECTION("base model:"),
+        BASE_DTYPE_OPTION(&o->base_dtype),
         CLI_SECTION("task:"),
         {CLI_OPT("--task", CLI_CHOICE, &o->task, "KIND",
                  "auto (from the labels), classify, lm or regression"),
@@ -415,7 +417,7 @@ int cmd_train(int argc, char **argv)
     }
     model_family opened;
     if (!open_model("train", dev, o.model, NULL, family == FAMILY_BERT ? classes : 0, o.seed,
-                    &model, &opened))
+                    o.base_dtype, &model, &opened))
         goto done;
     const char *head = NULL; /* the output module, kept out of all-linear */
     if (decoder && task == TASK_CLASSIFY) {

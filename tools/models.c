@@ -47,21 +47,34 @@ size_t adapter_classes(const char *adapter_dir)
     return classes;
 }
 
+const char *const base_dtype_choices[] = {"stored", "f32",  "f16",  "bf16",
+                                          "q8_0",   "q4_0", "q4_1", NULL};
+
+clora_dtype base_dtype_of(int choice)
+{
+    static const clora_dtype types[] = {CLORA_DTYPE_AS_STORED, CLORA_DTYPE_F32,  CLORA_DTYPE_F16,
+                                        CLORA_DTYPE_BF16,      CLORA_DTYPE_Q8_0, CLORA_DTYPE_Q4_0,
+                                        CLORA_DTYPE_Q4_1};
+    return choice >= 0 && (size_t)choice < sizeof types / sizeof types[0] ? types[choice]
+                                                                          : CLORA_DTYPE_AS_STORED;
+}
+
 int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
-               size_t classes, uint64_t seed, clora_model **out, model_family *family)
+               size_t classes, uint64_t seed, int base_dtype, clora_model **out,
+               model_family *family)
 {
     *out = NULL;
     *family = model_family_of(dir);
-    clora_status status;
+    clora_load_options options = clora_load_options_default();
+    options.base_dtype = base_dtype_of(base_dtype);
     if (*family == FAMILY_BERT) {
         if (classes == 0 && adapter)
             classes = adapter_classes(adapter);
-        status = clora_model_load_hf(out, device, dir, classes, seed);
-    } else if (*family == FAMILY_GPT2 || (*family == FAMILY_LLAMA && !clora_gguf_probe(dir))) {
-        status = clora_model_load_hf(out, device, dir, 0, seed);
-    } else {
-        status = clora_model_load(out, device, dir);
+        options.num_labels = classes;
     }
+    if (*family != FAMILY_CLORA)
+        options.seed = seed;
+    clora_status status = clora_model_load_with(out, device, dir, &options);
     if (status == CLORA_OK && adapter && (*family == FAMILY_GPT2 || *family == FAMILY_LLAMA) &&
         (classes = adapter_classes(adapter)) > 0) /* a sequence classifier's adapter */
         status = clora_model_add_classifier(*out, classes, 0.0f, seed);

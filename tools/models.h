@@ -26,14 +26,29 @@ model_family model_family_of(const char *dir);
  * LoRA), or 0. */
 size_t adapter_classes(const char *adapter_dir);
 
-/* Opens `dir` on the device. BERT folders get a classification head of
+/* --base-dtype, one option table row for every command that loads a
+ * model's weights: how frozen weights are stored on the device. */
+extern const char *const base_dtype_choices[]; /* "stored", "f32", "f16", ... */
+#define BASE_DTYPE_OPTION(dest)                                                               \
+    {CLI_OPT("--base-dtype", CLI_CHOICE, (dest), "TYPE",                                   \
+             "how frozen weights are stored on the device: stored (as the file stores "    \
+             "them: a GGUF file's own types, safetensors as f32), f32, or packed on load " \
+             "as f16, bf16, q8_0, q4_0 or q4_1 (packed weights stay frozen)"),             \
+     .choices = base_dtype_choices, .fallback = "stored"}
+/* The dtype a --base-dtype choice stands for (CLORA_DTYPE_AS_STORED for
+ * "stored"). */
+clora_dtype base_dtype_of(int choice);
+
+/* Opens `dir` on the device, frozen weights stored as `base_dtype` (a
+ * --base-dtype choice). BERT folders get a classification head of
  * `classes` labels (0: the adapter's, if it carries one, else none);
  * decoders get a sequence classifier when the adapter carries one;
  * `seed` initialises a new head and drives dropout. Then loads `adapter`
  * (may be NULL) as "default". Prints a one-line error for `command` and
  * returns 0 on failure. */
 int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
-               size_t classes, uint64_t seed, clora_model **out, model_family *family);
+               size_t classes, uint64_t seed, int base_dtype, clora_model **out,
+               model_family *family);
 
 /* The tokenizer of `path`: a GGUF file (by its ending or its magic) or a
  * model folder. Prints a one-line error for `command` and returns 0 on

@@ -155,8 +155,39 @@ clora_status clora_model_save(clora_model *model, const char *dir);
 
 /* Loads a model folder written by clora_model_save(), a Hugging Face
  * folder (clora_model_load_hf() without labels) or a GGUF file
- * (clora_model_load_gguf()). */
+ * (clora_model_load_gguf()), frozen weights as the file stores them. */
 clora_status clora_model_load(clora_model **out, clora_device *device, const char *dir);
+
+/* base_dtype: store frozen weights as the file stores them. */
+#define CLORA_DTYPE_AS_STORED CLORA_DTYPE_COUNT
+
+/* How clora_model_load_with() loads a model. */
+typedef struct clora_load_options {
+    /* How the frozen weights (every Linear's and Embedding's 2-D weight)
+     * are stored on the device:
+     *   CLORA_DTYPE_AS_STORED (the default): as the file stores them: a
+     *     GGUF file's tensors in their own types (F16, BF16, Q8_0, Q4_0,
+     *     Q4_1, Q4_K, Q5_K, Q6_K), safetensors weights as F32;
+     *   CLORA_DTYPE_F32: all float32 (GGUF's packed tensors dequantized);
+     *   F16, BF16, Q8_0, Q4_0 or Q4_1: packed on load (quantized as
+     *     clora_reference_quantize() does), each weight whose rows are
+     *     whole blocks of the type; the others stay F32.
+     * Packed weights stay frozen: making them trainable is refused, and so
+     * is merging an adapter into them. Norms, biases and heads stay F32. */
+    clora_dtype base_dtype;
+    /* Hugging Face BERT folders: the classifier head's classes, as
+     * clora_model_load_hf() takes them (0: none). */
+    size_t num_labels;
+    /* Initialises a head the file lacks, and drives dropout masks. */
+    uint64_t seed;
+} clora_load_options;
+
+/* base_dtype CLORA_DTYPE_AS_STORED, no labels, seed 0. */
+clora_load_options clora_load_options_default(void);
+
+/* clora_model_load() with options (NULL: the defaults). */
+clora_status clora_model_load_with(clora_model **out, clora_device *device, const char *path,
+                                   const clora_load_options *options);
 
 #ifdef __cplusplus
 }

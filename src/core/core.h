@@ -276,6 +276,12 @@ void clora__quantize(clora_dtype dtype, const float *src, size_t n, void *dst);
  * subnormals, infinities and NaNs included). */
 float clora__f16_to_f32(uint16_t half);
 uint16_t clora__f32_to_f16(float value);
+/* A whole buffer's values from float32 host values: uploaded as they are
+ * into F32, quantized row by row into a packed buffer (refused when a
+ * value lies beyond what the type holds; `what` names the tensor). */
+clora_status clora__upload_values(clora_buffer *dst, const float *values, const char *what);
+/* A whole buffer's values as float32 (packed ones dequantized). */
+clora_status clora__download_values(const clora_buffer *src, float *values);
 
 /* ---- fault injection (fault.c), for tests ---------------------------------- */
 

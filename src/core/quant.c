@@ -6,6 +6,7 @@
  * contraction (CMakeLists.txt), as the kernels are, so that d·q + m is two
  * roundings on both sides. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -320,4 +321,55 @@ void clora__quantize(clora_dtype dtype, const float *src, size_t n, void *dst)
     unsigned char *p = dst;
     for (size_t done = 0; codec && codec->from_f32 && done + block <= n; done += block, p += bytes)
         codec->from_f32(p, src + done);
+}
+
+/* ---- packed buffers from and to float32 host values -------------------------------------- */
+
+clora_status clora__upload_values(clora_buffer *dst, const float *values, const char *what)
+{
+    if (!clora_dtype_is_packed(dst->dtype))
+        return clora_buffer_upload(dst, 0, values, dst->numel);
+    if (!clora_dtype_can_quantize(dst->dtype))
+        return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: clora does not quantize to %s", what,
+                           clora_dtype_name(dst->dtype));
+    const size_t bytes = clora_buffer_bytes(dst), cols = dst->shape[dst->ndim - 1];
+    unsigned char *packed = malloc(bytes ? bytes : 1);
+    float *row = malloc(cols * sizeof *row);
+    clora_status status = packed && row ? CLORA_OK
+                                        : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "packing %s",
+                                                      what);
+    const size_t rows = cols ? dst->numel / cols : 0, row_bytes = clora_dtype_bytes(dst->dtype, cols);
+    for (size_t r = 0; r < rows && status == CLORA_OK; ++r) {
+        clora__quantize(dst->dtype, values + r * cols, cols, packed + r * row_bytes);
+        /* values past the type's range (65504 for the f16 scales) */
+        clora__dequantize(dst->dtype, packed + r * row_bytes, cols, row);
+        for (size_t c = 0; c < cols; ++c)
+            if (!isfinite(row[c])) {
+                status = clora__fail(CLORA_ERR_NON_FINITE,
+                                     "%s: value %zu (%g) is beyond what %s can hold", what,
+                                     r * cols + c, (double)values[r * cols + c],
+                                     clora_dtype_name(dst->dtype));
+                break;
+            }
+    }
+    if (status == CLORA_OK)
+        status = clora_buffer_upload_bytes(dst, 0, packed, bytes);
+    free(packed);
+    free(row);
+    return status;
+}
+
+clora_status clora__download_values(const clora_buffer *src, float *values)
+{
+    if (!clora_dtype_is_packed(src->dtype))
+        return clora_buffer_download(src, 0, values, src->numel);
+    const size_t bytes = clora_buffer_bytes(src);
+    unsigned char *packed = malloc(bytes ? bytes : 1);
+    if (!packed)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading packed weights");
+    clora_status status = clora_buffer_download_bytes(src, 0, packed, bytes);
+    if (status == CLORA_OK)
+        clora__dequantize(src->dtype, packed, src->numel, values);
+    free(packed);
+    return status;
 }

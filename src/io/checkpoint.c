@@ -241,8 +241,14 @@ clora_status clora__checkpoint_read(const clora__checkpoint *ck, const clora_ten
     clora_status status = clora_tensor_to_f32(view, host);
     if (status == CLORA_OK)
         status = clora__check_finite(ck->path, view->name, host, view->numel);
-    if (status == CLORA_OK)
+    if (status == CLORA_OK && clora_dtype_is_packed(dst->dtype)) {
+        char what[512];
+        snprintf(what, sizeof what, "%s: tensor \"%s\" as %s", ck->path, view->name,
+                 clora_dtype_name(dst->dtype));
+        status = clora__upload_values(dst, host, what);
+    } else if (status == CLORA_OK) {
         status = clora_buffer_upload(dst, 0, host, view->numel);
+    }
     free(host);
     return status;
 }
@@ -250,10 +256,24 @@ clora_status clora__checkpoint_read(const clora__checkpoint *ck, const clora_ten
 clora_status clora__writer_add_buffer(clora_safetensors_writer *writer, const char *name,
                                       const clora_buffer *value)
 {
+    /* F16 and BF16 weights are safetensors types: their bytes as they are */
+    if (value->dtype == CLORA_DTYPE_F16 || value->dtype == CLORA_DTYPE_BF16) {
+        const size_t bytes = clora_buffer_bytes(value);
+        void *raw = malloc(bytes ? bytes : 1);
+        if (!raw)
+            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving %s", name);
+        clora_status status = clora_buffer_download_bytes(value, 0, raw, bytes);
+        if (status == CLORA_OK)
+            status = clora_safetensors_writer_add(writer, name, value->dtype, value->ndim,
+                                                  value->shape, raw);
+        free(raw);
+        return status;
+    }
+    /* block types as the float32 values they stand for */
     float *host = malloc((value->numel ? value->numel : 1) * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving %s", name);
-    clora_status status = clora_buffer_download(value, 0, host, value->numel);
+    clora_status status = clora__download_values(value, host);
     if (status == CLORA_OK)
         status = clora_safetensors_writer_add(writer, name, CLORA_DTYPE_F32, value->ndim,
                                               value->shape, host);

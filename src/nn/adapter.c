@@ -414,6 +414,9 @@ clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_c
             status = clora__fail(CLORA_ERR_NOT_FOUND, "%s: modules_to_save not found: %s", op,
                                  missing);
     }
+    for (size_t i = 0; i < sel.saved_count && status == CLORA_OK; ++i)
+        if ((status = clora__check_unpacked(sel.saved[i])) != CLORA_OK)
+            status = clora__fail_prefixed(status, "%s: modules_to_save", op);
     /* Pass 2: wrap and add. */
     const char *name = config->adapter_name ? config->adapter_name : "default";
     size_t done = 0;
@@ -498,6 +501,26 @@ static int merge_visit(clora_node *node, const char *path, void *user)
     return walk->status != CLORA_OK;
 }
 
+/* A LoRA layer whose base weight is packed: merging would have to
+ * requantize it. */
+static int packed_base_visit(clora_node *node, const char *path, void *user)
+{
+    if (!clora__is_lora(node))
+        return 0;
+    const clora_node *base = clora__linear_of(node);
+    const clora_buffer *w = base ? clora__param_value(base, "weight") : NULL;
+    if (!w || !clora_dtype_is_packed(w->dtype))
+        return 0;
+    *(clora_status *)user = clora__fail(
+        CLORA_ERR_DTYPE_MISMATCH,
+        "%s: its weight is stored packed (%s); merging into packed weights is refused, as it "
+        "would quantize the merged weight again. Load the model unpacked and merge there: "
+        "`clora merge --out-dtype f16` or `--out-dtype f32`, or load options base_dtype "
+        "CLORA_DTYPE_F32",
+        path, clora_dtype_name(w->dtype));
+    return 1;
+}
+
 clora_status clora_model_merge_adapter(clora_model *model)
 {
     if (!model)
@@ -507,6 +530,9 @@ clora_status clora_model_merge_adapter(clora_model *model)
     if (model->merged)
         return clora__fail(CLORA_ERR_STATE, "clora_model_merge_adapter: already merged");
     clora_status status = clora__model_refresh(model);
+    if (status != CLORA_OK)
+        return status;
+    clora_model_visit(model, packed_base_visit, &status);
     if (status != CLORA_OK)
         return status;
     merge_walk walk = {1, CLORA_OK};

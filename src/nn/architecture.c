@@ -101,6 +101,41 @@ clora_status clora__check_common(const char *what, size_t C, size_t heads, clora
     return CLORA_OK;
 }
 
+static _Thread_local clora__storage pending_storage;
+
+void clora__storage_set(const clora__storage *plan)
+{
+    if (plan)
+        pending_storage = *plan;
+    else
+        memset(&pending_storage, 0, sizeof pending_storage);
+}
+
+clora_dtype clora__storage_uniform(const clora_model *model, const char *name, const size_t *shape,
+                                   void *user)
+{
+    (void)model;
+    const clora_dtype dtype = *(const clora_dtype *)user;
+    if (!strcmp(name, "classifier.weight") || !strcmp(name, "score.weight"))
+        return CLORA_DTYPE_F32; /* sequence-classification heads train */
+    return clora_dtype_bytes(dtype, shape[1]) ? dtype : CLORA_DTYPE_F32;
+}
+
+clora_status clora__load_options_check(const char *op, const clora_load_options *options)
+{
+    const clora_dtype d = options->base_dtype;
+    if (d == CLORA_DTYPE_AS_STORED || d == CLORA_DTYPE_F32 || clora_dtype_can_quantize(d))
+        return CLORA_OK;
+    return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                       "%s: base_dtype %s; frozen weights load as stored, as F32, or packed on "
+                       "load as F16, BF16, Q8_0, Q4_0 or Q4_1 (%s%s)",
+                       op, clora_dtype_name(d),
+                       clora_dtype_is_packed(d) ? "K-quant tensors come from GGUF files as they "
+                                                  "are stored"
+                                                : "not a packed type",
+                       "");
+}
+
 clora_status clora__create_with(clora_model **out, clora_device *device, uint64_t seed,
                                 int skip_init, clora_status (*build)(clora_model *, const void *),
                                 const void *config)
@@ -111,9 +146,13 @@ clora_status clora__create_with(clora_model **out, clora_device *device, uint64_
         return status;
     model->building = 1;
     model->skip_init = skip_init;
+    model->storage = pending_storage.fn;
+    model->storage_user = pending_storage.user;
     status = build(model, config);
     model->building = 0;
     model->skip_init = 0;
+    model->storage = NULL;
+    model->storage_user = NULL;
     if (status != CLORA_OK) {
         clora_model_destroy(model);
         return status;

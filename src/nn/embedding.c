@@ -79,6 +79,7 @@ static clora_status embedding_load(const clora__node_kind *kind, clora_node *par
 const clora__node_kind clora__embedding_kind = {
     .id = CLORA_NODE_EMBEDDING,
     .name = "embedding",
+    .flags = CLORA__KIND_PACKABLE,
     .state_size = sizeof(embedding_state),
     .setup = embedding_setup,
     .forward = embedding_forward,

@@ -1,8 +1,10 @@
 /* gguf_model.c — Llama-family models from GGUF files (architectures
  * "llama" and "qwen2"): the hyper-parameters from the <arch>.* metadata,
- * the tensors (dequantized to float32 one at a time) placed under Hugging
+ * the tensors, one at a time, placed under Hugging
  * Face's names, so that PEFT adapters trained on the Hugging Face model
- * apply unchanged:
+ * apply unchanged. Weights stay in the file's types by default (packed on
+ * the device, byte for byte), or load as float32 or another packed type
+ * (clora_load_options):
  *
  *   token_embd            model.embed_tokens
  *   blk.N.attn_norm       model.layers.N.input_layernorm
@@ -104,38 +106,46 @@ static int gguf_name(const char *param, char *out, size_t size)
     return 0;
 }
 
-/* Rows of a Q or K projection (and its bias) back in Hugging Face's order:
- * `heads` heads of D rows, `cols` values per row. */
-static clora_status unpermute(float *data, size_t heads, size_t D, size_t cols)
+/* Rows of a Q or K projection (and its bias) back in Hugging Face's order,
+ * on rows of `row_bytes` bytes (packed rows move whole). */
+static clora_status unpermute_bytes(unsigned char *data, size_t heads, size_t D, size_t row_bytes)
 {
-    float *copy = malloc(heads * D * cols * sizeof *copy);
+    unsigned char *copy = malloc(heads * D * row_bytes);
     if (!copy)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reordering rows");
-    memcpy(copy, data, heads * D * cols * sizeof *copy);
+    memcpy(copy, data, heads * D * row_bytes);
     const size_t half = D / 2;
     for (size_t h = 0; h < heads; ++h)
         for (size_t s = 0; s < 2; ++s)
             for (size_t i = 0; i < half; ++i)
-                memcpy(data + (h * D + s * half + i) * cols, copy + (h * D + 2 * i + s) * cols,
-                       cols * sizeof *data);
+                memcpy(data + (h * D + s * half + i) * row_bytes,
+                       copy + (h * D + 2 * i + s) * row_bytes, row_bytes);
     free(copy);
     return CLORA_OK;
 }
 
-/* Parameter `info` from GGUF tensor `index`: shape checked (GGUF lists
- * dimensions fastest first), dequantized, reordered where needed. */
 /* Tensor `index` (check_source has checked its shape and type against
- * the parameter) dequantized, checked finite, Q and K rows reordered, and
- * uploaded. */
+ * the parameter) checked finite, Q and K rows reordered, and uploaded: its
+ * bytes as they are when the parameter is stored in the tensor's type,
+ * else its values as float32 (quantized again for another packed type). */
 static clora_status read_param(const gguf_source *src, long index, const clora_param_info *info,
                                const char *tensor)
 {
     clora_gguf_tensor t;
     clora_gguf_tensor_info(src->file, (size_t)index, &t);
+    const clora__quant_type *type = clora__quant_find(t.type);
+    const clora_dtype stored = clora_buffer_dtype(info->value);
+    const int raw = clora_dtype_is_packed(stored) && type && type->dtype == stored;
     float *host = malloc((size_t)t.elements * sizeof *host);
-    if (!host)
+    unsigned char *bytes = raw ? malloc((size_t)t.bytes) : NULL;
+    if (!host || (raw && !bytes)) {
+        free(host);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", tensor);
-    clora_status status = clora_gguf_read_f32(src->file, (size_t)index, host);
+    }
+    clora_status status = raw ? clora_gguf_read_raw(src->file, (size_t)index, bytes)
+                              : clora_gguf_read_f32(src->file, (size_t)index, host);
+    if (status == CLORA_OK && raw) /* the values, to check them */
+        clora__dequantize(stored, bytes, (size_t)t.elements, host);
     if (status == CLORA_OK)
         status = clora__check_finite(src->path, tensor, host, (size_t)t.elements);
     const int is_q = strstr(info->name, ".q_proj.") != NULL;
@@ -143,12 +153,45 @@ static clora_status read_param(const gguf_source *src, long index, const clora_p
     if (status == CLORA_OK && src->permuted && (is_q || is_k)) {
         const size_t heads = is_q ? src->heads : src->kv_heads;
         const size_t cols = t.ndim == 2 ? (size_t)t.dims[0] : 1;
-        status = unpermute(host, heads, src->head_dim, cols);
+        status = raw ? unpermute_bytes(bytes, heads, src->head_dim, clora_dtype_bytes(stored, cols))
+                     : unpermute_bytes((unsigned char *)host, heads, src->head_dim,
+                                       cols * sizeof *host);
     }
-    if (status == CLORA_OK)
-        status = clora_buffer_upload(info->value, 0, host, (size_t)t.elements);
+    if (status == CLORA_OK && raw)
+        status = clora_buffer_upload_bytes(info->value, 0, bytes, (size_t)t.bytes);
+    else if (status == CLORA_OK)
+        status = clora__upload_values(info->value, host, tensor);
+    free(bytes);
     free(host);
     return status;
+}
+
+/* The storage plan of a GGUF file: each frozen weight in its tensor's own
+ * type (base_dtype CLORA_DTYPE_AS_STORED), or as base_dtype where its rows
+ * are whole blocks of it. */
+typedef struct gguf_storage {
+    const gguf_source *src;
+    clora_dtype base_dtype;
+} gguf_storage;
+
+static int gguf_name(const char *param, char *out, size_t size);
+
+static clora_dtype storage_of(const clora_model *model, const char *name, const size_t *shape,
+                              void *user)
+{
+    const gguf_storage *plan = user;
+    if (plan->base_dtype != CLORA_DTYPE_AS_STORED)
+        return clora__storage_uniform(model, name, shape, (void *)&plan->base_dtype);
+    char tensor[256];
+    clora_gguf_tensor t;
+    const long index = gguf_name(name, tensor, sizeof tensor)
+                           ? clora_gguf_find_tensor(plan->src->file, tensor)
+                           : -1;
+    if (index < 0 || !clora_gguf_tensor_info(plan->src->file, (size_t)index, &t))
+        return CLORA_DTYPE_F32;
+    const clora__quant_type *type = clora__quant_find(t.type);
+    return type && type->readable && clora_dtype_is_packed(type->dtype) ? type->dtype
+                                                                         : CLORA_DTYPE_F32;
 }
 
 /* The model's hyper-parameters from the metadata. */
@@ -361,6 +404,12 @@ clora_status clora_model_check_gguf(const char *path)
 
 clora_status clora_model_load_gguf(clora_model **out, clora_device *device, const char *path)
 {
+    return clora__model_load_gguf(out, device, path, CLORA_DTYPE_AS_STORED);
+}
+
+clora_status clora__model_load_gguf(clora_model **out, clora_device *device, const char *path,
+                                    clora_dtype base_dtype)
+{
     if (!out || !device || !path)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_load_gguf: NULL argument");
     *out = NULL;
@@ -370,8 +419,13 @@ clora_status clora_model_load_gguf(clora_model **out, clora_device *device, cons
     clora_model *model = NULL;
     /* checked before anything is allocated */
     clora_status status = open_checked(path, &file, &src, &config);
-    if (status == CLORA_OK)
+    gguf_storage plan = {&src, base_dtype};
+    const clora__storage storage = {storage_of, &plan};
+    if (status == CLORA_OK) {
+        clora__storage_set(&storage);
         status = clora__llama_create(&model, device, &config, 0, 1);
+        clora__storage_set(NULL);
+    }
     if (status == CLORA_OK)
         status = load_tensors(model, &src);
     clora_gguf_close(file);

@@ -27,7 +27,7 @@ static void known_types(char *out, size_t size)
 
 clora_status clora__model_from_hf(clora_model **out, clora_device *device,
                                   const clora__model_folder *folder, size_t num_labels,
-                                  uint64_t seed)
+                                  uint64_t seed, clora_dtype base_dtype)
 {
     const char *type = json_string_value(json_object_get(folder->config, "model_type"));
     const clora__hf_architecture *arch = NULL;
@@ -42,7 +42,10 @@ clora_status clora__model_from_hf(clora_model **out, clora_device *device,
     }
     clora__json_fields fields = {folder->config, folder->config_path, CLORA_OK};
     clora_model *model = NULL;
+    const clora__storage packed = {clora__storage_uniform, &base_dtype};
+    clora__storage_set(clora_dtype_is_packed(base_dtype) ? &packed : NULL);
     clora_status status = arch->build(&model, device, &fields, num_labels, seed);
+    clora__storage_set(NULL);
     if (status == CLORA_OK)
         status = clora__load_weights(model, folder->weights_path, &arch->names);
     if (status != CLORA_OK) {
@@ -67,7 +70,7 @@ clora_status clora_model_load_hf(clora_model **out, clora_device *device, const 
         status = clora__read_json(folder.config_path, &folder.config);
     if (status != CLORA_OK)
         return status;
-    status = clora__model_from_hf(out, device, &folder, num_labels, seed);
+    status = clora__model_from_hf(out, device, &folder, num_labels, seed, CLORA_DTYPE_F32);
     clora__model_folder_free(&folder);
     return status;
 }

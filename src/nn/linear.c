@@ -125,7 +125,7 @@ static clora_status linear_load(const clora__node_kind *kind, clora_node *parent
 const clora__node_kind clora__linear_kind = {
     .id = CLORA_NODE_LINEAR,
     .name = "linear",
-    .flags = CLORA__KIND_LINEAR,
+    .flags = CLORA__KIND_LINEAR | CLORA__KIND_PACKABLE,
     .state_size = sizeof(linear_state),
     .setup = linear_setup,
     .forward = linear_forward,

@@ -315,6 +315,8 @@ clora_status clora__add_node(const char *op, clora_node *parent, const char *nam
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: name is NULL", op);
     clora_node *node = NULL;
     status = clora__node_new(parent->model, name, kind, &node);
+    if (status == CLORA_OK)
+        node->parent = parent; /* for its path while it sets up; attached below */
     if (status == CLORA_OK && kind->setup)
         status = kind->setup(node, args);
     if (status == CLORA_OK)
@@ -400,6 +402,27 @@ static clora_status init_values(clora_model *model, clora__param *p, clora__init
     return status;
 }
 
+/* How a new parameter is stored: F32 unless a loader's storage hook packs
+ * it (the weights of Linear and Embedding nodes that a file fills; heads
+ * drawn while a loader builds, with skip_init off, stay F32). */
+static clora_status storage_of(clora_node *node, const char *name, size_t ndim,
+                               const size_t *shape, clora_dtype *dtype)
+{
+    clora_model *model = node->model;
+    *dtype = CLORA_DTYPE_F32;
+    const int weight = ndim == 2 && !strcmp(name, "weight") &&
+                       (node->kind->flags & CLORA__KIND_PACKABLE);
+    if (!model->storage || !weight || !model->skip_init)
+        return CLORA_OK;
+    char path[4096];
+    clora_status status = clora_node_path(node, path, sizeof path - 8);
+    if (status != CLORA_OK)
+        return status;
+    strcat(path, *path ? ".weight" : "weight");
+    *dtype = model->storage(model, path, shape, model->storage_user);
+    return CLORA_OK;
+}
+
 clora_status clora__param_add(clora_node *node, const char *name, size_t ndim, const size_t *shape,
                               clora__init init, float bound, clora__param **out)
 {
@@ -419,8 +442,16 @@ clora_status clora__param_add(clora_node *node, const char *name, size_t ndim, c
         p->numel *= shape[d];
     }
     p->trainable = 1;
-    clora_status status = clora__buffer_create(&p->own, model->device, CLORA_DTYPE_F32,
-                                               CLORA_MEMORY_TRAINABLE, ndim, shape);
+    clora_dtype dtype = CLORA_DTYPE_F32;
+    clora_status status = storage_of(node, name, ndim, shape, &dtype);
+    if (status == CLORA_OK && clora_dtype_is_packed(dtype)) {
+        p->trainable = 0; /* packed weights stay frozen */
+        status = clora__buffer_create_packed(&p->own, model->device, dtype, CLORA_MEMORY_FROZEN,
+                                             shape[0], shape[1]);
+    } else if (status == CLORA_OK) {
+        status = clora__buffer_create(&p->own, model->device, CLORA_DTYPE_F32,
+                                      CLORA_MEMORY_TRAINABLE, ndim, shape);
+    }
     p->value = p->own;
     /* new buffers are zero-filled: INIT_ZERO has nothing to write */
     if (status == CLORA_OK && !model->skip_init && init != CLORA__INIT_ZERO)
@@ -708,6 +739,10 @@ static size_t aligned(size_t n)
  * allocations. */
 static clora_status rebuild_arenas(clora_model *model)
 {
+    for (size_t i = 0; i < model->param_count; ++i)
+        if (model->params[i]->trainable && clora_dtype_is_packed(model->params[i]->value->dtype))
+            return clora__packed_trainable_error(model->param_names[i],
+                                                 model->params[i]->value->dtype);
     size_t total = 0;
     for (size_t i = 0; i < model->param_count; ++i)
         if (model->params[i]->trainable)
@@ -876,23 +911,62 @@ static void set_subtree_trainable(clora_node *node, int trainable)
         set_subtree_trainable(node->children[i], trainable);
 }
 
+clora_status clora__packed_trainable_error(const char *name, clora_dtype dtype)
+{
+    return clora__fail(CLORA_ERR_DTYPE_MISMATCH,
+                       "parameter %s is stored packed (%s) and cannot train; packed weights stay "
+                       "frozen (load the model with --base-dtype f32 to train it)",
+                       name, clora_dtype_name(dtype));
+}
+
+/* The first packed parameter below `node` (into *name), or NULL. */
+static const clora__param *packed_below(const clora_node *node, char *name, size_t size)
+{
+    for (size_t i = 0; i < node->param_count; ++i)
+        if (clora_dtype_is_packed(node->params[i]->value->dtype)) {
+            char path[4096];
+            if (clora_node_path(node, path, sizeof path) != CLORA_OK)
+                path[0] = '\0';
+            snprintf(name, size, "%s%s%s", path, *path ? "." : "", node->params[i]->name);
+            return node->params[i];
+        }
+    for (size_t i = 0; i < node->child_count; ++i) {
+        const clora__param *p = packed_below(node->children[i], name, size);
+        if (p)
+            return p;
+    }
+    return NULL;
+}
+
+clora_status clora__check_unpacked(const clora_node *node)
+{
+    char name[4096];
+    const clora__param *p = packed_below(node, name, sizeof name);
+    return p ? clora__packed_trainable_error(name, p->value->dtype) : CLORA_OK;
+}
+
 clora_status clora_model_set_trainable(clora_model *model, const char *path, int trainable)
 {
     if (!model || !path)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_set_trainable: NULL argument");
     size_t failed_at = 0;
     clora_node *node = find_path(model->root, path, &failed_at);
+    clora_status status;
+    if (node && trainable && (status = clora__check_unpacked(node)) != CLORA_OK)
+        return status;
     if (node) {
         set_subtree_trainable(node, trainable != 0);
         clora__model_touch(model);
         return CLORA_OK;
     }
     /* A full parameter name ("fc1.lora_A.default.weight"). */
-    clora_status status = clora__model_refresh(model);
+    status = clora__model_refresh(model);
     if (status != CLORA_OK)
         return status;
     for (size_t i = 0; i < model->param_count; ++i)
         if (!strcmp(model->param_names[i], path)) {
+            if (trainable && clora_dtype_is_packed(model->params[i]->value->dtype))
+                return clora__packed_trainable_error(path, model->params[i]->value->dtype);
             model->params[i]->trainable = trainable != 0;
             clora__model_touch(model);
             return CLORA_OK;

@@ -158,36 +158,63 @@ static clora_status build_node(clora_node *parent, json_t *j, const char *where)
     return status == CLORA_OK ? status : clora__fail_prefixed(status, "%s", where);
 }
 
+clora_load_options clora_load_options_default(void)
+{
+    clora_load_options o;
+    memset(&o, 0, sizeof o);
+    o.base_dtype = CLORA_DTYPE_AS_STORED;
+    return o;
+}
+
 clora_status clora_model_load(clora_model **out, clora_device *device, const char *dir)
+{
+    return clora_model_load_with(out, device, dir, NULL);
+}
+
+clora_status clora_model_load_with(clora_model **out, clora_device *device, const char *dir,
+                                   const clora_load_options *options)
 {
     if (!out || !device || !dir)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_load: NULL argument");
     *out = NULL;
+    const clora_load_options o = options ? *options : clora_load_options_default();
+    clora_status status = clora__load_options_check("clora_model_load_with", &o);
+    if (status != CLORA_OK)
+        return status;
     if (clora_gguf_probe(dir))
-        return clora_model_load_gguf(out, device, dir);
+        return clora__model_load_gguf(out, device, dir, o.base_dtype);
     clora__model_folder folder;
-    clora_status status = clora__model_folder_read(dir, &folder);
+    status = clora__model_folder_read(dir, &folder);
     if (status != CLORA_OK)
         return status;
     if (folder.hugging_face) {
-        status = clora__model_from_hf(out, device, &folder, 0, 0);
+        status = clora__model_from_hf(out, device, &folder, o.num_labels, o.seed, o.base_dtype);
         clora__model_folder_free(&folder);
         return status;
     }
     json_t *tree = folder.tree;
     clora_model *model = NULL;
-    status = clora_model_create(&model, device, 0);
+    status = clora_model_create(&model, device, o.seed);
     if (status == CLORA_OK && (!json_is_object(tree) ||
                                !json_is_string(json_object_get(tree, "kind")) ||
                                strcmp(json_string_value(json_object_get(tree, "kind")),
                                       clora__sequential_kind.name)))
         status = clora__fail(CLORA_ERR_FORMAT, "%s: \"model\" must be a sequential node",
                              folder.config_path);
+    clora_dtype base_dtype = o.base_dtype;
     if (status == CLORA_OK) {
         model->building = 1; /* composite parts get their children from the file */
+        model->skip_init = 1; /* every parameter comes from the file */
+        if (clora_dtype_is_packed(base_dtype)) {
+            model->storage = clora__storage_uniform;
+            model->storage_user = &base_dtype;
+        }
         status = build_children(model->root, json_object_get(tree, "children"),
                                 folder.config_path);
         model->building = 0;
+        model->skip_init = 0;
+        model->storage = NULL;
+        model->storage_user = NULL;
     }
     if (status == CLORA_OK && model->root->child_count == 0)
         status = clora__fail(CLORA_ERR_FORMAT, "%s: the model has no layers", folder.config_path);

@@ -63,7 +63,8 @@ struct clora_node {
 enum {
     CLORA__KIND_SEQUENTIAL = 1u << 0, /* callers add its children (clora_node_add_*) */
     CLORA__KIND_COMPOSITE = 1u << 1,  /* drives named children that clora's builders add */
-    CLORA__KIND_LINEAR = 1u << 2      /* computes as a Linear (its own or its base's weight) */
+    CLORA__KIND_LINEAR = 1u << 2,     /* computes as a Linear (its own or its base's weight) */
+    CLORA__KIND_PACKABLE = 1u << 3    /* its "weight" may be stored packed (frozen) */
 };
 
 struct clora__node_kind {
@@ -155,6 +156,12 @@ struct clora_model {
 
     int building;  /* clora's builders and loaders are adding children to composite nodes */
     int skip_init; /* parameters start at zero: a checkpoint fills them next */
+    /* While a loader builds (skip_init): how each frozen weight (the 2-D
+     * "weight" of a Linear or an Embedding, by its full name) is stored;
+     * a packed type makes it a frozen packed parameter. NULL: all F32. */
+    clora_dtype (*storage)(const clora_model *model, const char *name, const size_t *shape,
+                           void *user);
+    void *storage_user;
 
     /* inputs beside the ids, set per batch (borrowed) */
     const clora_buffer *attention_mask; /* int32 (B, T) */
@@ -247,6 +254,10 @@ clora_status clora__param_add(clora_node *node, const char *name, size_t ndim, c
 /* Re-draws a parameter's values (clora's builders: Hugging Face's init). */
 clora_status clora__param_reinit(clora_node *node, const char *name, clora__init init,
                                  float bound);
+/* The message and status for a packed parameter asked to train. */
+clora_status clora__packed_trainable_error(const char *name, clora_dtype dtype);
+/* CLORA_OK unless a parameter below `node` is packed (that error then). */
+clora_status clora__check_unpacked(const clora_node *node);
 /* Removes and frees a node's parameter. */
 void clora__param_remove(clora_node *node, clora__param *param);
 /* The parameter called `name` in a node (a tied Linear's "weight" is its
@@ -428,6 +439,26 @@ void clora__llama_attach_cache(clora_node *attention, clora_buffer *keys, clora_
 /* The key/value heads G and head size D of a Llama attention part. */
 void clora__llama_cache_dims(const clora_node *attention, size_t *kv_heads, size_t *head_dim);
 
+/* ---- how loaders store frozen weights (architecture.c) --------------------------------- */
+
+/* A storage plan: model->storage and its user pointer. */
+typedef struct clora__storage {
+    clora_dtype (*fn)(const clora_model *model, const char *name, const size_t *shape,
+                      void *user);
+    void *user;
+} clora__storage;
+/* The plan the next model built on this thread by clora__create_with takes
+ * for its build (NULL: none); loaders set it around the build and clear it. */
+void clora__storage_set(const clora__storage *plan);
+/* A plan that stores every frozen weight as *(clora_dtype *)user where its
+ * rows are whole blocks of that type, else as F32; the sequence
+ * classification heads ("classifier", "score") stay F32. */
+clora_dtype clora__storage_uniform(const clora_model *model, const char *name,
+                                   const size_t *shape, void *user);
+/* Checks options->base_dtype: CLORA_DTYPE_AS_STORED, F32, or a type clora
+ * quantizes to. */
+clora_status clora__load_options_check(const char *op, const clora_load_options *options);
+
 /* ---- loading weights (weights.c) ------------------------------------------------------------- */
 
 /* How a checkpoint names a model's parameters (NULL: by their own names). */
@@ -465,8 +496,6 @@ extern const clora__hf_architecture clora__bert_hf; /* bert.c */
 extern const clora__hf_architecture clora__llama_hf, clora__qwen2_hf,
     clora__mistral_hf; /* llama.c */
 
-/* clora_model_create_llama; skip_init leaves every parameter at zero for a
- * checkpoint (a Hugging Face folder, a GGUF file) to fill. */
 /* The checks clora__llama_create makes of a config before it builds. */
 clora_status clora__llama_config_check(const clora_llama_config *c);
 /* Calls visit with the name and shape of every parameter the model of
@@ -479,9 +508,14 @@ clora_status clora__llama_create(clora_model **out, clora_device *device,
                                  const clora_llama_config *config, uint64_t seed, int skip_init);
 
 /* clora_model_load_hf() on a folder io has read; also what
- * clora_model_load() does with a Hugging Face folder. */
+ * clora_model_load() does with a Hugging Face folder. Frozen weights are
+ * packed as base_dtype when it is a packed type (F32 and
+ * CLORA_DTYPE_AS_STORED: float32). */
 clora_status clora__model_from_hf(clora_model **out, clora_device *device,
                                   const clora__model_folder *folder, size_t num_labels,
-                                  uint64_t seed);
+                                  uint64_t seed, clora_dtype base_dtype);
+/* clora_model_load_gguf() with a base_dtype (clora_load_options). */
+clora_status clora__model_load_gguf(clora_model **out, clora_device *device, const char *path,
+                                    clora_dtype base_dtype);
 
 #endif /* CLORA_NN_H */
