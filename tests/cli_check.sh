@@ -109,6 +109,31 @@ cmp -s "$work/gen_cached" "$work/gen_full" || { cat "$work/gen_cached" "$work/ge
     || fail "generate sampling"
 cmp -s "$work/gen_a" "$work/gen_b" || fail "generate: the same seed gave other tokens"
 echo "ok: tokenize, train, logits, generate on transformers"
+# Packed base weights: a Q4_1 file kept packed and loaded as float32 generates
+# the same ids and trains the same adapter, byte for byte; merging into the
+# packed weights is refused unless --out-dtype loads them as float32.
+q41=$golden/gguf_llama/llama-Q4_1.gguf
+for base in stored f32; do
+    "$clora" generate --model "$q41" --base-dtype $base --tokens 3,1,4,1,5 --max-new 8 \
+        --print-ids > "$work/gen_$base" 2>/dev/null || fail "generate --base-dtype $base"
+    "$clora" train --model "$q41" --base-dtype $base --data "$golden/next_token_24x10.safetensors" \
+        --steps 3 --batch-size 8 --lr 0.01 --out "$work/q41_$base" > "$work/q41.log" 2>&1 \
+        || { cat "$work/q41.log"; fail "train --base-dtype $base"; }
+done
+cmp -s "$work/gen_stored" "$work/gen_f32" || fail "packed and float32 weights generate other ids"
+cmp -s "$work/q41_stored/adapter_model.safetensors" "$work/q41_f32/adapter_model.safetensors" \
+    || fail "packed and float32 weights train other adapters"
+expect_error "clora merge --out-dtype f16" "$clora" merge --model "$q41" \
+    --adapter "$work/q41_stored" --out "$work/never"
+[ ! -e "$work/never" ] || fail "a refused merge wrote its folder"
+"$clora" merge --model "$q41" --adapter "$work/q41_stored" --out "$work/q41_merged" \
+    --out-dtype f16 > /dev/null || fail "merge --out-dtype f16"
+"$clora" info "$work/q41_merged" | grep -Eq "mlp.down_proj.weight +F16" || fail "merged: not F16"
+"$clora" logits --model "$work/q41_merged" --tokens 3,1,4 --out "$work/q41_logits.safetensors" \
+    > /dev/null 2>&1 \
+    || fail "logits of the merged F16 model"
+expect_error "--base-dtype" "$clora" generate --model "$q41" --base-dtype q4_k --tokens 3
+echo "ok: packed base weights"
 
 # GGUF files: metadata of every type and tensors of every block type. These
 # test files name an architecture clora does not load: info shows them whole,

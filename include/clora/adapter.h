@@ -153,6 +153,12 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
  * merged adapter included). */
 clora_status clora_model_save(clora_model *model, const char *dir);
 
+/* clora_model_save() with the frozen weights (every Linear's and
+ * Embedding's 2-D weight) written as `weights`: F32 (as clora_model_save),
+ * F16 or BF16 (rounded to nearest even; F16 refuses values beyond 65504).
+ * Packed weights are written as the values they stand for. */
+clora_status clora_model_save_as(clora_model *model, const char *dir, clora_dtype weights);
+
 /* Loads a model folder written by clora_model_save(), a Hugging Face
  * folder (clora_model_load_hf() without labels) or a GGUF file
  * (clora_model_load_gguf()), frozen weights as the file stores them. */

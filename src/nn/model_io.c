@@ -18,7 +18,9 @@
  *   {"name": "lm_head", "kind": "linear", "tied_to": "transformer.wte"}
  * and its weight is stored once, under its owner.
  */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/nn.h"
@@ -58,8 +60,34 @@ static json_t *node_json(const clora_node *node)
 /* Adds a node's plain-model parameters to the writer (LoRA: its base's). */
 typedef struct save_walk {
     clora_safetensors_writer *writer;
+    clora_dtype weights; /* how 2-D Linear and Embedding weights are written */
     clora_status status;
 } save_walk;
+
+/* A frozen weight as F16 or BF16 (its values rounded as the reference
+ * quantizer rounds them). */
+static clora_status add_rounded(clora_safetensors_writer *writer, const char *name,
+                                const clora_buffer *value, clora_dtype dtype)
+{
+    const size_t n = clora_buffer_numel(value);
+    float *host = malloc((n ? n : 1) * sizeof *host);
+    void *half = malloc(n ? 2 * n : 1);
+    clora_status status = host && half ? clora__download_values(value, host)
+                                       : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving %s",
+                                                     name);
+    for (size_t i = 0; i < n && status == CLORA_OK; ++i)
+        if (fabsf(host[i]) > 65504.0f && dtype == CLORA_DTYPE_F16)
+            status = clora__fail(CLORA_ERR_NON_FINITE,
+                                 "%s: value %zu (%g) is beyond what F16 holds; save as F32",
+                                 name, i, (double)host[i]);
+    if (status == CLORA_OK) {
+        clora__quantize(dtype, host, n, half);
+        status = clora_safetensors_writer_add(writer, name, dtype, value->ndim, value->shape, half);
+    }
+    free(host);
+    free(half);
+    return status;
+}
 
 static int save_params(clora_node *node, const char *path, void *user)
 {
@@ -80,7 +108,11 @@ static int save_params(clora_node *node, const char *path, void *user)
         const clora__param *p = node->params[i];
         char name[4300];
         snprintf(name, sizeof name, "%s%s%s", module, *module ? "." : "", p->name);
-        walk->status = clora__writer_add_buffer(walk->writer, name, p->value);
+        const int weight = (node->kind->flags & CLORA__KIND_PACKABLE) && p->ndim == 2 &&
+                           !strcmp(p->name, "weight");
+        walk->status = weight && walk->weights != CLORA_DTYPE_F32
+                           ? add_rounded(walk->writer, name, p->value, walk->weights)
+                           : clora__writer_add_buffer(walk->writer, name, p->value);
         if (walk->status != CLORA_OK)
             return 1;
     }
@@ -89,16 +121,25 @@ static int save_params(clora_node *node, const char *path, void *user)
 
 clora_status clora_model_save(clora_model *model, const char *dir)
 {
+    return clora_model_save_as(model, dir, CLORA_DTYPE_F32);
+}
+
+clora_status clora_model_save_as(clora_model *model, const char *dir, clora_dtype weights)
+{
     if (!model || !dir)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_save: %s is NULL",
                            model ? "dir" : "model");
+    if (weights != CLORA_DTYPE_F32 && weights != CLORA_DTYPE_F16 && weights != CLORA_DTYPE_BF16)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "clora_model_save_as: weights as %s; F32, F16 or BF16",
+                           clora_dtype_name(weights));
     clora_status status = clora__model_refresh(model);
     if (status != CLORA_OK)
         return status;
     clora_safetensors_writer *writer = NULL;
     if ((status = clora_safetensors_writer_create(&writer)))
         return status;
-    save_walk walk = {writer, CLORA_OK};
+    save_walk walk = {writer, weights, CLORA_OK};
     clora_model_visit(model, save_params, &walk);
     status = walk.status;
     if (status == CLORA_OK)
