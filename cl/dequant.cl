@@ -41,16 +41,6 @@ static float half_bits(uint h)
     return as_float(e == 0x1fu ? special : e == 0u ? subnormal : normal);
 }
 
-static float16 half_bits16(ushort16 h16)
-{
-    const uint16 h = convert_uint16(h16);
-    const uint16 sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    const uint16 normal = sign | ((e + 112u) << 23) | (m << 13);
-    const uint16 special = sign | 0x7f800000u | (m << 13);
-    const uint16 subnormal = sign | as_uint16(convert_float16(m) * 5.9604644775390625e-8f);
-    return as_float16(select(select(normal, subnormal, e == 0u), special, e == 0x1fu));
-}
-
 static float half_at(const __global uchar *p)
 {
     return half_bits((uint)p[0] | (uint)p[1] << 8);
@@ -62,9 +52,10 @@ static float half_at(const __global uchar *p)
 
 static void group_f16(const __global uchar *row, uint g, float16 *a, float16 *b)
 {
-    const __global ushort *h = (const __global ushort *)row;
-    *a = half_bits16(vload16(2u * g, h));
-    *b = half_bits16(vload16(2u * g + 1u, h));
+    /* vload_half converts exactly (core OpenCL; CPUs have instructions for it) */
+    const __global half *h = (const __global half *)row;
+    *a = vload_half16(2u * g, h);
+    *b = vload_half16(2u * g + 1u, h);
 }
 
 static void group_bf16(const __global uchar *row, uint g, float16 *a, float16 *b)

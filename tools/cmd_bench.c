@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "bench.h"
 #include "options.h"
 
 static const char bench_description[] =
@@ -36,33 +37,27 @@ static const char bench_description[] =
     "                          step, the ratio if the rank-r work cost nothing\n"
     "  demo_step, gpt2_step    whole training steps (LoRA and full), tokens/s and\n"
     "                          peak device memory by category\n"
+    "  packed_<TYPE>           y = x*W^T with W stored packed (F16, BF16, Q8_0,\n"
+    "                          Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) by the path clora\n"
+    "                          takes, against float32 W (ratio: time); with the\n"
+    "                          dequantize + GEMM and fused (N <= 4) times\n"
     "With --llama PATH (a Llama-family folder or GGUF file, such as SmolLM2's):\n"
     "  llama_prefill           a 256-token prompt through a generation session\n"
     "                          (tokens/s)\n"
     "  llama_decode            one new token at T = 256 with the key/value cache\n"
     "                          (tokens/s), against recomputing the whole sequence\n"
-    "                          for it (ratio: recompute time / cached time)\n";
-
-typedef struct bench_options {
-    const char *device;
-    const char *only;
-    const char *llama; /* a Llama-family model for the generation measurements */
-    int quick, json;
-    size_t reps;
-} bench_options;
-
-typedef struct bench {
-    bench_options o;
-    clora_device *dev;
-    clora_device_info info;
-    int failed;
-} bench;
+    "                          for it (ratio: recompute time / cached time)\n"
+    "  packed_train_step, packed_prefill, packed_decode\n"
+    "                          the model with its base stored as F32, F16, Q8_0,\n"
+    "                          the file's own types and Q4_1, all loaded at once\n"
+    "                          and timed alternating: a LoRA step (r = 8 on\n"
+    "                          q_proj and v_proj, B = 4, T = 64), a 256-token\n"
+    "                          prefill, one decode step; ratios against F32, and\n"
+    "                          each base's frozen-weight bytes\n";
 
 /* ---- output -------------------------------------------------------------- */
 
-/* Prints one result: a JSON line, or a table row. ratio_of is "time" (lower
- * is better) or "speed" (higher is better); baseline_ms < 0: no baseline. */
-static void report(bench *b, const char *name, const char *shape, double median_ms,
+void bench_report(bench *b, const char *name, const char *shape, double median_ms,
                    const char *baseline, double baseline_ms, const char *ratio_of, json_t *extra)
 {
     double ratio = 0.0;
@@ -108,12 +103,12 @@ static void report(bench *b, const char *name, const char *shape, double median_
     json_decref(extra);
 }
 
-static int wanted(const bench *b, const char *name)
+int bench_wanted(const bench *b, const char *name)
 {
     return !b->o.only || !strncmp(name, b->o.only, strlen(b->o.only));
 }
 
-static void fail(bench *b, const char *what, clora_status status)
+void bench_fail(bench *b, const char *what, clora_status status)
 {
     cli_report("bench", what, status);
     b->failed = 1;
@@ -121,13 +116,7 @@ static void fail(bench *b, const char *what, clora_status status)
 
 /* ---- timing ----------------------------------------------------------------- */
 
-/* A case: runs once (enqueueing work) and returns a status. */
-typedef clora_status (*bench_fn)(void *context);
-
-/* Times `count` cases alternating, `reps` times after two warm-up rounds
- * (the first compiles kernels); medians in ms into out. The queue drains
- * before each case starts and is waited for before its clock stops. */
-static clora_status measure(bench *b, size_t count, bench_fn *fns, void **contexts,
+clora_status bench_measure(bench *b, size_t count, bench_fn *fns, void **contexts,
                             size_t reps, double *out)
 {
     double *times = calloc(count * reps, sizeof(double));
@@ -307,7 +296,7 @@ static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t 
     layer l;
     clora_status status = layer_create(&l, b->dev, n, in, out, ranks[0]);
     if (status != CLORA_OK) {
-        fail(b, "allocating a layer", status);
+        bench_fail(b, "allocating a layer", status);
         layer_free(&l);
         return;
     }
@@ -317,20 +306,20 @@ static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t 
     bench_fn fns[2];
     void *ctx[2] = {&l, &l};
 
-    if (wanted(b, "gemm") || untuned_ms > 0) {
+    if (bench_wanted(b, "gemm") || untuned_ms > 0) {
         fns[0] = run_gemm;
-        if ((status = measure(b, 1, fns, ctx, b->o.reps, ms)))
+        if ((status = bench_measure(b, 1, fns, ctx, b->o.reps, ms)))
             goto failed;
-        if (wanted(b, "gemm"))
-            report(b, "gemm", shape, ms[0], NULL, -1, "time", gflops(flops, ms[0]));
+        if (bench_wanted(b, "gemm"))
+            bench_report(b, "gemm", shape, ms[0], NULL, -1, "time", gflops(flops, ms[0]));
     }
     if (untuned_ms > 0) {
         /* gemm_untuned ran first (CLBlast cannot go back to its own
          * parameters later); its baseline is the tuned gemm above. */
-        report(b, "gemm_untuned", shape, untuned_ms, "gemm", ms[0], "time",
+        bench_report(b, "gemm_untuned", shape, untuned_ms, "gemm", ms[0], "time",
                gflops(flops, untuned_ms));
     }
-    if (wanted(b, "gemm_vs_openblas")) {
+    if (bench_wanted(b, "gemm_vs_openblas")) {
         if (!openblas_sgemm()) {
             if (!b->o.json)
                 printf("  %-24s %-28s skipped: libopenblas not found\n", "gemm_vs_openblas",
@@ -342,14 +331,14 @@ static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t 
              * then a pause for its threads to go to sleep. */
             fns[0] = run_gemm;
             fns[1] = run_openblas;
-            if ((status = measure(b, 1, fns, ctx, b->o.reps, &ms[0])) ||
-                (status = measure(b, 1, fns + 1, ctx + 1, b->o.reps, &ms[1])))
+            if ((status = bench_measure(b, 1, fns, ctx, b->o.reps, &ms[0])) ||
+                (status = bench_measure(b, 1, fns + 1, ctx + 1, b->o.reps, &ms[1])))
                 goto failed;
             const struct timespec pause = {0, 300000000};
             nanosleep(&pause, NULL);
             json_t *extra = json_pack("{s:f, s:f}", "gflops", flops / (ms[0] * 1e6),
                                       "baseline_gflops", flops / (ms[1] * 1e6));
-            report(b, "gemm_vs_openblas", shape, ms[0], "openblas", ms[1], "speed", extra);
+            bench_report(b, "gemm_vs_openblas", shape, ms[0], "openblas", ms[1], "speed", extra);
         }
     }
     for (size_t i = 0; i < rank_count; ++i) {
@@ -359,29 +348,29 @@ static void bench_layer(bench *b, size_t n, size_t in, size_t out, const size_t 
                 goto failed;
         }
         snprintf(shape, sizeof shape, "N=%zu in=%zu out=%zu r=%zu", n, in, out, ranks[i]);
-        if (wanted(b, "lora_forward_vs_gemm")) {
+        if (bench_wanted(b, "lora_forward_vs_gemm")) {
             fns[0] = run_lora_forward;
             fns[1] = run_gemm;
-            if ((status = measure(b, 2, fns, ctx, b->o.reps, ms)))
+            if ((status = bench_measure(b, 2, fns, ctx, b->o.reps, ms)))
                 goto failed;
-            report(b, "lora_forward_vs_gemm", shape, ms[0], "gemm", ms[1], "time", NULL);
+            bench_report(b, "lora_forward_vs_gemm", shape, ms[0], "gemm", ms[1], "time", NULL);
         }
-        if (wanted(b, "lora_step_vs_full_step")) {
+        if (bench_wanted(b, "lora_step_vs_full_step")) {
             /* gemm_floor: the ratio a LoRA step would reach if its rank-r
              * work cost nothing (forward and dx GEMMs / full step). */
             bench_fn step_fns[3] = {run_lora_step, run_full_step, run_frozen_gemms};
             void *step_ctx[3] = {&l, &l, &l};
             double step_ms[3];
-            if ((status = measure(b, 3, step_fns, step_ctx, b->o.reps, step_ms)))
+            if ((status = bench_measure(b, 3, step_fns, step_ctx, b->o.reps, step_ms)))
                 goto failed;
-            report(b, "lora_step_vs_full_step", shape, step_ms[0], "full_step", step_ms[1],
+            bench_report(b, "lora_step_vs_full_step", shape, step_ms[0], "full_step", step_ms[1],
                    "time", json_pack("{s:f}", "gemm_floor", step_ms[2] / step_ms[1]));
         }
     }
     layer_free(&l);
     return;
 failed:
-    fail(b, shape, status);
+    bench_fail(b, shape, status);
     layer_free(&l);
 }
 
@@ -433,7 +422,7 @@ static clora_status time_steps(bench *b, clora_model *model, clora_buffer *input
     if (status == CLORA_OK)
         status = clora_trainer_create(&full.trainer, model, &cfg);
     if (status == CLORA_OK)
-        status = measure(b, 1, fns, ctx, reps, &full_ms);
+        status = bench_measure(b, 1, fns, ctx, reps, &full_ms);
     clora_trainer_destroy(full.trainer);
     if (status == CLORA_OK) {
         full_memory = memory_json(b->dev);
@@ -450,7 +439,7 @@ static clora_status time_steps(bench *b, clora_model *model, clora_buffer *input
         status = clora_trainer_create(&adapted.trainer, model, &cfg);
     ctx[0] = &adapted;
     if (status == CLORA_OK)
-        status = measure(b, 1, fns, ctx, reps, &lora_ms);
+        status = bench_measure(b, 1, fns, ctx, reps, &lora_ms);
     clora_trainer_destroy(adapted.trainer);
     if (status == CLORA_OK) {
         lora_memory = memory_json(b->dev);
@@ -458,7 +447,7 @@ static clora_status time_steps(bench *b, clora_model *model, clora_buffer *input
                                   (double)tokens / (lora_ms * 1e-3), "full_tokens_per_s",
                                   (double)tokens / (full_ms * 1e-3), "peak_memory_bytes",
                                   lora_memory, "full_peak_memory_bytes", full_memory);
-        report(b, name, shape, lora_ms, "full_step", full_ms, "time", extra);
+        bench_report(b, name, shape, lora_ms, "full_step", full_ms, "time", extra);
     } else {
         json_decref(full_memory);
     }
@@ -503,7 +492,7 @@ static void bench_demo(bench *b)
         status = time_steps(b, model, input, target, &lora, rows, "demo_step",
                             "MLP 64-256-256-10 B=64 r=4", b->o.quick ? 5 : 25);
     if (status != CLORA_OK)
-        fail(b, "the demo model's step", status);
+        bench_fail(b, "the demo model's step", status);
     clora_buffer_destroy(input);
     clora_buffer_destroy(target);
     clora_model_destroy(model);
@@ -548,7 +537,7 @@ static void bench_gpt2(bench *b)
         status = time_steps(b, model, input, target, &lora, batch * seq, "gpt2_step", text,
                             b->o.quick ? 1 : 3);
     if (status != CLORA_OK)
-        fail(b, "the GPT-2-shaped model's step", status);
+        bench_fail(b, "the GPT-2-shaped model's step", status);
     free(ids);
     clora_buffer_destroy(input);
     clora_buffer_destroy(target);
@@ -625,7 +614,7 @@ static void bench_llama(bench *b)
     if (status == CLORA_OK) {
         bench_fn fns[1] = {run_prefill};
         void *ctx[1] = {&c};
-        status = measure(b, 1, fns, ctx, b->o.quick ? 1 : 3, &prefill);
+        status = bench_measure(b, 1, fns, ctx, b->o.quick ? 1 : 3, &prefill);
     }
     const char *slash = strrchr(b->o.llama, '/');
     const char *model_name = slash && slash[1] ? slash + 1 : b->o.llama;
@@ -633,7 +622,7 @@ static void bench_llama(bench *b)
     snprintf(text, sizeof text, "%.40s T=%d", model_name, LLAMA_PROMPT);
     if (status == CLORA_OK) {
         json_t *extra = json_pack("{s:f}", "tokens_per_s", LLAMA_PROMPT / (prefill * 1e-3));
-        report(b, "llama_prefill", text, prefill, "", -1.0, "time", extra);
+        bench_report(b, "llama_prefill", text, prefill, "", -1.0, "time", extra);
     }
     /* the session holds the prompt when the decode steps start */
     if (status == CLORA_OK)
@@ -641,15 +630,15 @@ static void bench_llama(bench *b)
     if (status == CLORA_OK) {
         bench_fn fns[2] = {run_cached_step, run_recompute_step};
         void *ctx[2] = {&c, &c};
-        status = measure(b, 2, fns, ctx, b->o.reps, steps);
+        status = bench_measure(b, 2, fns, ctx, b->o.reps, steps);
     }
     if (status == CLORA_OK) {
         json_t *extra = json_pack("{s:f, s:f}", "tokens_per_s", 1e3 / steps[0],
                                   "recompute_tokens_per_s", 1e3 / steps[1]);
-        report(b, "llama_decode", text, steps[0], "recompute", steps[1], "speed", extra);
+        bench_report(b, "llama_decode", text, steps[0], "recompute", steps[1], "speed", extra);
     }
     if (status != CLORA_OK)
-        fail(b, "the Llama generation measurements", status);
+        bench_fail(b, "the Llama generation measurements", status);
     free(ids);
     free(c.logits);
     clora_buffer_destroy(c.input);
@@ -717,7 +706,7 @@ int cmd_bench(int argc, char **argv)
     const char *env = getenv("CLORA_TUNING");
     const int user_off = env && !strcmp(env, "off");
     clora_status status;
-    if (!b.o.quick && !user_off && wanted(&b, "gemm_untuned")) {
+    if (!b.o.quick && !user_off && bench_wanted(&b, "gemm_untuned")) {
         setenv("CLORA_TUNING", "off", 1);
         status = clora_device_open(&b.dev, b.o.device);
         unsetenv("CLORA_TUNING");
@@ -731,7 +720,7 @@ int cmd_bench(int argc, char **argv)
         return 1;
     }
     clora_device_get_info(b.dev, &b.info);
-    if (!b.o.quick && !user_off && wanted(&b, "gemm_untuned")) {
+    if (!b.o.quick && !user_off && bench_wanted(&b, "gemm_untuned")) {
         if (!b.o.json)
             printf("clora bench on %s: gemm with CLBlast's own parameters first ...\n",
                    b.info.name);
@@ -741,13 +730,13 @@ int cmd_bench(int argc, char **argv)
             void *ctx[1] = {&l};
             status = layer_create(&l, b.dev, shapes[i].n, shapes[i].in, shapes[i].out, 1);
             if (status == CLORA_OK)
-                status = measure(&b, 1, fns, ctx, b.o.reps, &untuned[i]);
+                status = bench_measure(&b, 1, fns, ctx, b.o.reps, &untuned[i]);
             if (status != CLORA_OK)
-                fail(&b, "timing gemm_untuned", status);
+                bench_fail(&b, "timing gemm_untuned", status);
             layer_free(&l);
         }
         if ((status = clora_device_set_tuning(b.dev, NULL)) != CLORA_OK)
-            fail(&b, "putting the device's tuned parameters in force", status);
+            bench_fail(&b, "putting the device's tuned parameters in force", status);
         clora_device_get_info(b.dev, &b.info);
         if (strncmp(b.info.tuning, "CLBlast's own", 13) == 0)
             memset(untuned, 0, sizeof untuned); /* nothing tuned to compare with */
@@ -761,12 +750,16 @@ int cmd_bench(int argc, char **argv)
     for (size_t i = 0; i < count && !b.failed; ++i)
         bench_layer(&b, shapes[i].n, shapes[i].in, shapes[i].out, shapes[i].ranks,
                     shapes[i].rank_count, untuned[i] > 0 ? untuned[i] : -1.0);
-    if (!b.failed && wanted(&b, "demo_step"))
+    if (!b.failed && bench_wanted(&b, "demo_step"))
         bench_demo(&b);
-    if (!b.failed && wanted(&b, "gpt2_step"))
+    if (!b.failed && bench_wanted(&b, "gpt2_step"))
         bench_gpt2(&b);
-    if (!b.failed && b.o.llama && wanted(&b, "llama"))
+    if (!b.failed && b.o.llama && bench_wanted(&b, "llama"))
         bench_llama(&b);
+    if (!b.failed && bench_wanted(&b, "packed_"))
+        bench_packed_products(&b);
+    if (!b.failed && b.o.llama && bench_wanted(&b, "packed_base"))
+        bench_packed_llama(&b);
     clora_device_destroy(b.dev);
     return b.failed ? 1 : 0;
 }

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "models.h"
 #include "options.h"
+#include "training.h"
 
 static const char generate_description[] =
     "Continues a prompt with a GPT-2 or Llama-family model (a Hugging Face folder\n"
@@ -292,6 +293,7 @@ int cmd_generate(int argc, char **argv)
             made, stopped, count, prefill, prefill > 0 ? (double)count / prefill : 0.0, decoded,
             decode, decode > 0 ? (double)decoded / decode : 0.0,
             g.session ? "" : ", recomputing each step");
+    print_memory(stderr, g.device, "clora generate: ");
     exit_code = 0;
 done:
     free(g.seq);

@@ -729,6 +729,21 @@ void print_memory(FILE *out, clora_device *device, const char *indent)
                 clora_memory_category_name((clora_memory_category)c),
                 human_bytes((double)report.bytes[c], text, sizeof text));
     fprintf(out, " (peak %s)\n", human_bytes((double)report.peak, text, sizeof text));
+    /* frozen weights by storage type, when any is packed */
+    if (report.frozen_bytes_by_dtype[CLORA_DTYPE_F32] == report.bytes[CLORA_MEMORY_FROZEN])
+        return;
+    fprintf(out, "%sfrozen weights by type:", indent);
+    int first = 1;
+    for (int d = 0; d < CLORA_DTYPE_COUNT; ++d)
+        if (report.frozen_bytes_by_dtype[d]) {
+            fprintf(out, "%s %s %s", first ? "" : ",", clora_dtype_name((clora_dtype)d),
+                    human_bytes((double)report.frozen_bytes_by_dtype[d], text, sizeof text));
+            first = 0;
+        }
+    if (report.dequantize_scratch_bytes)
+        fprintf(out, "; dequantize tile %s",
+                human_bytes((double)report.dequantize_scratch_bytes, text, sizeof text));
+    fputc('\n', out);
 }
 
 int write_file_atomic(const char *path, const void *data, size_t size)

@@ -164,6 +164,16 @@ clora_status clora_device_tuning_path(const clora_device *device, char *path, si
  * refused another, for which it has no way back. */
 clora_status clora_device_set_tuning(clora_device *device, const char *source);
 
+/* Products with packed frozen weights (clora/buffer.h) run in one of two
+ * ways: the weight dequantized band by band into a float32 tile, each band
+ * a CLBlast SGEMM; or, for a few rows of x (decode's one token per
+ * sequence), one kernel that multiplies the packed bytes as it reads them.
+ * The fused kernel takes up to `rows` rows (at most 4; 0: never); the
+ * default, 4, is what `clora bench` measured on the devices in the README,
+ * and CLORA_PACKED_FUSED_ROWS sets it at open. */
+clora_status clora_device_set_packed_fused_rows(clora_device *device, size_t rows);
+size_t clora_device_packed_fused_rows(const clora_device *device);
+
 /* Blocks until all work clora (or anyone) enqueued on the queue is done. */
 clora_status clora_device_finish(clora_device *device);
 

@@ -198,12 +198,33 @@ clora_status clora__packed_dy_w(clora_buffer *dx, const clora_buffer *dy, const 
 
 /* ---- which rows the fused kernel takes ------------------------------------------------ */
 
+clora_status clora_device_set_packed_fused_rows(clora_device *device, size_t rows)
+{
+    if (!device)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT,
+                           "clora_device_set_packed_fused_rows: device is NULL");
+    if (rows > CLORA__PACKED_FUSED_MAX_ROWS)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "clora_device_set_packed_fused_rows: %zu rows; the fused kernel takes "
+                           "0 to %d",
+                           rows, CLORA__PACKED_FUSED_MAX_ROWS);
+    device->packed_fused_rows = rows;
+    return CLORA_OK;
+}
+
+size_t clora_device_packed_fused_rows(const clora_device *device)
+{
+    return device ? device->packed_fused_rows : 0;
+}
+
 clora_status clora__packed_choose(clora_device *device)
 {
-    /* Measured with `clora bench --packed` (README, "Packed and quantized
-     * base weights"): on CPUs the fused kernel wins for decode's single rows;
-     * GPUs get the same until measured. */
-    device->packed_fused_rows = 1;
+    /* Measured with `clora bench --only packed_` (README, "Packed and
+     * quantized base weights"): on PoCL's CPU device the fused kernel takes
+     * 0.07-0.23 of the dequantize + GEMM time at N = 1 and 0.03-0.08 at
+     * N = 4, for every type and shape measured; GPUs get the same until
+     * measured there. */
+    device->packed_fused_rows = CLORA__PACKED_FUSED_MAX_ROWS;
     const char *text = getenv("CLORA_PACKED_FUSED_ROWS");
     if (text && *text) {
         char *end = NULL;

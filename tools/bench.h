@@ -1,0 +1,52 @@
+/* bench.h — what the parts of `clora bench` share: the options, the run,
+ * one result's output and the alternating timer. cmd_bench.c holds the
+ * layer, model and generation measurements; bench_packed.c those of
+ * packed base weights. */
+#ifndef CLORA_TOOLS_BENCH_H
+#define CLORA_TOOLS_BENCH_H
+
+#include <jansson.h>
+
+#include "clora/clora.h"
+
+typedef struct bench_options {
+    const char *device;
+    const char *only;
+    const char *llama; /* a Llama-family model for the generation measurements */
+    int quick, json;
+    size_t reps;
+} bench_options;
+
+typedef struct bench {
+    bench_options o;
+    clora_device *dev;
+    clora_device_info info;
+    int failed;
+} bench;
+
+/* Prints one result: a JSON line, or a table row. ratio_of is "time" (lower
+ * is better) or "speed" (higher is better); baseline_ms < 0: no baseline.
+ * Takes `extra` (may be NULL): more fields of the line. */
+void bench_report(bench *b, const char *name, const char *shape, double median_ms,
+            const char *baseline, double baseline_ms, const char *ratio_of, json_t *extra);
+/* Whether --only lets the measurement `name` run. */
+int bench_wanted(const bench *b, const char *name);
+/* Reports a failed measurement; the command then exits 1. */
+void bench_fail(bench *b, const char *what, clora_status status);
+
+/* A case: runs once (enqueueing work) and returns a status. */
+typedef clora_status (*bench_fn)(void *context);
+/* Times `count` cases alternating, `reps` times after two warm-up rounds
+ * (the first compiles kernels); medians in ms into out. The queue drains
+ * before each case starts and is waited for before its clock stops. */
+clora_status bench_measure(bench *b, size_t count, bench_fn *fns, void **contexts, size_t reps,
+                     double *out);
+
+/* Packed base weights (bench_packed.c): the products on each packed type,
+ * fused and dequantized, against float32 weights; and, with --llama, a
+ * model's training step, prefill and decode with its base stored as F32,
+ * F16, Q8_0 and Q4_1. */
+void bench_packed_products(bench *b);
+void bench_packed_llama(bench *b);
+
+#endif /* CLORA_TOOLS_BENCH_H */
