@@ -48,5 +48,8 @@ clora_status bench_measure(bench *b, size_t count, bench_fn *fns, void **context
  * F16, Q8_0 and Q4_1. */
 void bench_packed_products(bench *b);
 void bench_packed_llama(bench *b);
+/* With --llama: the error of half-precision accumulation (CLBlast's HGEMM)
+ * against float32 accumulation on the model's F16 layers. */
+void bench_hgemm_error(bench *b);
 
 #endif /* CLORA_TOOLS_BENCH_H */

@@ -3,6 +3,7 @@
  * same product on float32 W; and with --llama, a model's LoRA training
  * step, prefill and decode with its base stored as F32, F16, Q8_0, the
  * file's own types and Q4_1, side by side. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,4 +306,88 @@ void bench_packed_llama(bench *b)
     for (size_t c = 0; c < opened; ++c)
         base_close(&cases[c]);
     free(ids);
+}
+
+/* ---- half-precision accumulation, as CLBlast's HGEMM does it --------------------------- */
+
+static float to_half(float v)
+{
+    unsigned char h[2];
+    float back = v;
+    if (clora_reference_quantize(CLORA_DTYPE_F16, &v, 1, h) == CLORA_OK)
+        clora_reference_dequantize(CLORA_DTYPE_F16, h, 1, &back);
+    return back;
+}
+
+/* The error of y = x·Wᵀ on real F16 layers of the model, against double
+ * precision: float32 accumulation (what clora does with F16 weights: the
+ * dequantized values through SGEMM) and half-precision accumulation with x
+ * in half (what CLBlast's HGEMM does on devices with cl_khr_fp16),
+ * emulated on the host by rounding every product and sum to half. */
+void bench_hgemm_error(bench *b)
+{
+    clora_load_options o = clora_load_options_default();
+    o.base_dtype = CLORA_DTYPE_F16;
+    clora_model *model = NULL;
+    clora_status status = clora_model_load_with(&model, b->dev, b->o.llama, &o);
+    static const char *const layers[] = {"model.layers.0.self_attn.q_proj.weight",
+                                         "model.layers.0.mlp.down_proj.weight",
+                                         "model.layers.15.mlp.up_proj.weight"};
+    enum { ROWS = 8 };
+    uint64_t rng = 41;
+    for (size_t l = 0; l < sizeof layers / sizeof layers[0] && status == CLORA_OK; ++l) {
+        clora_param_info info;
+        if ((status = clora_model_find_param(model, layers[l], &info)) != CLORA_OK)
+            break;
+        if (clora_buffer_dtype(info.value) != CLORA_DTYPE_F16)
+            continue;
+        const size_t out = clora_buffer_dim(info.value, 0), in = clora_buffer_dim(info.value, 1);
+        const size_t bytes = clora_buffer_bytes(info.value);
+        unsigned char *raw = malloc(bytes);
+        float *w = malloc(out * in * sizeof *w), *x = malloc(ROWS * in * sizeof *x);
+        if (!raw || !w || !x)
+            status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+        if (status == CLORA_OK)
+            status = clora_buffer_download_bytes(info.value, 0, raw, bytes);
+        if (status == CLORA_OK)
+            status = clora_reference_dequantize(CLORA_DTYPE_F16, raw, out * in, w);
+        /* inputs as RMS-normalised activations are: about unit scale */
+        for (size_t i = 0; status == CLORA_OK && i < ROWS * in; ++i)
+            x[i] = cli_uniform(&rng, -1.7320508f, 1.7320508f);
+        double worst32 = 0, worst16 = 0, sum32 = 0, sum16 = 0, norm = 0;
+        for (size_t r = 0; status == CLORA_OK && r < ROWS; ++r)
+            for (size_t j = 0; j < out; ++j) {
+                double exact = 0;
+                float acc32 = 0, acc16 = 0;
+                for (size_t k = 0; k < in; ++k) {
+                    const float xv = x[r * in + k], wv = w[j * in + k];
+                    exact += (double)xv * (double)wv;
+                    acc32 += xv * wv;
+                    acc16 = to_half(acc16 + to_half(to_half(xv) * wv));
+                }
+                norm += exact * exact;
+                const double e32 = fabs(acc32 - exact), e16 = fabs(acc16 - exact);
+                worst32 = e32 > worst32 ? e32 : worst32;
+                worst16 = e16 > worst16 ? e16 : worst16;
+                sum32 += e32 * e32;
+                sum16 += e16 * e16;
+            }
+        free(raw);
+        free(w);
+        free(x);
+        if (status != CLORA_OK)
+            break;
+        const double rms = sqrt(norm / (double)(ROWS * out));
+        char shape[96];
+        snprintf(shape, sizeof shape, "%.40s", layers[l] + strlen("model."));
+        /* in parts per million of the outputs' RMS */
+        json_t *extra = json_pack(
+            "{s:f, s:f, s:f, s:f}", "f32_rms_ppm", 1e6 * sqrt(sum32 / (double)(ROWS * out)) / rms,
+            "f32_max_ppm", 1e6 * worst32 / rms, "half_rms_ppm",
+            1e6 * sqrt(sum16 / (double)(ROWS * out)) / rms, "half_max_ppm", 1e6 * worst16 / rms);
+        bench_report(b, "packed_hgemm_error", shape, 0.0, "", -1.0, "time", extra);
+    }
+    if (status != CLORA_OK)
+        bench_fail(b, "the half-precision error", status);
+    clora_model_destroy(model);
 }

@@ -53,7 +53,11 @@ static const char bench_description[] =
     "                          and timed alternating: a LoRA step (r = 8 on\n"
     "                          q_proj and v_proj, B = 4, T = 64), a 256-token\n"
     "                          prefill, one decode step; ratios against F32, and\n"
-    "                          each base's frozen-weight bytes\n";
+    "                          each base's frozen-weight bytes\n"
+    "  packed_hgemm_error      y = x*W^T on the model's F16 layers: the error of\n"
+    "                          float32 accumulation (clora's path for F16) and of\n"
+    "                          half accumulation with x in half (CLBlast's HGEMM,\n"
+    "                          emulated), each relative to the outputs' RMS\n";
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -760,6 +764,8 @@ int cmd_bench(int argc, char **argv)
         bench_packed_products(&b);
     if (!b.failed && b.o.llama && bench_wanted(&b, "packed_base"))
         bench_packed_llama(&b);
+    if (!b.failed && b.o.llama && bench_wanted(&b, "packed_hgemm"))
+        bench_hgemm_error(&b);
     clora_device_destroy(b.dev);
     return b.failed ? 1 : 0;
 }

@@ -124,6 +124,25 @@ static clora_status unpermute_bytes(unsigned char *data, size_t heads, size_t D,
     return CLORA_OK;
 }
 
+/* Packed rows checked finite a row at a time (no float32 copy of the
+ * whole tensor). */
+static clora_status check_packed_finite(const gguf_source *src, const char *tensor,
+                                        clora_dtype dtype, const unsigned char *bytes,
+                                        size_t rows, size_t cols)
+{
+    float *row = malloc(cols * sizeof *row);
+    if (!row)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "checking %s", tensor);
+    const size_t row_bytes = clora_dtype_bytes(dtype, cols);
+    clora_status status = CLORA_OK;
+    for (size_t r = 0; r < rows && status == CLORA_OK; ++r) {
+        clora__dequantize(dtype, bytes + r * row_bytes, cols, row);
+        status = clora__check_finite(src->path, tensor, row, cols);
+    }
+    free(row);
+    return status;
+}
+
 /* Tensor `index` (check_source has checked its shape and type against
  * the parameter) checked finite, Q and K rows reordered, and uploaded: its
  * bytes as they are when the parameter is stored in the tensor's type,
@@ -136,23 +155,22 @@ static clora_status read_param(const gguf_source *src, long index, const clora_p
     const clora__quant_type *type = clora__quant_find(t.type);
     const clora_dtype stored = clora_buffer_dtype(info->value);
     const int raw = clora_dtype_is_packed(stored) && type && type->dtype == stored;
-    float *host = malloc((size_t)t.elements * sizeof *host);
+    float *host = raw ? NULL : malloc((size_t)t.elements * sizeof *host);
     unsigned char *bytes = raw ? malloc((size_t)t.bytes) : NULL;
-    if (!host || (raw && !bytes)) {
-        free(host);
+    if (raw ? !bytes : !host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", tensor);
-    }
+    /* values per row: of a weight, or one (a bias's rows are its values) */
+    const size_t cols = t.ndim == 2 ? (size_t)t.dims[0] : 1;
     clora_status status = raw ? clora_gguf_read_raw(src->file, (size_t)index, bytes)
                               : clora_gguf_read_f32(src->file, (size_t)index, host);
-    if (status == CLORA_OK && raw) /* the values, to check them */
-        clora__dequantize(stored, bytes, (size_t)t.elements, host);
-    if (status == CLORA_OK)
+    if (status == CLORA_OK && raw)
+        status = check_packed_finite(src, tensor, stored, bytes, (size_t)t.elements / cols, cols);
+    else if (status == CLORA_OK)
         status = clora__check_finite(src->path, tensor, host, (size_t)t.elements);
     const int is_q = strstr(info->name, ".q_proj.") != NULL;
     const int is_k = strstr(info->name, ".k_proj.") != NULL;
     if (status == CLORA_OK && src->permuted && (is_q || is_k)) {
         const size_t heads = is_q ? src->heads : src->kv_heads;
-        const size_t cols = t.ndim == 2 ? (size_t)t.dims[0] : 1;
         status = raw ? unpermute_bytes(bytes, heads, src->head_dim, clora_dtype_bytes(stored, cols))
                      : unpermute_bytes((unsigned char *)host, heads, src->head_dim,
                                        cols * sizeof *host);
