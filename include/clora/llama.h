@@ -76,7 +76,9 @@ clora_status clora_model_create_llama(clora_model **out, clora_device *device,
                                       const clora_llama_config *config, uint64_t seed);
 
 /* Loads a GGUF file of architecture "llama" or "qwen2" (tensors F32, F16,
- * BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K, dequantized to float32) into
+ * BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K; the 2-D weights stay packed
+ * in their own types on the device, frozen: see clora_load_options in
+ * clora/adapter.h to load them as float32 or another type) into
  * the tree above, with Hugging Face's names and row order, so that PEFT
  * adapters of the Hugging Face model apply unchanged. Every tensor must
  * be used and every parameter found, with its shape. Llama 3.1's rope
