@@ -248,16 +248,12 @@ void bench_packed_llama(bench *b)
     };
     enum { CASES = sizeof cases / sizeof cases[0] };
     const size_t room = PROMPT + 2 * (b->o.reps + 2) + 8;
-    int32_t *ids = malloc((room > BATCH * SEQ ? room : BATCH * SEQ) * sizeof *ids);
+    /* zeros (below any vocabulary) until the first model gives its size */
+    int32_t *ids = calloc(room > BATCH * SEQ ? room : BATCH * SEQ, sizeof *ids);
     clora_status status = ids ? CLORA_OK : CLORA_ERR_OUT_OF_HOST_MEMORY;
     uint64_t rng = 31;
     size_t opened = 0;
     for (; opened < CASES && status == CLORA_OK; ++opened) {
-        if (opened == 0) {
-            /* ids below the vocabulary, known once the first model is open */
-            for (size_t i = 0; i < room || i < BATCH * SEQ; ++i)
-                ids[i] = 0;
-        }
         status = base_open(b, &cases[opened], ids, room);
         if (status == CLORA_OK && opened == 0) {
             const size_t vocab = clora_session_vocab_size(cases[0].session);

@@ -75,11 +75,13 @@ static clora_status allocate_zeroed(clora_device *device, size_t bytes, cl_mem *
                      : clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clCreateBuffer");
-    const cl_uchar zero = 0;
+    /* all-zero bits, four bytes at a time where the size allows (every
+     * float32 and int32 buffer; packed rows may be any whole byte count) */
+    const cl_uint zero = 0;
+    const size_t pattern = bytes % sizeof zero ? 1 : sizeof zero;
     err = clora__fault(CLORA__FAULT_TRANSFER)
               ? CL_OUT_OF_RESOURCES
-              : clEnqueueFillBuffer(device->queue, mem, &zero, sizeof zero, 0, bytes, 0, NULL,
-                                    NULL);
+              : clEnqueueFillBuffer(device->queue, mem, &zero, pattern, 0, bytes, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
         clReleaseMemObject(mem);
         return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
@@ -496,6 +498,28 @@ static clora_status check_range(const char *op, const clora_buffer *buffer, clor
     return CLORA_OK;
 }
 
+/* Blocking writes and reads of `bytes` bytes at byte `offset` of the
+ * buffer's data (checked by the caller). */
+static clora_status write_bytes(clora_buffer *buffer, size_t offset, const void *src, size_t bytes)
+{
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                            buffer->offset * sizeof(float) + offset, bytes, src, 0,
+                                            NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueWriteBuffer");
+}
+
+static clora_status read_bytes(const clora_buffer *buffer, size_t offset, void *dst, size_t bytes)
+{
+    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
+                                           buffer->offset * sizeof(float) + offset, bytes, dst, 0,
+                                           NULL, NULL);
+    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueReadBuffer");
+}
+
 /* Both element types are 4 bytes wide. */
 static clora_status upload(const char *op, clora_buffer *buffer, clora_dtype dtype, size_t offset,
                            const void *src, size_t count)
@@ -503,12 +527,7 @@ static clora_status upload(const char *op, clora_buffer *buffer, clora_dtype dty
     clora_status status = check_range(op, buffer, dtype, src, offset, count);
     if (status != CLORA_OK || count == 0)
         return status;
-    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
-                     ? CL_OUT_OF_RESOURCES
-                     : clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
-                                            (buffer->offset + offset) * sizeof(float),
-                                            count * sizeof(float), src, 0, NULL, NULL);
-    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueWriteBuffer");
+    return write_bytes(buffer, offset * sizeof(float), src, count * sizeof(float));
 }
 
 static clora_status download(const char *op, const clora_buffer *buffer, clora_dtype dtype,
@@ -517,12 +536,7 @@ static clora_status download(const char *op, const clora_buffer *buffer, clora_d
     clora_status status = check_range(op, buffer, dtype, dst, offset, count);
     if (status != CLORA_OK || count == 0)
         return status;
-    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
-                     ? CL_OUT_OF_RESOURCES
-                     : clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
-                                           (buffer->offset + offset) * sizeof(float),
-                                           count * sizeof(float), dst, 0, NULL, NULL);
-    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueReadBuffer");
+    return read_bytes(buffer, offset * sizeof(float), dst, count * sizeof(float));
 }
 
 clora_status clora_buffer_upload(clora_buffer *buffer, size_t offset, const float *src, size_t count)
@@ -569,12 +583,7 @@ clora_status clora_buffer_upload_bytes(clora_buffer *buffer, size_t offset, cons
     clora_status status = check_bytes("clora_buffer_upload_bytes", buffer, src, offset, bytes);
     if (status != CLORA_OK || bytes == 0)
         return status;
-    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
-                     ? CL_OUT_OF_RESOURCES
-                     : clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
-                                            buffer->offset * sizeof(float) + offset, bytes, src, 0,
-                                            NULL, NULL);
-    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueWriteBuffer");
+    return write_bytes(buffer, offset, src, bytes);
 }
 
 clora_status clora_buffer_download_bytes(const clora_buffer *buffer, size_t offset, void *dst,
@@ -583,12 +592,7 @@ clora_status clora_buffer_download_bytes(const clora_buffer *buffer, size_t offs
     clora_status status = check_bytes("clora_buffer_download_bytes", buffer, dst, offset, bytes);
     if (status != CLORA_OK || bytes == 0)
         return status;
-    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
-                     ? CL_OUT_OF_RESOURCES
-                     : clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
-                                           buffer->offset * sizeof(float) + offset, bytes, dst, 0,
-                                           NULL, NULL);
-    return err == CL_SUCCESS ? CLORA_OK : CLORA__FAIL_CL(err, "clEnqueueReadBuffer");
+    return read_bytes(buffer, offset, dst, bytes);
 }
 
 clora_status clora_buffer_fill(clora_buffer *buffer, float value)

@@ -128,12 +128,11 @@ clora_status clora__load_options_check(const char *op, const clora_load_options 
         return CLORA_OK;
     return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                        "%s: base_dtype %s; frozen weights load as stored, as F32, or packed on "
-                       "load as F16, BF16, Q8_0, Q4_0 or Q4_1 (%s%s)",
+                       "load as F16, BF16, Q8_0, Q4_0 or Q4_1 (%s)",
                        op, clora_dtype_name(d),
                        clora_dtype_is_packed(d) ? "K-quant tensors come from GGUF files as they "
                                                   "are stored"
-                                                : "not a packed type",
-                       "");
+                                                : "not a packed type");
 }
 
 clora_status clora__create_with(clora_model **out, clora_device *device, uint64_t seed,

@@ -192,8 +192,6 @@ typedef struct gguf_storage {
     clora_dtype base_dtype;
 } gguf_storage;
 
-static int gguf_name(const char *param, char *out, size_t size);
-
 static clora_dtype storage_of(const clora_model *model, const char *name, const size_t *shape,
                               void *user)
 {

@@ -10,9 +10,12 @@
  *                      reads the packed bytes and multiplies them on the fly,
  *                      so only the packed bytes stream from memory.
  *
- * The fused kernel serves up to device->packed_fused_rows rows (see
- * choose_fused_rows): a table measured per kind of device by `clora bench`,
- * overridden by CLORA_PACKED_FUSED_ROWS. */
+ * The fused kernel serves up to device->packed_fused_rows rows: a default
+ * measured with `clora bench` (clora__packed_choose), overridden by
+ * clora_device_set_packed_fused_rows and CLORA_PACKED_FUSED_ROWS. F16
+ * weights take the same paths, not CLBlast's HGEMM, whose accumulation in
+ * half precision measured thousands of times the float32 path's error
+ * (`clora bench`'s packed_hgemm_error). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,57 +146,45 @@ static size_t band_rows(const clora_buffer *weight)
     return band < rows ? band : rows;
 }
 
-/* Band [r0, r0 + n) of W as float32 in the dequantize tile. */
-static clora_status band(const clora_buffer *weight, size_t r0, size_t n, size_t band_rows,
-                         cl_mem *tile)
+/* c (n, cc) = a (n, ca) · W' + beta · c with W' = W's band after band as
+ * float32 in the dequantize tile. Either c's columns are W's rows
+ * (`slice`): each band of t rows gives c[:, r0 : r0 + t] = a · bandᵀ +
+ * beta · c; or a's columns are W's rows: c += a[:, r0 : r0 + t] · band,
+ * beta on the first band only. */
+static clora_status banded_product(clora_buffer *c, const clora_buffer *a,
+                                   const clora_buffer *weight, int slice, float beta)
 {
-    clora_status status = clora__device_dequantized(
-        weight->device, band_rows * weight->shape[1] * sizeof(float), tile);
-    return status == CLORA_OK ? dequantize(*tile, 0, weight, NULL, r0, n) : status;
+    const size_t n = clora__rows(a), ca = clora__cols(a), cc = clora__cols(c);
+    const size_t per = band_rows(weight), rows = weight->shape[0], cols = weight->shape[1];
+    cl_mem tile = NULL;
+    clora_status status =
+        clora__device_dequantized(weight->device, per * cols * sizeof(float), &tile);
+    for (size_t r0 = 0; r0 < rows && status == CLORA_OK; r0 += per) {
+        const size_t t = rows - r0 < per ? rows - r0 : per;
+        if ((status = dequantize(tile, 0, weight, NULL, r0, t)) != CLORA_OK)
+            break;
+        status = slice ? clora__sgemm(a->device, 0, 1, n, t, ca, 1.0f, a->mem, a->offset, ca, tile,
+                                      0, cols, beta, c->mem, c->offset + r0, cc)
+                       : clora__sgemm(a->device, 0, 0, n, cc, t, 1.0f, a->mem, a->offset + r0, ca,
+                                      tile, 0, cols, r0 == 0 ? beta : 1.0f, c->mem, c->offset, cc);
+    }
+    return status;
 }
 
+/* y = x · Wᵀ: W (out, in) slices y's columns; W (in, out) splits x's. */
 clora_status clora__packed_x_wt(clora_buffer *y, const clora_buffer *x, const clora_buffer *weight,
                                 clora_weight_layout layout, float beta)
 {
-    const size_t n = clora__rows(x), in = clora__cols(x), out = clora__cols(y);
-    if (clora__packed_fused(x->device, weight, n, layout))
-        return fused_x_wt(y, x, weight, n, beta);
-    const size_t per = band_rows(weight), rows = weight->shape[0];
-    clora_status status = CLORA_OK;
-    for (size_t r0 = 0; r0 < rows && status == CLORA_OK; r0 += per) {
-        const size_t t = rows - r0 < per ? rows - r0 : per;
-        cl_mem tile = NULL;
-        if ((status = band(weight, r0, t, per, &tile)) != CLORA_OK)
-            break;
-        if (layout == CLORA_WEIGHT_OUT_IN) /* y[:, r0 : r0 + t] = x · tileᵀ + beta · y */
-            status = clora__sgemm(x->device, 0, 1, n, t, in, 1.0f, x->mem, x->offset, in, tile, 0,
-                                  in, beta, y->mem, y->offset + r0, out);
-        else /* W (in, out): y += x[:, r0 : r0 + t] · tile, beta on the first band only */
-            status = clora__sgemm(x->device, 0, 0, n, out, t, 1.0f, x->mem, x->offset + r0, in,
-                                  tile, 0, out, r0 == 0 ? beta : 1.0f, y->mem, y->offset, out);
-    }
-    return status;
+    if (clora__packed_fused(x->device, weight, clora__rows(x), layout))
+        return fused_x_wt(y, x, weight, clora__rows(x), beta);
+    return banded_product(y, x, weight, layout == CLORA_WEIGHT_OUT_IN, beta);
 }
 
+/* dx = dy · W: W (out, in) splits dy's columns; W (in, out) slices dx's. */
 clora_status clora__packed_dy_w(clora_buffer *dx, const clora_buffer *dy, const clora_buffer *weight,
                                 clora_weight_layout layout, float beta)
 {
-    const size_t n = clora__rows(dy), out = clora__cols(dy), in = clora__cols(dx);
-    const size_t per = band_rows(weight), rows = weight->shape[0];
-    clora_status status = CLORA_OK;
-    for (size_t r0 = 0; r0 < rows && status == CLORA_OK; r0 += per) {
-        const size_t t = rows - r0 < per ? rows - r0 : per;
-        cl_mem tile = NULL;
-        if ((status = band(weight, r0, t, per, &tile)) != CLORA_OK)
-            break;
-        if (layout == CLORA_WEIGHT_OUT_IN) /* dx += dy[:, r0 : r0 + t] · tile */
-            status = clora__sgemm(dy->device, 0, 0, n, in, t, 1.0f, dy->mem, dy->offset + r0, out,
-                                  tile, 0, in, r0 == 0 ? beta : 1.0f, dx->mem, dx->offset, in);
-        else /* W (in, out): dx[:, r0 : r0 + t] = dy · tileᵀ + beta · dx */
-            status = clora__sgemm(dy->device, 0, 1, n, t, out, 1.0f, dy->mem, dy->offset, out,
-                                  tile, 0, out, beta, dx->mem, dx->offset + r0, in);
-    }
-    return status;
+    return banded_product(dx, dy, weight, layout == CLORA_WEIGHT_IN_OUT, beta);
 }
 
 /* ---- which rows the fused kernel takes ------------------------------------------------ */
