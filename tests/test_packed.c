@@ -754,6 +754,63 @@ static void packed_models_refuse_training_and_merging(void **state)
     clora_model_destroy(model);
 }
 
+/* A packed tensor whose scale is NaN is refused when kept packed and when
+ * dequantized, naming the tensor; values beyond a type's range are refused
+ * when quantized on load. */
+static void non_finite_packed_weights_are_refused(void **state)
+{
+    (void)state;
+    const char *src = GOLDEN "/gguf_llama/llama-Q8_0.gguf";
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    const long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *bytes = malloc((size_t)n);
+    assert_non_null(bytes);
+    assert_int_equal(fread(bytes, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    clora_gguf *file = NULL;
+    CHECK_OK(clora_gguf_open(&file, src));
+    clora_gguf_tensor t;
+    const long index = clora_gguf_find_tensor(file, "blk.1.ffn_up.weight");
+    assert_true(index >= 0 && clora_gguf_tensor_info(file, (size_t)index, &t));
+    clora_gguf_close(file);
+    /* the second block's f16 scale d becomes a NaN */
+    bytes[t.offset + 34] = 0x00;
+    bytes[t.offset + 35] = 0x7e;
+    char dir[64], path[128];
+    test_temp_dir(dir, "packed-nan");
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    free(bytes);
+    const clora_dtype bases[] = {CLORA_DTYPE_AS_STORED, CLORA_DTYPE_F32, CLORA_DTYPE_Q4_1};
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; ++i) {
+        clora_load_options o = clora_load_options_default();
+        o.base_dtype = bases[i];
+        clora_model *model = NULL;
+        CHECK_STATUS(clora_model_load_with(&model, test_device, path, &o), CLORA_ERR_NON_FINITE);
+        test_expect_message("blk.1.ffn_up.weight");
+        assert_null(model);
+    }
+    test_remove_dir(dir);
+    /* 1e7 is beyond F16 (65504), and its Q8_0 scale 1e7 / 127 too */
+    const clora_dtype types[] = {CLORA_DTYPE_F16, CLORA_DTYPE_Q8_0};
+    float values[64];
+    for (size_t i = 0; i < 64; ++i)
+        values[i] = i == 37 ? 1e7f : 0.5f;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; ++i) {
+        clora_buffer *w = NULL;
+        CHECK_OK(clora_buffer_create_packed(&w, test_device, types[i], 2, 32));
+        CHECK_STATUS(clora__upload_values(w, values, "tensor \"big\""), CLORA_ERR_NON_FINITE);
+        test_expect_message("beyond what");
+        clora_buffer_destroy(w);
+    }
+}
+
 /* argv[1]: a cmocka test filter (tests/oclgrind_check.sh runs the kernel
  * tests on their own). */
 int main(int argc, char **argv)
@@ -771,6 +828,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(hf_folders_packed_on_load_compute_as_their_values),
         cmocka_unit_test(training_on_a_packed_base_follows_the_float32_run),
         cmocka_unit_test(packed_models_refuse_training_and_merging),
+        cmocka_unit_test(non_finite_packed_weights_are_refused),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
