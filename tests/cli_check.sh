@@ -33,6 +33,16 @@ echo "ok: demo"
 "$clora" info "$work/demo/adapter" | grep -q "base_model.model.fc1.lora_A.weight" || fail "info adapter"
 "$clora" info "$work/demo/base" | grep -q "head: linear 256 -> 10" || fail "info model"
 "$clora" info "$work/demo/loss.csv" > /dev/null 2>&1 && fail "info on a CSV file succeeded"
+# a model folder whose tree contradicts its tensors: shown, and refused as the loader refuses it
+cp -r "$work/demo/base" "$work/bad_base"
+sed 's/"out_features": *10\b/"out_features": 11/' "$work/demo/base/config.json" \
+    > "$work/bad_base/config.json"
+cmp -s "$work/demo/base/config.json" "$work/bad_base/config.json" && fail "info: config not edited"
+"$clora" info "$work/bad_base" > "$work/info_out" 2> "$work/info_err" \
+    && fail "info: a folder the loader refuses passed"
+grep -q "head: linear 256 -> 11" "$work/info_out" || fail "info: the refused folder not shown"
+grep -q "invalid model: .*head.weight" "$work/info_err" || fail "info: no reason given"
+rm -r "$work/bad_base"
 echo "ok: info"
 
 "$clora" merge --model "$work/demo/base" --adapter "$work/demo/adapter" --out "$work/merged" \

@@ -338,6 +338,42 @@ static int describe_adapter(const char *dir)
     return listed ? 0 : 1;
 }
 
+/* Hugging Face's shards: each file the index names (0: not all listed). */
+static int list_shards(const char *dir, const char *weights_path)
+{
+    char index_path[4200];
+    snprintf(index_path, sizeof index_path, "%s.index.json", weights_path);
+    json_t *index = read_json(index_path);
+    json_t *map = index ? json_object_get(index, "weight_map") : NULL;
+    if (!json_is_object(map)) {
+        if (index)
+            fprintf(stderr, "clora info: %s has no weight_map\n", index_path);
+        json_decref(index);
+        return 0;
+    }
+    json_t *shards = json_object(); /* the shard names, once each, in order */
+    const char *key;
+    json_t *value;
+    json_object_foreach(map, key, value)
+    {
+        if (json_is_string(value))
+            json_object_set(shards, json_string_value(value), json_true());
+    }
+    int ok = 1;
+    printf("  %zu tensors in %zu shards (%s):\n", json_object_size(map),
+           json_object_size(shards), index_path);
+    json_object_foreach(shards, key, value)
+    {
+        char shard[4200];
+        snprintf(shard, sizeof shard, "%s/%s", dir, key);
+        printf("  %s:\n", shard);
+        ok &= list_tensors(shard, "    ", 40);
+    }
+    json_decref(shards);
+    json_decref(index);
+    return ok;
+}
+
 static int describe_model(const char *dir)
 {
     char config_path[4096], weights_path[4096];
@@ -365,43 +401,21 @@ static int describe_model(const char *dir)
     }
     json_decref(config);
     FILE *probe = fopen(weights_path, "rb");
+    int listed;
     if (probe) {
         fclose(probe);
         printf("  tensors (%s):\n", weights_path);
-        return list_tensors(weights_path, "    ", 40) ? 0 : 1;
+        listed = list_tensors(weights_path, "    ", 40);
+    } else {
+        listed = list_shards(dir, weights_path);
     }
-    /* Hugging Face's shards: each file the index names */
-    char index_path[4200];
-    snprintf(index_path, sizeof index_path, "%s.index.json", weights_path);
-    json_t *index = read_json(index_path);
-    json_t *map = index ? json_object_get(index, "weight_map") : NULL;
-    if (!json_is_object(map)) {
-        if (index)
-            fprintf(stderr, "clora info: %s has no weight_map\n", index_path);
-        json_decref(index);
+    /* what the loader would refuse makes the folder invalid, whatever it shows */
+    if (clora_model_check(dir) != CLORA_OK) {
+        fprintf(stderr, "clora info: invalid model: %s\n", clora_last_error());
         return 1;
     }
-    json_t *shards = json_object(); /* the shard names, once each, in order */
-    const char *key;
-    json_t *value;
-    json_object_foreach(map, key, value)
-    {
-        if (json_is_string(value))
-            json_object_set(shards, json_string_value(value), json_true());
-    }
-    int ok = 1;
-    printf("  %zu tensors in %zu shards (%s):\n", json_object_size(map),
-           json_object_size(shards), index_path);
-    json_object_foreach(shards, key, value)
-    {
-        char shard[4200];
-        snprintf(shard, sizeof shard, "%s/%s", dir, key);
-        printf("  %s:\n", shard);
-        ok &= list_tensors(shard, "    ", 40);
-    }
-    json_decref(shards);
-    json_decref(index);
-    return ok ? 0 : 1;
+    printf("  as a model: clora loads it (structure checked; values when loaded)\n");
+    return listed ? 0 : 1;
 }
 
 int cmd_info(int argc, char **argv)

@@ -195,6 +195,14 @@ clora_load_options clora_load_options_default(void);
 clora_status clora_model_load_with(clora_model **out, clora_device *device, const char *path,
                                    const clora_load_options *options);
 
+/* Checks a model folder or GGUF file as clora_model_load() would load it,
+ * with no device and without reading the weights' values: the config, the
+ * architecture and its sizes, and every tensor's name, shape and type
+ * against the model they describe (clora_model_check_gguf() for GGUF
+ * files). CLORA_OK when clora_model_load() would refuse nothing but
+ * values (NaN or infinities are found when the weights are read). */
+clora_status clora_model_check(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

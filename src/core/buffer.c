@@ -69,6 +69,8 @@ static clora_status allocate_zeroed(clora_device *device, size_t bytes, cl_mem *
                            "clora_buffer_create: %zu bytes exceed the largest allocation \"%s\" "
                            "allows (%llu bytes)",
                            bytes, device->info.name, (unsigned long long)device->info.max_alloc_bytes);
+    if (device->dry)
+        return CLORA_OK;
     cl_int err;
     cl_mem mem = clora__fault(CLORA__FAULT_DEVICE_ALLOC)
                      ? (err = CL_MEM_OBJECT_ALLOCATION_FAILURE, NULL)
@@ -253,10 +255,12 @@ static clora_status reshape_zeroed(clora_buffer *b, clora_dtype dtype, size_t nd
                                    const size_t *shape, size_t numel)
 {
     const float zero = 0.0f;
-    cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
-                     ? CL_OUT_OF_RESOURCES
-                     : clEnqueueFillBuffer(b->device->queue, b->mem, &zero, sizeof zero, 0,
-                                           numel * sizeof(float), 0, NULL, NULL);
+    cl_int err = CL_SUCCESS;
+    if (!b->device->dry)
+        err = clora__fault(CLORA__FAULT_TRANSFER)
+                  ? CL_OUT_OF_RESOURCES
+                  : clEnqueueFillBuffer(b->device->queue, b->mem, &zero, sizeof zero, 0,
+                                        numel * sizeof(float), 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clEnqueueFillBuffer");
     b->dtype = dtype;
@@ -502,6 +506,8 @@ static clora_status check_range(const char *op, const clora_buffer *buffer, clor
  * buffer's data (checked by the caller). */
 static clora_status write_bytes(clora_buffer *buffer, size_t offset, const void *src, size_t bytes)
 {
+    if (buffer->device->dry)
+        return CLORA_OK;
     cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
                      ? CL_OUT_OF_RESOURCES
                      : clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
@@ -512,6 +518,8 @@ static clora_status write_bytes(clora_buffer *buffer, size_t offset, const void 
 
 static clora_status read_bytes(const clora_buffer *buffer, size_t offset, void *dst, size_t bytes)
 {
+    if (buffer->device->dry)
+        return clora__fail(CLORA_ERR_STATE, "reading a buffer of a dry device: it holds no values");
     cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
                      ? CL_OUT_OF_RESOURCES
                      : clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE,
@@ -602,7 +610,7 @@ clora_status clora_buffer_fill(clora_buffer *buffer, float value)
     if (buffer->dtype != CLORA_DTYPE_F32)
         return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "clora_buffer_fill: the buffer holds %s",
                            clora_dtype_name(buffer->dtype));
-    if (buffer->numel == 0)
+    if (buffer->numel == 0 || buffer->device->dry)
         return CLORA_OK;
     cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
                      ? CL_OUT_OF_RESOURCES
@@ -632,7 +640,7 @@ clora_status clora_buffer_copy(clora_buffer *dst, const clora_buffer *src)
     }
     if (clora__overlap(dst, src))
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "clora_buffer_copy: dst and src overlap");
-    if (src->numel == 0)
+    if (src->numel == 0 || src->device->dry)
         return CLORA_OK;
     /* packed buffers have offset 0 (no views) */
     cl_int err = clora__fault(CLORA__FAULT_TRANSFER)
@@ -657,6 +665,6 @@ size_t clora__cols(const clora_buffer *buffer)
 
 int clora__overlap(const clora_buffer *a, const clora_buffer *b)
 {
-    return a->mem == b->mem && a->offset < b->offset + b->numel &&
+    return a->mem && a->mem == b->mem && a->offset < b->offset + b->numel &&
            b->offset < a->offset + a->numel;
 }

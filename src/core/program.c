@@ -145,6 +145,9 @@ static clora_status ensure_program(clora_device *dev, clora__program_id id)
 {
     if (dev->programs[id])
         return CLORA_OK;
+    if (dev->dry)
+        return clora__fail(CLORA_ERR_STATE, "a dry device runs no kernels (%s.cl)",
+                           program_files[id]);
     for (;;) {
         cl_program program = NULL;
         clora_status status = build_program(dev, id, dev->rank_tile, &program);

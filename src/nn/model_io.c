@@ -269,3 +269,21 @@ clora_status clora_model_load_with(clora_model **out, clora_device *device, cons
     *out = model;
     return CLORA_OK;
 }
+
+/* The loader itself, on a device that holds nothing: it builds the model
+ * the files describe and matches every tensor to it, reading no values. */
+clora_status clora_model_check(const char *path)
+{
+    if (!path)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_check: path is NULL");
+    if (clora_gguf_probe(path))
+        return clora_model_check_gguf(path);
+    clora_device *dry = NULL;
+    clora_status status = clora__device_open_dry(&dry);
+    clora_model *model = NULL;
+    if (status == CLORA_OK)
+        status = clora_model_load(&model, dry, path);
+    clora_model_destroy(model);
+    clora_device_destroy(dry);
+    return status;
+}
