@@ -4,7 +4,8 @@
  * model type or tree contradict the tensors), the check without a device
  * must refuse exactly what clora_model_load() refuses on a real one, with
  * the same status and message, and pass what it loads. Values are the
- * one thing it does not read: a NaN weight passes the check. */
+ * one thing it does not read: a NaN weight passes the check. A config
+ * that asks for more than its files hold is refused before it is built. */
 #define _POSIX_C_SOURCE 200809L
 #include "support.h"
 
@@ -248,6 +249,18 @@ static void values_are_left_to_the_load(void **state)
     assert_null(model);
 }
 
+/* A config far larger than its files is refused before it is built
+ * (a million layers would take the loader minutes to build and refuse). */
+static void configs_larger_than_their_files_are_refused_early(void **state)
+{
+    (void)state;
+    char dir[256];
+    edit e = {.key = "n_layer", .value = json_integer(1000000)};
+    broken_copy(GPT2, "gpt2_deep", &e, dir);
+    CHECK_STATUS(clora_model_check(dir), CLORA_ERR_FORMAT);
+    test_expect_message("more than its weight files can fill");
+}
+
 static void missing_paths_are_refused_as_the_loader_refuses_them(void **state)
 {
     (void)state;
@@ -276,6 +289,7 @@ int main(void)
         cmocka_unit_test(hugging_face_folders_are_refused_as_the_loader_refuses_them),
         cmocka_unit_test(clora_folders_are_refused_as_the_loader_refuses_them),
         cmocka_unit_test(values_are_left_to_the_load),
+        cmocka_unit_test(configs_larger_than_their_files_are_refused_early),
         cmocka_unit_test(missing_paths_are_refused_as_the_loader_refuses_them),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -69,8 +69,17 @@ static clora_status allocate_zeroed(clora_device *device, size_t bytes, cl_mem *
                            "clora_buffer_create: %zu bytes exceed the largest allocation \"%s\" "
                            "allows (%llu bytes)",
                            bytes, device->info.name, (unsigned long long)device->info.max_alloc_bytes);
-    if (device->dry)
-        return CLORA_OK;
+    if (device->dry) {
+        uint64_t held = 0;
+        for (int c = 0; c < CLORA_MEMORY_CATEGORY_COUNT; ++c)
+            held += device->memory[c];
+        return bytes <= device->dry_budget - held
+                   ? CLORA_OK
+                   : clora__fail(CLORA_ERR_OUT_OF_DEVICE_MEMORY,
+                                 "clora_buffer_create: %zu bytes more than the %llu a dry "
+                                 "device allows",
+                                 bytes, (unsigned long long)device->dry_budget);
+    }
     cl_int err;
     cl_mem mem = clora__fault(CLORA__FAULT_DEVICE_ALLOC)
                      ? (err = CL_MEM_OBJECT_ALLOCATION_FAILURE, NULL)

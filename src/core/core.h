@@ -75,7 +75,8 @@ struct clora_device {
     size_t dequantized_bytes;
     size_t dequantize_tile; /* most floats one dequantized tile may hold */
     size_t packed_fused_rows; /* rows of x up to which packed products run fused */
-    int dry; /* clora__device_open_dry: no OpenCL behind it */
+    int dry;             /* clora__device_open_dry: no OpenCL behind it */
+    uint64_t dry_budget; /* the most bytes a dry device's buffers may take */
 };
 
 /* Devices as core opens them: context, queue and rank-r kernel choice,
@@ -86,9 +87,9 @@ clora_status clora__device_open_index(clora_device **out, size_t index);
 clora_status clora__device_wrap(clora_device **out, cl_context context, cl_command_queue queue);
 /* A device with no OpenCL behind it, for checking a file by building the
  * model it describes: its buffers have shapes and no memory (counted as
- * if held), writes, fills and copies do nothing, and reads and kernels
- * are refused: a dry device holds no values. */
-clora_status clora__device_open_dry(clora_device **out);
+ * if held, at most `budget` bytes in all), writes, fills and copies do
+ * nothing, and reads and kernels are refused: it holds no values. */
+clora_status clora__device_open_dry(clora_device **out, uint64_t budget);
 
 /* Records `bytes` more (or, negative, fewer) held in `category`. */
 void clora__device_account(clora_device *device, clora_memory_category category, int64_t bytes);

@@ -521,13 +521,14 @@ clora_status clora__device_wrap(clora_device **out, cl_context context, cl_comma
     return CLORA_OK;
 }
 
-clora_status clora__device_open_dry(clora_device **out)
+clora_status clora__device_open_dry(clora_device **out, uint64_t budget)
 {
     *out = NULL;
     clora_device *dev = calloc(1, sizeof *dev);
     if (!dev)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a device handle");
     dev->dry = 1;
+    dev->dry_budget = budget;
     snprintf(dev->info.name, sizeof dev->info.name, "dry (checks only)");
     dev->info.max_alloc_bytes = UINT64_MAX;
     dev->info.global_mem_bytes = UINT64_MAX;

@@ -202,6 +202,18 @@ size_t clora__checkpoint_count(const clora__checkpoint *ck)
     return total;
 }
 
+uint64_t clora__checkpoint_values(const clora__checkpoint *ck)
+{
+    uint64_t total = 0;
+    for (size_t f = 0; f < ck->file_count; ++f)
+        for (size_t i = 0; i < clora_safetensors_count(ck->files[f]); ++i) {
+            clora_tensor_view v;
+            if (clora_safetensors_get(ck->files[f], i, &v) == CLORA_OK)
+                total += v.numel;
+        }
+    return total;
+}
+
 const char *clora__checkpoint_unused(const clora__checkpoint *ck, size_t index)
 {
     for (size_t f = 0; f < ck->file_count; ++f) {

@@ -64,6 +64,8 @@ int clora__checkpoint_find(clora__checkpoint *checkpoint, const char *name,
 /* Tensors in the file, and the name of tensor `index` while it is unused
  * (NULL once used). */
 size_t clora__checkpoint_count(const clora__checkpoint *checkpoint);
+/* The elements of all its tensors together. */
+uint64_t clora__checkpoint_values(const clora__checkpoint *checkpoint);
 const char *clora__checkpoint_unused(const clora__checkpoint *checkpoint, size_t index);
 /* Checks a tensor against dst's shape (and that it holds floats), converts
  * it to float32 and uploads it; messages name the file and `param`. */

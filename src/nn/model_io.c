@@ -270,6 +270,25 @@ clora_status clora_model_load_with(clora_model **out, clora_device *device, cons
     return CLORA_OK;
 }
 
+/* The most bytes the check lets the model's buffers take: every parameter
+ * comes from a tensor of the files (as float32, and again in the trainable
+ * arena), and a little more for what a model holds besides. A config whose
+ * sizes ask for more cannot be filled from its files; refusing it early
+ * keeps a small file from building a huge model. */
+#define CHECK_SLACK_BYTES (1u << 20)
+
+static uint64_t check_budget(const char *dir)
+{
+    clora__model_folder folder;
+    clora__checkpoint *file = NULL;
+    uint64_t values = 0;
+    if (clora__model_folder_paths(dir, &folder) == CLORA_OK &&
+        clora__checkpoint_open(&file, folder.weights_path) == CLORA_OK)
+        values = clora__checkpoint_values(file);
+    clora__checkpoint_close(file); /* a file that does not open: the load says why */
+    return 2 * sizeof(float) * values + CHECK_SLACK_BYTES;
+}
+
 /* The loader itself, on a device that holds nothing: it builds the model
  * the files describe and matches every tensor to it, reading no values. */
 clora_status clora_model_check(const char *path)
@@ -278,12 +297,18 @@ clora_status clora_model_check(const char *path)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_check: path is NULL");
     if (clora_gguf_probe(path))
         return clora_model_check_gguf(path);
+    const uint64_t budget = check_budget(path);
     clora_device *dry = NULL;
-    clora_status status = clora__device_open_dry(&dry);
+    clora_status status = clora__device_open_dry(&dry, budget);
     clora_model *model = NULL;
     if (status == CLORA_OK)
         status = clora_model_load(&model, dry, path);
     clora_model_destroy(model);
     clora_device_destroy(dry);
+    if (status == CLORA_ERR_OUT_OF_DEVICE_MEMORY)
+        status = clora__fail(CLORA_ERR_FORMAT,
+                             "%s: the model its config describes needs more than %llu bytes, "
+                             "more than its weight files can fill",
+                             path, (unsigned long long)budget);
     return status;
 }
