@@ -27,7 +27,7 @@ static clora_status check_shape(const char *op, size_t ndim, const size_t *shape
 static clora_status new_handle(clora_buffer **out, clora_device *device, cl_mem mem, size_t offset,
                                size_t ndim, const size_t *shape, size_t numel, clora_dtype dtype)
 {
-    clora_buffer *buf = calloc(1, sizeof *buf);
+    clora_buffer *buf = clora__calloc(1, sizeof *buf);
     if (!buf)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a buffer handle");
     buf->device = device;

@@ -303,6 +303,7 @@ typedef enum clora__fault_kind {
     CLORA__FAULT_FILE_WRITE,
     CLORA__FAULT_FSYNC,
     CLORA__FAULT_RENAME,
+    CLORA__FAULT_HOST_ALLOC, /* malloc, calloc, realloc, strdup (clora__malloc, ...) */
     CLORA__FAULT_KIND_COUNT
 } clora__fault_kind;
 #define CLORA__FAULT_ALL ((1u << CLORA__FAULT_KIND_COUNT) - 1u)
@@ -320,6 +321,13 @@ extern clora__fault_plan clora__faults;
 void clora__fault_plan_set(unsigned kinds, long fail_at, void (*on_hit)(clora__fault_kind, long));
 /* Counts one call of `kind`: 1 when it is to fail. */
 int clora__fault(clora__fault_kind kind);
+/* Every host allocation of clora's goes through these: the C library's,
+ * counted as CLORA__FAULT_HOST_ALLOC (NULL when that call is to fail).
+ * What they return is freed with free(), by clora or by its caller. */
+void *clora__malloc(size_t bytes);
+void *clora__calloc(size_t count, size_t bytes);
+void *clora__realloc(void *p, size_t bytes);
+char *clora__strdup(const char *s);
 /* The whole file, NUL-terminated (free() it). */
 clora_status clora__read_file(const char *path, char **out, size_t *size);
 /* out = dir + "/" + name. */

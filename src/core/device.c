@@ -31,7 +31,7 @@ static clora_status enumerate(device_entry **entries, size_t *count)
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clGetPlatformIDs");
 
-    cl_platform_id *platforms = malloc(platform_count * sizeof *platforms);
+    cl_platform_id *platforms = clora__malloc(platform_count * sizeof *platforms);
     if (!platforms)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "listing OpenCL platforms");
     err = clGetPlatformIDs(platform_count, platforms, NULL);
@@ -52,8 +52,8 @@ static clora_status enumerate(device_entry **entries, size_t *count)
             status = CLORA__FAIL_CL(err, "clGetDeviceIDs");
             break;
         }
-        cl_device_id *ids = malloc(n * sizeof *ids);
-        device_entry *grown = realloc(list, (total + n) * sizeof *list);
+        cl_device_id *ids = clora__malloc(n * sizeof *ids);
+        device_entry *grown = clora__realloc(list, (total + n) * sizeof *list);
         if (!ids || !grown) {
             free(ids);
             if (grown)
@@ -89,7 +89,7 @@ static clora_status info_string(cl_device_id device, cl_device_info param, char 
     cl_int err = clGetDeviceInfo(device, param, 0, NULL, &size);
     if (err != CL_SUCCESS)
         return CLORA__FAIL_CL(err, "clGetDeviceInfo");
-    char *tmp = malloc(size + 1);
+    char *tmp = clora__malloc(size + 1);
     if (!tmp)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading device information");
     err = clGetDeviceInfo(device, param, size, tmp, NULL);
@@ -108,7 +108,7 @@ static int has_extension(cl_device_id device, const char *extension)
     size_t size = 0;
     if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &size) != CL_SUCCESS)
         return 0;
-    char *text = malloc(size + 1);
+    char *text = clora__malloc(size + 1);
     if (!text)
         return 0;
     int found = 0;
@@ -387,7 +387,7 @@ static clora_status finish_setup(clora_device *dev, size_t index)
 
 static clora_status open_entry(clora_device **out, const device_entry *entry, size_t index)
 {
-    clora_device *dev = calloc(1, sizeof *dev);
+    clora_device *dev = clora__calloc(1, sizeof *dev);
     if (!dev)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a device handle");
     dev->platform = entry->platform;
@@ -503,7 +503,7 @@ clora_status clora__device_wrap(clora_device **out, cl_context context, cl_comma
                 index = i;
     free(entries);
 
-    clora_device *dev = calloc(1, sizeof *dev);
+    clora_device *dev = clora__calloc(1, sizeof *dev);
     if (!dev)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a device handle");
     dev->platform = platform;
@@ -524,7 +524,7 @@ clora_status clora__device_wrap(clora_device **out, cl_context context, cl_comma
 clora_status clora__device_open_dry(clora_device **out, uint64_t budget)
 {
     *out = NULL;
-    clora_device *dev = calloc(1, sizeof *dev);
+    clora_device *dev = clora__calloc(1, sizeof *dev);
     if (!dev)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a device handle");
     dev->dry = 1;

@@ -46,7 +46,7 @@ static clora_status write_temporary(const char *path, const clora__chunk *chunks
                                     char **temp)
 {
     size_t len = strlen(path);
-    char *name = malloc(len + 16);
+    char *name = clora__malloc(len + 16);
     if (!name)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", path);
     snprintf(name, len + 16, "%s.tmp.XXXXXX", path);
@@ -279,7 +279,7 @@ static clora_status write_record(const char *record, const char *direction,
     for (size_t i = 0; i < count; ++i)
         size += strlen(base_name(temps[i])) + strlen(base_name(files[i].path)) +
                 (backups[i] ? strlen(base_name(backups[i])) : 1) + 3;
-    char *text = malloc(size);
+    char *text = clora__malloc(size);
     if (!text)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", record);
     size_t used = (size_t)snprintf(text, size, "%s%s\n", COMMIT_MAGIC, direction);
@@ -307,7 +307,7 @@ static clora_status link_backup(const char *target, const char *temp, char **bac
     *backup = NULL;
     if (!exists(target))
         return CLORA_OK;
-    char *name = malloc(strlen(temp) + 1);
+    char *name = clora__malloc(strlen(temp) + 1);
     if (!name)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", target);
     strcpy(name, temp);
@@ -435,7 +435,7 @@ clora_status clora__read_file(const char *path, char **out, size_t *size)
         fclose(f);
         return clora__fail(CLORA_ERR_IO, "%s is not a regular file", path);
     }
-    char *buf = malloc((size_t)st.st_size + 1);
+    char *buf = clora__malloc((size_t)st.st_size + 1);
     if (!buf) {
         fclose(f);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s (%lld bytes)", path,

@@ -41,7 +41,7 @@ static clora_status program_source(const char *file, const char **text, char **o
         char *buf = NULL;
         long size = -1;
         if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-            (buf = malloc((size_t)size + 1)) != NULL &&
+            (buf = clora__malloc((size_t)size + 1)) != NULL &&
             fread(buf, 1, (size_t)size, f) == (size_t)size) {
             buf[size] = '\0';
             fclose(f);
@@ -120,7 +120,7 @@ static clora_status build_program(clora_device *dev, clora__program_id id, size_
         char *log = NULL;
         if (clGetProgramBuildInfo(program, dev->device, CL_PROGRAM_BUILD_LOG, 0, NULL,
                                   &log_size) == CL_SUCCESS &&
-            (log = malloc(log_size + 1)) != NULL &&
+            (log = clora__malloc(log_size + 1)) != NULL &&
             clGetProgramBuildInfo(program, dev->device, CL_PROGRAM_BUILD_LOG, log_size, log,
                                   NULL) == CL_SUCCESS)
             log[log_size] = '\0';

@@ -333,8 +333,8 @@ clora_status clora__upload_values(clora_buffer *dst, const float *values, const 
         return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: clora does not quantize to %s", what,
                            clora_dtype_name(dst->dtype));
     const size_t bytes = clora_buffer_bytes(dst), cols = dst->shape[dst->ndim - 1];
-    unsigned char *packed = malloc(bytes ? bytes : 1);
-    float *row = malloc(cols * sizeof *row);
+    unsigned char *packed = clora__malloc(bytes ? bytes : 1);
+    float *row = clora__malloc(cols * sizeof *row);
     clora_status status = packed && row ? CLORA_OK
                                         : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "packing %s",
                                                       what);
@@ -364,7 +364,7 @@ clora_status clora__download_values(const clora_buffer *src, float *values)
     if (!clora_dtype_is_packed(src->dtype))
         return clora_buffer_download(src, 0, values, src->numel);
     const size_t bytes = clora_buffer_bytes(src);
-    unsigned char *packed = malloc(bytes ? bytes : 1);
+    unsigned char *packed = clora__malloc(bytes ? bytes : 1);
     if (!packed)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading packed weights");
     clora_status status = clora_buffer_download_bytes(src, 0, packed, bytes);

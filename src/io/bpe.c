@@ -121,7 +121,7 @@ static void insert_merge(merge_slot *slots, size_t count, uint64_t key, uint32_t
 static clora_status grow_merges(bpe *m)
 {
     size_t count = m->merge_slots ? 2 * m->merge_slots : 1024;
-    merge_slot *slots = calloc(count, sizeof *slots);
+    merge_slot *slots = clora__calloc(count, sizeof *slots);
     if (!slots)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the merges");
     for (size_t i = 0; i < m->merge_slots; ++i)
@@ -139,7 +139,7 @@ clora_status clora__bpe_add_merge(clora_tokenizer *t, const char *left, size_t l
     bpe *m = model_of(t);
     int32_t a = clora__vocab_find(&t->vocab, left, left_length);
     int32_t b = clora__vocab_find(&t->vocab, right, right_length);
-    char *joined = malloc(left_length + right_length + 1);
+    char *joined = clora__malloc(left_length + right_length + 1);
     if (!joined)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the merges");
     memcpy(joined, left, left_length);
@@ -195,7 +195,7 @@ clora_status clora__bpe_add_matched(clora_tokenizer *t, int32_t id, int special,
         }
     if (m->matched_count == m->matched_cap) {
         size_t next = m->matched_cap ? 2 * m->matched_cap : 32;
-        matched *grown = realloc(m->matched, next * sizeof *grown);
+        matched *grown = clora__realloc(m->matched, next * sizeof *grown);
         if (!grown)
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the added tokens");
         m->matched = grown;
@@ -300,7 +300,7 @@ static size_t capacity_for(size_t cap, size_t need)
  * when out of memory. */
 static int resize(void *p, size_t n, size_t size, void **out)
 {
-    void *grown = realloc(p, n * size);
+    void *grown = clora__realloc(p, n * size);
     if (grown)
         *out = grown;
     return grown != NULL;
@@ -475,7 +475,7 @@ static clora_status encode_plain(const clora_tokenizer *t, scratch *s, const cha
         n = (size_t)len;
     }
     if (m->config.add_prefix_space && text[0] != ' ') {
-        if (!(prefixed = malloc(n + 1))) {
+        if (!(prefixed = clora__malloc(n + 1))) {
             free(normalised);
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "tokenizing");
         }
@@ -622,7 +622,7 @@ static clora_status fingerprint(const clora_tokenizer *t, uint64_t *hash)
     const bpe *m = model_of(t);
     if (!m->merge_count)
         return CLORA_OK;
-    uint64_t *by_rank = calloc(m->merge_count, sizeof *by_rank); /* pair keys; 0: none */
+    uint64_t *by_rank = clora__calloc(m->merge_count, sizeof *by_rank); /* pair keys; 0: none */
     if (!by_rank)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the tokenizer's fingerprint");
     for (size_t i = 0; i < m->merge_slots; ++i)
@@ -656,7 +656,7 @@ static const clora__tokenizer_ops bpe_ops = {
 
 clora_status clora__bpe_init(clora_tokenizer *t, const clora__bpe_config *config)
 {
-    bpe *m = calloc(1, sizeof *m);
+    bpe *m = clora__calloc(1, sizeof *m);
     if (!m)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the BPE model");
     m->config = *config;

@@ -273,7 +273,7 @@ static int same_template(const char *form, const known *k, char **system)
         for (size_t i = head; same && i < n - tail; ++i)
             same = form[i] < TEXT_OPEN || form[i] > STRING_CLOSE;
         if (same && system) {
-            *system = malloc(n - tail - head + 1);
+            *system = clora__malloc(n - tail - head + 1);
             if (*system) {
                 memcpy(*system, form + head, n - tail - head);
                 (*system)[n - tail - head] = '\0';

@@ -33,10 +33,10 @@ void clora__checkpoint_close(clora__checkpoint *ck)
 /* Room for `count` files. */
 static clora_status checkpoint_new(clora__checkpoint **out, const char *path, size_t count)
 {
-    clora__checkpoint *ck = calloc(1, sizeof *ck);
-    if (ck && (ck->path = strdup(path)) != NULL) {
-        ck->files = calloc(count, sizeof *ck->files);
-        ck->used = calloc(count, sizeof *ck->used);
+    clora__checkpoint *ck = clora__calloc(1, sizeof *ck);
+    if (ck && (ck->path = clora__strdup(path)) != NULL) {
+        ck->files = clora__calloc(count, sizeof *ck->files);
+        ck->used = clora__calloc(count, sizeof *ck->used);
     }
     if (!ck || !ck->path || !ck->files || !ck->used) {
         clora__checkpoint_close(ck);
@@ -53,7 +53,7 @@ static clora_status open_file(clora__checkpoint *ck, size_t f, const char *path)
     if (status != CLORA_OK)
         return status;
     ck->file_count = f + 1;
-    if (!(ck->used[f] = calloc(clora_safetensors_count(ck->files[f]) + 1, 1)))
+    if (!(ck->used[f] = clora__calloc(clora_safetensors_count(ck->files[f]) + 1, 1)))
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", path);
     return CLORA_OK;
 }
@@ -84,7 +84,7 @@ static clora_status open_shards(clora__checkpoint **out, const char *index_path,
         return clora__fail(CLORA_ERR_FORMAT, "%s: no \"weight_map\" of tensor names to shards",
                            index_path);
     }
-    const char **names = calloc(entries, sizeof *names);
+    const char **names = clora__calloc(entries, sizeof *names);
     size_t count = 0;
     const char *tensor;
     json_t *value;
@@ -249,7 +249,7 @@ clora_status clora__checkpoint_read(const clora__checkpoint *ck, const clora_ten
                            ck->path, view->name, clora_dtype_name(view->dtype));
     if (dst->device->dry) /* a check: the values are read when loaded */
         return CLORA_OK;
-    float *host = malloc((view->numel ? view->numel : 1) * sizeof *host);
+    float *host = clora__malloc((view->numel ? view->numel : 1) * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", param);
     clora_status status = clora_tensor_to_f32(view, host);
@@ -273,7 +273,7 @@ clora_status clora__writer_add_buffer(clora_safetensors_writer *writer, const ch
     /* F16 and BF16 weights are safetensors types: their bytes as they are */
     if (value->dtype == CLORA_DTYPE_F16 || value->dtype == CLORA_DTYPE_BF16) {
         const size_t bytes = clora_buffer_bytes(value);
-        void *raw = malloc(bytes ? bytes : 1);
+        void *raw = clora__malloc(bytes ? bytes : 1);
         if (!raw)
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving %s", name);
         clora_status status = clora_buffer_download_bytes(value, 0, raw, bytes);
@@ -284,7 +284,7 @@ clora_status clora__writer_add_buffer(clora_safetensors_writer *writer, const ch
         return status;
     }
     /* block types as the float32 values they stand for */
-    float *host = malloc((value->numel ? value->numel : 1) * sizeof *host);
+    float *host = clora__malloc((value->numel ? value->numel : 1) * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving %s", name);
     clora_status status = clora__download_values(value, host);

@@ -399,7 +399,7 @@ static clora_status take_string(parser *p, char **out, uint64_t *length, const c
                        "(%llu bytes are left)",
                        field, (unsigned long long)n, (unsigned long long)at,
                        (unsigned long long)p->file->size, (unsigned long long)bytes_left(p));
-    char *s = malloc((size_t)n + 1);
+    char *s = clora__malloc((size_t)n + 1);
     if (!s)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "%s: %s: %llu bytes", p->file->name,
                            p->what, (unsigned long long)n);
@@ -431,7 +431,7 @@ static void *alloc_array(uint64_t count, size_t size)
 {
     if (count > SIZE_MAX / size)
         return NULL;
-    return malloc(count ? (size_t)count * size : 1);
+    return clora__malloc(count ? (size_t)count * size : 1);
 }
 
 static clora_status out_of_memory(const parser *p)
@@ -466,7 +466,7 @@ static clora_status take_strings(parser *p, value *out)
             size_t grown = capacity ? capacity : 64;
             while (grown < used + n + 1)
                 grown *= 2;
-            char *bigger = realloc(out->as.array.strings, grown);
+            char *bigger = clora__realloc(out->as.array.strings, grown);
             if (!bigger)
                 return out_of_memory(p);
             out->as.array.strings = bigger;
@@ -531,7 +531,7 @@ static clora_status take_array(parser *p, value *out, int depth)
         return take_strings(p, out);
     }
     if (element == CLORA_GGUF_ARRAY) {
-        out->as.array.arrays = calloc(count ? (size_t)count : 1, sizeof *out->as.array.arrays);
+        out->as.array.arrays = clora__calloc(count ? (size_t)count : 1, sizeof *out->as.array.arrays);
         if (!out->as.array.arrays)
             return out_of_memory(p);
         out->as.array.count = count;
@@ -654,7 +654,7 @@ static long find_named(const named *list, size_t n, const char *name)
 static clora_status parse_metadata(parser *p, uint64_t count, uint64_t tensor_count)
 {
     clora_gguf *file = p->file;
-    file->entries = calloc(count ? (size_t)count : 1, sizeof *file->entries);
+    file->entries = clora__calloc(count ? (size_t)count : 1, sizeof *file->entries);
     if (!file->entries)
         return out_of_memory(p);
     for (size_t i = 0; i < count; ++i) {
@@ -852,7 +852,7 @@ static clora_status parse_tensors(parser *p, uint64_t count)
                        "more than the %llu bytes left after the metadata (at byte %llu)",
                        (unsigned long long)count, MIN_TENSOR_INFO_BYTES,
                        (unsigned long long)bytes_left(p), (unsigned long long)p->pos);
-    file->tensors = calloc(count ? (size_t)count : 1, sizeof *file->tensors);
+    file->tensors = clora__calloc(count ? (size_t)count : 1, sizeof *file->tensors);
     if (!file->tensors)
         return out_of_memory(p);
     for (size_t i = 0; i < count; ++i) {
@@ -888,7 +888,7 @@ static clora_status parse_tensors(parser *p, uint64_t count)
 
 static clora_status parse(clora_gguf *file)
 {
-    parser *p = malloc(sizeof *p);
+    parser *p = clora__malloc(sizeof *p);
     if (!p)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "%s: opening", file->name);
     p->file = file;
@@ -932,12 +932,12 @@ void clora_gguf_close(clora_gguf *file)
 
 static clora_gguf *new_file(const char *name)
 {
-    clora_gguf *file = calloc(1, sizeof *file);
+    clora_gguf *file = clora__calloc(1, sizeof *file);
     if (!file)
         return NULL;
     file->fd = -1;
     file->alignment = DEFAULT_ALIGNMENT;
-    file->name = strdup(name);
+    file->name = clora__strdup(name);
     if (!file->name) {
         free(file);
         return NULL;
@@ -1236,7 +1236,7 @@ clora_status clora_gguf_read_f32(const clora_gguf *file, size_t index, float *ds
     uint64_t per_chunk = STAGING_BYTES / type->bytes;
     if (per_chunk > blocks)
         per_chunk = blocks;
-    unsigned char *staging = malloc(per_chunk ? (size_t)(per_chunk * type->bytes) : 1);
+    unsigned char *staging = clora__malloc(per_chunk ? (size_t)(per_chunk * type->bytes) : 1);
     if (!staging)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "%s: tensor \"%s\"", file->name,
                            t->info.name);

@@ -139,7 +139,7 @@ static int pattern_value(json_t *map, const char *module, double *value)
     json_t *v;
     json_object_foreach(map, key, v) {
         size_t len = strlen(key) + 16;
-        char *full = malloc(len);
+        char *full = clora__malloc(len);
         if (!full)
             return 0;
         snprintf(full, len, "^(.*\\.)?(%s)$", key);
@@ -180,7 +180,7 @@ int clora__peft_targets(const clora__peft_config *c, const char *path)
     if (json_is_string(c->targets)) {
         const char *text = json_string_value(c->targets);
         size_t len = strlen(text) + 8;
-        char *full = malloc(len);
+        char *full = clora__malloc(len);
         regex_t re;
         if (full) {
             snprintf(full, len, "^(%s)$", text);

@@ -104,7 +104,7 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
                                   const clora_safetensors *file)
 {
     const size_t n = clora_safetensors_count(file);
-    pair *pairs = calloc(n + 1, sizeof *pairs);
+    pair *pairs = clora__calloc(n + 1, sizeof *pairs);
     if (!pairs)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "checking %s", path);
     size_t count = 0;

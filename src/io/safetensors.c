@@ -82,8 +82,8 @@ static clora_status parse_metadata(clora_safetensors *file, json_t *object)
     if (!json_is_object(object))
         return clora__fail(CLORA_ERR_FORMAT, "safetensors: __metadata__ is not an object");
     size_t n = json_object_size(object);
-    file->meta_keys = calloc(n ? n : 1, sizeof *file->meta_keys);
-    file->meta_values = calloc(n ? n : 1, sizeof *file->meta_values);
+    file->meta_keys = clora__calloc(n ? n : 1, sizeof *file->meta_keys);
+    file->meta_values = clora__calloc(n ? n : 1, sizeof *file->meta_values);
     if (!file->meta_keys || !file->meta_values)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "safetensors: metadata");
     const char *key;
@@ -93,8 +93,8 @@ static clora_status parse_metadata(clora_safetensors *file, json_t *object)
             return clora__fail(CLORA_ERR_FORMAT,
                                "safetensors: __metadata__ value of \"%s\" is not a string", key);
         size_t i = file->meta_count;
-        file->meta_keys[i] = strdup(key);
-        file->meta_values[i] = strdup(json_string_value(value));
+        file->meta_keys[i] = clora__strdup(key);
+        file->meta_values[i] = clora__strdup(json_string_value(value));
         if (!file->meta_keys[i] || !file->meta_values[i]) {
             free(file->meta_keys[i]);
             free(file->meta_values[i]);
@@ -107,7 +107,7 @@ static clora_status parse_metadata(clora_safetensors *file, json_t *object)
 
 static clora_status parse_entry(entry *e, const char *name, json_t *value)
 {
-    e->name = strdup(name);
+    e->name = clora__strdup(name);
     if (!e->name)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "safetensors: tensor names");
     if (!json_is_object(value))
@@ -123,7 +123,7 @@ static clora_status parse_entry(entry *e, const char *name, json_t *value)
     if (!json_is_array(shape))
         return clora__fail(CLORA_ERR_FORMAT, "safetensors: tensor \"%s\" has no shape array", name);
     e->ndim = json_array_size(shape);
-    e->shape = calloc(e->ndim ? e->ndim : 1, sizeof *e->shape);
+    e->shape = clora__calloc(e->ndim ? e->ndim : 1, sizeof *e->shape);
     if (!e->shape)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "safetensors: shapes");
     e->numel = 1;
@@ -241,7 +241,7 @@ static clora_status parse(clora_safetensors *file)
         return status;
     }
     size_t total = json_object_size(root);
-    file->entries = calloc(total ? total : 1, sizeof *file->entries);
+    file->entries = clora__calloc(total ? total : 1, sizeof *file->entries);
     if (!file->entries) {
         json_decref(root);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "safetensors: header");
@@ -280,8 +280,8 @@ clora_status clora_safetensors_parse(clora_safetensors **out, const void *bytes,
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_safetensors_parse: %s is NULL",
                            out ? "bytes" : "out");
     *out = NULL;
-    clora_safetensors *file = calloc(1, sizeof *file);
-    unsigned char *copy = malloc(size ? size : 1);
+    clora_safetensors *file = clora__calloc(1, sizeof *file);
+    unsigned char *copy = clora__malloc(size ? size : 1);
     if (!file || !copy) {
         free(file);
         free(copy);
@@ -308,14 +308,14 @@ clora_status clora_safetensors_open(clora_safetensors **out, const char *path)
         close(fd);
         return clora__fail(CLORA_ERR_IO, "%s is not a regular file", path);
     }
-    clora_safetensors *file = calloc(1, sizeof *file);
+    clora_safetensors *file = clora__calloc(1, sizeof *file);
     if (!file) {
         close(fd);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "opening %s", path);
     }
     file->size = (size_t)st.st_size;
     if (file->size == 0) {
-        file->bytes = malloc(1);
+        file->bytes = clora__malloc(1);
     } else {
         void *map = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map != MAP_FAILED) {
@@ -470,7 +470,7 @@ clora_status clora_safetensors_writer_create(clora_safetensors_writer **out)
 {
     if (!out)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_safetensors_writer_create: out is NULL");
-    *out = calloc(1, sizeof **out);
+    *out = clora__calloc(1, sizeof **out);
     if (!*out)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "safetensors writer");
     (*out)->metadata = json_object();
@@ -528,10 +528,10 @@ clora_status clora_safetensors_writer_add(clora_safetensors_writer *writer, cons
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: data of \"%s\" is NULL", op, name);
     if (writer->count == writer->capacity) {
         size_t capacity = writer->capacity ? 2 * writer->capacity : 16;
-        entry *entries = realloc(writer->entries, capacity * sizeof *entries);
+        entry *entries = clora__realloc(writer->entries, capacity * sizeof *entries);
         if (entries)
             writer->entries = entries;
-        void **datas = realloc(writer->data, capacity * sizeof *datas);
+        void **datas = clora__realloc(writer->data, capacity * sizeof *datas);
         if (datas)
             writer->data = datas;
         if (!entries || !datas)
@@ -539,9 +539,9 @@ clora_status clora_safetensors_writer_add(clora_safetensors_writer *writer, cons
         writer->capacity = capacity;
     }
     entry e = {0};
-    e.name = strdup(name);
-    e.shape = malloc((ndim ? ndim : 1) * sizeof *e.shape);
-    void *copy = malloc(nbytes ? nbytes : 1);
+    e.name = clora__strdup(name);
+    e.shape = clora__malloc((ndim ? ndim : 1) * sizeof *e.shape);
+    void *copy = clora__malloc(nbytes ? nbytes : 1);
     if (!e.name || !e.shape || !copy) {
         free(e.name);
         free(e.shape);
@@ -628,7 +628,7 @@ static clora_status build_header(const clora_safetensors_writer *writer, char **
                            "safetensors: cannot encode the header (names must be UTF-8)");
     size_t len = strlen(text);
     size_t padded = (len + 8 + 7) / 8 * 8 - 8; /* 8 + header is a multiple of 8 */
-    char *out = malloc(padded ? padded : 1);
+    char *out = clora__malloc(padded ? padded : 1);
     if (!out) {
         free(text);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "safetensors header");
@@ -646,8 +646,8 @@ clora_status clora__safetensors_chunks(const clora_safetensors_writer *writer,
                                        clora__chunk **chunks, size_t *count, char **header,
                                        unsigned char length[8])
 {
-    const entry **order = malloc((writer->count ? writer->count : 1) * sizeof *order);
-    clora__chunk *list = malloc((writer->count + 2) * sizeof *list);
+    const entry **order = clora__malloc((writer->count ? writer->count : 1) * sizeof *order);
+    clora__chunk *list = clora__malloc((writer->count + 2) * sizeof *list);
     if (!order || !list) {
         free(order);
         free(list);
@@ -687,7 +687,7 @@ clora_status clora_safetensors_writer_serialize(const clora_safetensors_writer *
     size_t total = 0;
     for (size_t i = 0; i < count; ++i)
         total += chunks[i].size;
-    unsigned char *out = malloc(total ? total : 1);
+    unsigned char *out = clora__malloc(total ? total : 1);
     if (!out) {
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "safetensors: %zu bytes", total);
     } else {

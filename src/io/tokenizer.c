@@ -87,7 +87,7 @@ static clora_status config_chat_template(clora_tokenizer *t, json_t *config, con
     if (!text)
         return clora__fail(CLORA_ERR_FORMAT, "%s: \"chat_template\" must be a string", path);
     free(t->chat_template);
-    t->chat_template = strdup(text);
+    t->chat_template = clora__strdup(text);
     return t->chat_template ? CLORA_OK
                             : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", path);
 }

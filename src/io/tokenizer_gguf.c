@@ -167,7 +167,7 @@ clora_status clora__gguf_tokenizer(clora_tokenizer *t, const clora_gguf *g, cons
             return status;
     const char *chat = clora_gguf_get_string(g, "tokenizer.chat_template", &length);
     if (chat) {
-        if (!(t->chat_template = malloc(length + 1)))
+        if (!(t->chat_template = clora__malloc(length + 1)))
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", path);
         memcpy(t->chat_template, chat, length);
         t->chat_template[length] = '\0';

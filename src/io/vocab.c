@@ -12,7 +12,7 @@ int clora__ids_push(clora__ids *a, int32_t id)
 {
     if (a->n == a->cap) {
         size_t next = a->cap ? 2 * a->cap : 64;
-        int32_t *grown = realloc(a->v, next * sizeof *grown);
+        int32_t *grown = clora__realloc(a->v, next * sizeof *grown);
         if (!grown)
             return 0;
         a->v = grown;
@@ -28,7 +28,7 @@ int clora__bytes_append(clora__bytes *b, const char *s, size_t n)
         size_t next = b->cap ? b->cap : 256;
         while (next < b->n + n + 1)
             next *= 2;
-        char *grown = realloc(b->v, next);
+        char *grown = clora__realloc(b->v, next);
         if (!grown)
             return 0;
         b->v = grown;
@@ -104,7 +104,7 @@ static void hash_insert(clora__vocab *v, size_t id)
 
 static clora_status rehash(clora__vocab *v, size_t slot_count)
 {
-    size_t *slots = calloc(slot_count, sizeof *slots);
+    size_t *slots = clora__calloc(slot_count, sizeof *slots);
     if (!slots)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the vocabulary's hash");
     free(v->slots);
@@ -137,10 +137,10 @@ clora_status clora__vocab_set(clora__vocab *v, int32_t id, const char *text, siz
         size_t next = v->capacity ? v->capacity : 1024;
         while (next <= at)
             next *= 2;
-        char **tokens = realloc(v->tokens, next * sizeof *tokens);
+        char **tokens = clora__realloc(v->tokens, next * sizeof *tokens);
         if (tokens)
             v->tokens = tokens;
-        size_t *lengths = tokens ? realloc(v->lengths, next * sizeof *lengths) : NULL;
+        size_t *lengths = tokens ? clora__realloc(v->lengths, next * sizeof *lengths) : NULL;
         if (!tokens || !lengths)
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the vocabulary");
         v->lengths = lengths;
@@ -148,7 +148,7 @@ clora_status clora__vocab_set(clora__vocab *v, int32_t id, const char *text, siz
         memset(v->lengths + v->capacity, 0, (next - v->capacity) * sizeof *lengths);
         v->capacity = next;
     }
-    char *copy = malloc(length + 1);
+    char *copy = clora__malloc(length + 1);
     if (!copy)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the vocabulary");
     memcpy(copy, text, length);
@@ -185,7 +185,7 @@ void clora__vocab_free(clora__vocab *v)
 
 clora_tokenizer *clora__tokenizer_new(void)
 {
-    clora_tokenizer *t = calloc(1, sizeof *t);
+    clora_tokenizer *t = clora__calloc(1, sizeof *t);
     if (t)
         t->bos = t->eos = t->pad = t->unk = -1;
     return t;
@@ -197,7 +197,7 @@ clora_status clora__tokenizer_mark(clora_tokenizer *t, int32_t id, unsigned flag
         return clora__fail(CLORA_ERR_FORMAT, "special token id %d is outside the vocabulary",
                            (int)id);
     if ((size_t)id >= t->flag_count) {
-        unsigned char *grown = realloc(t->flags, t->vocab.count);
+        unsigned char *grown = clora__realloc(t->flags, t->vocab.count);
         if (!grown)
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "the special tokens");
         memset(grown + t->flag_count, 0, t->vocab.count - t->flag_count);

@@ -49,7 +49,7 @@ static int push(int32_t **v, size_t *n, size_t *cap, int32_t x)
 {
     if (*n == *cap) {
         size_t next = *cap ? 2 * *cap : 64;
-        int32_t *grown = realloc(*v, next * sizeof *grown);
+        int32_t *grown = clora__realloc(*v, next * sizeof *grown);
         if (!grown)
             return 0;
         *v = grown;
@@ -93,7 +93,7 @@ static size_t encode_into(char *dst, const int32_t *c, size_t n, const char *pre
 /* Normalises a code-point array in place (NFC or NFD). */
 static int normalise(cps *text, int compose)
 {
-    char *utf8 = malloc(4 * text->n + 1);
+    char *utf8 = clora__malloc(4 * text->n + 1);
     if (!utf8)
         return 0;
     encode_into(utf8, text->v, text->n, NULL);
@@ -394,7 +394,7 @@ static clora_status parse_vocab(clora_tokenizer *t, wordpiece *w, const char *pa
 clora_status clora__wordpiece_init(clora_tokenizer *t, const char *vocab_path,
                                    const clora_wordpiece_options *options)
 {
-    wordpiece *w = calloc(1, sizeof *w);
+    wordpiece *w = clora__calloc(1, sizeof *w);
     if (!w)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reading %s", vocab_path);
     w->options = options ? *options : clora_wordpiece_options_default();

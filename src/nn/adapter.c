@@ -94,12 +94,12 @@ static clora_status compile(compiled *c, const char *const *texts, size_t n, con
                             const char *suffix, const char *what)
 {
     c->count = 0;
-    c->patterns = calloc(n ? n : 1, sizeof *c->patterns);
+    c->patterns = clora__calloc(n ? n : 1, sizeof *c->patterns);
     if (!c->patterns)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "compiling %s", what);
     for (size_t i = 0; i < n; ++i) {
         size_t len = strlen(prefix) + strlen(texts[i]) + strlen(suffix) + 1;
-        char *full = malloc(len);
+        char *full = clora__malloc(len);
         if (!full) {
             compiled_free(c);
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "compiling %s", what);
@@ -148,7 +148,7 @@ static int push(void ***list, size_t *count, size_t *capacity, void *item)
 {
     if (*count == *capacity) {
         size_t cap = *capacity ? 2 * *capacity : 16;
-        void **grown = realloc(*list, cap * sizeof *grown);
+        void **grown = clora__realloc(*list, cap * sizeof *grown);
         if (!grown)
             return 0;
         *list = grown;
@@ -238,10 +238,10 @@ static int select_layers(clora_node *node, const char *path, void *user)
         return 1;
     }
     if (sel->capacity != before) {
-        size_t *ranks = realloc(sel->ranks, sel->capacity * sizeof *ranks);
+        size_t *ranks = clora__realloc(sel->ranks, sel->capacity * sizeof *ranks);
         if (ranks)
             sel->ranks = ranks;
-        float *alphas = realloc(sel->alphas, sel->capacity * sizeof *alphas);
+        float *alphas = clora__realloc(sel->alphas, sel->capacity * sizeof *alphas);
         if (alphas)
             sel->alphas = alphas;
         if (!ranks || !alphas) {
@@ -322,7 +322,7 @@ static clora_status compile_patterns(selection *sel)
     clora_status status = CLORA_OK;
     if (cfg->target_regex)
         status = compile(&sel->target_regex, &cfg->target_regex, 1, "^(", ")$", "target_regex");
-    const char **texts = calloc(cfg->rank_pattern_count + cfg->alpha_pattern_count + 1,
+    const char **texts = clora__calloc(cfg->rank_pattern_count + cfg->alpha_pattern_count + 1,
                                 sizeof *texts);
     if (!texts)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "compiling patterns");
@@ -386,8 +386,8 @@ clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_c
     selection sel;
     memset(&sel, 0, sizeof sel);
     sel.config = config;
-    sel.target_hit = calloc(config->target_module_count + 1, 1);
-    sel.save_hit = calloc(config->modules_to_save_count + 1, 1);
+    sel.target_hit = clora__calloc(config->target_module_count + 1, 1);
+    sel.save_hit = clora__calloc(config->modules_to_save_count + 1, 1);
     if (!sel.target_hit || !sel.save_hit)
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "%s", op);
     if (status == CLORA_OK)
@@ -471,7 +471,7 @@ clora_status clora_model_delete_adapter(clora_model *model, const char *name)
     if (model->merged && index == model->active_adapter)
         return clora__fail(CLORA_ERR_STATE, "adapter \"%s\" is merged; unmerge it first", name);
     char *active = model->active_adapter >= 0 && model->active_adapter != index
-                       ? strdup(model->adapter_names[model->active_adapter])
+                       ? clora__strdup(model->adapter_names[model->active_adapter])
                        : NULL;
     clora_status status = delete_in(model->root, name);
     free(model->adapter_names[index]);
@@ -486,9 +486,14 @@ clora_status clora_model_delete_adapter(clora_model *model, const char *name)
 
 /* ---- merge ------------------------------------------------------------------------- */
 
+/* A merge or an unmerge over every LoRA layer, each layer's weight kept
+ * as it was until all have changed, so that a failure anywhere puts every
+ * layer back bit for bit. */
 typedef struct merge_walk {
     int sign; /* +1 merge the active adapter, -1 unmerge what is merged */
     clora_status status;
+    clora__merge_undo *undo; /* the layers changed so far */
+    size_t count, capacity;
 } merge_walk;
 
 static int merge_visit(clora_node *node, const char *path, void *user)
@@ -497,8 +502,39 @@ static int merge_visit(clora_node *node, const char *path, void *user)
     merge_walk *walk = user;
     if (!clora__is_lora(node))
         return 0;
-    walk->status = clora__lora_merge(node, walk->sign);
+    if (walk->count == walk->capacity) {
+        const size_t capacity = walk->capacity ? 2 * walk->capacity : 16;
+        clora__merge_undo *grown = clora__realloc(walk->undo, capacity * sizeof *grown);
+        if (!grown) {
+            walk->status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "merging into %s", path);
+            return 1;
+        }
+        walk->undo = grown;
+        walk->capacity = capacity;
+    }
+    walk->status = clora__lora_merge(node, walk->sign, &walk->undo[walk->count]);
+    walk->count += walk->status == CLORA_OK;
     return walk->status != CLORA_OK;
+}
+
+/* Walks every layer; on a failure, the layers done so far go back. */
+static clora_status merge_all(clora_model *model, int sign)
+{
+    merge_walk walk = {sign, CLORA_OK, NULL, 0, 0};
+    clora_model_visit(model, merge_visit, &walk);
+    model->has_forward = 0;
+    for (size_t i = walk.count; i-- > 0;) {
+        if (walk.status == CLORA_OK) {
+            clora__lora_merge_undo_free(&walk.undo[i]);
+        } else if (clora__lora_merge_undo(&walk.undo[i]) != CLORA_OK) {
+            walk.status = clora__fail(CLORA_ERR_STATE,
+                                      "a merge failed, and so did putting %s back; the model "
+                                      "is no longer usable",
+                                      walk.undo[i].lora->name);
+        }
+    }
+    free(walk.undo);
+    return walk.status;
 }
 
 /* A LoRA layer whose base weight is packed: merging would have to
@@ -535,18 +571,10 @@ clora_status clora_model_merge_adapter(clora_model *model)
     clora_model_visit(model, packed_base_visit, &status);
     if (status != CLORA_OK)
         return status;
-    merge_walk walk = {1, CLORA_OK};
-    clora_model_visit(model, merge_visit, &walk);
-    model->has_forward = 0;
-    if (walk.status != CLORA_OK) {
-        /* take back the layers merged before the one that failed (the
-         * failure's message stays: undoing only subtracts what was added) */
-        merge_walk undo = {-1, CLORA_OK};
-        clora_model_visit(model, merge_visit, &undo);
-        return walk.status;
-    }
-    model->merged = 1;
-    return CLORA_OK;
+    status = merge_all(model, 1);
+    if (status == CLORA_OK)
+        model->merged = 1;
+    return status;
 }
 
 clora_status clora_model_unmerge_adapter(clora_model *model)
@@ -555,10 +583,8 @@ clora_status clora_model_unmerge_adapter(clora_model *model)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_unmerge_adapter: model is NULL");
     if (!model->merged)
         return clora__fail(CLORA_ERR_STATE, "clora_model_unmerge_adapter: nothing is merged");
-    merge_walk walk = {-1, CLORA_OK};
-    clora_model_visit(model, merge_visit, &walk);
-    if (walk.status == CLORA_OK)
+    clora_status status = merge_all(model, -1);
+    if (status == CLORA_OK)
         model->merged = 0;
-    model->has_forward = 0;
-    return walk.status;
+    return status;
 }

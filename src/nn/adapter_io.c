@@ -47,10 +47,10 @@ static int collect_sites(clora_node *node, const char *path, void *user)
     if (node->trainable_module && !clora__is_lora(node) && !clora__is_base_layer(node)) {
         if (list->saved_count == list->saved_capacity) {
             size_t cap = list->saved_capacity ? 2 * list->saved_capacity : 8;
-            clora_node **nodes = realloc(list->saved, cap * sizeof *nodes);
+            clora_node **nodes = clora__realloc(list->saved, cap * sizeof *nodes);
             if (nodes)
                 list->saved = nodes;
-            char(*paths)[1024] = realloc(list->saved_paths, cap * sizeof *paths);
+            char(*paths)[1024] = clora__realloc(list->saved_paths, cap * sizeof *paths);
             if (paths)
                 list->saved_paths = paths;
             if (!nodes || !paths) {
@@ -69,7 +69,7 @@ static int collect_sites(clora_node *node, const char *path, void *user)
         if (!strcmp(clora__lora_adapter(node, i)->name, list->name)) {
             if (list->count == list->capacity) {
                 size_t cap = list->capacity ? 2 * list->capacity : 16;
-                adapter_site *grown = realloc(list->sites, cap * sizeof *grown);
+                adapter_site *grown = clora__realloc(list->sites, cap * sizeof *grown);
                 if (!grown) {
                     list->status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "listing modules");
                     return 1;
@@ -103,8 +103,8 @@ static double peft_alpha(const clora__adapter *ad)
 /* adapter_config.json for the sites (io/peft.c writes it). */
 static json_t *adapter_config(const site_list *list)
 {
-    clora__peft_site *sites = calloc(list->count, sizeof *sites);
-    const char **saved = calloc(list->saved_count + 1, sizeof *saved);
+    clora__peft_site *sites = clora__calloc(list->count, sizeof *sites);
+    const char **saved = clora__calloc(list->saved_count + 1, sizeof *saved);
     json_t *config = NULL;
     if (sites && saved) {
         const clora__adapter *first = list->sites[0].adapter;
@@ -231,7 +231,7 @@ typedef struct load_plan {
 static clora_status save_param(load_saved *saved)
 {
     const size_t n = saved->param->value->numel;
-    float *previous = malloc((n ? n : 1) * sizeof *previous);
+    float *previous = clora__malloc((n ? n : 1) * sizeof *previous);
     if (!previous)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", saved->node->name);
     saved->was_trainable_module = saved->node->trainable_module;
@@ -315,7 +315,7 @@ static clora_status tensor_values(const char *file, const clora_tensor_view *vie
                            "%s: tensor \"%s\" has shape %s, the model needs (%zu, %zu)", file,
                            view->name, got, d0, d1);
     }
-    *out = malloc((view->numel ? view->numel : 1) * sizeof **out);
+    *out = clora__malloc((view->numel ? view->numel : 1) * sizeof **out);
     if (!*out)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", view->name);
     clora_status status = clora_tensor_to_f32(view, *out);
@@ -356,7 +356,7 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
     if (status != CLORA_OK && p->ndim == 1 && view->ndim == 1 && view->shape[0] == p->shape[0] &&
         clora_dtype_is_float(view->dtype)) { /* a 1-D parameter (a bias) */
         free(s->values);
-        s->values = malloc(p->numel * sizeof *s->values);
+        s->values = clora__malloc(p->numel * sizeof *s->values);
         status = s->values ? clora_tensor_to_f32(view, s->values)
                            : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading");
         if (status == CLORA_OK)
@@ -371,8 +371,8 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
                               const clora_safetensors *file, const char *path, load_plan *plan)
 {
     size_t n = clora_safetensors_count(file);
-    plan->sites = calloc(n + 1, sizeof *plan->sites);
-    plan->saved = calloc(n + 1, sizeof *plan->saved);
+    plan->sites = clora__calloc(n + 1, sizeof *plan->sites);
+    plan->saved = clora__calloc(n + 1, sizeof *plan->saved);
     if (!plan->sites || !plan->saved)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", path);
     /* first the LoRA pairs ... */

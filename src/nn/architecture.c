@@ -248,7 +248,7 @@ clora_status clora__position_ids(clora_buffer **positions, const clora_buffer *i
         clora__buffer_ensure(positions, ids->device, CLORA_DTYPE_I32, 2, ids->shape, &created);
     if (status != CLORA_OK || !created)
         return status;
-    int32_t *host = malloc(ids->numel * sizeof *host);
+    int32_t *host = clora__malloc(ids->numel * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "position ids");
     for (size_t i = 0; i < ids->numel; ++i)

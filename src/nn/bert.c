@@ -380,7 +380,7 @@ static clora_status build(clora_model *model, const void *config)
         (status = clora_node_add_sequential(enc, "layer", &layers)))
         return status;
     if (!model->skip_init) { /* the padding token's row (id 0) starts at zero, as in BERT */
-        float *zero = calloc(C, sizeof *zero);
+        float *zero = clora__calloc(C, sizeof *zero);
         if (!zero)
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "initialising BERT");
         status = clora_buffer_upload(clora__param_value(word, "weight"), 0, zero, C);

@@ -110,7 +110,7 @@ static int gguf_name(const char *param, char *out, size_t size)
  * on rows of `row_bytes` bytes (packed rows move whole). */
 static clora_status unpermute_bytes(unsigned char *data, size_t heads, size_t D, size_t row_bytes)
 {
-    unsigned char *copy = malloc(heads * D * row_bytes);
+    unsigned char *copy = clora__malloc(heads * D * row_bytes);
     if (!copy)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "reordering rows");
     memcpy(copy, data, heads * D * row_bytes);
@@ -130,7 +130,7 @@ static clora_status check_packed_finite(const gguf_source *src, const char *tens
                                         clora_dtype dtype, const unsigned char *bytes,
                                         size_t rows, size_t cols)
 {
-    float *row = malloc(cols * sizeof *row);
+    float *row = clora__malloc(cols * sizeof *row);
     if (!row)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "checking %s", tensor);
     const size_t row_bytes = clora_dtype_bytes(dtype, cols);
@@ -155,8 +155,8 @@ static clora_status read_param(const gguf_source *src, long index, const clora_p
     const clora__quant_type *type = clora__quant_find(t.type);
     const clora_dtype stored = clora_buffer_dtype(info->value);
     const int raw = clora_dtype_is_packed(stored) && type && type->dtype == stored;
-    float *host = raw ? NULL : malloc((size_t)t.elements * sizeof *host);
-    unsigned char *bytes = raw ? malloc((size_t)t.bytes) : NULL;
+    float *host = raw ? NULL : clora__malloc((size_t)t.elements * sizeof *host);
+    unsigned char *bytes = raw ? clora__malloc((size_t)t.bytes) : NULL;
     if (raw ? !bytes : !host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", tensor);
     /* values per row: of a weight, or one (a bias's rows are its values) */
@@ -369,7 +369,7 @@ static clora_status check_source(gguf_source *src, clora_llama_config *config)
     if (status != CLORA_OK)
         return status;
     const size_t tensors = clora_gguf_tensor_count(src->file);
-    plan_check p = {src, calloc(tensors ? tensors : 1, 1), CLORA_OK};
+    plan_check p = {src, clora__calloc(tensors ? tensors : 1, 1), CLORA_OK};
     if (!p.used)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "checking %s", src->path);
     const long freqs = clora_gguf_find_tensor(src->file, "rope_freqs.weight");

@@ -79,7 +79,7 @@ static clora_status attention_setup(clora_node *node, const void *args)
     clora__rope_frequencies(freq, a->head_dim, &a->rope);
     /* kept for saving; the caller's array is only borrowed */
     if (a->rope.freq_factors) {
-        if (!(s->freq_factors = malloc(half * sizeof *s->freq_factors)))
+        if (!(s->freq_factors = clora__malloc(half * sizeof *s->freq_factors)))
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "llama attention");
         memcpy(s->freq_factors, a->rope.freq_factors, half * sizeof *s->freq_factors);
         s->args.rope.freq_factors = s->freq_factors;

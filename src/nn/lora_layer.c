@@ -153,8 +153,8 @@ clora_status clora__wrap_linear(clora_node *linear, clora_node **out)
     clora_status status = clora__node_new(model, linear->name, &clora__lora_kind, &lora);
     if (status != CLORA_OK)
         return status;
-    lora->children = malloc(sizeof *lora->children);
-    char *base_name = strdup("base_layer");
+    lora->children = clora__malloc(sizeof *lora->children);
+    char *base_name = clora__strdup("base_layer");
     if (!lora->children || !base_name) {
         free(base_name);
         clora__node_free(lora);
@@ -179,7 +179,7 @@ clora_status clora__wrap_linear(clora_node *linear, clora_node **out)
 static clora_status unwrap(clora_node *lora)
 {
     clora_node *linear = lora->children[0];
-    char *name = strdup(lora->name);
+    char *name = clora__strdup(lora->name);
     if (!name)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "unwrapping %s", lora->name);
     clora__node_replace_child(lora->parent, lora, linear);
@@ -208,13 +208,13 @@ clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t 
     float bound = init == CLORA_INIT_PEFT   ? 1.0f / sqrtf((float)in)
                   : init == CLORA_INIT_SEED ? 1.0f / sqrtf((float)rank)
                                             : 1.0f / (float)rank;
-    clora__adapter *grown = realloc(s->adapters, (s->adapter_count + 1) * sizeof *grown);
+    clora__adapter *grown = clora__realloc(s->adapters, (s->adapter_count + 1) * sizeof *grown);
     if (!grown)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
     s->adapters = grown;
     clora__adapter *ad = &s->adapters[s->adapter_count];
     memset(ad, 0, sizeof *ad);
-    if (!(ad->name = strdup(name)))
+    if (!(ad->name = clora__strdup(name)))
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
     clora_status status = clora__param_add(lora, a_name, 2, a_shape, a_init, bound, &ad->lora_a);
     if (status == CLORA_OK)
@@ -285,54 +285,77 @@ clora_status clora__lora_unwrap_empty(clora_node *lora)
 
 /* ---- merging ---------------------------------------------------------------------------- */
 
-/* W += sign * s * B * A for adapter `index`, restoring W if a merge leaves
- * a NaN or an infinity in it. */
-static clora_status merge_adapter(clora_node *node, int index, int sign)
+/* Adds sign·s·B·A of adapter `index` to the base weight, whose values
+ * before are in `before`; on any failure the weight is put back. */
+static clora_status merge_adapter(clora_node *node, int index, int sign, const float *before)
 {
     lora_state *s = CLORA__STATE(lora_state, node);
     clora__adapter *ad = &s->adapters[index];
     clora_weight_layout layout;
     clora__linear_dims_of(node, NULL, NULL, &layout);
     clora_buffer *w = clora__param_value(lora_base(node), "weight");
-    float *before = malloc(w->numel * sizeof *before);
-    float *after = malloc(w->numel * sizeof *after);
-    clora_status status = before && after ? CLORA_OK
-                                          : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY,
-                                                        "merging into %s", node->name);
-    if (status == CLORA_OK && sign > 0)
-        status = clora_buffer_download(w, 0, before, w->numel);
-    float scale = clora_lora_scale(ad->scale_mode, ad->alpha, ad->rank);
-    if (status == CLORA_OK)
-        status = clora__lora_add_delta(w, layout, ad->lora_a->value, ad->lora_b->value,
-                                       (float)sign * scale);
+    float *after = sign > 0 ? clora__malloc(w->numel * sizeof *after) : NULL;
+    if (sign > 0 && !after)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "merging into %s", node->name);
+    const float scale = clora_lora_scale(ad->scale_mode, ad->alpha, ad->rank);
+    clora_status status = clora__lora_add_delta(w, layout, ad->lora_a->value, ad->lora_b->value,
+                                                (float)sign * scale);
     if (status == CLORA_OK && sign > 0)
         status = clora_buffer_download(w, 0, after, w->numel);
-    if (status == CLORA_OK && sign > 0)
-        for (size_t i = 0; i < w->numel; ++i)
-            if (!isfinite(after[i])) {
-                status = clora_buffer_upload(w, 0, before, w->numel);
-                if (status == CLORA_OK)
-                    status = clora__fail(CLORA_ERR_NON_FINITE,
-                                         "merging adapter \"%s\" into \"%s\" would make weight "
-                                         "element %zu %s; the weights are unchanged",
-                                         ad->name, node->name, i,
-                                         isnan(after[i]) ? "NaN" : "infinite");
-                break;
-            }
-    free(before);
+    for (size_t i = 0; status == CLORA_OK && sign > 0 && i < w->numel; ++i)
+        if (!isfinite(after[i]))
+            status = clora__fail(CLORA_ERR_NON_FINITE,
+                                 "merging adapter \"%s\" into \"%s\" would make weight "
+                                 "element %zu %s; the weights are unchanged",
+                                 ad->name, node->name, i, isnan(after[i]) ? "NaN" : "infinite");
     free(after);
+    /* put back what a failure may have changed (the failure's message stays) */
+    if (status != CLORA_OK && clora_buffer_upload(w, 0, before, w->numel) != CLORA_OK)
+        return clora__fail(CLORA_ERR_STATE,
+                           "merging into %s failed, and so did restoring its weight; the model "
+                           "is no longer usable",
+                           node->name);
     return status;
 }
 
-clora_status clora__lora_merge(clora_node *lora, int sign)
+clora_status clora__lora_merge(clora_node *lora, int sign, clora__merge_undo *undo)
 {
     lora_state *s = CLORA__STATE(lora_state, lora);
+    *undo = (clora__merge_undo){lora, NULL, s->merged};
     int index = sign > 0 ? (s->merged < 0 ? s->active : -1) : s->merged;
     if (index < 0)
         return CLORA_OK;
-    clora_status status = merge_adapter(lora, index, sign);
-    if (status != CLORA_OK)
+    clora_buffer *w = clora__param_value(lora_base(lora), "weight");
+    float *before = clora__malloc((w->numel ? w->numel : 1) * sizeof *before);
+    if (!before)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "merging into %s", lora->name);
+    clora_status status = clora_buffer_download(w, 0, before, w->numel);
+    if (status == CLORA_OK)
+        status = merge_adapter(lora, index, sign, before);
+    if (status != CLORA_OK) {
+        free(before);
         return status;
+    }
+    undo->weight = before;
     s->merged = sign > 0 ? index : -1;
     return CLORA_OK;
+}
+
+clora_status clora__lora_merge_undo(clora__merge_undo *undo)
+{
+    clora_status status = CLORA_OK;
+    if (undo->weight) {
+        clora_buffer *w = clora__param_value(lora_base(undo->lora), "weight");
+        status = clora_buffer_upload(w, 0, undo->weight, w->numel);
+        if (status == CLORA_OK)
+            CLORA__STATE(lora_state, undo->lora)->merged = undo->merged;
+    }
+    clora__lora_merge_undo_free(undo);
+    return status;
+}
+
+void clora__lora_merge_undo_free(clora__merge_undo *undo)
+{
+    free(undo->weight);
+    undo->weight = NULL;
 }

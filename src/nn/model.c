@@ -52,12 +52,12 @@ static int valid_name(const char *name)
 clora_status clora__node_new(clora_model *model, const char *name, const clora__node_kind *kind,
                              clora_node **out)
 {
-    clora_node *node = calloc(1, sizeof *node);
-    if (node && kind->state_size && !(node->state = calloc(1, kind->state_size))) {
+    clora_node *node = clora__calloc(1, sizeof *node);
+    if (node && kind->state_size && !(node->state = clora__calloc(1, kind->state_size))) {
         free(node);
         node = NULL;
     }
-    if (!node || !(node->name = strdup(name ? name : ""))) {
+    if (!node || !(node->name = clora__strdup(name ? name : ""))) {
         if (node)
             free(node->state);
         free(node);
@@ -123,7 +123,7 @@ static clora_status node_attach(clora_node *parent, clora_node *child)
                                child->name);
     if (parent->child_count == parent->child_capacity) {
         size_t capacity = parent->child_capacity ? 2 * parent->child_capacity : 4;
-        clora_node **grown = realloc(parent->children, capacity * sizeof *grown);
+        clora_node **grown = clora__realloc(parent->children, capacity * sizeof *grown);
         if (!grown)
             return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding a child node");
         parent->children = grown;
@@ -389,7 +389,7 @@ clora_status clora_node_add_sequential(clora_node *parent, const char *name, clo
  * initialisation stream. */
 static clora_status init_values(clora_model *model, clora__param *p, clora__init init, float bound)
 {
-    float *host = malloc((p->numel ? p->numel : 1) * sizeof *host);
+    float *host = clora__malloc((p->numel ? p->numel : 1) * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "initialising %s", p->name);
     for (size_t i = 0; i < p->numel; ++i)
@@ -427,11 +427,11 @@ clora_status clora__param_add(clora_node *node, const char *name, size_t ndim, c
                               clora__init init, float bound, clora__param **out)
 {
     clora_model *model = node->model;
-    clora__param *p = calloc(1, sizeof *p);
-    clora__param **grown = realloc(node->params, (node->param_count + 1) * sizeof *grown);
+    clora__param *p = clora__calloc(1, sizeof *p);
+    clora__param **grown = clora__realloc(node->params, (node->param_count + 1) * sizeof *grown);
     if (grown)
         node->params = grown;
-    if (!p || !grown || !(p->name = strdup(name))) {
+    if (!p || !grown || !(p->name = clora__strdup(name))) {
         free(p);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding parameter %s", name);
     }
@@ -519,7 +519,7 @@ clora_status clora_model_create(clora_model **out, clora_device *device, uint64_
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_create: %s is NULL",
                            out ? "device" : "out");
     *out = NULL;
-    clora_model *model = calloc(1, sizeof *model);
+    clora_model *model = clora__calloc(1, sizeof *model);
     if (!model)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a model");
     model->device = device;
@@ -709,7 +709,7 @@ static int collect_params(clora_node *node, const char *path, void *user)
     for (size_t i = 0; i < node->param_count; ++i) {
         size_t k = walk->count++;
         size_t len = strlen(path) + strlen(node->params[i]->name) + 2;
-        char *name = malloc(len);
+        char *name = clora__malloc(len);
         if (!name) {
             walk->status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "naming parameters");
             return 1;
@@ -758,9 +758,9 @@ static clora_status rebuild_arenas(clora_model *model)
                                           CLORA_MEMORY_GRADIENTS, 1, &total);
     }
     size_t n = model->param_count;
-    clora_buffer **values = calloc(n ? n : 1, sizeof *values);
-    clora_buffer **views = calloc(n ? n : 1, sizeof *views);
-    clora_buffer **owns = calloc(n ? n : 1, sizeof *owns);
+    clora_buffer **values = clora__calloc(n ? n : 1, sizeof *values);
+    clora_buffer **views = clora__calloc(n ? n : 1, sizeof *views);
+    clora_buffer **owns = clora__calloc(n ? n : 1, sizeof *owns);
     if (status == CLORA_OK && (!values || !views || !owns))
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "laying out parameters");
 
@@ -783,10 +783,10 @@ static clora_status rebuild_arenas(clora_model *model)
         }
     }
     if (status != CLORA_OK) {
-        for (size_t i = 0; i < n && values; ++i) {
-            clora_buffer_destroy(values[i]);
-            clora_buffer_destroy(views[i]);
-            clora_buffer_destroy(owns[i]);
+        for (size_t i = 0; i < n; ++i) {
+            clora_buffer_destroy(values ? values[i] : NULL);
+            clora_buffer_destroy(views ? views[i] : NULL);
+            clora_buffer_destroy(owns ? owns[i] : NULL);
         }
         free(values);
         free(views);
@@ -837,9 +837,9 @@ clora_status clora__model_refresh(clora_model *model)
     free_registry(model);
     size_t count = 0;
     clora_model_visit(model, count_params, &count);
-    model->params = calloc(count ? count : 1, sizeof *model->params);
-    model->param_names = calloc(count ? count : 1, sizeof *model->param_names);
-    model->param_nodes = calloc(count ? count : 1, sizeof *model->param_nodes);
+    model->params = clora__calloc(count ? count : 1, sizeof *model->params);
+    model->param_names = clora__calloc(count ? count : 1, sizeof *model->param_names);
+    model->param_nodes = clora__calloc(count ? count : 1, sizeof *model->param_nodes);
     if (!model->params || !model->param_names || !model->param_nodes) {
         free_registry(model);
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "listing parameters");
@@ -1079,11 +1079,11 @@ clora_status clora__adapters_register(clora_model *model, const char *name)
     if (clora__adapter_index(model, name) >= 0)
         return CLORA_OK;
     char **grown =
-        realloc(model->adapter_names, (model->adapter_name_count + 1) * sizeof *grown);
+        clora__realloc(model->adapter_names, (model->adapter_name_count + 1) * sizeof *grown);
     if (!grown)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
     model->adapter_names = grown;
-    if (!(grown[model->adapter_name_count] = strdup(name)))
+    if (!(grown[model->adapter_name_count] = clora__strdup(name)))
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
     model->adapter_name_count++;
     return CLORA_OK;

@@ -70,8 +70,8 @@ static clora_status add_rounded(clora_safetensors_writer *writer, const char *na
                                 const clora_buffer *value, clora_dtype dtype)
 {
     const size_t n = clora_buffer_numel(value);
-    float *host = malloc((n ? n : 1) * sizeof *host);
-    void *half = malloc(n ? 2 * n : 1);
+    float *host = clora__malloc((n ? n : 1) * sizeof *host);
+    void *half = clora__malloc(n ? 2 * n : 1);
     clora_status status = host && half ? clora__download_values(value, host)
                                        : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving %s",
                                                      name);

@@ -316,10 +316,21 @@ clora_status clora__lora_remove(clora_node *lora, size_t index);
 /* Turns a LoRA node that holds no adapter back into its base Linear (the
  * node is freed); does nothing to one that holds adapters. */
 clora_status clora__lora_unwrap_empty(clora_node *lora);
+/* What one layer's merge or unmerge changed, to take it back exactly. */
+typedef struct clora__merge_undo {
+    clora_node *lora;
+    float *weight; /* the base weight before (NULL: the layer did not change) */
+    int merged;    /* which adapter was merged before (-1: none) */
+} clora__merge_undo;
 /* Merges (sign +1: the active adapter, unless one is merged) or unmerges
- * (sign -1: the merged one, if any) into the base weight. A merge that
- * would leave a NaN or an infinity in the weight restores it and fails. */
-clora_status clora__lora_merge(clora_node *lora, int sign);
+ * (sign -1: the merged one, if any) into the base weight, keeping the
+ * weight as it was in *undo. A merge that would leave a NaN or an infinity
+ * in the weight, or that fails, restores it itself and fails. */
+clora_status clora__lora_merge(clora_node *lora, int sign, clora__merge_undo *undo);
+/* Puts the layer back as *undo says and frees it (undo_free alone: keeps
+ * the change). */
+clora_status clora__lora_merge_undo(clora__merge_undo *undo);
+void clora__lora_merge_undo_free(clora__merge_undo *undo);
 
 /* Applies PEFT's trainability (adapter.c): only the active adapter's LoRA
  * parameters and modules_to_save train. */

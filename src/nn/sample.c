@@ -90,7 +90,7 @@ int32_t clora_sample(const float *logits, size_t vocab, const clora_sampling *sa
                 best = i;
         return (int32_t)best;
     }
-    candidate *c = malloc(vocab * sizeof *c);
+    candidate *c = clora__malloc(vocab * sizeof *c);
     if (!c)
         return -1;
     for (size_t i = 0; i < vocab; ++i) {
@@ -103,7 +103,7 @@ int32_t clora_sample(const float *logits, size_t vocab, const clora_sampling *sa
     else
         qsort(c, vocab, sizeof *c, compare);
     /* softmax(logit / T) over the k, then the top-p prefix */
-    double *p = malloc(k * sizeof *p), total = 0.0;
+    double *p = clora__malloc(k * sizeof *p), total = 0.0;
     if (!p) {
         free(c);
         return -1;

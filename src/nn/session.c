@@ -62,9 +62,9 @@ static clora_status find_parts(clora_session *s)
                            "clora_session_create: the model is not a Llama-family language "
                            "model (model, lm_head); sessions cache Llama attention");
     s->layer_count = layers->child_count;
-    s->attention = calloc(s->layer_count ? s->layer_count : 1, sizeof *s->attention);
-    s->keys = calloc(s->layer_count ? s->layer_count : 1, sizeof *s->keys);
-    s->values = calloc(s->layer_count ? s->layer_count : 1, sizeof *s->values);
+    s->attention = clora__calloc(s->layer_count ? s->layer_count : 1, sizeof *s->attention);
+    s->keys = clora__calloc(s->layer_count ? s->layer_count : 1, sizeof *s->keys);
+    s->values = clora__calloc(s->layer_count ? s->layer_count : 1, sizeof *s->values);
     if (!s->attention || !s->keys || !s->values)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_session_create");
     for (size_t l = 0; l < s->layer_count; ++l) {
@@ -89,15 +89,15 @@ clora_status clora_session_create(clora_session **out, clora_model *model, size_
                            "clora_session_create: %zu rows of %zu tokens (each 1 .. 2^20 rows, "
                            "2^24 tokens)",
                            rows, capacity);
-    clora_session *s = calloc(1, sizeof *s);
+    clora_session *s = clora__calloc(1, sizeof *s);
     if (!s)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_session_create");
     s->model = model;
     s->rows = rows;
     s->capacity = capacity;
     clora_status status = find_parts(s);
-    if (status == CLORA_OK && (!(s->lengths = calloc(rows, sizeof *s->lengths)) ||
-                               !(s->host_logits = malloc(rows * s->vocab * sizeof(float)))))
+    if (status == CLORA_OK && (!(s->lengths = clora__calloc(rows, sizeof *s->lengths)) ||
+                               !(s->host_logits = clora__malloc(rows * s->vocab * sizeof(float)))))
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_session_create");
     for (size_t l = 0; l < s->layer_count && status == CLORA_OK; ++l) {
         size_t G = 0, D = 0;
@@ -159,7 +159,7 @@ static clora_status upload_step(clora_session *s, const int32_t *ids, const size
                                 size_t width)
 {
     const size_t B = s->rows, shape[2] = {B, width};
-    int32_t *host = malloc((2 * B * width + 2 * B) * sizeof *host);
+    int32_t *host = clora__malloc((2 * B * width + 2 * B) * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_session_feed");
     int32_t *pos = host + B * width, *len = pos + B * width, *cnt = len + B;

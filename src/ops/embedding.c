@@ -9,7 +9,7 @@ clora_status clora__embedding_forward(clora_buffer *y, const clora_buffer *weigh
 {
     const size_t rows = weight->shape[0], cols = weight->shape[1];
     /* Ids come from outside; check their range before they index a table. */
-    int32_t *host = malloc((ids->numel ? ids->numel : 1) * sizeof *host);
+    int32_t *host = clora__malloc((ids->numel ? ids->numel : 1) * sizeof *host);
     if (!host)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "checking embedding ids");
     clora_status status = clora_buffer_download_i32(ids, 0, host, ids->numel);

@@ -105,7 +105,7 @@ clora_status clora_reference_lora_forward(float *y, float *h, const float *x, co
                                           size_t r, const clora_lora_spec *spec)
 {
     double s = clora_lora_scale(spec->scale_mode, spec->alpha, r);
-    double *hd = malloc(n * r * sizeof *hd);
+    double *hd = clora__malloc(n * r * sizeof *hd);
     if (!hd)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_reference_lora_forward: h");
     lora_down(hd, x, lora_a, n, in, r, spec);
@@ -134,8 +134,8 @@ clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_
                                            const clora_lora_spec *spec)
 {
     double s = clora_lora_scale(spec->scale_mode, spec->alpha, r);
-    double *h = malloc(n * r * sizeof *h);
-    double *g = malloc(n * r * sizeof *g);
+    double *h = clora__malloc(n * r * sizeof *h);
+    double *g = clora__malloc(n * r * sizeof *g);
     if (!h || !g) {
         free(h);
         free(g);

@@ -72,7 +72,7 @@ clora_status clora_optimizer_create(clora_optimizer **out, clora_model *model,
         status = clora__model_refresh(model);
     if (status != CLORA_OK)
         return status;
-    clora_optimizer *opt = calloc(1, sizeof *opt);
+    clora_optimizer *opt = clora__calloc(1, sizeof *opt);
     if (!opt)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating an optimizer");
     opt->model = model;

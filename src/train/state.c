@@ -57,7 +57,7 @@ clora_status clora_trainer_save_state(clora_trainer *trainer, const char *path)
     for (int k = 0; k < 3 && status == CLORA_OK; ++k) {
         if (!buffers[k] || n == 0)
             continue;
-        if (!(host[k] = malloc(n * sizeof *host[k])))
+        if (!(host[k] = clora__malloc(n * sizeof *host[k])))
             status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "saving the training state");
         if (status == CLORA_OK)
             status = clora_buffer_download(buffers[k], 0, host[k], n);
@@ -139,7 +139,7 @@ clora_status clora_trainer_load_state(clora_trainer *trainer, const char *path)
         status = clora__fail(CLORA_ERR_FORMAT, "%s: metadata \"last_lr\" is missing", path);
     if (status == CLORA_OK && (status = metadata_number(file, path, "steps", &steps)) == CLORA_OK)
         status = metadata_number(file, path, "forward_count", &forwards);
-    float *host = status == CLORA_OK && n ? malloc(n * sizeof *host) : NULL;
+    float *host = status == CLORA_OK && n ? clora__malloc(n * sizeof *host) : NULL;
     if (status == CLORA_OK && n && !host)
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", path);
     /* check every tensor before changing anything */
@@ -155,9 +155,26 @@ clora_status clora_trainer_load_state(clora_trainer *trainer, const char *path)
             status = clora__fail(CLORA_ERR_SHAPE_MISMATCH,
                                  "%s: \"%s\" must be F32 with %zu values", path, names[k], n);
     }
+    /* the values now, to put back if an upload fails part of the way */
+    float *kept = status == CLORA_OK && n ? clora__malloc(3 * n * sizeof *kept) : NULL;
+    if (status == CLORA_OK && n && !kept)
+        status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "loading %s", path);
     for (int k = 0; k < 3 && status == CLORA_OK && n; ++k)
-        if (buffers[k] && (status = clora_tensor_to_f32(&views[k], host)) == CLORA_OK)
+        if (buffers[k])
+            status = clora_buffer_download(buffers[k], 0, kept + (size_t)k * n, n);
+    int changed = -1; /* the last buffer an upload was made to */
+    for (int k = 0; k < 3 && status == CLORA_OK && n; ++k)
+        if (buffers[k] && (status = clora_tensor_to_f32(&views[k], host)) == CLORA_OK) {
+            changed = k;
             status = clora_buffer_upload(buffers[k], 0, host, n);
+        }
+    for (int k = 0; status != CLORA_OK && k <= changed; ++k)
+        if (buffers[k] && clora_buffer_upload(buffers[k], 0, kept + (size_t)k * n, n) != CLORA_OK)
+            status = clora__fail(CLORA_ERR_STATE,
+                                 "loading %s failed, and so did putting the run back: the "
+                                 "trainer is no longer usable",
+                                 path);
+    free(kept);
     if (status == CLORA_OK) {
         clora__trainer_restore(trainer, (size_t)steps, (float)strtod(lr_text, NULL));
         clora__optimizer_set_steps(clora__trainer_optimizer(trainer), (size_t)steps);

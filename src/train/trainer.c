@@ -59,7 +59,7 @@ clora_status clora_trainer_create(clora_trainer **out, clora_model *model,
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                            "clora_trainer_create: max_grad_norm %g must be >= 0 (0: off)",
                            (double)config->max_grad_norm);
-    clora_trainer *t = calloc(1, sizeof *t);
+    clora_trainer *t = clora__calloc(1, sizeof *t);
     if (!t)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "allocating a trainer");
     t->model = model;
