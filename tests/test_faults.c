@@ -492,6 +492,37 @@ static void a_failed_state_save_or_load_changes_nothing(void **state)
     step_run_end(&r);
 }
 
+/* ---- the parameter list ----------------------------------------------------------------------- */
+
+/* A list that cannot be built is an error, not "no parameters". */
+static void a_failed_parameter_list_is_an_error(void **state)
+{
+    (void)state;
+    clora_model *model = adapted_llama(2); /* the list was built; a new adapter dirties it */
+    const size_t want = clora_model_param_count(model);
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 1;
+    lora.adapter_name = "second";
+    lora.target_modules = targets;
+    lora.target_module_count = 1;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+    long failures = 0;
+    for (long k = 1; k < MAX_FAULTS; ++k) {
+        size_t count = 99;
+        faults_at(k);
+        clora_status status = clora_model_params(model, &count);
+        if (!met_fault(k, status, "clora_model_params"))
+            break;
+        ++failures;
+        assert_int_equal(count, 0);
+    }
+    assert_true(failures >= 1);
+    size_t count = 0;
+    CHECK_OK(clora_model_params(model, &count));
+    assert_int_equal(count, want + 2 * 2); /* A and B of the two layers' q_proj */
+    clora_model_destroy(model);
+}
+
 /* ---- model loads ------------------------------------------------------------------------------ */
 
 static void sweep_model_load(const char *path)
@@ -579,6 +610,7 @@ int main(void)
         cmocka_unit_test(a_failed_model_save_keeps_the_old_files),
         cmocka_unit_test(a_failed_merge_changes_nothing),
         cmocka_unit_test(a_failed_state_save_or_load_changes_nothing),
+        cmocka_unit_test(a_failed_parameter_list_is_an_error),
         cmocka_unit_test(a_failed_model_load_leaves_nothing),
         cmocka_unit_test(a_failed_feed_leaves_the_session_as_it_was),
     };

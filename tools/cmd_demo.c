@@ -64,10 +64,11 @@ static int parse(int argc, char **argv, demo_options *o)
 static clora_status frozen_checksum(clora_model *model, uint64_t *out)
 {
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < clora_model_param_count(model); ++i) {
+    size_t count = 0;
+    clora_status status = clora_model_params(model, &count);
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         clora_param_info info;
-        clora_status status = clora_model_param(model, i, &info);
-        if (status != CLORA_OK)
+        if ((status = clora_model_param(model, i, &info)) != CLORA_OK)
             return status;
         if (strstr(info.name, ".lora_A.") || strstr(info.name, ".lora_B."))
             continue;
@@ -84,7 +85,7 @@ static clora_status frozen_checksum(clora_model *model, uint64_t *out)
             return status;
     }
     *out = h;
-    return CLORA_OK;
+    return status;
 }
 
 /* The logits of the first `rows` examples (freed by the caller). */

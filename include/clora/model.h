@@ -166,8 +166,12 @@ typedef struct clora_param_info {
     int trainable;
 } clora_param_info;
 
-/* Number of parameter tensors, in depth-first order. */
+/* Number of parameter tensors, in depth-first order; 0 also when the list
+ * cannot be built (out of memory: clora_last_error() says so), which
+ * clora_model_params() tells apart. */
 size_t clora_model_param_count(clora_model *model);
+/* The same count into *count, with the failure as a status. */
+clora_status clora_model_params(clora_model *model, size_t *count);
 clora_status clora_model_param(clora_model *model, size_t index, clora_param_info *info);
 clora_status clora_model_find_param(clora_model *model, const char *name, clora_param_info *info);
 

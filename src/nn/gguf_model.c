@@ -273,13 +273,11 @@ static clora_status read_config(gguf_source *src, clora_llama_config *c)
     return CLORA_OK;
 }
 
-/* Every parameter from its tensor; check_source has matched the two sets.
- * The parameter list is built first, as clora_model_param_count would,
- * so that a failure there is reported, not read as no parameters. */
+/* Every parameter from its tensor; check_source has matched the two sets. */
 static clora_status load_tensors(clora_model *model, const gguf_source *src)
 {
-    clora_status status = clora__model_refresh(model);
-    const size_t count = clora_model_param_count(model);
+    size_t count = 0;
+    clora_status status = clora_model_params(model, &count);
     for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         clora_param_info info;
         char name[256];

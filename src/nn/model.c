@@ -860,9 +860,19 @@ clora_status clora__model_refresh(clora_model *model)
 
 size_t clora_model_param_count(clora_model *model)
 {
-    if (!model || clora__model_refresh(model) != CLORA_OK)
-        return 0;
-    return model->param_count;
+    size_t count = 0;
+    return clora_model_params(model, &count) == CLORA_OK ? count : 0;
+}
+
+clora_status clora_model_params(clora_model *model, size_t *count)
+{
+    if (!model || !count)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_params: NULL argument");
+    *count = 0;
+    clora_status status = clora__model_refresh(model);
+    if (status == CLORA_OK)
+        *count = model->param_count;
+    return status;
 }
 
 static void fill_info(clora_model *model, size_t i, clora_param_info *info)

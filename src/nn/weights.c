@@ -10,12 +10,12 @@ clora_status clora__load_weights(clora_model *model, const char *path,
 {
     clora__checkpoint *file = NULL;
     /* the parameter list first: its failure is its own, not "no parameters" */
-    clora_status status = clora__model_refresh(model);
+    size_t count = 0;
+    clora_status status = clora_model_params(model, &count);
     if (status == CLORA_OK)
         status = clora__checkpoint_open(&file, path);
     if (status != CLORA_OK)
         return status;
-    size_t count = clora_model_param_count(model);
     for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         clora_param_info info;
         clora_tensor_view view;

@@ -19,7 +19,7 @@
 static uint64_t layout_hash(clora_model *model)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    const size_t count = clora_model_param_count(model);
+    const size_t count = model->param_count; /* refreshed by the caller */
     for (size_t i = 0; i < count; ++i) {
         clora_param_info info;
         if (clora_model_param(model, i, &info) != CLORA_OK || !info.trainable)
