@@ -1,7 +1,9 @@
 /* test_saves.c — saves that replace a group of files (an adapter's config
  * and tensors, a model's) as one: a process killed at any rename, or a
  * rename that fails, leaves the old group or the new one, never a mix, and
- * no leftovers once the folder has been read again. Files only: no device. */
+ * no leftovers once the folder has been read again; a single file written
+ * with clora_file_write_atomic() is the old one after any failure. Files
+ * only: no device. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "clora/file.h"
 #include "core/core.h"
 
 static char work[64];
@@ -325,6 +328,46 @@ static void bad_commit_records_are_refused(void **state)
 }
 
 /* Files of different folders cannot be one save. */
+/* The public single-file write: every failing step leaves the old file. */
+static void a_single_file_write_keeps_the_old_file_on_any_failure(void **state)
+{
+    (void)state;
+    char path[128], text[64];
+    snprintf(path, sizeof path, "%s/single.txt", work);
+    assert_int_equal(clora_file_write_atomic(path, "old", 3), CLORA_OK);
+    const unsigned kinds = (1u << CLORA__FAULT_FILE_OPEN) | (1u << CLORA__FAULT_FILE_WRITE) |
+                           (1u << CLORA__FAULT_FSYNC) | (1u << CLORA__FAULT_RENAME) |
+                           (1u << CLORA__FAULT_HOST_ALLOC);
+    long failures = 0;
+    for (long k = 1;; ++k) {
+        clora__fault_plan_set(kinds, k, NULL);
+        const clora_status status = clora_file_write_atomic(path, "new text", 8);
+        const int met = clora__faults.hits >= k;
+        no_faults();
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        const size_t n = fread(text, 1, sizeof text, f);
+        fclose(f);
+        if (!met) {
+            assert_int_equal(status, CLORA_OK);
+            assert_int_equal(n, 8);
+            assert_memory_equal(text, "new text", 8);
+            break;
+        }
+        ++failures;
+        assert_int_not_equal(status, CLORA_OK);
+        assert_int_equal(n, 3);
+        assert_memory_equal(text, "old", 3);
+        DIR *d = opendir(work);
+        for (struct dirent *e; (e = readdir(d));)
+            if (strstr(e->d_name, "single.txt") && strcmp(e->d_name, "single.txt"))
+                fail_msg("fault %ld left %s behind", k, e->d_name);
+        closedir(d);
+    }
+    assert_true(failures >= 4);
+    assert_int_equal(clora_file_write_atomic(NULL, "x", 1), CLORA_ERR_NULL_ARGUMENT);
+}
+
 static void a_group_lies_in_one_folder(void **state)
 {
     (void)state;
@@ -348,6 +391,7 @@ int main(void)
         cmocka_unit_test(a_first_save_killed_leaves_nothing_or_everything),
         cmocka_unit_test(bad_commit_records_are_refused),
         cmocka_unit_test(a_group_lies_in_one_folder),
+        cmocka_unit_test(a_single_file_write_keeps_the_old_file_on_any_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -748,31 +748,8 @@ void print_memory(FILE *out, clora_device *device, const char *indent)
 
 int write_file_atomic(const char *path, const void *data, size_t size)
 {
-    size_t len = strlen(path) + 16;
-    char *temp = malloc(len);
-    if (!temp)
-        return 0;
-    snprintf(temp, len, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(temp, "wb");
-    int ok = f && fwrite(data, 1, size, f) == size && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f && fclose(f) != 0)
-        ok = 0;
-    if (ok && rename(temp, path) != 0)
-        ok = 0;
-    if (ok) { /* the rename itself on disk */
-        char dir[4096];
-        const char *slash = strrchr(path, '/');
-        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
-        int fd = open(dir, O_RDONLY);
-        if (fd >= 0) {
-            fsync(fd);
-            close(fd);
-        }
-    }
-    if (!ok) {
-        fprintf(stderr, "clora: cannot write %s: %s\n", path, strerror(errno));
-        unlink(temp);
-    }
-    free(temp);
-    return ok;
+    if (clora_file_write_atomic(path, data, size) == CLORA_OK)
+        return 1;
+    fprintf(stderr, "clora: %s\n", clora_last_error());
+    return 0;
 }

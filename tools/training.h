@@ -152,8 +152,7 @@ void print_parameter_counts(FILE *out, clora_model *model, const char *indent);
 /* Prints device memory by category. */
 void print_memory(FILE *out, clora_device *device, const char *indent);
 
-/* Writes `size` bytes to path through a flushed temporary renamed over it:
- * the old file or the new one, also after a crash. */
+/* clora_file_write_atomic(), its failure printed: 1 when written. */
 int write_file_atomic(const char *path, const void *data, size_t size);
 
 #endif /* CLORA_TOOLS_TRAINING_H */

@@ -16,6 +16,7 @@
 #include "clora/lora.h"
 #include "clora/reference.h"
 #include "clora/loss.h"
+#include "clora/file.h"
 #include "clora/safetensors.h"
 #include "clora/gguf.h"
 #include "clora/model.h"

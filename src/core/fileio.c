@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clora/file.h"
 #include "core/core.h"
 
 /* The folder part of `path` ("." when there is none), for fsync. */
@@ -421,6 +422,14 @@ clora_status clora__write_file_atomic(const char *path, const clora__chunk *chun
 {
     const clora__file file = {path, chunks, count};
     return clora__write_files_atomic(&file, 1);
+}
+
+clora_status clora_file_write_atomic(const char *path, const void *data, size_t size)
+{
+    if (!path || (!data && size))
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_file_write_atomic: NULL argument");
+    const clora__chunk chunk = {data, size};
+    return clora__write_file_atomic(path, &chunk, 1);
 }
 
 clora_status clora__read_file(const char *path, char **out, size_t *size)
