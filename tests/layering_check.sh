@@ -37,7 +37,7 @@ rank() {
 # The layer each public header belongs to.
 public_layer() {
     case $1 in
-    status.h | version.h | version.h.in | dtype.h | device.h | buffer.h) echo core ;;
+    status.h | version.h | version.h.in | dtype.h | device.h | buffer.h | file.h) echo core ;;
     linear.h | lora.h | reference.h | loss.h) echo ops ;;
     safetensors.h | tokenizer.h | gguf.h) echo io ;;
     model.h | adapter.h | transformer.h | llama.h | generate.h) echo nn ;;
