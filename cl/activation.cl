@@ -3,7 +3,7 @@
  * Kernels (n = elements; offsets in elements):
  *   activation_forward   y = f(x)
  *   activation_backward  dx = dy * f'(x)   (tanh uses y = tanh(x))
- *   dropout_apply        y = x * mask(row, col) / (1 - p) over (rows, cols);
+ *   dropout_apply        y = x * mask(row0 + row, col) / (1 - p) over (rows, cols);
  *                        the same call serves forward (x) and backward (dy)
  *   swiglu_forward       h = silu(g) * u (Llama's MLP: gate and up projections)
  *   swiglu_backward      dg = dh * u * silu'(g), du = dh * silu(g)
@@ -107,15 +107,15 @@ __kernel void dropout_apply(__global float *y, const uint y_offset,
                             __global const float *x, const uint x_offset,
                             const uint rows, const uint cols,
                             const uint seed_lo, const uint seed_hi, const uint threshold,
-                            const float scale)
+                            const float scale, const uint row0)
 {
     const uint col = get_global_id(0);
     const uint row = get_global_id(1);
     if (col >= cols || row >= rows)
         return;
     const uint at = row * cols + col;
-    y[y_offset + at] = dropped(x[x_offset + at], seed_key(seed_lo, seed_hi), row, col, threshold,
-                               scale);
+    y[y_offset + at] = dropped(x[x_offset + at], seed_key(seed_lo, seed_hi, row0), row, col,
+                               threshold, scale);
 }
 
 /* global (ceil(n / 8)) */

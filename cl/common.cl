@@ -2,7 +2,8 @@
  * prepends this file to each program's source).
  *
  * The dropout keep mask: a pure function of (seed, row, column), defined in
- * clora/reference.h, so backward regenerates what forward drew.
+ * clora/reference.h, so backward regenerates what forward drew; the row is
+ * the element's row in the whole batch.
  */
 
 /* The 32-bit mixer of the dropout hash. */
@@ -16,16 +17,24 @@ static uint mix32(uint v)
     return v;
 }
 
-static uint seed_key(const uint seed_lo, const uint seed_hi)
+/* A mask's key: the seed's hash, and row0, the first row's place in the
+ * whole batch (a micro-batch's rows are keyed as the whole batch's). */
+typedef struct drop_key {
+    uint hash;
+    uint row0;
+} drop_key;
+
+static drop_key seed_key(const uint seed_lo, const uint seed_hi, const uint row0)
 {
-    return mix32(seed_lo ^ mix32(seed_hi ^ 0x85ebca6bu));
+    const drop_key key = {mix32(seed_lo ^ mix32(seed_hi ^ 0x85ebca6bu)), row0};
+    return key;
 }
 
 /* v * scale if element (row, col) is kept, else 0. */
-static float dropped(const float v, const uint key, const uint row, const uint col,
+static float dropped(const float v, const drop_key key, const uint row, const uint col,
                      const uint threshold, const float scale)
 {
-    const uint bits = mix32(mix32(col ^ 0x9e3779b9u) ^ mix32(row ^ key));
+    const uint bits = mix32(mix32(col ^ 0x9e3779b9u) ^ mix32((key.row0 + row) ^ key.hash));
     return (bits >> 8) >= threshold ? v * scale : 0.0f;
 }
 

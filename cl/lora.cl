@@ -63,13 +63,13 @@
         __global const float *bias, const uint bias_offset, const uint M, const uint K,     \
         const uint P, const uint k_chunk, const float alpha, const uint flags,             \
         const uint seed_lo, const uint seed_hi, const uint drop_threshold,                 \
-        const float drop_scale
+        const float drop_scale, const uint drop_row0
 
 /* The epilogue both product kernels share: scale, dropout, bias, previous
  * value, store. `at` is the element's index in c. */
 static void store_result(__global float *c, const uint at, const float acc, const float alpha,
                          const uint flags, __global const float *bias, const uint bias_index,
-                         const uint key, const uint m, const uint p, const uint threshold,
+                         const drop_key key, const uint m, const uint p, const uint threshold,
                          const float scale)
 {
     float v = alpha * acc;
@@ -95,7 +95,7 @@ void lora_gemm(PRODUCT_ARGUMENTS)
     const uint chunk = get_group_id(2);
     const uint k_begin = chunk * k_chunk;
     const uint k_end = min(K, k_begin + k_chunk);
-    const uint key = seed_key(seed_lo, seed_hi);
+    const drop_key key = seed_key(seed_lo, seed_hi, drop_row0);
 
     /* Each work-item loads one element of each tile; local id 0 walks the
      * operand's contiguous direction so neighbours read neighbouring
@@ -153,7 +153,7 @@ __kernel void lora_stream(PRODUCT_ARGUMENTS)
         return;
     const uint k_begin = chunk * k_chunk;
     const uint k_end = min(K, k_begin + k_chunk);
-    const uint key = seed_key(seed_lo, seed_hi);
+    const drop_key key = seed_key(seed_lo, seed_hi, drop_row0);
     /* Columns past P repeat the last one; their results are not stored. */
     const uint4 p = min((uint4)(p0, p0 + 1, p0 + 2, p0 + 3), (uint4)(P - 1));
     const uint4 y_cols = p * y_stride_p;
@@ -187,7 +187,7 @@ __kernel void lora_stream(PRODUCT_ARGUMENTS)
                      bias_offset + p0 + i, key, m, p0 + i, drop_threshold, drop_scale);
 }
 
-static float4 dropped4(const float4 v, const uint key, const uint row, const uint col,
+static float4 dropped4(const float4 v, const drop_key key, const uint row, const uint col,
                        const uint threshold, const float scale)
 {
     return (float4)(dropped(v.s0, key, row, col, threshold, scale),
@@ -196,7 +196,7 @@ static float4 dropped4(const float4 v, const uint key, const uint row, const uin
                     dropped(v.s3, key, row, col + 3, threshold, scale));
 }
 
-static float8 dropped8(const float8 v, const uint key, const uint row, const uint col,
+static float8 dropped8(const float8 v, const drop_key key, const uint row, const uint col,
                        const uint threshold, const float scale)
 {
     return (float8)(dropped4(v.lo, key, row, col, threshold, scale),
@@ -209,7 +209,7 @@ __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
     const uint m0 = get_global_id(1) * 8;
     if (m0 >= M || p0 >= P)
         return;
-    const uint key = seed_key(seed_lo, seed_hi);
+    const drop_key key = seed_key(seed_lo, seed_hi, drop_row0);
     /* Columns of X past M repeat the last one; their results are not stored. */
     const uint m1 = min(m0 + 1, M - 1), m2 = min(m0 + 2, M - 1), m3 = min(m0 + 3, M - 1),
                m4 = min(m0 + 4, M - 1), m5 = min(m0 + 5, M - 1), m6 = min(m0 + 6, M - 1),
@@ -256,7 +256,7 @@ __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
 #define ROW_ARGUMENTS                                                                        \
     const uint N, const uint IN, const uint OUT, const uint R, const float scale,          \
         const uint flags, const uint seed_lo, const uint seed_hi, const uint drop_threshold, \
-        const float drop_scale
+        const float drop_scale, const uint drop_row0
 
 /* ROWS (a build define, CLORA__ROWS_PER_ITEM in the library) rows of the
  * batch per work-item of the row kernels: the rank-r matrix they stream
@@ -274,7 +274,7 @@ __kernel void lora_cols_tn(PRODUCT_ARGUMENTS)
 static void add_rank_rows(__global const float *coef, __global const float *mat, const uint W,
                           const uint R, __global float *out, const uint m0, const uint rows,
                           const float s, const uint flags, __global const float *bias,
-                          const uint key, const uint threshold, const float drop_scale)
+                          const drop_key key, const uint threshold, const float drop_scale)
 {
     __global const float *c0 = coef;
     __global const float *c1 = coef + min(1u, rows - 1) * R;
@@ -359,7 +359,7 @@ __kernel void lora_forward_rows(__global const float *x, const uint x_offset,
     if (m0 >= N)
         return;
     const uint rows = min((uint)ROWS, N - m0);
-    const uint key = seed_key(seed_lo, seed_hi);
+    const drop_key key = seed_key(seed_lo, seed_hi, drop_row0);
 
     /* h, one row and four ranks at a time; rows of A past R repeat the last
      * one. */
@@ -430,7 +430,7 @@ __kernel void lora_backward_rows(__global const float *dy, const uint dy_offset,
     if (m0 >= N)
         return;
     const uint rows = min((uint)ROWS, N - m0);
-    const uint key = seed_key(seed_lo, seed_hi);
+    const drop_key key = seed_key(seed_lo, seed_hi, drop_row0);
     __global const float *d0 = dy + dy_offset + m0 * OUT;
     __global const float *d1 = d0 + min(1u, rows - 1) * OUT;
     __global const float *d2 = d0 + min(2u, rows - 1) * OUT;

@@ -305,7 +305,7 @@ static void wrapped_device_runs_lora(void **state)
     CHECK_OK(clora_buffer_upload(bw, 0, w, OUT * IN));
     CHECK_OK(clora_buffer_upload(ba, 0, a, R * IN));
     CHECK_OK(clora_buffer_upload(bb, 0, b, OUT * R));
-    clora_lora_spec spec = {2.0f, CLORA_SCALE_ALPHA_OVER_R, 0.0f, 0, CLORA_WEIGHT_OUT_IN};
+    clora_lora_spec spec = {2.0f, CLORA_SCALE_ALPHA_OVER_R, 0.0f, 0, CLORA_WEIGHT_OUT_IN, 0};
     CHECK_OK(clora_lora_forward(by, NULL, bx, bw, NULL, ba, bb, &spec));
     /* The application waits on its own queue. */
     assert_int_equal(clFinish(queue), CL_SUCCESS);

@@ -32,7 +32,7 @@ static int setup(void **state)
     L.da = test_buffer_2d(R, IN, NULL);
     L.db = test_buffer_2d(OUT, R, NULL);
     L.dw = test_buffer_2d(OUT, IN, NULL);
-    L.spec = (clora_lora_spec){8.0f, CLORA_SCALE_ALPHA_OVER_R, 0.0f, 0, CLORA_WEIGHT_OUT_IN};
+    L.spec = (clora_lora_spec){8.0f, CLORA_SCALE_ALPHA_OVER_R, 0.0f, 0, CLORA_WEIGHT_OUT_IN, 0};
     return 0;
 }
 

@@ -90,7 +90,7 @@ static void check_case(const char *name)
     if (!seed_layout && !strcmp(golden_param(c, "layout"), "in_out"))
         layout = CLORA_WEIGHT_IN_OUT;
     clora_lora_spec spec = {(float)golden_param_number(c, "alpha"),
-                            scale_mode_of(golden_param(c, "scale_mode")), 0.0f, 0, layout};
+                            scale_mode_of(golden_param(c, "scale_mode")), 0.0f, 0, layout, 0};
 
     clora_buffer *bx = test_buffer_2d(n, in, x->data);
     clora_buffer *bw = test_buffer_2d(w->shape[0], w->shape[1], w->data);

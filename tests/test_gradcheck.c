@@ -73,7 +73,7 @@ static void run_case(const grad_case *c)
 {
     layer L = {0};
     L.c = *c;
-    L.spec = (clora_lora_spec){2.0f, c->mode, c->dropout, 77, c->layout};
+    L.spec = (clora_lora_spec){2.0f, c->mode, c->dropout, 77, c->layout, 0};
     uint64_t rng = 1234;
     L.x = test_alloc(c->n * c->in);
     L.w = test_alloc(c->out * c->in);

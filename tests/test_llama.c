@@ -254,7 +254,7 @@ static void grouped_attention_matches_reference(void **state)
     const size_t m_shape[3] = {B, T, H * D}, mask_shape[2] = {B, T};
     clora_buffer *bmerged = test_buffer(3, m_shape, NULL), *bdm = test_buffer(3, m_shape, dm);
     clora_buffer *bmask = int_buffer(2, mask_shape, mask);
-    CHECK_OK(clora__attention_forward(&att, bmerged, bmask, 1, 0.0f, 0));
+    CHECK_OK(clora__attention_forward(&att, bmerged, bmask, 1, 0.0f, 0, 0));
     expect_buffer("merged", bmerged, merged, 1e-5, 1e-4);
     CHECK_OK(clora__attention_backward(&att, bdm));
     expect_buffer("dq", att.dq, dq, 1e-5, 1e-4);

@@ -78,7 +78,7 @@ static void case_destroy(lora_case *c)
 
 static clora_lora_spec spec_of(clora_scale_mode mode, float dropout, clora_weight_layout layout)
 {
-    clora_lora_spec spec = {3.0f, mode, dropout, 0x1234567890abcdefull, layout};
+    clora_lora_spec spec = {3.0f, mode, dropout, 0x1234567890abcdefull, layout, 0};
     return spec;
 }
 
@@ -224,6 +224,14 @@ static void dropout_forward_and_backward(void **state)
             case_create(&c, shapes[i], spec_of(CLORA_SCALE_ALPHA_OVER_R, rates[p], layout),
                         70 + i);
             c.spec.dropout_seed = 1000 * i + (uint64_t)p;
+            check_forward(&c, 1, 1);
+            check_backward(&c, 1, 1, 1);
+            case_destroy(&c);
+            /* a part of a larger batch: its rows' masks are those of rows row0 + i */
+            case_create(&c, shapes[i], spec_of(CLORA_SCALE_ALPHA_OVER_R, rates[p], layout),
+                        70 + i);
+            c.spec.dropout_seed = 1000 * i + (uint64_t)p;
+            c.spec.dropout_row0 = 37 * i + 5;
             check_forward(&c, 1, 1);
             check_backward(&c, 1, 1, 1);
             case_destroy(&c);

@@ -523,9 +523,8 @@ static float *train_in_parts(size_t steps, size_t parts, size_t *n)
     return values;
 }
 
-/* Without dropout on rows (its masks are keyed by row within a batch), two
- * or four weighted micro-batches make the step of the whole batch; with
- * dropout the masks differ, so the check runs with p = 0. */
+/* Two or four weighted micro-batches make the step of the whole batch
+ * (dropout: the check below). */
 static void micro_batches_make_the_whole_step(void **state)
 {
     (void)state;
@@ -540,6 +539,110 @@ static void micro_batches_make_the_whole_step(void **state)
     free(whole);
     free(halves);
     free(quarters);
+}
+
+/* ---- masks across parts: dropout in every place it acts ------------------------------------ */
+
+enum { GB = 4, GT = 6, GV = 17 };
+
+/* How the steps' batches are cut: `parts` micro-batches, taken in reverse
+ * order at their places (accumulate_at) when `reversed`, all at place 0
+ * when `unplaced` (what a split that ignored places would draw). */
+typedef struct split {
+    size_t parts;
+    int reversed, unplaced;
+} split;
+
+/* Trainable values of a tiny GPT-2 with dropout after the embeddings, on
+ * the attention probabilities, after each residual branch and on LoRA's
+ * input, after three steps of GB sequences of GT tokens. */
+static float *gpt2_in_parts(split sp, size_t *n)
+{
+    clora_gpt2_config c = clora_gpt2_config_default();
+    c.vocab_size = GV;
+    c.n_positions = GT;
+    c.n_embd = 8;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.n_inner = 16;
+    c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.25f;
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create_gpt2(&model, test_device, &c, 5));
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 2;
+    lora.dropout = 0.3f;
+    static const char *const targets[] = {"c_attn", "c_fc"};
+    lora.target_modules = targets;
+    lora.target_module_count = 2;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+    CHECK_OK(clora_model_set_trainable(model, "", 1));
+    /* SGD: AdamW would blow up rounding noise in near-zero gradients */
+    clora_train_config cfg = clora_train_config_default();
+    cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_SGD);
+    cfg.optimizer.lr = 0.5f;
+    clora_trainer *trainer = NULL;
+    CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+    const size_t rows = GB / sp.parts;
+    int32_t ids[GB * GT], next[GB * GT];
+    const size_t shape[2] = {rows, GT}, flat = rows * GT;
+    clora_buffer *bx = NULL, *by = NULL;
+    CHECK_OK(clora_buffer_create_typed(&bx, test_device, CLORA_DTYPE_I32, 2, shape));
+    CHECK_OK(clora_buffer_create_typed(&by, test_device, CLORA_DTYPE_I32, 1, &flat));
+    for (size_t step = 0; step < 3; ++step) {
+        uint64_t rng = 77 + step;
+        for (size_t i = 0; i < GB * GT; ++i) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            ids[i] = (int32_t)((rng >> 33) % GV);
+        }
+        for (size_t i = 0; i < GB * GT; ++i)
+            next[i] = ids[(i + 1) % (GB * GT)];
+        for (size_t j = 0; j < sp.parts; ++j) {
+            const size_t k = sp.reversed ? sp.parts - 1 - j : j;
+            CHECK_OK(clora_buffer_upload_i32(bx, 0, ids + k * flat, flat));
+            CHECK_OK(clora_buffer_upload_i32(by, 0, next + k * flat, flat));
+            const float weight = 1.0f / (float)sp.parts;
+            if (sp.reversed || sp.unplaced)
+                CHECK_OK(clora_trainer_accumulate_at(trainer, bx, by, weight,
+                                                     sp.unplaced ? 0 : k * rows, NULL));
+            else
+                CHECK_OK(clora_trainer_accumulate(trainer, bx, by, weight, NULL));
+        }
+        CHECK_OK(clora_trainer_update(trainer));
+    }
+    float *values = trainable_values(model, n);
+    clora_trainer_destroy(trainer);
+    clora_buffer_destroy(bx);
+    clora_buffer_destroy(by);
+    clora_model_destroy(model);
+    return values;
+}
+
+/* Dropout on: a step in two or four micro-batches, in order or taken in
+ * reverse at their places, draws the whole batch's masks and makes its
+ * step; placed all at 0, the masks differ and so does the result. */
+static void micro_batches_draw_the_whole_batch_masks(void **state)
+{
+    (void)state;
+    size_t n = 0, m = 0;
+    float *whole = gpt2_in_parts((split){1, 0, 0}, &n);
+    const split same[3] = {{2, 0, 0}, {4, 0, 0}, {2, 1, 0}};
+    for (int i = 0; i < 3; ++i) {
+        float *parts = gpt2_in_parts(same[i], &m);
+        assert_int_equal(m, n);
+        test_assert_close(i == 0 ? "2 micro-batches" : i == 1 ? "4 micro-batches"
+                                                            : "2 micro-batches, reversed",
+                          parts, whole, n, 1e-5, 1e-4);
+        free(parts);
+    }
+    float *unplaced = gpt2_in_parts((split){2, 0, 1}, &m);
+    double most = 0.0;
+    for (size_t i = 0; i < n; ++i)
+        most = fabs(unplaced[i] - whole[i]) > most ? fabs(unplaced[i] - whole[i]) : most;
+    print_message("placed all at 0: %g apart at most\n", most);
+    if (most < 1e-3)
+        fail_msg("micro-batches all placed at 0 drew the whole batch's masks (%g apart)", most);
+    free(unplaced);
+    free(whole);
 }
 
 /* 6 steps straight, or 3, saved, and 3 more in a new model and trainer:
@@ -621,6 +724,7 @@ int main(void)
         cmocka_unit_test(trainer_learns_and_leaves_frozen_bytes_alone),
         cmocka_unit_test(trainer_with_mse_and_bad_targets),
         cmocka_unit_test(micro_batches_make_the_whole_step),
+        cmocka_unit_test(micro_batches_draw_the_whole_batch_masks),
         cmocka_unit_test(saved_state_continues_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, test_open_device, test_close_device);

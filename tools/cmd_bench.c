@@ -191,7 +191,7 @@ static clora_status layer_create(layer *l, clora_device *dev, size_t n, size_t i
 {
     memset(l, 0, sizeof *l);
     l->n = n, l->in = in, l->out = out, l->r = r;
-    l->spec = (clora_lora_spec){16.0f, CLORA_SCALE_ALPHA_OVER_R, 0.0f, 1, CLORA_WEIGHT_OUT_IN};
+    l->spec = (clora_lora_spec){16.0f, CLORA_SCALE_ALPHA_OVER_R, 0.0f, 1, CLORA_WEIGHT_OUT_IN, 0};
     uint64_t rng = 7;
     const float bound = 1.0f / sqrtf((float)in);
     clora_status status;

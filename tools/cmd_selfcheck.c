@@ -89,7 +89,7 @@ int cmd_selfcheck(int argc, char **argv)
                                             {n, out}, {n, out}, {n, r}, {n, in}, {r, in},
                                             {out, r}};
     clora_lora_spec spec = {o.alpha, CLORA_SCALE_ALPHA_OVER_R, o.dropout, 1234,
-                            CLORA_WEIGHT_OUT_IN};
+                            CLORA_WEIGHT_OUT_IN, 0};
 
     clora_device *dev = NULL;
     clora_buffer *buf[TENSOR_COUNT] = {0};

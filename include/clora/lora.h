@@ -25,7 +25,8 @@
  * CLORA_SCALE_ALPHA.
  *
  * Dropout acts on the LoRA branch only: drop(x) = x ⊙ m / (1 - p), where the
- * keep mask m is a pure function of (dropout_seed, row, column). Backward
+ * keep mask m is a pure function of (dropout_seed, dropout_row0 + row,
+ * column). Backward
  * regenerates it from the same seed, so no mask is stored; give each training
  * step its own seed, and forward and backward of one step the same one.
  * Conventions (outputs first, gradients added to, dx overwritten) are those
@@ -59,6 +60,10 @@ typedef struct clora_lora_spec {
     float dropout;                     /* p in [0, 1); 0 disables dropout */
     uint64_t dropout_seed;             /* selects the keep mask; see above */
     clora_weight_layout weight_layout; /* how the frozen W is stored */
+    /* The row of the whole batch x's first row stands for: the mask of
+     * row i is that of row dropout_row0 + i, so a batch split into parts
+     * (micro-batches, processes) draws the masks it draws whole. */
+    size_t dropout_row0;
 } clora_lora_spec;
 
 /* The scale s for a mode, alpha and rank (rank >= 1). */

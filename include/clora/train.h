@@ -130,6 +130,30 @@ clora_status clora_trainer_accumulate(clora_trainer *trainer, const clora_buffer
                                       const clora_buffer *target, float weight, float *loss);
 clora_status clora_trainer_update(clora_trainer *trainer);
 
+/* Dropout masks are keyed by the step and by each example's place in the
+ * step's whole batch, so that a batch cut into micro-batches, or shared
+ * among processes, draws the masks it draws whole (when every part holds
+ * the same number of positions: cut every part's sequences to the whole
+ * batch's longest). accumulate() places each micro-batch after the ones
+ * before it in the step; accumulate_at() places it at first_example (a
+ * process's share of a batch split across processes, say). */
+clora_status clora_trainer_accumulate_at(clora_trainer *trainer, const clora_buffer *input,
+                                         const clora_buffer *target, float weight,
+                                         size_t first_example, float *loss);
+
+/* Data parallelism: update() calls the hook first, with the gradients of
+ * every trainable parameter in one contiguous float32 buffer (the
+ * gradient arena, in clora_model_param() order of the trainable ones),
+ * before it clips and steps. A hook that sums the buffer over processes
+ * (MPI_Allreduce, say) makes each process take the step of the whole
+ * batch: give each of its micro-batches the weight of its share of the
+ * whole batch (examples, or scored tokens, over all processes). A hook
+ * that fails gives up the step, as any failure of update() does. NULL
+ * removes it. */
+typedef clora_status (*clora_gradient_hook)(clora_buffer *gradients, void *user);
+void clora_trainer_set_gradient_hook(clora_trainer *trainer, clora_gradient_hook hook,
+                                     void *user);
+
 /* A run's state, for continuing it bit for bit: every trainable value,
  * the optimizer's moments, the step count, the last learning rate and the
  * model's count of training forwards (dropout masks are keyed by it), in

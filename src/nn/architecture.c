@@ -284,7 +284,8 @@ clora_status clora__attend(clora_node *node, const clora__attention_args *args,
         return status;
     const float p = node->model->training ? args->p : 0.0f;
     return clora__attention_forward(core, merged, mask, causal, p,
-                                    p > 0.0f ? clora__node_seed(node, 1) : 0);
+                                    p > 0.0f ? clora__node_seed(node, 1) : 0,
+                                    node->model->first_example);
 }
 
 clora_status clora__check_projection(const clora_node *node, const clora_node *projection,

@@ -1,12 +1,13 @@
 /* dropout.c — the Dropout node kind: (...) -> the same shape, each element
  * kept with probability 1 - p and scaled by 1 / (1 - p) while the model
  * trains, the identity otherwise. The mask is a function of (seed, row,
- * column), so backward regenerates it. */
+ * column), the row the whole batch's, so backward regenerates it. */
 #include "nn/nn.h"
 
 typedef struct dropout_state {
     float p;
     uint64_t seed; /* of the last training forward's mask */
+    size_t row0;   /* its first row's row in the whole batch */
 } dropout_state;
 
 static clora_status dropout_setup(clora_node *node, const void *args)
@@ -31,9 +32,10 @@ static clora_status dropout_forward(clora_node *node, const clora_buffer *x,
         return CLORA_OK;
     }
     s->seed = clora__node_seed(node, 0);
+    s->row0 = clora__node_dropout_row0(node, x);
     status = clora__buffer_ensure_like(&node->owned_output, x);
     if (status == CLORA_OK)
-        status = clora__dropout(node->owned_output, x, s->seed, s->p);
+        status = clora__dropout(node->owned_output, x, s->seed, s->p, s->row0);
     *y = node->owned_output;
     return status;
 }
@@ -49,7 +51,7 @@ static clora_status dropout_backward(clora_node *node, const clora_buffer *dy, i
     clora_buffer *d_input = NULL;
     clora_status status = clora__node_d_input(node, need_dx, &d_input);
     if (status == CLORA_OK && d_input)
-        status = clora__dropout(d_input, dy, s->seed, s->p);
+        status = clora__dropout(d_input, dy, s->seed, s->p, s->row0);
     if (status == CLORA_OK)
         *dx = d_input;
     return status;

@@ -18,6 +18,7 @@ typedef struct lora_state {
     int merged;         /* index of the adapter merged into the base weight, -1 for none */
     clora_buffer *h;    /* (..., r): drop(x) · Aᵀ of the last forward */
     uint64_t dropout_seed;
+    size_t dropout_row0;
     float dropout_used; /* the dropout p the last forward applied */
 } lora_state;
 
@@ -45,6 +46,7 @@ static clora_lora_spec spec_of(const clora_node *node, const clora__adapter *ad)
     spec.scale_mode = ad->scale_mode;
     spec.dropout = s->dropout_used;
     spec.dropout_seed = s->dropout_seed;
+    spec.dropout_row0 = s->dropout_row0;
     clora__linear_dims_of(node, NULL, NULL, &spec.weight_layout);
     return spec;
 }
@@ -74,6 +76,7 @@ static clora_status lora_forward(clora_node *node, const clora_buffer *x, const 
     if (status != CLORA_OK)
         return status;
     s->dropout_seed = clora__node_seed(node, 0);
+    s->dropout_row0 = clora__node_dropout_row0(node, x);
     s->dropout_used = node->model->training ? ad->dropout : 0.0f;
     const clora_lora_spec spec = spec_of(node, ad);
     return clora_lora_forward(node->owned_output, s->h, x, w, b, ad->lora_a->value,

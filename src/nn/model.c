@@ -290,6 +290,12 @@ uint64_t clora__node_seed(const clora_node *node, uint64_t salt)
     return z ^ (z >> 31);
 }
 
+size_t clora__node_dropout_row0(const clora_node *node, const clora_buffer *x)
+{
+    const size_t batch = x->ndim >= 2 ? x->shape[0] : 1;
+    return batch ? node->model->first_example * (clora__rows(x) / batch) : 0;
+}
+
 /* ---- building ------------------------------------------------------------------ */
 
 static clora_status check_parent(const char *op, clora_node *parent)

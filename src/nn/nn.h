@@ -135,6 +135,9 @@ struct clora_model {
     size_t node_counter;
     int training;
     uint64_t forward_count;
+    /* The place in the whole batch of the next training forward's first
+     * example (clora_trainer_accumulate_at): masks follow the whole batch. */
+    size_t first_example;
 
     /* the flattened parameter list, rebuilt when `dirty` */
     int dirty;
@@ -239,6 +242,10 @@ void clora__node_drop_output(clora_node *node);
 /* A seed for one node's masks in one training forward; `salt` tells masks
  * of the same node apart. */
 uint64_t clora__node_seed(const clora_node *node, uint64_t salt);
+/* The whole batch's row of the first row of x for a mask over x's rows
+ * (all but the last dimension, x's first the examples): first_example
+ * times the rows of one example. */
+size_t clora__node_dropout_row0(const clora_node *node, const clora_buffer *x);
 
 /* ---- parameters (model.c) ----------------------------------------------------------- */
 

@@ -88,7 +88,7 @@ static clora_status grouped_gemm(const clora__attention *att, int trans_a, int t
 
 clora_status clora__attention_forward(clora__attention *att, clora_buffer *merged,
                                       const clora_buffer *mask, int causal, float dropout,
-                                      uint64_t dropout_seed)
+                                      uint64_t dropout_seed, size_t first_example)
 {
     clora_device *dev = merged->device;
     const size_t B = att->B, T = att->T, H = att->H, D = att->D, R = att->H / att->G;
@@ -122,10 +122,12 @@ clora_status clora__attention_forward(clora__attention *att, clora_buffer *merge
     const clora_buffer *used = p;
     att->dropout = dropout;
     att->dropout_seed = dropout_seed;
+    att->first_example = first_example;
     if (dropout > 0.0f) {
         if ((status = clora__buffer_ensure(&att->p_dropped, dev, CLORA_DTYPE_F32, 4, p_shape,
                                            NULL)) ||
-            (status = clora__dropout(att->p_dropped, p, dropout_seed, dropout)))
+            (status = clora__dropout(att->p_dropped, p, dropout_seed, dropout,
+                                     first_example * H * T)))
             return status;
         used = att->p_dropped;
     }
@@ -164,7 +166,8 @@ clora_status clora__attention_backward(clora__attention *att, const clora_buffer
                                R * T * D, dv, D, T * D)))
         return status;
     if (att->dropout > 0.0f &&
-        (status = clora__dropout(dp, dp, att->dropout_seed, att->dropout)))
+        (status = clora__dropout(dp, dp, att->dropout_seed, att->dropout,
+                                 att->first_example * H * T)))
         return status;
     clora__args a;
     if ((status = clora__args_begin(&a, dev, CLORA__KERNEL_SOFTMAX_BACKWARD)))

@@ -39,7 +39,8 @@ clora_status clora__activation_backward(clora_buffer *dx, const clora_buffer *dy
     return clora__args_launch(&a, 1, global, local);
 }
 
-clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t seed, float p)
+clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t seed, float p,
+                           size_t row0)
 {
     clora__args a;
     clora_status status = clora__args_begin(&a, in->device, CLORA__KERNEL_DROPOUT_APPLY);
@@ -54,6 +55,7 @@ clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t 
     clora__arg_uint(&a, (cl_uint)(seed >> 32));
     clora__arg_uint(&a, (cl_uint)floor((double)p * 16777216.0));
     clora__arg_float(&a, 1.0f / (1.0f - p));
+    clora__arg_uint(&a, (cl_uint)row0);
     const size_t global[2] = {cols, rows}, local[2] = {16, 4};
     return clora__args_launch(&a, 2, global, local);
 }

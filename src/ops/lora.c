@@ -41,16 +41,18 @@ typedef struct rank_gemm {
 /* The dropout mask's parameters as the kernels take them. */
 typedef struct dropout {
     cl_uint seed_lo, seed_hi, threshold;
-    float scale; /* 1 / (1 - p) */
+    float scale;  /* 1 / (1 - p) */
+    cl_uint row0; /* the whole batch's row of the first row */
 } dropout;
 
-/* The kernels' last four arguments. */
+/* The kernels' last five arguments. */
 static void arg_dropout(clora__args *a, const dropout *drop)
 {
     clora__arg_uint(a, drop->seed_lo);
     clora__arg_uint(a, drop->seed_hi);
     clora__arg_uint(a, drop->threshold);
     clora__arg_float(a, drop->scale);
+    clora__arg_uint(a, drop->row0);
 }
 
 static dropout dropout_of(const clora_lora_spec *spec)
@@ -60,6 +62,7 @@ static dropout dropout_of(const clora_lora_spec *spec)
     d.seed_hi = (cl_uint)(spec->dropout_seed >> 32);
     d.threshold = (cl_uint)floor((double)spec->dropout * 16777216.0);
     d.scale = spec->dropout > 0.0f ? 1.0f / (1.0f - spec->dropout) : 1.0f;
+    d.row0 = (cl_uint)spec->dropout_row0;
     return d;
 }
 
@@ -265,7 +268,7 @@ clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout lay
         .m = out, .k = r, .p = in, .alpha = scale,
         .flags = CLORA__GEMM_ACCUMULATE,
     };
-    const dropout none = {0, 0, 0, 1.0f};
+    const dropout none = {0, 0, 0, 1.0f, 0};
     return gemm_direct(weight->device, &delta, &none);
 }
 

@@ -104,9 +104,11 @@ clora_status clora__activation_forward(clora_buffer *y, const clora_buffer *x,
 clora_status clora__activation_backward(clora_buffer *dx, const clora_buffer *dy,
                                         const clora_buffer *x, const clora_buffer *y,
                                         clora__activation activation);
-/* out = in * mask(seed) / (1 - p), keyed (row, col) over in's (rows, cols);
- * the same call regenerates the mask for backward. out may be in. */
-clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t seed, float p);
+/* out = in * mask(seed) / (1 - p), keyed (row0 + row, col) over in's
+ * (rows, cols); the same call regenerates the mask for backward. out may
+ * be in. */
+clora_status clora__dropout(clora_buffer *out, const clora_buffer *in, uint64_t seed, float p,
+                           size_t row0);
 /* out = a + b elementwise (same number of elements); out may be a or b. */
 clora_status clora__add(clora_buffer *out, const clora_buffer *a, const clora_buffer *b);
 
@@ -171,6 +173,7 @@ typedef struct clora__attention {
     clora_buffer *dp;          /* (B, H, T, T) */
     float dropout;             /* the probability dropout the last forward applied */
     uint64_t dropout_seed;
+    size_t first_example;      /* the whole batch's example of b = 0, for the masks */
 } clora__attention;
 
 /* Sizes q (B, H, T, D), k and v (B, G, T, D) for the next forward. */
@@ -178,10 +181,11 @@ clora_status clora__attention_prepare(clora__attention *att, clora_device *devic
                                       size_t T, size_t H, size_t G, size_t D);
 /* merged (B, T, H·D) = the heads of drop(softmax(Q·Kᵀ/√D + mask))·V, keys
  * j > i masked when causal, and keys where the int32 (B, T) mask is 0 (no
- * mask: none); dropout p (0: off) keyed by dropout_seed. */
+ * mask: none); dropout p (0: off) keyed by dropout_seed and by each
+ * probability's row in the whole batch, b = 0 being example first_example. */
 clora_status clora__attention_forward(clora__attention *att, clora_buffer *merged,
                                       const clora_buffer *mask, int causal, float dropout,
-                                      uint64_t dropout_seed);
+                                      uint64_t dropout_seed, size_t first_example);
 /* dq, dk, dv (B, H, T, D) from d_merged (B, T, H·D), for the last forward. */
 clora_status clora__attention_backward(clora__attention *att, const clora_buffer *d_merged);
 /* Frees the buffers (the sizes go with them). */

@@ -81,7 +81,8 @@ static double dropped_x(const float *x, size_t row, size_t i, size_t in,
     double v = x[row * in + i];
     if (spec->dropout <= 0.0f)
         return v;
-    if (!clora_reference_dropout_keep(spec->dropout_seed, row, i, spec->dropout))
+    if (!clora_reference_dropout_keep(spec->dropout_seed, spec->dropout_row0 + row, i,
+                                      spec->dropout))
         return 0.0;
     return v * (1.0f / (1.0f - spec->dropout));
 }
@@ -177,7 +178,8 @@ clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_
                 /* d drop(x) / dx is the same mask and scale. */
                 double mask = 1.0;
                 if (spec->dropout > 0.0f)
-                    mask = clora_reference_dropout_keep(spec->dropout_seed, row, i, spec->dropout)
+                    mask = clora_reference_dropout_keep(spec->dropout_seed,
+                                                        spec->dropout_row0 + row, i, spec->dropout)
                                ? 1.0f / (1.0f - spec->dropout)
                                : 0.0;
                 dx[row * in + i] = (float)(frozen + mask * lora);

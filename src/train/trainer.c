@@ -15,8 +15,11 @@ struct clora_trainer {
     clora_buffer *weight; /* one float: the micro-batch's share of the step's loss */
     size_t steps;
     size_t pending; /* micro-batches accumulated since the last update */
+    size_t step_examples; /* their examples */
     uint64_t step_forwards; /* the model's training forwards when the step began */
     float last_lr;
+    clora_gradient_hook hook;
+    void *hook_user;
 };
 
 /* A call that failed part way has left gradients (and maybe the dropout
@@ -86,6 +89,14 @@ void clora_trainer_destroy(clora_trainer *t)
 clora_status clora_trainer_accumulate(clora_trainer *t, const clora_buffer *input,
                                       const clora_buffer *target, float weight, float *loss)
 {
+    return clora_trainer_accumulate_at(t, input, target, weight,
+                                       t && t->pending ? t->step_examples : 0, loss);
+}
+
+clora_status clora_trainer_accumulate_at(clora_trainer *t, const clora_buffer *input,
+                                         const clora_buffer *target, float weight,
+                                         size_t first_example, float *loss)
+{
     if (!t || !input || !target)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_trainer_accumulate: NULL argument");
     if (!(weight >= 0.0f) || !isfinite(weight))
@@ -96,9 +107,15 @@ clora_status clora_trainer_accumulate(clora_trainer *t, const clora_buffer *inpu
     const int was_training = model->training;
     model->training = 1;
     const clora_buffer *output = NULL;
-    if (t->pending == 0)
+    if (t->pending == 0) {
         t->step_forwards = model->forward_count;
+        t->step_examples = 0;
+    }
     clora_status status = t->pending ? CLORA_OK : clora_model_zero_grad(model);
+    /* every part of a step draws the masks of the whole batch: the step's
+     * one training forward, at this part's place in it */
+    model->forward_count = t->step_forwards;
+    model->first_example = first_example;
     if (status == CLORA_OK)
         status = clora_model_forward(model, input, &output);
     if (status == CLORA_OK && (!t->d_output || t->d_output->ndim != output->ndim ||
@@ -128,9 +145,11 @@ clora_status clora_trainer_accumulate(clora_trainer *t, const clora_buffer *inpu
     if (status == CLORA_OK)
         status = clora_model_backward(model, t->d_output);
     model->training = was_training;
+    model->first_example = 0;
     if (status != CLORA_OK)
         return abandon_step(t, status);
     t->pending++;
+    t->step_examples = first_example + (input->ndim ? input->shape[0] : 1);
     if (loss)
         *loss = value;
     return CLORA_OK;
@@ -145,7 +164,9 @@ clora_status clora_trainer_update(clora_trainer *t)
                            "clora_trainer_update: no micro-batch since the last update "
                            "(clora_trainer_accumulate first)");
     clora_status status = CLORA_OK;
-    if (t->config.max_grad_norm > 0.0f)
+    if (t->hook && t->model->grad_arena)
+        status = t->hook(t->model->grad_arena, t->hook_user);
+    if (status == CLORA_OK && t->config.max_grad_norm > 0.0f)
         status = clora_clip_grad_norm(t->model, t->config.max_grad_norm, NULL);
     const clora_schedule schedule = {t->config.schedule, t->config.optimizer.lr,
                                      t->config.warmup_steps, t->config.total_steps};
@@ -169,6 +190,14 @@ clora_status clora_trainer_step(clora_trainer *t, const clora_buffer *input,
                            t->pending);
     clora_status status = clora_trainer_accumulate(t, input, target, 1.0f, loss);
     return status == CLORA_OK ? clora_trainer_update(t) : status;
+}
+
+void clora_trainer_set_gradient_hook(clora_trainer *t, clora_gradient_hook hook, void *user)
+{
+    if (!t)
+        return;
+    t->hook = hook;
+    t->hook_user = user;
 }
 
 size_t clora_trainer_step_count(const clora_trainer *t)

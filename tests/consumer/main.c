@@ -34,7 +34,7 @@ int main(void)
     CHECK(clora_buffer_fill(w, 0.5f));
     CHECK(clora_buffer_fill(a, 1.0f));
     CHECK(clora_buffer_fill(b, 2.0f));
-    clora_lora_spec spec = {1.0f, CLORA_SCALE_ALPHA, 0.0f, 0, CLORA_WEIGHT_OUT_IN};
+    clora_lora_spec spec = {1.0f, CLORA_SCALE_ALPHA, 0.0f, 0, CLORA_WEIGHT_OUT_IN, 0};
     CHECK(clora_lora_forward(y, NULL, x, w, NULL, a, b, &spec));
     float out[8];
     CHECK(clora_buffer_download(y, 0, out, 8));
