@@ -57,15 +57,23 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
     if (argc < 2) {
-        fputs(usage, stderr);
+        fprintf(stderr, "clora: no command given (see clora --help)\n");
         return 2;
     }
     const char *command = argv[1];
-    if (!strcmp(command, "--help") || !strcmp(command, "-h") || !strcmp(command, "help")) {
+    const int help = !strcmp(command, "--help") || !strcmp(command, "-h") ||
+                     !strcmp(command, "help");
+    const int version = !strcmp(command, "--version") || !strcmp(command, "version");
+    if ((help || version) && argc > 2) {
+        fprintf(stderr, "clora: unexpected argument \"%s\" after %s (see clora --help)\n",
+                argv[2], command);
+        return 2;
+    }
+    if (help) {
         fputs(usage, stdout);
         return 0;
     }
-    if (!strcmp(command, "--version") || !strcmp(command, "version")) {
+    if (version) {
         printf("clora %s\n", clora_version());
         return 0;
     }

@@ -61,9 +61,13 @@ static const char bench_description[] =
 
 /* ---- output -------------------------------------------------------------- */
 
+/* Results reported in this run: none after the run means --only let nothing run. */
+static size_t reported;
+
 void bench_report(bench *b, const char *name, const char *shape, double median_ms,
                    const char *baseline, double baseline_ms, const char *ratio_of, json_t *extra)
 {
+    ++reported;
     double ratio = 0.0;
     if (baseline_ms > 0)
         ratio = !strcmp(ratio_of, "speed") ? baseline_ms / median_ms : median_ms / baseline_ms;
@@ -767,5 +771,10 @@ int cmd_bench(int argc, char **argv)
     if (!b.failed && b.o.llama && bench_wanted(&b, "packed_hgemm"))
         bench_hgemm_error(&b);
     clora_device_destroy(b.dev);
+    if (!b.failed && b.o.only && reported == 0) {
+        fprintf(stderr, "clora bench: --only %s ran no measurement (see --help for the names%s)\n",
+                b.o.only, b.o.llama ? "" : "; a model's llama_* and packed_* ones need --llama");
+        return 1;
+    }
     return b.failed ? 1 : 0;
 }

@@ -122,7 +122,7 @@ int cmd_generate(int argc, char **argv)
         {CLI_OPT("--tokens", CLI_STRING, &tokens, "IDS",
                  "the prompt's ids, comma-separated: 1,9690,198")},
         {CLI_OPT("--max-new", CLI_SIZE, &max_new, "N", "tokens to add at most"),
-         .fallback = "128", .min = 1},
+         .fallback = "128", CLI_AT_LEAST(1)},
         {CLI_OPT("--temperature", CLI_FLOAT, &temperature, "T",
                  "divides the logits before sampling; 0: greedy"),
          .fallback = "0", CLI_AT_LEAST(0)},

@@ -329,13 +329,12 @@ static int describe_adapter(const char *dir)
     json_decref(config);
     printf("  tensors (%s):\n", weights_path);
     const int listed = list_tensors(weights_path, "    ", 200);
-    /* what a loader would refuse makes the adapter invalid, whatever it shows */
-    if (status != CLORA_OK) {
+    /* what a loader would refuse makes the adapter invalid, whatever it shows;
+     * a tensor file that could not be listed has had its one line of error */
+    if (status != CLORA_OK && listed)
         fprintf(stderr, "clora info: invalid adapter: %s (%s)\n", reason,
                 clora_status_name(status));
-        return 1;
-    }
-    return listed ? 0 : 1;
+    return listed && status == CLORA_OK ? 0 : 1;
 }
 
 /* Hugging Face's shards: each file the index names (0: not all listed). */
@@ -343,6 +342,11 @@ static int list_shards(const char *dir, const char *weights_path)
 {
     char index_path[4200];
     snprintf(index_path, sizeof index_path, "%s.index.json", weights_path);
+    struct stat st;
+    if (stat(index_path, &st) != 0) {
+        fprintf(stderr, "clora info: %s: no such file, nor %s\n", weights_path, index_path);
+        return 0;
+    }
     json_t *index = read_json(index_path);
     json_t *map = index ? json_object_get(index, "weight_map") : NULL;
     if (!json_is_object(map)) {
@@ -409,9 +413,11 @@ static int describe_model(const char *dir)
     } else {
         listed = list_shards(dir, weights_path);
     }
-    /* what the loader would refuse makes the folder invalid, whatever it shows */
+    /* what the loader would refuse makes the folder invalid, whatever it shows;
+     * weights that could not be listed have had their one line of error */
     if (clora_model_check(dir) != CLORA_OK) {
-        fprintf(stderr, "clora info: invalid model: %s\n", clora_last_error());
+        if (listed)
+            fprintf(stderr, "clora info: invalid model: %s\n", clora_last_error());
         return 1;
     }
     printf("  as a model: clora loads it (structure checked; values when loaded)\n");

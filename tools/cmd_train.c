@@ -1,11 +1,16 @@
 /* cmd_train.c — `clora train`: LoRA fine-tuning of a saved model on dataset
  * files, saving a PEFT adapter; classification (also on decoders, with a
  * new head), next-token training, regression. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "fit.h"
@@ -112,8 +117,10 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--adapter-name", CLI_STRING, &o->adapter_name, "NAME", "the adapter's name"),
          .fallback = "default"},
         CLI_SECTION("training:"),
-        {CLI_OPT("--steps", CLI_SIZE, &o->steps, "N", "optimizer steps (default: one epoch)")},
-        {CLI_OPT("--epochs", CLI_SIZE, &o->epochs, "E", "or passes over the data")},
+        {CLI_OPT("--steps", CLI_SIZE, &o->steps, "N", "optimizer steps (default: one epoch)"),
+         CLI_AT_LEAST(1)},
+        {CLI_OPT("--epochs", CLI_SIZE, &o->epochs, "E", "or passes over the data"),
+         CLI_AT_LEAST(1)},
         {CLI_OPT("--batch-size", CLI_SIZE, &o->batch, "B",
                  "examples per optimizer step; an epoch's last partial batch is skipped"),
          .fallback = "32", CLI_AT_LEAST(1)},
@@ -121,19 +128,22 @@ static int parse(int argc, char **argv, train_options *o)
                  "split each batch into K micro-batches (less memory, the same step); K "
                  "divides B"),
          .fallback = "1", CLI_AT_LEAST(1)},
-        {CLI_OPT("--lr", CLI_FLOAT, &o->lr, "LR", "learning rate"), .fallback = "1e-3"},
+        {CLI_OPT("--lr", CLI_FLOAT, &o->lr, "LR", "learning rate"), .fallback = "1e-3",
+         CLI_AT_LEAST(0)},
         {CLI_OPT("--optimizer", CLI_CHOICE, &o->optimizer, "NAME", "adamw or sgd"),
          .fallback = "adamw", .choices = optimizer_names},
         {CLI_OPT("--weight-decay", CLI_FLOAT, &o->weight_decay, "W",
                  "weight decay (default 0.01 for AdamW, 0 for SGD)"),
-         .given = &o->weight_decay_set},
-        {CLI_OPT("--momentum", CLI_FLOAT, &o->momentum, "M", "SGD momentum"), .fallback = "0.9"},
+         .given = &o->weight_decay_set, CLI_AT_LEAST(0)},
+        {CLI_OPT("--momentum", CLI_FLOAT, &o->momentum, "M", "SGD momentum"), .fallback = "0.9",
+         CLI_AT_LEAST(0)},
         {CLI_OPT("--schedule", CLI_CHOICE, &o->schedule, "NAME",
                  "constant, linear or cosine, after --warmup"),
          .fallback = "constant", .choices = schedule_names},
         {CLI_OPT("--warmup", CLI_SIZE, &o->warmup, "N", "linear warm-up steps"), .fallback = "0"},
         {CLI_OPT("--clip", CLI_FLOAT, &o->clip, "NORM",
-                 "clip gradients to this global norm (default: off)")},
+                 "clip gradients to this global norm (default: off)"),
+         CLI_AT_LEAST(0)},
         {CLI_OPT("--seed", CLI_SIZE, &o->seed, "S",
                  "shuffling, initialisation of LoRA and a new head, dropout"),
          .fallback = "0"},
@@ -311,6 +321,40 @@ static int write_json(const char *path, clora_model *model, clora_device *dev, c
     int ok = text && write_file_atomic(path, text, strlen(text));
     free(text);
     return ok;
+}
+
+/* Fails, with one line of error, unless `path` (given with `option`) can be
+ * written later: the folder it goes in exists and is writable, and `path`,
+ * if there, is a folder when `folder` and no folder otherwise. Checked before
+ * training, so that a run does not end by failing to write its results, nor
+ * leave some of them behind when it does. */
+static int check_output(const char *option, const char *path, int folder)
+{
+    if (!path)
+        return 1;
+    struct stat st;
+    if (stat(path, &st) == 0 && (S_ISDIR(st.st_mode) != 0) != folder) {
+        fprintf(stderr, "clora train: %s %s is %s\n", option, path,
+                folder ? "not a folder" : "a folder");
+        return 0;
+    }
+    char *copy = strdup(path);
+    if (!copy) {
+        fprintf(stderr, "clora train: out of memory\n");
+        return 0;
+    }
+    const char *parent = dirname(copy), *why = NULL;
+    if (stat(parent, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        why = "not a folder";
+    else if (access(parent, W_OK) != 0)
+        why = strerror(errno);
+    if (why)
+        fprintf(stderr, "clora train: %s %s: cannot write in %s: %s\n", option, path, parent,
+                why);
+    free(copy);
+    return why == NULL;
 }
 
 int cmd_train(int argc, char **argv)

@@ -134,7 +134,8 @@ int parse_ids(const char *command, const char *option, const char *text, int32_t
         char *end = NULL;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+        if (errno || end == p || v < 0 || v > INT32_MAX ||
+            (*end && (*end != ',' || end[1] == '\0'))) { /* a comma, and an id after it */
             fprintf(stderr, "clora %s: %s expects ids like 15496,11,995; \"%s\" is not\n",
                     command, option, text);
             free(*ids);
