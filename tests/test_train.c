@@ -645,6 +645,104 @@ static void micro_batches_draw_the_whole_batch_masks(void **state)
     free(whole);
 }
 
+/* ---- gradient checkpointing --------------------------------------------------------------- */
+
+enum { ARCH_GPT2, ARCH_LLAMA, ARCH_BERT };
+
+/* A tiny model of each architecture, dropout in every place it has one,
+ * with LoRA (dropout too) on every Linear and everything trainable. */
+static clora_model *tiny_of(int arch)
+{
+    clora_model *model = NULL;
+    if (arch == ARCH_GPT2) {
+        clora_gpt2_config c = clora_gpt2_config_default();
+        c.vocab_size = GV, c.n_positions = GT, c.n_embd = 8, c.n_layer = 3, c.n_head = 2;
+        c.n_inner = 16;
+        c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.25f;
+        CHECK_OK(clora_model_create_gpt2(&model, test_device, &c, 5));
+    } else if (arch == ARCH_LLAMA) {
+        clora_llama_config c = clora_llama_config_default();
+        c.vocab_size = GV, c.hidden_size = 8, c.intermediate_size = 12, c.num_hidden_layers = 3;
+        c.num_attention_heads = 4, c.num_key_value_heads = 2, c.head_dim = 4;
+        c.attention_dropout = 0.2f;
+        CHECK_OK(clora_model_create_llama(&model, test_device, &c, 5));
+    } else {
+        clora_bert_config c = clora_bert_config_default();
+        c.vocab_size = GV, c.hidden_size = 8, c.num_hidden_layers = 3, c.num_attention_heads = 2;
+        c.intermediate_size = 16, c.max_position_embeddings = GT, c.num_labels = 3;
+        c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.25f;
+        CHECK_OK(clora_model_create_bert(&model, test_device, &c, 5));
+    }
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 2;
+    lora.dropout = 0.3f;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+    CHECK_OK(clora_model_set_trainable(model, "", 1));
+    return model;
+}
+
+/* Trainable values after three SGD steps on GB sequences (next tokens, or
+ * a class per sequence for BERT), and the step's peak device memory. */
+static float *trained_checkpointing(int arch, int checkpointing, size_t *n, uint64_t *peak)
+{
+    clora_model *model = tiny_of(arch);
+    CHECK_OK(clora_model_set_checkpointing(model, checkpointing));
+    clora_train_config cfg = clora_train_config_default();
+    cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_SGD);
+    cfg.optimizer.lr = 0.5f;
+    clora_trainer *trainer = NULL;
+    CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+    const size_t shape[2] = {GB, GT}, flat = GB * GT;
+    const size_t labels = arch == ARCH_BERT ? GB : flat;
+    clora_buffer *bx = NULL, *by = NULL;
+    CHECK_OK(clora_buffer_create_typed(&bx, test_device, CLORA_DTYPE_I32, 2, shape));
+    CHECK_OK(clora_buffer_create_typed(&by, test_device, CLORA_DTYPE_I32, 1, &labels));
+    int32_t ids[GB * GT], next[GB * GT];
+    CHECK_OK(clora_device_reset_memory_peak(test_device));
+    for (size_t step = 0; step < 3; ++step) {
+        uint64_t rng = 91 + step;
+        for (size_t i = 0; i < flat; ++i) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            ids[i] = (int32_t)((rng >> 33) % GV);
+        }
+        for (size_t i = 0; i < flat; ++i)
+            next[i] = arch == ARCH_BERT ? ids[i] % 3 : ids[(i + 1) % flat];
+        CHECK_OK(clora_buffer_upload_i32(bx, 0, ids, flat));
+        CHECK_OK(clora_buffer_upload_i32(by, 0, next, labels));
+        CHECK_OK(clora_trainer_step(trainer, bx, by, NULL));
+    }
+    clora_memory_report report;
+    CHECK_OK(clora_device_memory(test_device, &report));
+    *peak = report.peak;
+    float *values = trainable_values(model, n);
+    clora_trainer_destroy(trainer);
+    clora_buffer_destroy(bx);
+    clora_buffer_destroy(by);
+    clora_model_destroy(model);
+    return values;
+}
+
+/* With checkpointing, blocks recompute their activations in backward: the
+ * same masks and the same arithmetic, so the same bytes, on every
+ * architecture, dropout on. */
+static void checkpointing_gives_the_same_step(void **state)
+{
+    (void)state;
+    static const char *const names[3] = {"GPT-2", "Llama", "BERT"};
+    for (int arch = 0; arch < 3; ++arch) {
+        size_t n = 0, m = 0;
+        uint64_t peak = 0, peak_checkpointed = 0;
+        float *plain = trained_checkpointing(arch, 0, &n, &peak);
+        float *checkpointed = trained_checkpointing(arch, 1, &m, &peak_checkpointed);
+        assert_int_equal(n, m);
+        test_assert_identical(names[arch], checkpointed, plain, n);
+        print_message("%s: peak device memory %llu bytes, %llu with checkpointing\n", names[arch],
+                      (unsigned long long)peak, (unsigned long long)peak_checkpointed);
+        free(plain);
+        free(checkpointed);
+    }
+}
+
 /* 6 steps straight, or 3, saved, and 3 more in a new model and trainer:
  * the same bytes, dropout on. A state for other parameters is refused. */
 static void saved_state_continues_bit_for_bit(void **state)
@@ -725,6 +823,7 @@ int main(void)
         cmocka_unit_test(trainer_with_mse_and_bad_targets),
         cmocka_unit_test(micro_batches_make_the_whole_step),
         cmocka_unit_test(micro_batches_draw_the_whole_batch_masks),
+        cmocka_unit_test(checkpointing_gives_the_same_step),
         cmocka_unit_test(saved_state_continues_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, test_open_device, test_close_device);

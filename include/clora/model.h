@@ -192,6 +192,14 @@ clora_status clora_model_count_params(clora_model *model, clora_param_counts *co
 clora_status clora_model_set_training(clora_model *model, int training);
 int clora_model_training(const clora_model *model);
 
+/* Gradient checkpointing: while training, each transformer block (GPT-2,
+ * BERT and Llama-family layers) keeps only its input and output between
+ * forward and backward, and backward runs the block's forward again before
+ * its own: activation memory of one block instead of all, for a second
+ * forward of each block. The recomputation draws the same dropout masks,
+ * so gradients are those of a run without it. Off by default. */
+clora_status clora_model_set_checkpointing(clora_model *model, int on);
+
 /* Runs the tree on `input` (float32 (..., in), or int32 ids when the first
  * node is an Embedding). *output is borrowed: valid until the next forward. */
 clora_status clora_model_forward(clora_model *model, const clora_buffer *input,

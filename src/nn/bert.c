@@ -231,7 +231,7 @@ static void layer_release(clora_node *node)
 const clora__node_kind clora__bert_layer_kind = {
     .id = CLORA_NODE_BERT_LAYER,
     .name = "bert_layer",
-    .flags = CLORA__KIND_COMPOSITE,
+    .flags = CLORA__KIND_COMPOSITE | CLORA__KIND_CHECKPOINT,
     .state_size = sizeof(layer_state),
     .forward = layer_forward,
     .backward = layer_backward,

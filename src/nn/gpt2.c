@@ -167,7 +167,7 @@ static void block_release(clora_node *node)
 const clora__node_kind clora__gpt2_block_kind = {
     .id = CLORA_NODE_GPT2_BLOCK,
     .name = "gpt2_block",
-    .flags = CLORA__KIND_COMPOSITE,
+    .flags = CLORA__KIND_COMPOSITE | CLORA__KIND_CHECKPOINT,
     .state_size = sizeof(clora__residual_block),
     .forward = block_forward,
     .backward = block_backward,

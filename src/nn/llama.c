@@ -537,7 +537,7 @@ static void layer_release(clora_node *node)
 const clora__node_kind clora__llama_layer_kind = {
     .id = CLORA_NODE_LLAMA_LAYER,
     .name = "llama_layer",
-    .flags = CLORA__KIND_COMPOSITE,
+    .flags = CLORA__KIND_COMPOSITE | CLORA__KIND_CHECKPOINT,
     .state_size = sizeof(clora__residual_block),
     .forward = layer_forward,
     .backward = layer_backward,

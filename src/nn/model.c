@@ -200,6 +200,30 @@ int clora__is_base_layer(const clora_node *node)
 
 /* ---- running a node ------------------------------------------------------------- */
 
+/* Whether node is a block that keeps only its input and output between
+ * forward and backward. */
+static int checkpointed(const clora_node *node)
+{
+    return (node->kind->flags & CLORA__KIND_CHECKPOINT) && node->model->checkpointing &&
+           node->model->training;
+}
+
+/* Frees what the forwards under node kept for backward: every part's state
+ * and output but `keep` (the block's output, which may be a part's). */
+static void release_activations(clora_node *node, const clora_buffer *keep)
+{
+    if (node->kind->release)
+        node->kind->release(node);
+    if (node->owned_output && node->owned_output != keep) {
+        /* freed, not pooled: the pool would keep the memory this saves */
+        clora_buffer_destroy(node->owned_output);
+        node->owned_output = NULL;
+        node->output = NULL;
+    }
+    for (size_t i = 0; i < node->child_count; ++i)
+        release_activations(node->children[i], keep);
+}
+
 clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const clora_buffer **y)
 {
     node->input = x;
@@ -208,6 +232,8 @@ clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const 
         status = node->kind->forward(node, x, &node->output);
     if (status == CLORA_OK)
         *y = node->output;
+    if (status == CLORA_OK && checkpointed(node)) /* backward computes them again */
+        release_activations(node, node->output);
     return status;
 }
 
@@ -229,13 +255,23 @@ clora_status clora__node_backward(clora_node *node, const clora_buffer *dy, int 
                                   const clora_buffer **dx)
 {
     *dx = NULL;
-    clora_status status = node->kind->backward(node, dy, need_dx, dx);
+    const int again = checkpointed(node);
+    const clora_buffer *y = NULL;
+    /* the block's forward again, from its kept input: the same step, seeds
+     * and places, so the same activations, dropout masks included */
+    clora_status status = again ? node->kind->forward(node, node->input, &y) : CLORA_OK;
+    if (again && status == CLORA_OK)
+        node->output = y;
+    if (status == CLORA_OK)
+        status = node->kind->backward(node, dy, need_dx, dx);
     if (status != CLORA_OK)
         return status;
     if (node->kind->release_grads)
         node->kind->release_grads(node);
     for (size_t i = 0; i < node->child_count; ++i)
         release_grads(node->children[i], *dx);
+    if (again)
+        release_activations(node, node->output);
     return CLORA_OK;
 }
 
@@ -1020,6 +1056,14 @@ clora_status clora_model_set_training(clora_model *model, int training)
 int clora_model_training(const clora_model *model)
 {
     return model ? model->training : 0;
+}
+
+clora_status clora_model_set_checkpointing(clora_model *model, int on)
+{
+    if (!model)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_set_checkpointing: model is NULL");
+    model->checkpointing = on != 0;
+    return CLORA_OK;
 }
 
 clora_status clora_model_forward(clora_model *model, const clora_buffer *input,

@@ -64,7 +64,9 @@ enum {
     CLORA__KIND_SEQUENTIAL = 1u << 0, /* callers add its children (clora_node_add_*) */
     CLORA__KIND_COMPOSITE = 1u << 1,  /* drives named children that clora's builders add */
     CLORA__KIND_LINEAR = 1u << 2,     /* computes as a Linear (its own or its base's weight) */
-    CLORA__KIND_PACKABLE = 1u << 3    /* its "weight" may be stored packed (frozen) */
+    CLORA__KIND_PACKABLE = 1u << 3,   /* its "weight" may be stored packed (frozen) */
+    CLORA__KIND_CHECKPOINT = 1u << 4  /* a transformer block: recomputed in backward when the
+                                       * model checkpoints (clora_model_set_checkpointing) */
 };
 
 struct clora__node_kind {
@@ -138,6 +140,7 @@ struct clora_model {
     /* The place in the whole batch of the next training forward's first
      * example (clora_trainer_accumulate_at): masks follow the whole batch. */
     size_t first_example;
+    int checkpointing; /* clora_model_set_checkpointing */
 
     /* the flattened parameter list, rebuilt when `dirty` */
     int dirty;
