@@ -90,6 +90,18 @@ grep -Eq '^[0-9]+(,[0-9]+){3}$' "$work/gen" || { cat "$work/gen"; fail "generate
     --max-new 30 --temperature 1 --top-k 5 --seed 7 > "$work/gen" 2> "$work/gen.err" \
     || fail "generate top-k"
 grep -q "at the model's longest sequence" "$work/gen.err" || fail "generate: no stop at 16 tokens"
+# Gradient checkpointing recomputes each block in backward: the same bytes,
+# dropout on (GPT-2's own dropout and LoRA's)
+for ck in "" --checkpointing; do
+    "$clora" train --model "$golden/tiny_gpt2" --data "$golden/next_token_24x10.safetensors" \
+        --out "$work/ck$ck" --steps 3 --batch-size 4 --dropout 0.3 $ck > "$work/ck.log" 2>&1 \
+        || { cat "$work/ck.log"; fail "train $ck"; }
+done
+cmp -s "$work/ck/adapter_model.safetensors" "$work/ck--checkpointing/adapter_model.safetensors" \
+    || fail "--checkpointing changed the adapter"
+grep -q "gradient checkpointing" "$work/ck.log" || fail "--checkpointing not reported"
+echo "ok: --checkpointing writes the same adapter"
+
 # A Llama folder trains (PEFT's default targets q_proj and v_proj), and the
 # adapter generates through the cache as it does recomputing
 "$clora" train --model "$golden/tiny_llama" --data "$golden/next_token_24x10.safetensors" \

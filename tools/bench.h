@@ -31,6 +31,8 @@ void bench_report(bench *b, const char *name, const char *shape, double median_m
             const char *baseline, double baseline_ms, const char *ratio_of, json_t *extra);
 /* Whether --only lets the measurement `name` run. */
 int bench_wanted(const bench *b, const char *name);
+/* Whether --only lets some measurement of a group named prefix* run. */
+int bench_group_wanted(const bench *b, const char *prefix);
 /* Reports a failed measurement; the command then exits 1. */
 void bench_fail(bench *b, const char *what, clora_status status);
 
@@ -51,5 +53,10 @@ void bench_packed_llama(bench *b);
 /* With --llama: the error of half-precision accumulation (CLBlast's HGEMM)
  * against float32 accumulation on the model's F16 layers. */
 void bench_hgemm_error(bench *b);
+
+/* Gradient checkpointing (bench_checkpoint.c): a LoRA step with and
+ * without it, time and working memory, on GPT-2 small's shapes and on
+ * --llama's model. */
+void bench_checkpointing(bench *b);
 
 #endif /* CLORA_TOOLS_BENCH_H */

@@ -37,6 +37,11 @@ static const char bench_description[] =
     "                          step, the ratio if the rank-r work cost nothing\n"
     "  demo_step, gpt2_step    whole training steps (LoRA and full), tokens/s and\n"
     "                          peak device memory by category\n"
+    "  checkpointing_step      a LoRA step on GPT-2 small's shapes (and on --llama's\n"
+    "                          model) with gradient checkpointing, against the\n"
+    "                          step without (ratio: time), with the working\n"
+    "                          memory of each (all but parameters, gradients\n"
+    "                          and optimizer state)\n"
     "  packed_<TYPE>           y = x*W^T with W stored packed (F16, BF16, Q8_0,\n"
     "                          Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) by the path clora\n"
     "                          takes, against float32 W (ratio: time); with the\n"
@@ -114,6 +119,33 @@ void bench_report(bench *b, const char *name, const char *shape, double median_m
 int bench_wanted(const bench *b, const char *name)
 {
     return !b->o.only || !strncmp(name, b->o.only, strlen(b->o.only));
+}
+
+int bench_group_wanted(const bench *b, const char *prefix)
+{
+    return bench_wanted(b, prefix) || !strncmp(b->o.only, prefix, strlen(prefix));
+}
+
+/* The --llama model's packed measurements, apart from the products on each
+ * packed type (packed_<TYPE>), which share their prefix. */
+static const char *const llama_packed[] = {"packed_train_step", "packed_prefill",
+                                           "packed_decode", "packed_hgemm_error"};
+
+static int llama_packed_wanted(const bench *b, size_t first, size_t count)
+{
+    for (size_t i = first; i < first + count; ++i)
+        if (bench_wanted(b, llama_packed[i]))
+            return 1;
+    return 0;
+}
+
+/* The products, unless --only names one of the model's measurements. */
+static int packed_products_wanted(const bench *b)
+{
+    if (!bench_group_wanted(b, "packed_"))
+        return 0;
+    return !b->o.only || strlen(b->o.only) <= strlen("packed_") ||
+           !llama_packed_wanted(b, 0, 4);
 }
 
 void bench_fail(bench *b, const char *what, clora_status status)
@@ -762,14 +794,16 @@ int cmd_bench(int argc, char **argv)
         bench_demo(&b);
     if (!b.failed && bench_wanted(&b, "gpt2_step"))
         bench_gpt2(&b);
-    if (!b.failed && b.o.llama && bench_wanted(&b, "llama"))
+    if (!b.failed && b.o.llama && bench_group_wanted(&b, "llama_"))
         bench_llama(&b);
-    if (!b.failed && bench_wanted(&b, "packed_"))
+    if (!b.failed && packed_products_wanted(&b))
         bench_packed_products(&b);
-    if (!b.failed && b.o.llama && bench_wanted(&b, "packed_base"))
+    if (!b.failed && b.o.llama && llama_packed_wanted(&b, 0, 3))
         bench_packed_llama(&b);
-    if (!b.failed && b.o.llama && bench_wanted(&b, "packed_hgemm"))
+    if (!b.failed && b.o.llama && llama_packed_wanted(&b, 3, 1))
         bench_hgemm_error(&b);
+    if (!b.failed && bench_wanted(&b, "checkpointing_step"))
+        bench_checkpointing(&b);
     clora_device_destroy(b.dev);
     if (!b.failed && b.o.only && reported == 0) {
         fprintf(stderr, "clora bench: --only %s ran no measurement (see --help for the names%s)\n",

@@ -48,7 +48,14 @@ static const char train_description[] =
     "--eval-every steps and at the end, keeping the adapter of the lowest\n"
     "validation loss in OUT/best; --test is evaluated before and after only.\n"
     "--log writes the loss curve as CSV (phase,step,loss,lr,accuracy), which\n"
-    "tools/plot_loss.py turns into a PNG where matplotlib is installed.\n";
+    "tools/plot_loss.py turns into a PNG where matplotlib is installed.\n"
+    "\n"
+    "On several processes (mpirun -np K clora train ..., clora built with MPI),\n"
+    "each rank opens its own device (CLORA_DEVICE, else its machine's GPU of\n"
+    "its local rank) and takes B/K examples of each batch; the gradients are\n"
+    "summed over the ranks before each step, so K ranks, one process and\n"
+    "--grad-accum K write the same adapter, dropout included. Rank 0 prints\n"
+    "and writes; a rank that fails stops them all.\n";
 
 typedef struct train_options {
     const char *model, *data, *out, *val, *eval, *test, *log, *json, *device, *resume;
@@ -57,7 +64,7 @@ typedef struct train_options {
     size_t stop_at, seed;
     float alpha, dropout, lr, weight_decay, momentum, clip;
     const char *targets, *target_regex, *exclude, *rank_pattern, *trainable, *adapter_name;
-    int scale_mode, init, optimizer, schedule, task, lora_on_head, base_dtype;
+    int scale_mode, init, optimizer, schedule, task, lora_on_head, base_dtype, checkpointing;
     int weight_decay_set;
 } train_options;
 
@@ -125,9 +132,13 @@ static int parse(int argc, char **argv, train_options *o)
                  "examples per optimizer step; an epoch's last partial batch is skipped"),
          .fallback = "32", CLI_AT_LEAST(1)},
         {CLI_OPT("--grad-accum", CLI_SIZE, &o->grad_accum, "K",
-                 "split each batch into K micro-batches (less memory, the same step); K "
-                 "divides B"),
+                 "split each batch into K micro-batches (less memory, the same step, "
+                 "dropout included); K divides B (with MPI: ranks x K divides B)"),
          .fallback = "1", CLI_AT_LEAST(1)},
+        {CLI_OPT("--checkpointing", CLI_FLAG, &o->checkpointing, NULL,
+                 "gradient checkpointing: each transformer block keeps only its input and "
+                 "is computed again in backward (less activation memory, about 1.3x the "
+                 "step time, the same result)")},
         {CLI_OPT("--lr", CLI_FLOAT, &o->lr, "LR", "learning rate"), .fallback = "1e-3",
          CLI_AT_LEAST(0)},
         {CLI_OPT("--optimizer", CLI_CHOICE, &o->optimizer, "NAME", "adamw or sgd"),
@@ -252,7 +263,7 @@ typedef struct scores {
 } scores;
 
 /* Evaluates on each dataset given; prints one line. */
-static int evaluate_all(clora_model *model, const dataset *sets[3], size_t rows,
+static int evaluate_all(clora_model *model, const dataset *sets[3], size_t rows, cluster *group,
                         const char *when, scores *s)
 {
     static const char *const names[3] = {"train", "validation", "test"};
@@ -262,7 +273,7 @@ static int evaluate_all(clora_model *model, const dataset *sets[3], size_t rows,
         results[k]->accuracy = results[k]->loss = -1.0;
         if (!sets[k])
             continue;
-        clora_status status = evaluate_run(model, sets[k], rows, results[k]);
+        clora_status status = evaluate_run(model, sets[k], rows, group, results[k]);
         if (status != CLORA_OK) {
             printf("\n");
             cli_report("train", "evaluating", status);
@@ -366,6 +377,14 @@ int cmd_train(int argc, char **argv)
     const double started = cli_seconds();
     if (o.eval)
         o.val = o.eval;
+    cluster group;
+    if (!cluster_start(&group, &argc, &argv))
+        return 1;
+    /* rank 0 alone prints and writes; every rank reports its own failure */
+    if (group.rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        cluster_fail(&group, "cannot silence its output");
+        return 1;
+    }
 
     name_list targets = {0}, exclude = {0}, trainable = {0}, rank_items = {0};
     char *s_targets = NULL, *s_exclude = NULL, *s_trainable = NULL, *s_ranks = NULL;
@@ -405,9 +424,24 @@ int cmd_train(int argc, char **argv)
                 o.grad_accum, o.batch);
         goto done;
     }
+    const size_t parts = o.grad_accum * (size_t)group.size; /* of every batch */
+    if (o.batch % parts != 0) {
+        fprintf(stderr,
+                "clora train: --batch-size %zu does not split into %d ranks x %zu "
+                "micro-batches\n",
+                o.batch, group.size, o.grad_accum);
+        goto done;
+    }
+    if (group.rank != 0) /* rank 0 writes the run's files */
+        o.log = o.json = o.save_initial = NULL;
 
     exit_code = 1;
-    status = clora_device_open(&dev, o.device);
+    if (!check_output("--out", o.out, 1) || !check_output("--log", o.log, 0) ||
+        !check_output("--json", o.json, 0) || !check_output("--save-initial", o.save_initial, 1))
+        goto done;
+    char chosen[32];
+    status = clora_device_open(&dev, o.device ? o.device : cluster_device(&group, chosen,
+                                                                          sizeof chosen));
     if (status != CLORA_OK) {
         cli_report("train", "opening the device", status);
         goto done;
@@ -427,10 +461,11 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     if (o.batch > train.count) { /* the whole file in each step */
-        o.batch = train.count - train.count % o.grad_accum;
+        o.batch = train.count - train.count % parts;
         if (o.batch == 0) {
-            fprintf(stderr, "clora train: %s has %zu examples, fewer than --grad-accum %zu\n",
-                    o.data, train.count, o.grad_accum);
+            fprintf(stderr, "clora train: %s has %zu examples, fewer than the %zu parts of a "
+                            "batch (ranks x --grad-accum)\n",
+                    o.data, train.count, parts);
             goto done;
         }
     }
@@ -499,6 +534,10 @@ int cmd_train(int argc, char **argv)
     static const char *const task_text[] = {"", "classification", "next-token prediction",
                                             "regression (mean squared error)"};
     printf("clora train on %s\n", info.name);
+    if (group.size > 1)
+        printf("  data parallel: %d ranks (this is rank 0), each taking %zu examples of each "
+               "batch\n",
+               group.size, o.batch / (size_t)group.size);
     printf("  model %s: %s parameters; data %s: %zu examples; %s\n", o.model,
            with_commas(counts.total, a, sizeof a), o.data, train.count, task_text[task]);
     if (classes > 0 && head)
@@ -561,7 +600,7 @@ int cmd_train(int argc, char **argv)
     scores pre, post;
     const eval_result none = {-1.0, -1.0, 0};
     pre.train = pre.val = pre.test = none;
-    if (!o.resume && !evaluate_all(model, sets, eval_rows, "before training", &pre))
+    if (!o.resume && !evaluate_all(model, sets, eval_rows, &group, "before training", &pre))
         goto done;
 
     const size_t per_epoch = train.count / o.batch;
@@ -582,18 +621,28 @@ int cmd_train(int argc, char **argv)
         cli_report("train", "setting up training", status);
         goto done;
     }
+    if (group.size > 1) /* every rank takes the whole batch's step */
+        clora_trainer_set_gradient_hook(trainer, cluster_gradient_hook, &group);
+    if (o.checkpointing && (status = clora_model_set_checkpointing(model, 1))) {
+        cli_report("train", "turning on checkpointing", status);
+        goto done;
+    }
     printf("  %zu steps of %zu examples", steps, o.batch);
     if (o.grad_accum > 1)
         printf(" (in %zu micro-batches)", o.grad_accum);
+    if (o.checkpointing)
+        printf(", gradient checkpointing");
     printf(", %.2f epochs\n", (double)steps / (double)per_epoch);
-    fit_options fo = {steps,       o.stop_at, o.batch,   o.grad_accum, o.eval_every,
-                      o.save_every, eval_rows, o.seed,   o.out,        o.resume};
+    fit_options fo = {steps,        o.stop_at, o.batch,
+                      o.grad_accum, o.eval_every, o.save_every,
+                      eval_rows,    o.seed,    group.rank == 0 ? o.out : NULL,
+                      o.resume,     &group};
     fit_result fr;
     if (!fit(trainer, model, &train, o.val ? &val : NULL, &fo, &log, &fr))
         goto done;
     if (o.resume)
         printf("  continued %s from step %zu\n", o.resume, fr.first_step);
-    if (!evaluate_all(model, sets, eval_rows, "after training", &post))
+    if (!evaluate_all(model, sets, eval_rows, &group, "after training", &post))
         goto done;
     if (o.log && !loss_log_write(&log, o.log))
         goto done;
@@ -613,6 +662,9 @@ int cmd_train(int argc, char **argv)
         printf("\n");
     }
     print_memory(stdout, dev, "  ");
+    if (group.size > 1 && fr.steps_done > fr.first_step)
+        printf("  gradients summed over %d ranks: %.1f KiB per step\n", group.size,
+               group.reduced_bytes / (double)(fr.steps_done - fr.first_step) / 1024.0);
     if (fr.best_val_loss >= 0.0)
         printf("  lowest validation loss %.4f at step %zu (adapter in %s/best)\n",
                fr.best_val_loss, fr.best_step, o.out);
@@ -639,5 +691,8 @@ done:
     free(s_exclude);
     free(s_trainable);
     free(s_ranks);
+    if (exit_code != 0)
+        cluster_fail(&group, "its error is above");
+    cluster_stop(&group);
     return exit_code;
 }

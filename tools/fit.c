@@ -88,7 +88,7 @@ static int validate(clora_model *model, const dataset *val, const fit_options *o
                     loss_log *log, fit_result *r, int tty)
 {
     eval_result e;
-    clora_status status = evaluate_run(model, val, o->eval_rows, &e);
+    clora_status status = evaluate_run(model, val, o->eval_rows, o->cluster, &e);
     if (status != CLORA_OK) {
         cli_report("train", "evaluating on the validation data", status);
         return 0;
@@ -124,7 +124,10 @@ int fit(clora_trainer *trainer, clora_model *model, const dataset *train, const 
 {
     memset(r, 0, sizeof *r);
     r->best_val_loss = -1.0;
-    const size_t micro = o->batch / o->grad_accum;
+    const size_t rank = o->cluster ? (size_t)o->cluster->rank : 0;
+    const size_t ranks = o->cluster ? (size_t)o->cluster->size : 1;
+    const size_t share = o->batch / ranks; /* this rank's examples of each batch */
+    const size_t micro = share / o->grad_accum;
     const size_t per_epoch = train->count / o->batch;
     const size_t stop = o->stop_at && o->stop_at < o->steps ? o->stop_at : o->steps;
     if (o->resume && !resume_from(trainer, o->resume, r))
@@ -170,28 +173,35 @@ int fit(clora_trainer *trainer, clora_model *model, const dataset *train, const 
             shuffle_order(order, train->count, &rng);
         const size_t base = slot * o->batch;
         const size_t scored = per_token ? batch_scored(train, order, base, o->batch) : 0;
-        loss = 0.0f;
+        /* this step's loss and real tokens, over every rank */
+        double step_sums[2] = {0.0, 0.0};
         for (size_t k = 0; k < o->grad_accum && status == CLORA_OK; ++k) {
-            const size_t at = base + k * micro;
-            /* each micro-batch's share of the step's loss */
+            const size_t place = rank * share + k * micro; /* in the whole batch */
+            const size_t at = base + place;
+            /* each micro-batch's share of the whole batch's loss */
             const float weight = per_token ? (scored ? (float)batch_scored(train, order, at,
                                                                             micro) /
                                                            (float)scored
                                                      : 0.0f)
-                                           : 1.0f / (float)o->grad_accum;
+                                           : 1.0f / (float)(o->grad_accum * ranks);
             float part = 0.0f;
-            status = batch_fill(&b, train, order, at);
+            /* every part holds the whole batch's positions: its masks are the
+             * whole batch's (clora_trainer_accumulate_at) */
+            status = batch_fill_cut(&b, train, order, at, base, o->batch);
             if (status == CLORA_OK)
-                status = clora_trainer_accumulate(trainer, b.input, b.target, weight, &part);
-            loss += weight * part;
-            if (tokens) {
-                const size_t n = batch_tokens(train, order, at, micro, NULL);
-                bar.tokens += n;
-                timed_tokens += n;
-            }
+                status = clora_trainer_accumulate_at(trainer, b.input, b.target, weight, place,
+                                                     &part);
+            step_sums[0] += (double)weight * part;
+            if (tokens)
+                step_sums[1] += (double)batch_tokens(train, order, at, micro, NULL);
         }
         if (status == CLORA_OK)
-            status = clora_trainer_update(trainer);
+            status = clora_trainer_update(trainer); /* the hook sums the gradients */
+        if (status == CLORA_OK && ranks > 1 && !cluster_sum(o->cluster, step_sums, 2))
+            status = CLORA_ERR_STATE;
+        loss = (float)step_sums[0];
+        bar.tokens += (size_t)step_sums[1];
+        timed_tokens += (size_t)step_sums[1];
         if (status != CLORA_OK) {
             if (bar.tty)
                 printf("\n");

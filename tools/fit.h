@@ -20,6 +20,8 @@ typedef struct fit_options {
     const char *out;    /* the adapter folder; the best one goes to out/best */
     const char *resume; /* a folder a run saved (adapter, training_state.safetensors,
                          * run.json) to continue from, or NULL */
+    cluster *cluster;   /* the ranks sharing each batch (NULL: this process alone); batch
+                         * is the whole batch, split as size x grad_accum parts */
 } fit_options;
 
 typedef struct fit_result {

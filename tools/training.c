@@ -330,11 +330,17 @@ size_t batch_tokens(const dataset *data, const size_t *order, size_t first, size
 
 clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first)
 {
+    return batch_fill_cut(b, data, order, first, first, b->rows);
+}
+
+clora_status batch_fill_cut(batch *b, const dataset *data, const size_t *order, size_t first,
+                            size_t cut_first, size_t cut_rows)
+{
     const size_t w = data->input_width, tw = data->target_width;
     const int tokens = data->input_dtype == CLORA_DTYPE_I32 && data->input_ndim == 1;
     size_t cols = w;
     if (tokens && data->attention_mask) { /* cut after the longest row: the rest is padding */
-        batch_tokens(data, order, first, b->rows, &cols);
+        batch_tokens(data, order, cut_first, cut_rows, &cols);
         cols = (cols + 7) / 8 * 8; /* in steps of 8: fewer shapes to allocate for */
         cols = cols < w ? cols : w;
     }
@@ -467,8 +473,9 @@ static int compare_keyed(const void *a, const void *b)
 }
 
 clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_rows,
-                          eval_result *result)
+                          cluster *group, eval_result *result)
 {
+    const size_t rank = group ? (size_t)group->rank : 0, ranks = group ? (size_t)group->size : 1;
     memset(result, 0, sizeof *result);
     const int was_training = clora_model_training(model);
     clora_model_set_training(model, 0);
@@ -499,7 +506,8 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
             order[i] = keyed[i][1];
         free(keyed);
     }
-    for (size_t first = 0; status == CLORA_OK && first < data->count; first += rows) {
+    for (size_t first = rank * rows; status == CLORA_OK && first < data->count;
+         first += ranks * rows) {
         size_t n = data->count - first < rows ? data->count - first : rows;
         if (n != b.rows) { /* the last, shorter batch */
             batch_destroy(&b);
@@ -560,10 +568,13 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
     free(order);
     batch_destroy(&b);
     clora_model_set_training(model, was_training);
-    if (status == CLORA_OK && scored) {
-        result->loss = loss_sum / (double)scored;
-        result->accuracy = data->labels && !per_token ? correct / (double)scored : -1.0;
-        result->scored = scored;
+    double sums[3] = {loss_sum, correct, (double)scored};
+    if (status == CLORA_OK && ranks > 1 && !cluster_sum(group, sums, 3))
+        status = CLORA_ERR_STATE;
+    if (status == CLORA_OK && sums[2] > 0) {
+        result->loss = sums[0] / sums[2];
+        result->accuracy = data->labels && !per_token ? sums[1] / sums[2] : -1.0;
+        result->scored = (size_t)sums[2];
     }
     return status;
 }
@@ -571,7 +582,7 @@ clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_
 clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result)
 {
     eval_result r;
-    clora_status status = evaluate_run(model, data, batch_rows, &r);
+    clora_status status = evaluate_run(model, data, batch_rows, NULL, &r);
     if (status == CLORA_OK)
         *result = data->labels ? r.accuracy : r.loss;
     return status;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "clora/clora.h"
+#include "cluster.h"
 
 /* A dataset file (safetensors) holds:
  *   "inputs"          F32 (N, ...) features, or I32 (N, T) token ids
@@ -67,6 +68,11 @@ void batch_destroy(batch *b);
 /* Fills the batch with examples order[first .. first + rows) (order NULL:
  * first ..) and sets its attention mask and token types on the model. */
 clora_status batch_fill(batch *b, const dataset *data, const size_t *order, size_t first);
+/* The same, cut to the longest row of the span order[cut_first ..
+ * cut_first + cut_rows) that holds them (a whole batch, of which this is a
+ * part: every part then has the whole batch's positions). */
+clora_status batch_fill_cut(batch *b, const dataset *data, const size_t *order, size_t first,
+                            size_t cut_first, size_t cut_rows);
 /* The real (unmasked) tokens of those rows; *longest (may be NULL): the
  * longest row's length up to its last real token. */
 size_t batch_tokens(const dataset *data, const size_t *order, size_t first, size_t rows,
@@ -89,8 +95,10 @@ typedef struct eval_result {
     size_t scored;   /* labels other than -100, or examples */
 } eval_result;
 
+/* The pass; with a cluster of several ranks (may be NULL), each rank takes
+ * every size-th batch and the sums are added over the ranks. */
 clora_status evaluate_run(clora_model *model, const dataset *data, size_t batch_rows,
-                          eval_result *result);
+                          cluster *group, eval_result *result);
 /* Classification: the accuracy above; regression: the mean squared error. */
 clora_status evaluate(clora_model *model, const dataset *data, size_t batch_rows, double *result);
 
