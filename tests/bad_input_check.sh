@@ -356,11 +356,11 @@ row device-index quiet "$O/d" 'device selector "99": no device with that index' 
     demo $small --device 99 --out "$O/d"
 row device-name quiet "$O/d" 'device selector "nosuchdevice" matches no device' \
     demo $small --device nosuchdevice --out "$O/d"
-row out-under-file any "$W/afile/demo" 'saving: cannot create folder .*afile/demo/base' \
+row out-under-file quiet "$W/afile/demo" '--out .*afile/demo: cannot write in .*afile: not a folder' \
     demo $small --out "$W/afile/demo"
 row out-under-proc any /proc/clora-never 'saving: cannot create folder /proc/clora-never/base' \
     demo $small --out /proc/clora-never
-row out-is-file any "$W/existing" 'saving: cannot create folder .*existing/base' \
+row out-is-file quiet "$W/existing" '--out .*existing is not a folder' \
     demo $small --out "$W/existing"
 row out-kept-on-bad-rank any "$W/existing_dir" 'rank r = 0' demo $small --rank 0 \
     --out "$W/existing_dir"

@@ -128,6 +128,9 @@ int cmd_demo(int argc, char **argv)
     float *unmerged = NULL, *merged = NULL;
     const size_t rows = 64;
     char text[4][64];
+    /* before the training, not after it */
+    if (!output_writable("demo", "--out", o.out, 1))
+        return 1;
     clora_status status = clora_device_open(&dev, o.device);
     if (status != CLORA_OK) {
         cli_report("demo", "opening the device", status);

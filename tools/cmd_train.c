@@ -1,16 +1,11 @@
 /* cmd_train.c — `clora train`: LoRA fine-tuning of a saved model on dataset
  * files, saving a PEFT adapter; classification (also on decoders, with a
  * new head), next-token training, regression. */
-#define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "fit.h"
@@ -334,40 +329,6 @@ static int write_json(const char *path, clora_model *model, clora_device *dev, c
     return ok;
 }
 
-/* Fails, with one line of error, unless `path` (given with `option`) can be
- * written later: the folder it goes in exists and is writable, and `path`,
- * if there, is a folder when `folder` and no folder otherwise. Checked before
- * training, so that a run does not end by failing to write its results, nor
- * leave some of them behind when it does. */
-static int check_output(const char *option, const char *path, int folder)
-{
-    if (!path)
-        return 1;
-    struct stat st;
-    if (stat(path, &st) == 0 && (S_ISDIR(st.st_mode) != 0) != folder) {
-        fprintf(stderr, "clora train: %s %s is %s\n", option, path,
-                folder ? "not a folder" : "a folder");
-        return 0;
-    }
-    char *copy = strdup(path);
-    if (!copy) {
-        fprintf(stderr, "clora train: out of memory\n");
-        return 0;
-    }
-    const char *parent = dirname(copy), *why = NULL;
-    if (stat(parent, &st) != 0)
-        why = strerror(errno);
-    else if (!S_ISDIR(st.st_mode))
-        why = "not a folder";
-    else if (access(parent, W_OK) != 0)
-        why = strerror(errno);
-    if (why)
-        fprintf(stderr, "clora train: %s %s: cannot write in %s: %s\n", option, path, parent,
-                why);
-    free(copy);
-    return why == NULL;
-}
-
 int cmd_train(int argc, char **argv)
 {
     train_options o = {0};
@@ -436,8 +397,10 @@ int cmd_train(int argc, char **argv)
         o.log = o.json = o.save_initial = NULL;
 
     exit_code = 1;
-    if (!check_output("--out", o.out, 1) || !check_output("--log", o.log, 0) ||
-        !check_output("--json", o.json, 0) || !check_output("--save-initial", o.save_initial, 1))
+    if (!output_writable("train", "--out", o.out, 1) ||
+        !output_writable("train", "--log", o.log, 0) ||
+        !output_writable("train", "--json", o.json, 0) ||
+        !output_writable("train", "--save-initial", o.save_initial, 1))
         goto done;
     char chosen[32];
     status = clora_device_open(&dev, o.device ? o.device : cluster_device(&group, chosen,

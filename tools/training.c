@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -763,4 +765,36 @@ int write_file_atomic(const char *path, const void *data, size_t size)
         return 1;
     fprintf(stderr, "clora: %s\n", clora_last_error());
     return 0;
+}
+
+/* Fails, with one line of error, unless `path` (given with `option`) can be
+ * written later: the folder it goes in exists and is writable, and `path`,
+ * if there, is a folder when `folder` and no folder otherwise. */
+int output_writable(const char *command, const char *option, const char *path, int folder)
+{
+    if (!path)
+        return 1;
+    struct stat st;
+    if (stat(path, &st) == 0 && (S_ISDIR(st.st_mode) != 0) != folder) {
+        fprintf(stderr, "clora %s: %s %s is %s\n", command, option, path,
+                folder ? "not a folder" : "a folder");
+        return 0;
+    }
+    char *copy = strdup(path);
+    if (!copy) {
+        fprintf(stderr, "clora %s: out of memory\n", command);
+        return 0;
+    }
+    const char *parent = dirname(copy), *why = NULL;
+    if (stat(parent, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        why = "not a folder";
+    else if (access(parent, W_OK) != 0)
+        why = strerror(errno);
+    if (why)
+        fprintf(stderr, "clora %s: %s %s: cannot write in %s: %s\n", command, option, path,
+                parent, why);
+    free(copy);
+    return why == NULL;
 }

@@ -160,6 +160,13 @@ void print_parameter_counts(FILE *out, clora_model *model, const char *indent);
 /* Prints device memory by category. */
 void print_memory(FILE *out, clora_device *device, const char *indent);
 
+/* 1 when `path` (given with `option`, may be NULL) can be written: the
+ * folder it goes in exists and is writable, and `path`, if there, is a
+ * folder when `folder` and no folder otherwise; else 0, with one line of
+ * error ("clora COMMAND: ..."). Commands check their outputs before their
+ * work, so that a run does not end by failing to write its results. */
+int output_writable(const char *command, const char *option, const char *path, int folder);
+
 /* clora_file_write_atomic(), its failure printed: 1 when written. */
 int write_file_atomic(const char *path, const void *data, size_t size);
 
