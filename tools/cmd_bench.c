@@ -306,8 +306,12 @@ static cblas_sgemm_fn openblas_sgemm(void)
         const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
         for (size_t i = 0; i < 2 && !fn; ++i) {
             void *lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-            if (lib)
+            if (lib) {
                 *(void **)&fn = dlsym(lib, "cblas_sgemm");
+            } else { /* glibc frees a failure's message at the next dlerror() but one */
+                (void)dlerror();
+                (void)dlerror();
+            }
         }
     }
     return fn;
