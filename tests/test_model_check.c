@@ -237,6 +237,30 @@ static void clora_folders_are_refused_as_the_loader_refuses_them(void **state)
             CLORA_ERR_FORMAT, "sequential");
 }
 
+/* A model of 2.1 million values: the check's budget holds what a load
+ * holds at once (the parameters, the trainable and the gradient arenas). */
+static void a_larger_model_passes(void **state)
+{
+    (void)state;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/larger", work);
+    clora_gpt2_config c = clora_gpt2_config_default();
+    c.vocab_size = 2000;
+    c.n_positions = 64;
+    c.n_embd = 256;
+    c.n_layer = 2;
+    c.n_head = 4;
+    c.n_inner = 1024;
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create_gpt2(&model, test_device, &c, 7));
+    clora_param_counts counts;
+    CHECK_OK(clora_model_count_params(model, &counts));
+    assert_true(counts.total > 2000000);
+    CHECK_OK(clora_model_save(model, dir));
+    clora_model_destroy(model);
+    CHECK_OK(check_as_load(dir));
+}
+
 static void values_are_left_to_the_load(void **state)
 {
     (void)state;
@@ -288,6 +312,7 @@ int main(void)
         cmocka_unit_test(every_golden_folder_passes),
         cmocka_unit_test(hugging_face_folders_are_refused_as_the_loader_refuses_them),
         cmocka_unit_test(clora_folders_are_refused_as_the_loader_refuses_them),
+        cmocka_unit_test(a_larger_model_passes),
         cmocka_unit_test(values_are_left_to_the_load),
         cmocka_unit_test(configs_larger_than_their_files_are_refused_early),
         cmocka_unit_test(missing_paths_are_refused_as_the_loader_refuses_them),

@@ -743,6 +743,57 @@ static void checkpointing_gives_the_same_step(void **state)
     }
 }
 
+/* Checkpointing is decided at forward: turned off (or training mode left)
+ * before backward, the backward still recomputes what the forward freed,
+ * and gives the gradients of a run without it. */
+static void checkpointing_is_decided_at_forward(void **state)
+{
+    (void)state;
+    const size_t shape[2] = {GB, GT}, flat = GB * GT;
+    int32_t ids[GB * GT];
+    for (size_t i = 0; i < flat; ++i)
+        ids[i] = (int32_t)((i * 7 + 3) % GV);
+    float *grads[2] = {NULL, NULL};
+    size_t n[2] = {0, 0};
+    for (int kept = 0; kept < 2; ++kept) {
+        clora_model *model = tiny_of(ARCH_GPT2);
+        CHECK_OK(clora_model_set_training(model, 1));
+        CHECK_OK(clora_model_set_checkpointing(model, kept));
+        clora_buffer *bx = NULL, *dy = NULL;
+        CHECK_OK(clora_buffer_create_typed(&bx, test_device, CLORA_DTYPE_I32, 2, shape));
+        CHECK_OK(clora_buffer_upload_i32(bx, 0, ids, flat));
+        const clora_buffer *out = NULL;
+        CHECK_OK(clora_model_zero_grad(model));
+        CHECK_OK(clora_model_forward(model, bx, &out));
+        const size_t outs = clora_buffer_numel(out);
+        float *ones = test_alloc(outs);
+        for (size_t i = 0; i < outs; ++i)
+            ones[i] = (float)(i % 5) * 0.1f - 0.2f;
+        dy = test_buffer(clora_buffer_ndim(out), (size_t[]){GB, GT, GV}, ones);
+        free(ones);
+        CHECK_OK(clora_model_set_checkpointing(model, 0)); /* after the forward */
+        CHECK_OK(clora_model_backward(model, dy));
+        size_t count = 0;
+        CHECK_OK(clora_model_params(model, &count));
+        grads[kept] = test_alloc(1u << 20);
+        for (size_t i = 0; i < count; ++i) {
+            clora_param_info info;
+            CHECK_OK(clora_model_param(model, i, &info));
+            float *g = test_download(info.grad);
+            memcpy(grads[kept] + n[kept], g, clora_buffer_numel(info.grad) * sizeof *g);
+            n[kept] += clora_buffer_numel(info.grad);
+            free(g);
+        }
+        clora_buffer_destroy(bx);
+        clora_buffer_destroy(dy);
+        clora_model_destroy(model);
+    }
+    assert_int_equal(n[0], n[1]);
+    test_assert_identical("gradients", grads[1], grads[0], n[0]);
+    free(grads[0]);
+    free(grads[1]);
+}
+
 /* 6 steps straight, or 3, saved, and 3 more in a new model and trainer:
  * the same bytes, dropout on. A state for other parameters is refused. */
 static void saved_state_continues_bit_for_bit(void **state)
@@ -824,6 +875,7 @@ int main(void)
         cmocka_unit_test(micro_batches_make_the_whole_step),
         cmocka_unit_test(micro_batches_draw_the_whole_batch_masks),
         cmocka_unit_test(checkpointing_gives_the_same_step),
+        cmocka_unit_test(checkpointing_is_decided_at_forward),
         cmocka_unit_test(saved_state_continues_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, test_open_device, test_close_device);

@@ -128,8 +128,11 @@ clora_status cluster_gradient_hook(clora_buffer *gradients, void *user)
 #ifdef CLORA_HAVE_MPI
     const size_t n = clora_buffer_numel(gradients);
     float *host = malloc((n ? n : 1) * sizeof *host);
-    if (!host)
+    if (!host) { /* the library's message would be another call's */
+        fprintf(stderr, "clora train: rank %d: out of host memory for the %zu gradients\n",
+                c->rank, n);
         return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    }
     clora_status status = clora_buffer_download(gradients, 0, host, n);
     /* in pieces a count of int can hold */
     for (size_t at = 0; status == CLORA_OK && at < n;) {
@@ -150,7 +153,7 @@ clora_status cluster_gradient_hook(clora_buffer *gradients, void *user)
 #endif
 }
 
-void cluster_fail(const cluster *c, const char *what)
+void cluster_fail(const cluster *c, const char *what, int code)
 {
     if (c->size == 1)
         return;
@@ -158,7 +161,7 @@ void cluster_fail(const cluster *c, const char *what)
             c->size, what);
     fflush(stderr);
 #ifdef CLORA_HAVE_MPI
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Abort(MPI_COMM_WORLD, code);
 #endif
-    exit(1);
+    exit(code);
 }

@@ -43,7 +43,8 @@ const char *cluster_device(const cluster *c, char *buf, size_t size);
 clora_status cluster_gradient_hook(clora_buffer *gradients, void *user);
 
 /* Ends the whole run because this rank failed: every rank stops (within
- * the launcher's time to kill them), the message names this rank. */
-void cluster_fail(const cluster *c, const char *what);
+ * the launcher's time to kill them) with exit status `code`, the message
+ * names this rank. Alone, it returns. */
+void cluster_fail(const cluster *c, const char *what, int code);
 
 #endif /* CLORA_TOOLS_CLUSTER_H */

@@ -343,7 +343,7 @@ int cmd_train(int argc, char **argv)
         return 1;
     /* rank 0 alone prints and writes; every rank reports its own failure */
     if (group.rank != 0 && !freopen("/dev/null", "w", stdout)) {
-        cluster_fail(&group, "cannot silence its output");
+        cluster_fail(&group, "cannot silence its output", 1);
         return 1;
     }
 
@@ -397,7 +397,7 @@ int cmd_train(int argc, char **argv)
         o.log = o.json = o.save_initial = NULL;
 
     exit_code = 1;
-    if (!output_writable("train", "--out", o.out, 1) ||
+    if (!output_writable("train", "--out", group.rank == 0 ? o.out : NULL, 1) ||
         !output_writable("train", "--log", o.log, 0) ||
         !output_writable("train", "--json", o.json, 0) ||
         !output_writable("train", "--save-initial", o.save_initial, 1))
@@ -655,7 +655,7 @@ done:
     free(s_trainable);
     free(s_ranks);
     if (exit_code != 0)
-        cluster_fail(&group, "its error is above");
+        cluster_fail(&group, "its error is above", exit_code);
     cluster_stop(&group);
     return exit_code;
 }

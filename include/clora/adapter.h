@@ -107,7 +107,10 @@ clora_status clora_model_delete_adapter(clora_model *model, const char *name);
 /* Merges the active adapter into the base weights (W += s·B·A, transposed
  * for (in, out) weights); the model then runs base-only and gives the same
  * output. CLORA_ERR_NON_FINITE, with the weights unchanged, if any merged
- * weight would be NaN or infinite. */
+ * weight would be NaN or infinite; any other failure also leaves every
+ * weight as it was, bit for bit. To make that so, a merge (and an unmerge)
+ * holds a host copy of each weight it changes, as float32, until it has
+ * changed them all. */
 clora_status clora_model_merge_adapter(clora_model *model);
 /* Subtracts a merged adapter again (W -= s·B·A). */
 clora_status clora_model_unmerge_adapter(clora_model *model);

@@ -470,16 +470,15 @@ clora_status clora_model_delete_adapter(clora_model *model, const char *name)
         return clora__fail(CLORA_ERR_NOT_FOUND, "the model has no adapter \"%s\"", name);
     if (model->merged && index == model->active_adapter)
         return clora__fail(CLORA_ERR_STATE, "adapter \"%s\" is merged; unmerge it first", name);
-    char *active = model->active_adapter >= 0 && model->active_adapter != index
-                       ? clora__strdup(model->adapter_names[model->active_adapter])
-                       : NULL;
+    const int active = model->active_adapter == index  ? -1
+                       : model->active_adapter > index ? model->active_adapter - 1
+                                                       : model->active_adapter;
     clora_status status = delete_in(model->root, name);
     free(model->adapter_names[index]);
     memmove(&model->adapter_names[index], &model->adapter_names[index + 1],
             (model->adapter_name_count - (size_t)index - 1) * sizeof *model->adapter_names);
     model->adapter_name_count--;
-    model->active_adapter = active ? clora__adapter_index(model, active) : -1;
-    free(active);
+    model->active_adapter = active;
     clora__apply_adapter_trainability(model);
     return status;
 }

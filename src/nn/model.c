@@ -232,7 +232,9 @@ clora_status clora__node_forward(clora_node *node, const clora_buffer *x, const 
         status = node->kind->forward(node, x, &node->output);
     if (status == CLORA_OK)
         *y = node->output;
-    if (status == CLORA_OK && checkpointed(node)) /* backward computes them again */
+    /* decided here, whatever the model's settings are at backward */
+    node->recompute = status == CLORA_OK && checkpointed(node);
+    if (node->recompute) /* backward computes them again */
         release_activations(node, node->output);
     return status;
 }
@@ -255,7 +257,7 @@ clora_status clora__node_backward(clora_node *node, const clora_buffer *dy, int 
                                   const clora_buffer **dx)
 {
     *dx = NULL;
-    const int again = checkpointed(node);
+    const int again = node->recompute;
     const clora_buffer *y = NULL;
     /* the block's forward again, from its kept input: the same step, seeds
      * and places, so the same activations, dropout masks included */

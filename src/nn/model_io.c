@@ -271,22 +271,26 @@ clora_status clora_model_load_with(clora_model **out, clora_device *device, cons
 }
 
 /* The most bytes the check lets the model's buffers take: every parameter
- * comes from a tensor of the files (as float32, and again in the trainable
- * arena), and a little more for what a model holds besides. A config whose
- * sizes ask for more cannot be filled from its files; refusing it early
- * keeps a small file from building a huge model. */
+ * comes from a tensor of the files, and a load holds it three times as
+ * float32 (its own buffer, then the trainable and gradient arenas, each
+ * tensor padded to 16 floats), with a little more for what a model holds
+ * besides. A config whose sizes ask for more cannot be filled from its
+ * files; refusing it as soon as its buffers outgrow them keeps a small
+ * file from building a huge model. */
 #define CHECK_SLACK_BYTES (1u << 20)
 
 static uint64_t check_budget(const char *dir)
 {
     clora__model_folder folder;
     clora__checkpoint *file = NULL;
-    uint64_t values = 0;
+    uint64_t values = 0, tensors = 0;
     if (clora__model_folder_paths(dir, &folder) == CLORA_OK &&
-        clora__checkpoint_open(&file, folder.weights_path) == CLORA_OK)
+        clora__checkpoint_open(&file, folder.weights_path) == CLORA_OK) {
         values = clora__checkpoint_values(file);
+        tensors = clora__checkpoint_count(file);
+    }
     clora__checkpoint_close(file); /* a file that does not open: the load says why */
-    return 2 * sizeof(float) * values + CHECK_SLACK_BYTES;
+    return 3 * sizeof(float) * (values + 16 * tensors) + CHECK_SLACK_BYTES;
 }
 
 /* The loader itself, on a device that holds nothing: it builds the model
@@ -297,9 +301,13 @@ clora_status clora_model_check(const char *path)
         return clora__fail(CLORA_ERR_NULL_ARGUMENT, "clora_model_check: path is NULL");
     if (clora_gguf_probe(path))
         return clora_model_check_gguf(path);
+    /* as the load does first: a save a killed process left is completed */
+    clora_status status = clora__finish_interrupted_save(path);
+    if (status != CLORA_OK)
+        return status;
     const uint64_t budget = check_budget(path);
     clora_device *dry = NULL;
-    clora_status status = clora__device_open_dry(&dry, budget);
+    status = clora__device_open_dry(&dry, budget);
     clora_model *model = NULL;
     if (status == CLORA_OK)
         status = clora_model_load(&model, dry, path);

@@ -53,6 +53,7 @@ struct clora_node {
     int new_head;         /* a head added for fine-tuning: its weights travel with adapters */
 
     /* the last forward */
+    int recompute;              /* it kept only input and output: backward runs it again */
     const clora_buffer *input;  /* borrowed */
     const clora_buffer *output; /* what forward returned: owned_output or a pass-through */
     clora_buffer *owned_output;
