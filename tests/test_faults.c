@@ -325,12 +325,31 @@ static void a_failed_adapter_save_keeps_the_old_files(void **state)
     clora_model_destroy(model);
 }
 
-static void a_failed_adapter_load_changes_nothing(void **state)
+/* The tiny Llama with ranks and alphas by pattern, as PEFT's rank_pattern
+ * and alpha_pattern save them: a failure while matching them must not read
+ * as "no pattern matches" (a wrong rank or, silently, a wrong scale). */
+static clora_model *patterned_llama(uint64_t seed)
 {
-    (void)state;
+    clora_model *model = tiny_llama(seed);
+    static const clora_pattern_value ranks[] = {{"q_proj", 3}}, alphas[] = {{"v_proj", 7}};
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 2;
+    lora.alpha = 4;
+    lora.target_modules = targets;
+    lora.target_module_count = 3;
+    lora.rank_pattern = ranks;
+    lora.rank_pattern_count = 1;
+    lora.alpha_pattern = alphas;
+    lora.alpha_pattern_count = 1;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+    return model;
+}
+
+static void sweep_adapter_load(clora_model *(*make)(uint64_t), const char *what)
+{
     char dir[96];
-    snprintf(dir, sizeof dir, "%s/to_load", work);
-    clora_model *source = adapted_llama(5);
+    snprintf(dir, sizeof dir, "%s/to_load_%s", work, what);
+    clora_model *source = make(5);
     CHECK_OK(clora_adapter_save(source, NULL, dir));
     const uint64_t want = model_checksum(source);
     clora_model_destroy(source);
@@ -352,8 +371,15 @@ static void a_failed_adapter_load_changes_nothing(void **state)
     }
     assert_int_equal(model_checksum(model), want);
     assert_true(failures >= 3);
-    print_message("an adapter load: %ld calls failed in turn\n", failures);
+    print_message("an adapter load (%s): %ld calls failed in turn\n", what, failures);
     clora_model_destroy(model);
+}
+
+static void a_failed_adapter_load_changes_nothing(void **state)
+{
+    (void)state;
+    sweep_adapter_load(adapted_llama, "uniform");
+    sweep_adapter_load(patterned_llama, "patterns");
 }
 
 static void a_failed_model_save_keeps_the_old_files(void **state)

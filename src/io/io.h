@@ -122,13 +122,16 @@ clora_status clora__peft_config_read(const char *path, size_t max_rank,
 void clora__peft_config_free(clora__peft_config *config);
 /* PEFT's list rule: `path` equals `entry` or ends with "." + entry. */
 int clora__peft_list_match(const char *path, const char *entry);
-/* Whether target_modules (minus exclude_modules) select module `path`. */
+/* Whether target_modules (minus exclude_modules) select module `path`:
+ * 1 or 0; -1, the failure set, when memory for the match runs out. */
 int clora__peft_targets(const clora__peft_config *config, const char *path);
 /* Whether modules_to_save lists module `module`. */
 int clora__peft_saves(const clora__peft_config *config, const char *module);
-/* r and lora_alpha for one module, rank_pattern and alpha_pattern applied. */
-size_t clora__peft_rank(const clora__peft_config *config, const char *module);
-double clora__peft_alpha(const clora__peft_config *config, const char *module);
+/* r and lora_alpha for one module (either may be NULL), rank_pattern and
+ * alpha_pattern applied; the failure set when memory for the match runs
+ * out (never read as "no pattern matches"). */
+clora_status clora__peft_module(const clora__peft_config *config, const char *module,
+                                size_t *rank, double *alpha);
 
 /* What a tensor of adapter_model.safetensors is, by its name (the
  * "base_model.model." prefix optional): *key is the name without the

@@ -130,7 +130,38 @@ int clora__peft_list_match(const char *path, const char *entry)
     return lp > le && path[lp - le - 1] == '.' && !strcmp(path + lp - le, entry);
 }
 
-/* The value the first matching pattern gives (PEFT's (.*\.)?(key)$ rule). */
+/* Whether `pattern` (an extended regex, wrapped as format gives it)
+ * matches `text`: 1, 0, or -1 (with the failure set) when memory for it
+ * runs out. A pattern that does not compile matches nothing. */
+static int regex_match(const char *format, const char *pattern, const char *text)
+{
+    const size_t len = strlen(pattern) + strlen(format);
+    char *full = clora__malloc(len);
+    if (!full) {
+        clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "matching module %s", text);
+        return -1;
+    }
+    snprintf(full, len, format, pattern);
+    regex_t re;
+    const int compiled = regcomp(&re, full, REG_EXTENDED | REG_NOSUB);
+    free(full);
+    if (compiled == REG_ESPACE) {
+        clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "matching module %s", text);
+        return -1;
+    }
+    if (compiled != 0)
+        return 0;
+    const int matched = regexec(&re, text, 0, NULL, 0);
+    regfree(&re);
+    if (matched == REG_ESPACE) {
+        clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "matching module %s", text);
+        return -1;
+    }
+    return matched == 0;
+}
+
+/* The value the first matching pattern gives (PEFT's (.*\.)?(key)$ rule):
+ * 1 with *value, 0 for none, -1 when memory runs out. */
 static int pattern_value(json_t *map, const char *module, double *value)
 {
     if (!map)
@@ -138,18 +169,9 @@ static int pattern_value(json_t *map, const char *module, double *value)
     const char *key;
     json_t *v;
     json_object_foreach(map, key, v) {
-        size_t len = strlen(key) + 16;
-        char *full = clora__malloc(len);
-        if (!full)
-            return 0;
-        snprintf(full, len, "^(.*\\.)?(%s)$", key);
-        regex_t re;
-        int ok = regcomp(&re, full, REG_EXTENDED | REG_NOSUB) == 0;
-        free(full);
-        if (!ok)
-            continue;
-        int hit = regexec(&re, module, 0, NULL, 0) == 0;
-        regfree(&re);
+        const int hit = regex_match("^(.*\\.)?(%s)$", key, module);
+        if (hit < 0)
+            return -1;
         if (hit) {
             *value = json_number_value(v);
             return 1;
@@ -158,18 +180,18 @@ static int pattern_value(json_t *map, const char *module, double *value)
     return 0;
 }
 
-size_t clora__peft_rank(const clora__peft_config *config, const char *module)
+clora_status clora__peft_module(const clora__peft_config *config, const char *module,
+                                size_t *rank, double *alpha)
 {
-    double rank = (double)config->r;
-    pattern_value(config->rank_pattern, module, &rank);
-    return (size_t)rank;
-}
-
-double clora__peft_alpha(const clora__peft_config *config, const char *module)
-{
-    double alpha = config->alpha;
-    pattern_value(config->alpha_pattern, module, &alpha);
-    return alpha;
+    double r = (double)config->r, a = config->alpha;
+    if (pattern_value(config->rank_pattern, module, &r) < 0 ||
+        pattern_value(config->alpha_pattern, module, &a) < 0)
+        return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    if (rank)
+        *rank = (size_t)r;
+    if (alpha)
+        *alpha = a;
+    return CLORA_OK;
 }
 
 int clora__peft_targets(const clora__peft_config *c, const char *path)
@@ -178,18 +200,9 @@ int clora__peft_targets(const clora__peft_config *c, const char *path)
         return 0;
     int hit = 0;
     if (json_is_string(c->targets)) {
-        const char *text = json_string_value(c->targets);
-        size_t len = strlen(text) + 8;
-        char *full = clora__malloc(len);
-        regex_t re;
-        if (full) {
-            snprintf(full, len, "^(%s)$", text);
-            if (regcomp(&re, full, REG_EXTENDED | REG_NOSUB) == 0) {
-                hit = regexec(&re, path, 0, NULL, 0) == 0;
-                regfree(&re);
-            }
-            free(full);
-        }
+        hit = regex_match("^(%s)$", json_string_value(c->targets), path);
+        if (hit < 0)
+            return -1;
     } else {
         size_t i;
         json_t *entry;

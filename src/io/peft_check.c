@@ -75,7 +75,9 @@ static clora_status check_matrix(const char *path, const clora__peft_config *c,
         return status;
     char got[96];
     shape_text(v, got, sizeof got);
-    const size_t rank = clora__peft_rank(c, module);
+    size_t rank = 0;
+    if ((status = clora__peft_module(c, module, &rank, NULL)) != CLORA_OK)
+        return status;
     if (v->ndim != 2)
         return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
                            "%s: tensor \"%s\" has shape %s; %s is 2-D (%s)", path, v->name, got,
@@ -132,7 +134,10 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
         if (kind == CLORA__PEFT_BASE) { /* a target's own parameter */
             char module[512];
             snprintf(module, sizeof module, "%.*s", (int)len, key);
-            if (len >= sizeof module || !clora__peft_targets(c, module))
+            const int selected = len < sizeof module ? clora__peft_targets(c, module) : 0;
+            if (selected < 0)
+                status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+            else if (!selected)
                 status = clora__fail(CLORA_ERR_FORMAT,
                                      "%s: tensor \"%s\" is a base parameter of a module "
                                      "target_modules does not select",

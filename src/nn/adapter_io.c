@@ -405,12 +405,12 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
         site->node = node;
         size_t in = 0, features = 0;
         clora__linear_dims_of(node, &in, &features, NULL);
-        site->rank = clora__peft_rank(c, module);
-        site->alpha = clora__peft_alpha(c, module);
+        clora_status status = clora__peft_module(c, module, &site->rank, &site->alpha);
+        if (status != CLORA_OK)
+            return status;
         float **dest = is_a ? &site->a : &site->b;
-        clora_status status =
-            is_a ? tensor_values(path, &view, site->rank, in, dest)
-                 : tensor_values(path, &view, features, site->rank, dest);
+        status = is_a ? tensor_values(path, &view, site->rank, in, dest)
+                      : tensor_values(path, &view, features, site->rank, dest);
         if (status != CLORA_OK)
             return status;
     }
@@ -422,14 +422,19 @@ typedef struct missing_walk {
     const clora__peft_config *config;
     const load_plan *plan;
     char list[1024];
+    int failed; /* memory for a match ran out (the failure is set) */
 } missing_walk;
 
 static int find_missing(clora_node *node, const char *path, void *user)
 {
     missing_walk *walk = user;
-    if (!clora__linear_of(node) || clora__is_base_layer(node) ||
-        !clora__peft_targets(walk->config, path))
+    if (!clora__linear_of(node) || clora__is_base_layer(node))
         return 0;
+    const int targeted = clora__peft_targets(walk->config, path);
+    if (targeted < 0)
+        walk->failed = 1;
+    if (targeted <= 0)
+        return targeted < 0;
     for (size_t i = 0; i < walk->plan->count; ++i)
         if (walk->plan->sites[i].node == node)
             return 0;
@@ -482,9 +487,11 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
     memset(&plan, 0, sizeof plan);
     status = plan_load(model, &config, file, weights_path, &plan);
     if (status == CLORA_OK) {
-        missing_walk walk = {&config, &plan, ""};
+        missing_walk walk = {&config, &plan, "", 0};
         clora_model_visit(model, find_missing, &walk);
-        if (walk.list[0])
+        if (walk.failed)
+            status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+        else if (walk.list[0])
             status = clora__fail(CLORA_ERR_FORMAT,
                                  "%s: adapter_config.json targets modules the weights do not "
                                  "cover: %s",
