@@ -15,6 +15,8 @@
 set -u
 clora=$1
 golden=$(cd "$(dirname "$0")/golden" 2> /dev/null && pwd)
+# shellcheck source=tests/tiny_lm.sh
+. "$(dirname "$0")/tiny_lm.sh"
 [ -f "$golden/tiny_llama/model.safetensors" ] \
     || { echo "FAILED: no tests/golden beside $0"; exit 1; }
 work=$(mktemp -d)
@@ -264,19 +266,7 @@ safetensors "$W/f_label_f32.safetensors" \
 "$clora" demo --steps-a 2 --steps-b 2 --hidden 8 --out "$W/demo" > "$W/demo.log" 2>&1 \
     || { cat "$W/demo.log"; echo "FAILED: the small demo model"; exit 1; }
 base=$W/demo/base
-mkdir "$W/tiny_lm"
-cp "$gpt2/config.json" "$gpt2/model.safetensors" "$W/tiny_lm/"
-{
-    printf '{"<|endoftext|>": 0'
-    i=1
-    for c in a b c d e f g h i j k l m n o p q r s t u v w x y z; do
-        printf ', "%s": %d' $c $i
-        i=$((i + 1))
-    done
-    printf ', "\\u0120": 27, "he": 28, "ll": 29, "\\u0120t": 30, "\\u0120the": 31}\n'
-} > "$W/tiny_lm/vocab.json"
-printf '#version: 0.2\nh e\nl l\n\304\240 t\n\304\240t he\n' > "$W/tiny_lm/merges.txt"
-printf '{"model_max_length": 16}\n' > "$W/tiny_lm/tokenizer_config.json"
+tiny_lm "$W/tiny_lm" "$gpt2" || { echo "FAILED: the tiny GPT-2 with its own tokenizer"; exit 1; }
 printf '{"text": "the hell"}\n{"text": "he the"}\n' > "$W/text.jsonl"
 "$clora" tokenize --model "$W/tiny_lm" --input "$W/text.jsonl" --out "$W/tiny_lm_data.safetensors" \
     > /dev/null || { echo "FAILED: tokenize for tiny_lm"; exit 1; }

@@ -8,6 +8,8 @@ clora=$1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAILED: $*"; exit 1; }
+# shellcheck source=tests/tiny_lm.sh
+. "$(dirname "$0")/tiny_lm.sh"
 
 # expect_error EXPECTED-TEXT COMMAND...: non-zero exit, one stderr line holding the text
 expect_error() {
@@ -276,19 +278,7 @@ lm_tokenize chat chat
 want=$("$clora" encode --model "$smollm" --chat --text Hi)
 tensor_ints "$work/chat.safetensors" inputs | grep -q "^$want" || fail "messages: not the template"
 # a causal LM trains on what tokenize wrote: tiny GPT-2 with a 32-token BPE
-mkdir "$work/tiny_lm"
-cp "$golden/tiny_gpt2/config.json" "$golden/tiny_gpt2/model.safetensors" "$work/tiny_lm/"
-{
-    printf '{"<|endoftext|>": 0'
-    i=1
-    for c in a b c d e f g h i j k l m n o p q r s t u v w x y z; do
-        printf ', "%s": %d' $c $i
-        i=$((i + 1))
-    done
-    printf ', "\\u0120": 27, "he": 28, "ll": 29, "\\u0120t": 30, "\\u0120the": 31}\n'
-} > "$work/tiny_lm/vocab.json"
-printf '#version: 0.2\nh e\nl l\n\304\240 t\n\304\240t he\n' > "$work/tiny_lm/merges.txt"
-printf '{"model_max_length": 16}\n' > "$work/tiny_lm/tokenizer_config.json"
+tiny_lm "$work/tiny_lm" "$golden/tiny_gpt2" || fail "the tiny GPT-2 with its own tokenizer"
 for i in 1 2 3 4; do
     printf '{"prompt": "the cat", "completion": " sat"}\n'
     printf '{"prompt": "a dog", "completion": " ran"}\n'

@@ -414,57 +414,47 @@ static void a_failed_model_save_keeps_the_old_files(void **state)
 
 /* ---- merging ------------------------------------------------------------------------------------ */
 
+/* Fails each call of `op` (merge or unmerge) on the adapted Llama in turn,
+ * the model `unmerge` times merged first: a failure leaves its checksum
+ * `before`, the op retried gives `after`, as a clean op does. */
+static void sweep_merge(clora_status (*op)(clora_model *), int unmerge, uint64_t before,
+                        uint64_t after, const char *what)
+{
+    long failures = 0;
+    for (long k = 1; k < MAX_FAULTS; ++k) {
+        clora_model *model = adapted_llama(12);
+        if (unmerge)
+            CHECK_OK(clora_model_merge_adapter(model));
+        faults_at(k);
+        const int met = met_fault(k, op(model), what);
+        if (met) {
+            ++failures;
+            if (model_checksum(model) != before)
+                fail_msg("fault %ld of %s changed the model", k, what);
+            CHECK_OK(op(model));
+        }
+        if (model_checksum(model) != after)
+            fail_msg("after fault %ld, %s differs from a clean one", k, what);
+        clora_model_destroy(model);
+        if (!met)
+            break;
+    }
+    assert_true(failures >= 3);
+    print_message("%s: %ld calls failed in turn\n", what, failures);
+}
+
 static void a_failed_merge_changes_nothing(void **state)
 {
     (void)state;
     clora_model *clean = adapted_llama(12);
+    const uint64_t adapted = model_checksum(clean);
     CHECK_OK(clora_model_merge_adapter(clean));
     const uint64_t merged = model_checksum(clean);
     CHECK_OK(clora_model_unmerge_adapter(clean));
     const uint64_t unmerged = model_checksum(clean);
     clora_model_destroy(clean);
-    long failures = 0;
-    for (long k = 1; k < MAX_FAULTS; ++k) {
-        clora_model *model = adapted_llama(12);
-        const uint64_t before = model_checksum(model);
-        faults_at(k);
-        clora_status status = clora_model_merge_adapter(model);
-        const int met = met_fault(k, status, "clora_model_merge_adapter");
-        if (met) {
-            ++failures;
-            if (model_checksum(model) != before)
-                fail_msg("fault %ld of a merge changed the model", k);
-            CHECK_OK(clora_model_merge_adapter(model));
-        }
-        if (model_checksum(model) != merged)
-            fail_msg("after fault %ld, the merged model differs from a clean merge", k);
-        clora_model_destroy(model);
-        if (!met)
-            break;
-    }
-    assert_true(failures >= 3);
-    print_message("a merge: %ld calls failed in turn\n", failures);
-    failures = 0;
-    for (long k = 1; k < MAX_FAULTS; ++k) {
-        clora_model *model = adapted_llama(12);
-        CHECK_OK(clora_model_merge_adapter(model));
-        faults_at(k);
-        clora_status status = clora_model_unmerge_adapter(model);
-        const int met = met_fault(k, status, "clora_model_unmerge_adapter");
-        if (met) {
-            ++failures;
-            if (model_checksum(model) != merged)
-                fail_msg("fault %ld of an unmerge changed the model", k);
-            CHECK_OK(clora_model_unmerge_adapter(model));
-        }
-        if (model_checksum(model) != unmerged)
-            fail_msg("after fault %ld, the unmerged model differs from a clean unmerge", k);
-        clora_model_destroy(model);
-        if (!met)
-            break;
-    }
-    assert_true(failures >= 3);
-    print_message("an unmerge: %ld calls failed in turn\n", failures);
+    sweep_merge(clora_model_merge_adapter, 0, adapted, merged, "clora_model_merge_adapter");
+    sweep_merge(clora_model_unmerge_adapter, 1, merged, unmerged, "clora_model_unmerge_adapter");
 }
 
 /* ---- a run's state -------------------------------------------------------------------------------- */

@@ -553,35 +553,72 @@ typedef struct split {
     int reversed, unplaced;
 } split;
 
-/* Trainable values of a tiny GPT-2 with dropout after the embeddings, on
- * the attention probabilities, after each residual branch and on LoRA's
- * input, after three steps of GB sequences of GT tokens. */
-static float *gpt2_in_parts(split sp, size_t *n)
+enum { ARCH_GPT2, ARCH_LLAMA, ARCH_BERT };
+
+/* A tiny model of each architecture, dropout in every place it has one,
+ * with LoRA (dropout too) on every Linear and everything trainable. */
+static clora_model *tiny_of(int arch)
 {
-    clora_gpt2_config c = clora_gpt2_config_default();
-    c.vocab_size = GV;
-    c.n_positions = GT;
-    c.n_embd = 8;
-    c.n_layer = 2;
-    c.n_head = 2;
-    c.n_inner = 16;
-    c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.25f;
     clora_model *model = NULL;
-    CHECK_OK(clora_model_create_gpt2(&model, test_device, &c, 5));
+    if (arch == ARCH_GPT2) {
+        clora_gpt2_config c = clora_gpt2_config_default();
+        c.vocab_size = GV, c.n_positions = GT, c.n_embd = 8, c.n_layer = 3, c.n_head = 2;
+        c.n_inner = 16;
+        c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.25f;
+        CHECK_OK(clora_model_create_gpt2(&model, test_device, &c, 5));
+    } else if (arch == ARCH_LLAMA) {
+        clora_llama_config c = clora_llama_config_default();
+        c.vocab_size = GV, c.hidden_size = 8, c.intermediate_size = 12, c.num_hidden_layers = 3;
+        c.num_attention_heads = 4, c.num_key_value_heads = 2, c.head_dim = 4;
+        c.attention_dropout = 0.2f;
+        CHECK_OK(clora_model_create_llama(&model, test_device, &c, 5));
+    } else {
+        clora_bert_config c = clora_bert_config_default();
+        c.vocab_size = GV, c.hidden_size = 8, c.num_hidden_layers = 3, c.num_attention_heads = 2;
+        c.intermediate_size = 16, c.max_position_embeddings = GT, c.num_labels = 3;
+        c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.25f;
+        CHECK_OK(clora_model_create_bert(&model, test_device, &c, 5));
+    }
     clora_lora_config lora = clora_lora_config_default();
     lora.rank = 2;
     lora.dropout = 0.3f;
-    static const char *const targets[] = {"c_attn", "c_fc"};
-    lora.target_modules = targets;
-    lora.target_module_count = 2;
     CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
     CHECK_OK(clora_model_set_trainable(model, "", 1));
-    /* SGD: AdamW would blow up rounding noise in near-zero gradients */
+    return model;
+}
+
+/* SGD at lr 0.5: AdamW would blow up rounding noise in near-zero
+ * gradients, where the checks below compare runs. */
+static clora_trainer *sgd_trainer(clora_model *model)
+{
     clora_train_config cfg = clora_train_config_default();
     cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_SGD);
     cfg.optimizer.lr = 0.5f;
     clora_trainer *trainer = NULL;
     CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+    return trainer;
+}
+
+/* GB sequences of GT random tokens from `seed`, and their targets: the next
+ * token, or a class of three per token (BERT's labels take the first GB). */
+static void step_tokens(uint64_t seed, int classes, int32_t ids[GB * GT], int32_t next[GB * GT])
+{
+    const size_t flat = GB * GT;
+    for (size_t i = 0; i < flat; ++i) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((seed >> 33) % GV);
+    }
+    for (size_t i = 0; i < flat; ++i)
+        next[i] = classes ? ids[i] % 3 : ids[(i + 1) % flat];
+}
+
+/* Trainable values of the tiny GPT-2 (dropout after the embeddings, on
+ * the attention probabilities, after each residual branch and on LoRA's
+ * input) after three steps of GB sequences of GT tokens. */
+static float *gpt2_in_parts(split sp, size_t *n)
+{
+    clora_model *model = tiny_of(ARCH_GPT2);
+    clora_trainer *trainer = sgd_trainer(model);
     const size_t rows = GB / sp.parts;
     int32_t ids[GB * GT], next[GB * GT];
     const size_t shape[2] = {rows, GT}, flat = rows * GT;
@@ -589,13 +626,7 @@ static float *gpt2_in_parts(split sp, size_t *n)
     CHECK_OK(clora_buffer_create_typed(&bx, test_device, CLORA_DTYPE_I32, 2, shape));
     CHECK_OK(clora_buffer_create_typed(&by, test_device, CLORA_DTYPE_I32, 1, &flat));
     for (size_t step = 0; step < 3; ++step) {
-        uint64_t rng = 77 + step;
-        for (size_t i = 0; i < GB * GT; ++i) {
-            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-            ids[i] = (int32_t)((rng >> 33) % GV);
-        }
-        for (size_t i = 0; i < GB * GT; ++i)
-            next[i] = ids[(i + 1) % (GB * GT)];
+        step_tokens(77 + step, 0, ids, next);
         for (size_t j = 0; j < sp.parts; ++j) {
             const size_t k = sp.reversed ? sp.parts - 1 - j : j;
             CHECK_OK(clora_buffer_upload_i32(bx, 0, ids + k * flat, flat));
@@ -647,51 +678,13 @@ static void micro_batches_draw_the_whole_batch_masks(void **state)
 
 /* ---- gradient checkpointing --------------------------------------------------------------- */
 
-enum { ARCH_GPT2, ARCH_LLAMA, ARCH_BERT };
-
-/* A tiny model of each architecture, dropout in every place it has one,
- * with LoRA (dropout too) on every Linear and everything trainable. */
-static clora_model *tiny_of(int arch)
-{
-    clora_model *model = NULL;
-    if (arch == ARCH_GPT2) {
-        clora_gpt2_config c = clora_gpt2_config_default();
-        c.vocab_size = GV, c.n_positions = GT, c.n_embd = 8, c.n_layer = 3, c.n_head = 2;
-        c.n_inner = 16;
-        c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.25f;
-        CHECK_OK(clora_model_create_gpt2(&model, test_device, &c, 5));
-    } else if (arch == ARCH_LLAMA) {
-        clora_llama_config c = clora_llama_config_default();
-        c.vocab_size = GV, c.hidden_size = 8, c.intermediate_size = 12, c.num_hidden_layers = 3;
-        c.num_attention_heads = 4, c.num_key_value_heads = 2, c.head_dim = 4;
-        c.attention_dropout = 0.2f;
-        CHECK_OK(clora_model_create_llama(&model, test_device, &c, 5));
-    } else {
-        clora_bert_config c = clora_bert_config_default();
-        c.vocab_size = GV, c.hidden_size = 8, c.num_hidden_layers = 3, c.num_attention_heads = 2;
-        c.intermediate_size = 16, c.max_position_embeddings = GT, c.num_labels = 3;
-        c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.25f;
-        CHECK_OK(clora_model_create_bert(&model, test_device, &c, 5));
-    }
-    clora_lora_config lora = clora_lora_config_default();
-    lora.rank = 2;
-    lora.dropout = 0.3f;
-    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
-    CHECK_OK(clora_model_set_trainable(model, "", 1));
-    return model;
-}
-
 /* Trainable values after three SGD steps on GB sequences (next tokens, or
  * a class per sequence for BERT), and the step's peak device memory. */
 static float *trained_checkpointing(int arch, int checkpointing, size_t *n, uint64_t *peak)
 {
     clora_model *model = tiny_of(arch);
     CHECK_OK(clora_model_set_checkpointing(model, checkpointing));
-    clora_train_config cfg = clora_train_config_default();
-    cfg.optimizer = clora_optimizer_config_default(CLORA_OPTIMIZER_SGD);
-    cfg.optimizer.lr = 0.5f;
-    clora_trainer *trainer = NULL;
-    CHECK_OK(clora_trainer_create(&trainer, model, &cfg));
+    clora_trainer *trainer = sgd_trainer(model);
     const size_t shape[2] = {GB, GT}, flat = GB * GT;
     const size_t labels = arch == ARCH_BERT ? GB : flat;
     clora_buffer *bx = NULL, *by = NULL;
@@ -700,13 +693,7 @@ static float *trained_checkpointing(int arch, int checkpointing, size_t *n, uint
     int32_t ids[GB * GT], next[GB * GT];
     CHECK_OK(clora_device_reset_memory_peak(test_device));
     for (size_t step = 0; step < 3; ++step) {
-        uint64_t rng = 91 + step;
-        for (size_t i = 0; i < flat; ++i) {
-            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-            ids[i] = (int32_t)((rng >> 33) % GV);
-        }
-        for (size_t i = 0; i < flat; ++i)
-            next[i] = arch == ARCH_BERT ? ids[i] % 3 : ids[(i + 1) % flat];
+        step_tokens(91 + step, arch == ARCH_BERT, ids, next);
         CHECK_OK(clora_buffer_upload_i32(bx, 0, ids, flat));
         CHECK_OK(clora_buffer_upload_i32(by, 0, next, labels));
         CHECK_OK(clora_trainer_step(trainer, bx, by, NULL));
@@ -775,7 +762,9 @@ static void checkpointing_is_decided_at_forward(void **state)
         CHECK_OK(clora_model_backward(model, dy));
         size_t count = 0;
         CHECK_OK(clora_model_params(model, &count));
-        grads[kept] = test_alloc(1u << 20);
+        clora_param_counts counts;
+        CHECK_OK(clora_model_count_params(model, &counts));
+        grads[kept] = test_alloc(counts.trainable); /* everything trains: every grad */
         for (size_t i = 0; i < count; ++i) {
             clora_param_info info;
             CHECK_OK(clora_model_param(model, i, &info));

@@ -36,6 +36,11 @@ int bench_group_wanted(const bench *b, const char *prefix);
 /* Reports a failed measurement; the command then exits 1. */
 void bench_fail(bench *b, const char *what, clora_status status);
 
+/* Random token ids (rows, seq) below vocab from `seed`, uploaded as both
+ * the input and the target of a next-token step. */
+clora_status bench_tokens(clora_device *dev, size_t rows, size_t seq, size_t vocab, uint64_t seed,
+                          clora_buffer **input, clora_buffer **target);
+
 /* A case: runs once (enqueueing work) and returns a status. */
 typedef clora_status (*bench_fn)(void *context);
 /* Times `count` cases alternating, `reps` times after two warm-up rounds

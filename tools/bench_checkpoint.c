@@ -98,28 +98,6 @@ static clora_status measure(bench *b, clora_model *model, clora_buffer *input,
     return CLORA_OK;
 }
 
-/* Random token ids (rows, seq) below vocab, as input and target. */
-static clora_status token_batch(clora_device *dev, size_t rows, size_t seq, size_t vocab,
-                                clora_buffer **input, clora_buffer **target)
-{
-    const size_t shape[2] = {rows, seq};
-    int32_t *ids = malloc(rows * seq * sizeof *ids);
-    if (!ids)
-        return CLORA_ERR_OUT_OF_HOST_MEMORY;
-    uint64_t rng = 23;
-    for (size_t i = 0; i < rows * seq; ++i)
-        ids[i] = (int32_t)(cli_uniform(&rng, 0.0f, 1.0f) * (float)(vocab - 1));
-    clora_status status = clora_buffer_create_typed(input, dev, CLORA_DTYPE_I32, 2, shape);
-    if (status == CLORA_OK)
-        status = clora_buffer_create_typed(target, dev, CLORA_DTYPE_I32, 2, shape);
-    if (status == CLORA_OK)
-        status = clora_buffer_upload_i32(*input, 0, ids, rows * seq);
-    if (status == CLORA_OK)
-        status = clora_buffer_upload_i32(*target, 0, ids, rows * seq);
-    free(ids);
-    return status;
-}
-
 /* LoRA r = 8 on the attention projections named. */
 static clora_status adapt(clora_model *model, const char *const *targets, size_t count)
 {
@@ -145,7 +123,7 @@ void bench_checkpointing(bench *b)
     if (status == CLORA_OK)
         status = adapt(model, gpt2_targets, 1);
     if (status == CLORA_OK)
-        status = token_batch(b->dev, 1, seq, cfg.vocab_size, &input, &target);
+        status = bench_tokens(b->dev, 1, seq, cfg.vocab_size, 23, &input, &target);
     char shape[96];
     snprintf(shape, sizeof shape, "GPT-2 %zux%zu B=1 T=%zu r=8", cfg.n_layer, cfg.n_embd, seq);
     if (status == CLORA_OK)
@@ -174,7 +152,7 @@ void bench_checkpointing(bench *b)
     if (status == CLORA_OK)
         status = adapt(model, llama_targets, 2);
     if (status == CLORA_OK)
-        status = token_batch(b->dev, 4, 64, vocab, &input, &target);
+        status = bench_tokens(b->dev, 4, 64, vocab, 23, &input, &target);
     if (status == CLORA_OK)
         status = measure(b, model, input, target, "Llama (--llama) B=4 T=64 r=8",
                          b->o.quick ? 1 : 3);

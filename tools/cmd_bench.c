@@ -498,6 +498,27 @@ static clora_status time_steps(bench *b, clora_model *model, clora_buffer *input
     return status;
 }
 
+clora_status bench_tokens(clora_device *dev, size_t rows, size_t seq, size_t vocab, uint64_t seed,
+                          clora_buffer **input, clora_buffer **target)
+{
+    const size_t shape[2] = {rows, seq};
+    int32_t *ids = malloc(rows * seq * sizeof *ids);
+    if (!ids)
+        return CLORA_ERR_OUT_OF_HOST_MEMORY;
+    uint64_t rng = seed;
+    for (size_t i = 0; i < rows * seq; ++i)
+        ids[i] = (int32_t)(cli_uniform(&rng, 0.0f, 1.0f) * (float)(vocab - 1));
+    clora_status status = clora_buffer_create_typed(input, dev, CLORA_DTYPE_I32, 2, shape);
+    if (status == CLORA_OK)
+        status = clora_buffer_create_typed(target, dev, CLORA_DTYPE_I32, 2, shape);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload_i32(*input, 0, ids, rows * seq);
+    if (status == CLORA_OK)
+        status = clora_buffer_upload_i32(*target, 0, ids, rows * seq);
+    free(ids);
+    return status;
+}
+
 /* The demo's model: 64 -> H -> H -> 10 MLP, batch 64, rank 4 on every Linear. */
 static void bench_demo(bench *b)
 {
@@ -552,22 +573,9 @@ static void bench_gpt2(bench *b)
         cfg.n_layer = 2;
     clora_model *model = NULL;
     clora_buffer *input = NULL, *target = NULL;
-    const size_t shape[2] = {batch, seq};
-    int32_t *ids = malloc(batch * seq * sizeof(int32_t));
-    clora_status status = ids ? CLORA_OK : CLORA_ERR_OUT_OF_HOST_MEMORY;
-    uint64_t rng = 11;
-    for (size_t i = 0; ids && i < batch * seq; ++i)
-        ids[i] = (int32_t)(cli_uniform(&rng, 0.0f, 1.0f) * (float)(cfg.vocab_size - 1));
+    clora_status status = clora_model_create_gpt2(&model, b->dev, &cfg, 1);
     if (status == CLORA_OK)
-        status = clora_model_create_gpt2(&model, b->dev, &cfg, 1);
-    if (status == CLORA_OK)
-        status = clora_buffer_create_typed(&input, b->dev, CLORA_DTYPE_I32, 2, shape);
-    if (status == CLORA_OK)
-        status = clora_buffer_create_typed(&target, b->dev, CLORA_DTYPE_I32, 2, shape);
-    if (status == CLORA_OK)
-        status = clora_buffer_upload_i32(input, 0, ids, batch * seq);
-    if (status == CLORA_OK)
-        status = clora_buffer_upload_i32(target, 0, ids, batch * seq);
+        status = bench_tokens(b->dev, batch, seq, cfg.vocab_size, 11, &input, &target);
     const char *targets[] = {"c_attn"};
     clora_lora_config lora = clora_lora_config_default();
     lora.rank = 8;
@@ -582,7 +590,6 @@ static void bench_gpt2(bench *b)
                             b->o.quick ? 1 : 3);
     if (status != CLORA_OK)
         bench_fail(b, "the GPT-2-shaped model's step", status);
-    free(ids);
     clora_buffer_destroy(input);
     clora_buffer_destroy(target);
     clora_model_destroy(model);
