@@ -370,6 +370,18 @@ row rank-zero any "$O/t" 'rank r = 0; 1 <= r <= 256' $T $TD --out "$O/t" --rank 
 row rank-too-big any "$O/t" 'rank r = 257; 1 <= r <= 256' $T $TD --out "$O/t" --rank 257
 row rank-overflow quiet "$O/t" 'expects a non-negative integer, got "18446744073709551616"' \
     $T $TD --out "$O/t" --rank 18446744073709551616
+row bias-unknown quiet "$O/t" '--bias "some" is not one of none lora_only all' $T $TD \
+    --out "$O/t" --bias some
+row layers-not-index quiet "$O/t" '--layers entry "x" is not a layer index' $T $TD --out "$O/t" \
+    --layers 0,x
+row layers-negative quiet "$O/t" '--layers entry "-1" is not a layer index' $T $TD \
+    --out "$O/t" --layers -1
+row layers-empty quiet "$O/t" '--layers gives no layer index' $T $TD --out "$O/t" --layers ,
+row layers-pattern-alone quiet "$O/t" '--layers-pattern needs --layers' $T $TD --out "$O/t" \
+    --layers-pattern layers
+row layers-with-regex quiet "$O/t" '--layers applies to --targets, not --target-regex' $T $TD \
+    --out "$O/t" --layers 0 --target-regex '.*q_proj'
+row layers-none-there any "$O/t" 'no Linear layer matched' $T $TD --out "$O/t" --layers 99
 row rank-pattern-bad quiet "$O/t" '--rank-pattern entry "q_proj" is not REGEX=RANK' \
     $T $TD --out "$O/t" --rank-pattern q_proj
 row rank-pattern-zero any "$O/t" 'rank_pattern entry 0 gives rank 0' $T $TD --out "$O/t" \
@@ -634,6 +646,11 @@ row missing-value quiet - 'option --adapter needs a value' $L --out "$l" --adapt
 row no-input quiet "$l" '--tokens or --prompt is required' logits --model "$llama" --out "$l"
 row system-without-prompt quiet "$l" '--chat and --system go with --prompt' $L --system hi \
     --out "$l"
+row adapter-name-alone quiet "$l" '--adapter-name goes with --adapter' $L --adapter-name x \
+    --out "$l"
+row adapter-name-unknown quiet "$l" 'the model has no adapter "nope"' \
+    logits --model "$gpt2" --tokens 1,2 --adapter "$G/peft_options/0212/multi" \
+    --adapter-name nope --out "$l"
 row tokens-negative quiet "$l" '--tokens expects ids like .*"1,-2" is not' logits \
     --model "$llama" --tokens 1,-2 --out "$l"
 row tokens-past-vocab quiet "$l" 'id 50 at position 1 is outside \[0, 50\)' logits \
@@ -776,6 +793,29 @@ row out-is-file quiet "$W/existing" 'existing exists and is not a folder' $M $MA
     --out "$W/existing"
 row out-kept-on-bad-adapter quiet "$W/existing_dir" 'holds NaN' $M --adapter "$W/a_nan" \
     --out "$W/existing_dir"
+PO=$G/peft_options/0212
+row no-output quiet - 'give --out, --adapter-out or both' $M $MA
+row name-and-combine quiet "$O/m" '--adapter-name and --combine exclude each other' \
+    merge --model "$gpt2" --adapter "$PO/combine" --adapter-name second --combine second:1 \
+    --out "$O/m"
+row combine-entry quiet "$O/m" '--combine entry "second" is not NAME:WEIGHT' \
+    merge --model "$gpt2" --adapter "$PO/combine" --combine second --out "$O/m"
+row combine-weight quiet "$O/m" '--combine entry "second:x" is not NAME:WEIGHT' \
+    merge --model "$gpt2" --adapter "$PO/combine" --combine second:x --out "$O/m"
+row combine-unknown quiet "$O/m" 'the model has no adapter "nope"' \
+    merge --model "$gpt2" --adapter "$PO/combine" --combine default:0.5,nope:0.5 --out "$O/m"
+row combine-twice quiet "$O/m" 'adapter "second" is listed twice' \
+    merge --model "$gpt2" --adapter "$PO/combine" --combine second:0.5,second:0.5 --out "$O/m"
+row combine-linear-ranks quiet "$O/m" 'combining linearly needs equal ranks' \
+    merge --model "$gpt2" --adapter "$PO/multi" --combine default:0.5,other:0.5 \
+    --combination linear --out "$O/m"
+row combine-kind quiet "$O/m" '--combination "svd" is not one of linear cat' \
+    merge --model "$gpt2" --adapter "$PO/combine" --combine second:1 --combination svd \
+    --out "$O/m"
+row adapter-name-unknown quiet "$O/m" 'the model has no adapter "nope"' \
+    merge --model "$gpt2" --adapter "$PO/multi" --adapter-name nope --out "$O/m"
+row adapter-out-kept quiet "$W/existing" 'existing exists and is not a folder' \
+    merge --model "$gpt2" --adapter "$PO/multi" --adapter-out "$W/existing"
 
 # info (it shows what it can of a file, then refuses: stdout may have the part it read)
 row no-path quiet - 'PATH is required' info

@@ -102,6 +102,7 @@ static void stream(text_stream *ts, const int32_t *ids, size_t count)
 
 int cmd_generate(int argc, char **argv)
 {
+    const char *adapter_name = NULL;
     const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *prompt = NULL,
                *system = NULL, *device = NULL;
     size_t max_new = 0, top_k = 0, seed = 0, eos = (size_t)-1;
@@ -113,7 +114,10 @@ int cmd_generate(int argc, char **argv)
          .flags = CLI_REQUIRED},
         BASE_DTYPE_OPTION(&base_dtype),
         {CLI_OPT("--adapter", CLI_STRING, &adapter, "DIR",
-                 "a PEFT adapter folder to apply (default: none)")},
+                 "a PEFT adapter folder to apply (default: none); one with sub-folders "
+                 "holding named adapters loads them all")},
+        {CLI_OPT("--adapter-name", CLI_STRING, &adapter_name, "NAME",
+                 "with --adapter: the adapter to run (default: \"default\")")},
         {CLI_OPT("--prompt", CLI_STRING, &prompt, "TEXT", "the prompt as text")},
         {CLI_OPT("--chat", CLI_FLAG, &chat, NULL,
                  "put --prompt in the model's chat template as a user turn")},
@@ -152,6 +156,10 @@ int cmd_generate(int argc, char **argv)
     int parsed = cli_parse(&spec, argc, argv);
     if (parsed != CLI_RUN)
         return parsed;
+    if (adapter_name && !adapter) {
+        fprintf(stderr, "clora generate: --adapter-name goes with --adapter\n");
+        return 2;
+    }
     if ((chat || system) && !prompt) {
         fprintf(stderr, "clora generate: --chat and --system go with --prompt\n");
         return 2;
@@ -179,8 +187,8 @@ int cmd_generate(int argc, char **argv)
         cli_report("generate", "opening the device", status);
         goto done;
     }
-    if (!open_model("generate", g.device, model_dir, adapter, 0, seed, base_dtype, &g.model,
-                    &family))
+    if (!open_model("generate", g.device, model_dir, adapter, adapter_name, 0, seed, base_dtype,
+                    &g.model, &family))
         goto done;
     if (family != FAMILY_GPT2 && family != FAMILY_LLAMA) {
         fprintf(stderr,

@@ -20,6 +20,7 @@ static const char logits_description[] =
 
 int cmd_logits(int argc, char **argv)
 {
+    const char *adapter_name = NULL;
     const char *model_dir = NULL, *adapter = NULL, *tokens = NULL, *text = NULL, *types = NULL,
                *out = NULL, *device = NULL, *system = NULL;
     size_t classes = 0, seed = 0;
@@ -31,7 +32,10 @@ int cmd_logits(int argc, char **argv)
          .flags = CLI_REQUIRED},
         BASE_DTYPE_OPTION(&base_dtype),
         {CLI_OPT("--adapter", CLI_STRING, &adapter, "DIR",
-                 "a PEFT adapter folder to apply (default: none)")},
+                 "a PEFT adapter folder to apply (default: none); one with sub-folders "
+                 "holding named adapters loads them all")},
+        {CLI_OPT("--adapter-name", CLI_STRING, &adapter_name, "NAME",
+                 "with --adapter: the adapter to run (default: \"default\")")},
         {CLI_OPT("--tokens", CLI_STRING, &tokens, "IDS",
                  "the token ids, comma-separated: 15496,11,995")},
         {CLI_OPT("--prompt", CLI_STRING, &text, "TEXT",
@@ -59,6 +63,10 @@ int cmd_logits(int argc, char **argv)
     int parsed = cli_parse(&spec, argc, argv);
     if (parsed != CLI_RUN)
         return parsed;
+    if (adapter_name && !adapter) {
+        fprintf(stderr, "clora logits: --adapter-name goes with --adapter\n");
+        return 2;
+    }
     int32_t *ids = NULL, *type_ids = NULL;
     size_t count = 0, type_count = 0;
     if ((chat || system) && !text) {
@@ -97,7 +105,8 @@ int cmd_logits(int argc, char **argv)
         exit_code = 2;
         goto done;
     }
-    if (!open_model("logits", dev, model_dir, adapter, classes, seed, base_dtype, &model, &family))
+    if (!open_model("logits", dev, model_dir, adapter, adapter_name, classes, seed, base_dtype,
+                    &model, &family))
         goto done;
     const size_t shape[2] = {1, count};
     const clora_buffer *y = NULL;

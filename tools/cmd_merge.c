@@ -1,5 +1,6 @@
 /* cmd_merge.c — `clora merge`: a model plus an adapter, saved as one model. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -15,22 +16,61 @@ static const char merge_description[] =
     "\n"
     "A model whose weights are packed (a quantized GGUF file) cannot take a\n"
     "merge in place: --out-dtype f32 or f16 loads its weights as float32,\n"
-    "merges there, and writes the weights as F32 or F16.\n";
+    "merges there, and writes the weights as F32 or F16.\n"
+    "\n"
+    "An adapter folder with sub-folders holding named adapters (as PEFT saves\n"
+    "several) loads them all: --adapter-name picks the one to merge, and\n"
+    "--combine A:0.7,B:0.3 merges a weighted combination of named ones, as\n"
+    "PEFT's add_weighted_adapter makes it (--combination cat: exact, rank the\n"
+    "sum of theirs; linear: their common rank, an approximation).\n"
+    "--adapter-out saves the adapter merged (a combination, say) as a PEFT\n"
+    "adapter folder instead of, or beside, the merged model.\n";
+
+static const char *const combination_names[] = {"linear", "cat", NULL}; /* clora_combination */
+
+/* "A:0.7,B:0.3" into names and weights (names point into `text`, changed). */
+static int parse_combine(char *text, const char **names, float *weights, size_t max,
+                         size_t *count)
+{
+    *count = 0;
+    for (char *item = strtok(text, ","); item; item = strtok(NULL, ",")) {
+        char *colon = strrchr(item, ':'), *end = NULL;
+        if (*count == max || !colon || colon == item ||
+            (weights[*count] = strtof(colon + 1, &end), end == colon + 1 || *end)) {
+            fprintf(stderr, "clora merge: --combine entry \"%s\" is not NAME:WEIGHT\n", item);
+            return 0;
+        }
+        *colon = '\0';
+        names[(*count)++] = item;
+    }
+    if (*count == 0)
+        fprintf(stderr, "clora merge: --combine names no adapter\n");
+    return *count > 0;
+}
 
 static const char *const out_dtype_names[] = {"stored", "f32", "f16", NULL};
 
 int cmd_merge(int argc, char **argv)
 {
     const char *model_dir = NULL, *adapter_dir = NULL, *out = NULL, *device = NULL;
-    int out_dtype = 0;
+    const char *adapter_name = NULL, *combine = NULL, *adapter_out = NULL;
+    int out_dtype = 0, combination = 1;
     const cli_option options[] = {
         {CLI_OPT("--model", CLI_STRING, &model_dir, "PATH",
                  "the model: a clora or Hugging Face folder, or a GGUF file"),
          .flags = CLI_REQUIRED},
         {CLI_OPT("--adapter", CLI_STRING, &adapter_dir, "DIR", "the PEFT adapter folder"),
          .flags = CLI_REQUIRED},
-        {CLI_OPT("--out", CLI_STRING, &out, "DIR", "where to save the merged model"),
-         .flags = CLI_REQUIRED},
+        {CLI_OPT("--adapter-name", CLI_STRING, &adapter_name, "NAME",
+                 "the named adapter of the folder to merge (default: \"default\")")},
+        {CLI_OPT("--combine", CLI_STRING, &combine, "A:W,B:W",
+                 "merge a weighted combination of named adapters instead")},
+        {CLI_OPT("--combination", CLI_CHOICE, &combination, "KIND",
+                 "with --combine: cat or linear"),
+         .fallback = "cat", .choices = combination_names},
+        {CLI_OPT("--out", CLI_STRING, &out, "DIR", "where to save the merged model")},
+        {CLI_OPT("--adapter-out", CLI_STRING, &adapter_out, "DIR",
+                 "save the adapter to be merged as a PEFT adapter folder")},
         {CLI_OPT("--out-dtype", CLI_CHOICE, &out_dtype, "TYPE",
                  "stored (weights as the model stores them; packed ones refuse the merge), "
                  "f32 or f16 (weights loaded as float32, merged, written as F32 or F16)"),
@@ -39,13 +79,31 @@ int cmd_merge(int argc, char **argv)
         CLI_END};
     const cli_spec spec = {
         .command = "merge",
-        .usage = "usage: clora merge --model PATH --adapter DIR --out DIR [--out-dtype TYPE] "
-                 "[--device SEL]",
+        .usage = "usage: clora merge --model PATH --adapter DIR [--adapter-name NAME | --combine "
+                 "A:W,B:W] (--out DIR | --adapter-out DIR) [--out-dtype TYPE]",
         .description = merge_description,
         .options = options};
     int parsed = cli_parse(&spec, argc, argv);
     if (parsed != CLI_RUN)
         return parsed;
+    if (!out && !adapter_out) {
+        fprintf(stderr, "clora merge: give --out, --adapter-out or both\n");
+        return 2;
+    }
+    if (adapter_name && combine) {
+        fprintf(stderr, "clora merge: --adapter-name and --combine exclude each other\n");
+        return 2;
+    }
+    const char *names[64];
+    float weights[64];
+    size_t combined = 0;
+    char *combine_text = combine ? malloc(strlen(combine) + 1) : NULL;
+    if (combine_text)
+        memcpy(combine_text, combine, strlen(combine) + 1);
+    if (combine && (!combine_text || !parse_combine(combine_text, names, weights, 64, &combined))) {
+        free(combine_text);
+        return 2;
+    }
     clora_device *dev = NULL;
     clora_model *model = NULL;
     int exit_code = 1;
@@ -61,8 +119,30 @@ int cmd_merge(int argc, char **argv)
         cli_report("merge", "loading the model", status);
         goto done;
     }
-    if ((status = clora_adapter_load(model, adapter_dir, NULL))) {
+    if ((status = clora_adapter_load_all(model, adapter_dir, NULL))) {
         cli_report("merge", "loading the adapter", status);
+        goto done;
+    }
+    if (combine &&
+        ((status = clora_model_add_weighted_adapter(model, names, weights, combined, "combined",
+                                                    (clora_combination)combination)) ||
+         (status = clora_model_set_adapter(model, "combined")))) {
+        cli_report("merge", "combining the adapters", status);
+        goto done;
+    }
+    if (adapter_name && (status = clora_model_set_adapter(model, adapter_name))) {
+        cli_report("merge", "choosing the adapter", status);
+        goto done;
+    }
+    if (adapter_out) {
+        if ((status = clora_adapter_save(model, NULL, adapter_out))) {
+            cli_report("merge", "saving the adapter", status);
+            goto done;
+        }
+        printf("saved adapter \"%s\" to %s\n", clora_model_active_adapter(model), adapter_out);
+    }
+    if (!out) {
+        exit_code = 0;
         goto done;
     }
     if ((status = clora_model_merge_adapter(model))) {
@@ -81,6 +161,7 @@ int cmd_merge(int argc, char **argv)
            with_commas(counts.total - counts.trainable, n, sizeof n), out);
     exit_code = 0;
 done:
+    free(combine_text);
     clora_model_destroy(model);
     clora_device_destroy(dev);
     return exit_code;

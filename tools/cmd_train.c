@@ -59,6 +59,8 @@ typedef struct train_options {
     size_t stop_at, seed;
     float alpha, dropout, lr, weight_decay, momentum, clip;
     const char *targets, *target_regex, *exclude, *rank_pattern, *trainable, *adapter_name;
+    const char *layers, *layers_pattern;
+    int bias;
     int scale_mode, init, optimizer, schedule, task, lora_on_head, base_dtype, checkpointing;
     int weight_decay_set;
 } train_options;
@@ -70,6 +72,7 @@ static const char *const init_names[] = {"peft", "seed", "gaussian", NULL};
 static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
 static const char *const schedule_names[] = {"constant", "linear", "cosine", NULL};
 static const char *const task_names[] = {"auto", "classify", "lm", "regression", NULL};
+static const char *const bias_names[] = {"none", "lora_only", "all", NULL}; /* clora_bias_mode */
 typedef enum task_kind { TASK_AUTO, TASK_CLASSIFY, TASK_LM, TASK_REGRESSION } task_kind;
 
 /* Reads the command line into o: CLI_RUN, or the exit status after --help
@@ -114,6 +117,15 @@ static int parse(int argc, char **argv, train_options *o)
         {CLI_OPT("--exclude", CLI_STRING, &o->exclude, "A,B", "modules to leave alone")},
         {CLI_OPT("--rank-pattern", CLI_STRING, &o->rank_pattern, "P=R,..",
                  "per-module ranks (regex=rank)")},
+        {CLI_OPT("--layers", CLI_STRING, &o->layers, "I,J",
+                 "only these layer indices of the --targets matches (PEFT's "
+                 "layers_to_transform)")},
+        {CLI_OPT("--layers-pattern", CLI_STRING, &o->layers_pattern, "P,Q",
+                 "with --layers: the name before the index (regexes; default: any)")},
+        {CLI_OPT("--bias", CLI_CHOICE, &o->bias, "MODE",
+                 "biases that train and travel with the adapter: none, lora_only (the "
+                 "adapted layers') or all"),
+         .fallback = "none", .choices = bias_names},
         {CLI_OPT("--trainable", CLI_STRING, &o->trainable, "A,B",
                  "modules that train in full and are saved with the adapter")},
         {CLI_OPT("--adapter-name", CLI_STRING, &o->adapter_name, "NAME", "the adapter's name"),
@@ -347,8 +359,11 @@ int cmd_train(int argc, char **argv)
         return 1;
     }
 
-    name_list targets = {0}, exclude = {0}, trainable = {0}, rank_items = {0};
-    char *s_targets = NULL, *s_exclude = NULL, *s_trainable = NULL, *s_ranks = NULL;
+    name_list targets = {0}, exclude = {0}, trainable = {0}, rank_items = {0}, layer_items = {0},
+              layer_patterns = {0};
+    char *s_targets = NULL, *s_exclude = NULL, *s_trainable = NULL, *s_ranks = NULL,
+         *s_layers = NULL, *s_patterns = NULL;
+    size_t *layers = NULL;
     int exit_code = 2;
     clora_device *dev = NULL;
     clora_model *model = NULL;
@@ -361,6 +376,9 @@ int cmd_train(int argc, char **argv)
         !split_list(o.exclude, &exclude, &s_exclude) ||
         !split_list(o.trainable, &trainable, &s_trainable) ||
         !split_list(o.rank_pattern, &rank_items, &s_ranks) ||
+        !split_list(o.layers, &layer_items, &s_layers) ||
+        !split_list(o.layers_pattern, &layer_patterns, &s_patterns) ||
+        !(layers = calloc(layer_items.n + 1, sizeof *layers)) ||
         !(ranks = calloc(rank_items.n + 1, sizeof *ranks))) {
         fprintf(stderr, "clora train: out of memory\n");
         goto done;
@@ -376,6 +394,28 @@ int cmd_train(int argc, char **argv)
         }
         *eq = '\0';
         ranks[i].pattern = rank_items.v[i];
+    }
+    for (size_t i = 0; i < layer_items.n; ++i) {
+        char *end = NULL;
+        const char *item = layer_items.v[i];
+        unsigned long long v = strtoull(item, &end, 10);
+        if (!*item || *item < '0' || *item > '9' || *end || v > 1000000) {
+            fprintf(stderr, "clora train: --layers entry \"%s\" is not a layer index\n", item);
+            goto done;
+        }
+        layers[i] = (size_t)v;
+    }
+    if (o.layers && !layer_items.n) {
+        fprintf(stderr, "clora train: --layers gives no layer index\n");
+        goto done;
+    }
+    if (o.layers_pattern && !o.layers) {
+        fprintf(stderr, "clora train: --layers-pattern needs --layers\n");
+        goto done;
+    }
+    if (o.layers && o.target_regex) {
+        fprintf(stderr, "clora train: --layers applies to --targets, not --target-regex\n");
+        goto done;
     }
     const int all_linear = targets.n == 1 && !strcmp(targets.v[0], "all-linear");
     if (all_linear)
@@ -458,7 +498,7 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     model_family opened;
-    if (!open_model("train", dev, o.model, NULL, family == FAMILY_BERT ? classes : 0, o.seed,
+    if (!open_model("train", dev, o.model, NULL, NULL, family == FAMILY_BERT ? classes : 0, o.seed,
                     o.base_dtype, &model, &opened))
         goto done;
     const char *head = NULL; /* the output module, kept out of all-linear */
@@ -524,6 +564,11 @@ int cmd_train(int argc, char **argv)
     lora.rank_pattern_count = rank_items.n;
     lora.modules_to_save = trainable.v;
     lora.modules_to_save_count = trainable.n;
+    lora.bias = (clora_bias_mode)o.bias;
+    lora.layers_to_transform = layers;
+    lora.layers_to_transform_count = layer_items.n;
+    lora.layers_pattern = layer_patterns.v;
+    lora.layers_pattern_count = layer_patterns.n;
     size_t replaced = 0;
     if ((status = clora_replace_linear_with_lora(clora_model_root(model), &lora, &replaced))) {
         cli_report("train", "applying LoRA", status);
@@ -649,6 +694,11 @@ done:
     free(exclude.v);
     free(trainable.v);
     free(rank_items.v);
+    free(layer_items.v);
+    free(layer_patterns.v);
+    free(layers);
+    free(s_layers);
+    free(s_patterns);
     free(ranks);
     free(s_targets);
     free(s_exclude);

@@ -1,11 +1,13 @@
 /* models.c — opening models and adapters for the `clora` commands. */
 #include "models.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -59,9 +61,29 @@ clora_dtype base_dtype_of(int choice)
                                                                           : CLORA_DTYPE_AS_STORED;
 }
 
+/* 1 when `dir` has a sub-folder holding an adapter (PEFT's layout for
+ * several named adapters). */
+static int has_named_adapters(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        char path[4096];
+        struct stat st;
+        found = e->d_name[0] != '.' &&
+                snprintf(path, sizeof path, "%s/%s/adapter_config.json", dir, e->d_name) <
+                    (int)sizeof path &&
+                stat(path, &st) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
 int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
-               size_t classes, uint64_t seed, int base_dtype, clora_model **out,
-               model_family *family)
+               const char *adapter_name, size_t classes, uint64_t seed, int base_dtype,
+               clora_model **out, model_family *family)
 {
     *out = NULL;
     *family = model_family_of(dir);
@@ -84,7 +106,13 @@ int open_model(const char *command, clora_device *device, const char *dir, const
         *out = NULL;
         return 0;
     }
-    if (adapter && (status = clora_adapter_load(*out, adapter, "default"))) {
+    if (adapter) {
+        status = has_named_adapters(adapter) ? clora_adapter_load_all(*out, adapter, NULL)
+                                             : clora_adapter_load(*out, adapter, "default");
+        if (status == CLORA_OK && adapter_name)
+            status = clora_model_set_adapter(*out, adapter_name);
+    }
+    if (status != CLORA_OK) {
         cli_report(command, "loading the adapter", status);
         clora_model_destroy(*out);
         *out = NULL;

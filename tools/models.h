@@ -44,11 +44,13 @@ clora_dtype base_dtype_of(int choice);
  * `classes` labels (0: the adapter's, if it carries one, else none);
  * decoders get a sequence classifier when the adapter carries one;
  * `seed` initialises a new head and drives dropout. Then loads `adapter`
- * (may be NULL) as "default". Prints a one-line error for `command` and
- * returns 0 on failure. */
+ * (may be NULL) as "default", or, when it has sub-folders holding adapters
+ * (PEFT's layout for several), every adapter in it, and makes
+ * `adapter_name` (may be NULL: "default") the active one. Prints a
+ * one-line error for `command` and returns 0 on failure. */
 int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
-               size_t classes, uint64_t seed, int base_dtype, clora_model **out,
-               model_family *family);
+               const char *adapter_name, size_t classes, uint64_t seed, int base_dtype,
+               clora_model **out, model_family *family);
 
 /* The tokenizer of `path`: a GGUF file (by its ending or its magic) or a
  * model folder. Prints a one-line error for `command` and returns 0 on

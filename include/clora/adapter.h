@@ -38,6 +38,16 @@ typedef enum clora_init_mode {
     CLORA_INIT_GAUSSIAN  /* A ~ N(0, (1/r)²), PEFT's init_lora_weights="gaussian" */
 } clora_init_mode;
 
+/* Which biases train with an adapter (PEFT's "bias"): none, those of the
+ * layers that carry it, or every parameter named "bias" in the model. A
+ * trained bias is the base layer's own: it stays changed when the adapter
+ * is disabled or deleted, as in PEFT, and travels in the adapter file. */
+typedef enum clora_bias_mode {
+    CLORA_BIAS_NONE = 0,
+    CLORA_BIAS_LORA_ONLY,
+    CLORA_BIAS_ALL
+} clora_bias_mode;
+
 /* A regular expression and the value it assigns (rank or alpha). */
 typedef struct clora_pattern_value {
     const char *pattern;
@@ -72,6 +82,18 @@ typedef struct clora_lora_config {
      * (a new classification head, say); list rule as for targets. */
     const char *const *modules_to_save;
     size_t modules_to_save_count;
+    clora_bias_mode bias;
+    /* PEFT's layers_to_transform: a target found by the list rule's suffix
+     * match (not a path listed whole) is kept only when its layer index is
+     * one of these. The index is the number after the first "<P>." that
+     * starts the path or follows a dot, for a layers_pattern entry P (each
+     * a POSIX extended regex, tried in order); with no patterns, the number
+     * after the first ".<segment>.". With no target list it filters every
+     * Linear (as PEFT's "all-linear" does); not with target_regex. */
+    const size_t *layers_to_transform;
+    size_t layers_to_transform_count;
+    const char *const *layers_pattern;
+    size_t layers_pattern_count;
 } clora_lora_config;
 
 /* rank 8, alpha 8, alpha / r, no dropout, PEFT init, every Linear. */
@@ -103,6 +125,25 @@ const char *clora_model_active_adapter(clora_model *model);
 /* Removes an adapter everywhere; a LoRA node left without adapters turns
  * back into its base Linear. Deleting the active adapter disables adapters. */
 clora_status clora_model_delete_adapter(clora_model *model, const char *name);
+
+/* How clora_model_add_weighted_adapter() combines adapters (PEFT's
+ * combination_type "linear" and "cat"). */
+typedef enum clora_combination {
+    CLORA_COMBINE_LINEAR = 0, /* A' = Σ sign(wᵢ)√|wᵢsᵢ|·Aᵢ, B' = Σ √|wᵢsᵢ|·Bᵢ; equal ranks */
+    CLORA_COMBINE_CAT         /* A', B' the wᵢsᵢAᵢ and Bᵢ side by side: s'B'A' = Σ wᵢsᵢBᵢAᵢ */
+} clora_combination;
+
+/* Adds adapter `new_name`, made of adapters names[0..count) with weights
+ * (sᵢ each one's own scale), on every layer that carries one of them, as
+ * PEFT's add_weighted_adapter makes it: rank Σ rᵢ for cat (its largest per
+ * adapter), the common rank for linear; scale 1 (√r' if the first adapter
+ * uses rsLoRA), the first adapter's dropout and bias mode. PEFT before 0.7
+ * computed linear otherwise (A' = Σ wᵢsᵢAᵢ, B' = Σ Bᵢ). A single adapter is
+ * combined linearly. The new adapter is not made active (as in PEFT); on
+ * failure the model is unchanged. */
+clora_status clora_model_add_weighted_adapter(clora_model *model, const char *const *names,
+                                              const float *weights, size_t count,
+                                              const char *new_name, clora_combination how);
 
 /* Merges the active adapter into the base weights (W += s·B·A, transposed
  * for (in, out) weights); the model then runs base-only and gives the same
@@ -150,6 +191,19 @@ clora_status clora_adapter_check(const char *dir);
  * targets without tensors, wrong shapes and non-float dtypes are errors that
  * name them, and nothing changes in the model on error. */
 clora_status clora_adapter_load(clora_model *model, const char *dir, const char *name);
+
+/* Loads every adapter of a folder laid out as PEFT's save_pretrained lays
+ * out several: "default" from `dir` itself (when it holds
+ * adapter_config.json) and each sub-folder holding one under its own name,
+ * in name order. All or none: on failure, the ones loaded are deleted
+ * again. Then "default" (else the first) is active. *loaded (may be NULL)
+ * counts them. */
+clora_status clora_adapter_load_all(clora_model *model, const char *dir, size_t *loaded);
+
+/* Saves every adapter of the model into `dir` as PEFT does: "default" in
+ * `dir` itself, each other one in dir/<name>/ (each as clora_adapter_save()
+ * saves one). */
+clora_status clora_adapter_save_all(clora_model *model, const char *dir);
 
 /* Saves the model (config.json + model.safetensors, replaced as one as
  * clora_adapter_save() does), LoRA nodes as their base Linear (with a

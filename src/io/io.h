@@ -115,6 +115,9 @@ typedef struct clora__peft_config {
     json_t *excludes; /* array or NULL */
     json_t *rank_pattern, *alpha_pattern; /* objects or NULL */
     json_t *saved;    /* modules_to_save: array or NULL */
+    json_t *layers;   /* layers_to_transform: integer, non-empty array or NULL */
+    json_t *layers_pattern; /* string, array or NULL */
+    int bias;         /* clora_bias_mode: 0 "none", 1 "lora_only", 2 "all" */
 } clora__peft_config;
 
 clora_status clora__peft_config_read(const char *path, size_t max_rank,
@@ -122,9 +125,19 @@ clora_status clora__peft_config_read(const char *path, size_t max_rank,
 void clora__peft_config_free(clora__peft_config *config);
 /* PEFT's list rule: `path` equals `entry` or ends with "." + entry. */
 int clora__peft_list_match(const char *path, const char *entry);
-/* Whether target_modules (minus exclude_modules) select module `path`:
+/* Whether target_modules (minus exclude_modules and modules_to_save, with
+ * layers_to_transform) select module `path`:
  * 1 or 0; -1, the failure set, when memory for the match runs out. */
 int clora__peft_targets(const clora__peft_config *config, const char *path);
+/* PEFT's layer index of module `path`: the number after the first
+ * "<pattern>." (a POSIX extended regex, tried in order) that starts the
+ * path or follows a dot and is followed by a dot; with no patterns, the
+ * number after the first ".<segment>.". -1 for none; -2 when memory runs
+ * out (the failure set). */
+long clora__peft_layer_index(const char *path, const char *const *patterns, size_t count);
+/* Whether layers_to_transform (with layers_pattern) keeps module `path`:
+ * 1 when the config gives no layers; -1 when memory runs out. */
+int clora__peft_layer_selected(const clora__peft_config *config, const char *path);
 /* Whether modules_to_save lists module `module`. */
 int clora__peft_saves(const clora__peft_config *config, const char *module);
 /* r and lora_alpha for one module (either may be NULL), rank_pattern and
@@ -170,6 +183,7 @@ typedef struct clora__peft_save {
     int fan_in_fan_out;            /* every site's base stores its weight (in, out) */
     const char *const *saved;      /* modules_to_save */
     size_t saved_count;
+    int bias;                      /* clora_bias_mode, as clora__peft_config's */
 } clora__peft_save;
 /* The adapter_config.json object (NULL when out of memory). */
 json_t *clora__peft_config_json(const clora__peft_save *save);

@@ -41,18 +41,64 @@ static clora_status parse_config(json_t *root, const char *path, size_t max_rank
     if (!(c->dropout >= 0.0 && c->dropout < 1.0))
         return clora__fail(CLORA_ERR_FORMAT, "%s: \"lora_dropout\" must be in [0, 1)", path);
     json_t *bias = json_object_get(root, "bias");
-    if (bias && !json_is_null(bias) &&
-        (!json_is_string(bias) || strcmp(json_string_value(bias), "none") != 0))
+    static const char *const bias_modes[3] = {"none", "lora_only", "all"};
+    c->bias = -1;
+    for (int m = 0; m < 3; ++m)
+        if (!bias || json_is_null(bias) ||
+            (json_is_string(bias) && !strcmp(json_string_value(bias), bias_modes[m]))) {
+            c->bias = bias && !json_is_null(bias) ? m : 0;
+            break;
+        }
+    if (c->bias < 0)
         return clora__fail(CLORA_ERR_UNSUPPORTED,
-                           "%s: bias \"%s\": clora loads adapters with bias \"none\"", path,
-                           json_is_string(bias) ? json_string_value(bias) : "?");
+                           "%s: bias \"%s\": clora loads bias \"none\", \"lora_only\" and \"all\"",
+                           path, json_is_string(bias) ? json_string_value(bias) : "?");
     if (json_is_true(json_object_get(root, "use_dora")))
         return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: DoRA adapters (use_dora) are not supported",
                            path);
-    json_t *layers = json_object_get(root, "layers_to_transform");
-    if (layers && !json_is_null(layers))
-        return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: layers_to_transform is not supported",
+    /* Options that change what the adapter computes, which clora does not
+     * compute: refused when set, never ignored. */
+    static const char *const refused[] = {"layer_replication",  "use_qalora",
+                                          "lora_bias",          "target_parameters",
+                                          "trainable_token_indices", "alora_invocation_tokens",
+                                          "megatron_config",    "arrow_config",
+                                          "kasa_config",        "use_bdlora",
+                                          "velora_config",      "monteclora_config"};
+    for (size_t k = 0; k < sizeof refused / sizeof *refused; ++k) {
+        json_t *v = json_object_get(root, refused[k]);
+        if (v && !json_is_null(v) && !json_is_false(v) &&
+            !(json_is_array(v) && json_array_size(v) == 0) &&
+            !(json_is_object(v) && json_object_size(v) == 0))
+            return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: \"%s\" is not supported", path,
+                               refused[k]);
+    }
+    c->layers = json_object_get(root, "layers_to_transform");
+    if (json_is_null(c->layers) || (json_is_array(c->layers) && json_array_size(c->layers) == 0))
+        c->layers = NULL;
+    if (c->layers && !json_is_integer(c->layers) && !json_is_array(c->layers))
+        return clora__fail(CLORA_ERR_FORMAT,
+                           "%s: \"layers_to_transform\" must be an integer or a list of them",
                            path);
+    for (size_t i = 0; json_is_array(c->layers) && i < json_array_size(c->layers); ++i)
+        if (!json_is_integer(json_array_get(c->layers, i)))
+            return clora__fail(CLORA_ERR_FORMAT,
+                               "%s: \"layers_to_transform\" entry %zu is not an integer", path,
+                               i);
+    c->layers_pattern = json_object_get(root, "layers_pattern");
+    if (json_is_null(c->layers_pattern))
+        c->layers_pattern = NULL;
+    if (c->layers_pattern && !json_is_string(c->layers_pattern) &&
+        !json_is_array(c->layers_pattern))
+        return clora__fail(CLORA_ERR_FORMAT,
+                           "%s: \"layers_pattern\" must be a string or a list of strings", path);
+    if (json_is_array(c->layers_pattern) && json_array_size(c->layers_pattern) > 64)
+        return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: more than 64 \"layers_pattern\" entries",
+                           path);
+    for (size_t i = 0; json_is_array(c->layers_pattern) && i < json_array_size(c->layers_pattern);
+         ++i)
+        if (!json_is_string(json_array_get(c->layers_pattern, i)))
+            return clora__fail(CLORA_ERR_FORMAT, "%s: \"layers_pattern\" entry %zu is not a string",
+                               path, i);
     c->targets = json_object_get(root, "target_modules");
     if (c->targets && !json_is_null(c->targets) && !json_is_array(c->targets) &&
         !json_is_string(c->targets))
@@ -64,10 +110,16 @@ static clora_status parse_config(json_t *root, const char *path, size_t max_rank
         if (!json_is_string(json_array_get(c->targets, i)))
             return clora__fail(CLORA_ERR_FORMAT,
                                "%s: \"target_modules\" entry %zu is not a string", path, i);
+    if (c->layers && json_is_string(c->targets))
+        return clora__fail(CLORA_ERR_FORMAT,
+                           "%s: \"layers_to_transform\" cannot be used with a regex "
+                           "\"target_modules\"",
+                           path);
     c->excludes = json_object_get(root, "exclude_modules");
-    if (c->excludes && !json_is_array(c->excludes)) {
+    if (c->excludes && !json_is_array(c->excludes) && !json_is_string(c->excludes)) {
         if (!json_is_null(c->excludes))
-            return clora__fail(CLORA_ERR_FORMAT, "%s: \"exclude_modules\" must be a list", path);
+            return clora__fail(CLORA_ERR_FORMAT,
+                               "%s: \"exclude_modules\" must be a list or a string", path);
         c->excludes = NULL;
     }
     const char *maps[2] = {"rank_pattern", "alpha_pattern"};
@@ -194,32 +246,129 @@ clora_status clora__peft_module(const clora__peft_config *config, const char *mo
     return CLORA_OK;
 }
 
+long clora__peft_layer_index(const char *path, const char *const *patterns, size_t count)
+{
+    if (count == 0) { /* .<segment>.<digits>. */
+        for (const char *dot = strchr(path, '.'); dot; dot = strchr(dot + 1, '.')) {
+            const char *seg_end = strchr(dot + 1, '.');
+            if (!seg_end)
+                break;
+            const char *d = seg_end + 1, *digits = d;
+            while (*d >= '0' && *d <= '9')
+                ++d;
+            if (d > digits && *d == '.')
+                return strtol(digits, NULL, 10);
+        }
+        return -1;
+    }
+    for (size_t p = 0; p < count; ++p) {
+        const size_t len = strlen(patterns[p]) + 32;
+        char *full = clora__malloc(len);
+        if (!full) {
+            clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "matching module %s", path);
+            return -2;
+        }
+        snprintf(full, len, "^(%s)\\.[0-9]+\\.", patterns[p]);
+        regex_t re;
+        const int compiled = regcomp(&re, full, REG_EXTENDED);
+        free(full);
+        if (compiled == REG_ESPACE) {
+            clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "matching module %s", path);
+            return -2;
+        }
+        if (compiled != 0)
+            continue;
+        long index = -1;
+        for (const char *start = path; start && index < 0;
+             start = strchr(start, '.') ? strchr(start, '.') + 1 : NULL) {
+            regmatch_t m;
+            if (regexec(&re, start, 1, &m, 0) != 0)
+                continue;
+            const char *digits = start + m.rm_eo - 1; /* the dot after the digits */
+            while (digits > start && digits[-1] >= '0' && digits[-1] <= '9')
+                --digits;
+            index = strtol(digits, NULL, 10);
+        }
+        regfree(&re);
+        if (index >= 0)
+            return index;
+    }
+    return -1;
+}
+
+int clora__peft_layer_selected(const clora__peft_config *c, const char *path)
+{
+    if (!c->layers)
+        return 1;
+    const char *patterns[64];
+    size_t count = 0;
+    if (json_is_string(c->layers_pattern))
+        patterns[count++] = json_string_value(c->layers_pattern);
+    for (size_t i = 0; json_is_array(c->layers_pattern) && i < json_array_size(c->layers_pattern) &&
+                       count < sizeof patterns / sizeof *patterns;
+         ++i)
+        patterns[count++] = json_string_value(json_array_get(c->layers_pattern, i));
+    const long index = clora__peft_layer_index(path, patterns, count);
+    if (index < -1)
+        return -1;
+    if (index < 0)
+        return 0;
+    if (json_is_integer(c->layers))
+        return json_integer_value(c->layers) == index;
+    size_t i;
+    json_t *entry;
+    json_array_foreach(c->layers, i, entry) {
+        if (json_integer_value(entry) == index)
+            return 1;
+    }
+    return 0;
+}
+
+/* PEFT's rules, in its order: exclude_modules (a list, or a regex the
+ * whole path must match) and modules to save are never targets; a regex
+ * target_modules must match the whole path; a listed path is a target; a
+ * path ending in "." + an entry is one when layers_to_transform (if given)
+ * holds its layer index. */
 int clora__peft_targets(const clora__peft_config *c, const char *path)
 {
     if (!c->targets)
         return 0;
-    int hit = 0;
-    if (json_is_string(c->targets)) {
-        hit = regex_match("^(%s)$", json_string_value(c->targets), path);
-        if (hit < 0)
-            return -1;
-    } else {
-        size_t i;
-        json_t *entry;
-        json_array_foreach(c->targets, i, entry) {
-            if (json_is_string(entry) && clora__peft_list_match(path, json_string_value(entry)))
-                hit = 1;
-        }
-    }
-    if (hit && c->excludes) {
+    if (json_is_string(c->excludes)) {
+        const int hit = regex_match("^(%s)$", json_string_value(c->excludes), path);
+        if (hit != 0)
+            return hit < 0 ? -1 : 0;
+    } else if (c->excludes) {
         size_t i;
         json_t *entry;
         json_array_foreach(c->excludes, i, entry) {
             if (json_is_string(entry) && clora__peft_list_match(path, json_string_value(entry)))
-                hit = 0;
+                return 0;
         }
     }
-    return hit;
+    if (c->saved) {
+        size_t i;
+        json_t *entry;
+        json_array_foreach(c->saved, i, entry) {
+            if (!json_is_string(entry))
+                continue;
+            const int hit = regex_match("^(.*\\.)?(%s)(\\..*)?$", json_string_value(entry), path);
+            if (hit != 0)
+                return hit < 0 ? -1 : 0;
+        }
+    }
+    if (json_is_string(c->targets))
+        return regex_match("^(%s)$", json_string_value(c->targets), path);
+    size_t i;
+    json_t *entry;
+    json_array_foreach(c->targets, i, entry) {
+        if (json_is_string(entry) && !strcmp(path, json_string_value(entry)))
+            return 1;
+    }
+    json_array_foreach(c->targets, i, entry) {
+        if (json_is_string(entry) && clora__peft_list_match(path, json_string_value(entry)))
+            return clora__peft_layer_selected(c, path);
+    }
+    return 0;
 }
 
 int clora__peft_saves(const clora__peft_config *c, const char *module)
@@ -297,7 +446,8 @@ json_t *clora__peft_config_json(const clora__peft_save *save)
     else
         json_decref(alphas);
     bad |= json_object_set_new(j, "fan_in_fan_out", json_boolean(save->fan_in_fan_out));
-    bad |= json_object_set_new(j, "bias", json_string("none"));
+    static const char *const bias_modes[3] = {"none", "lora_only", "all"};
+    bad |= json_object_set_new(j, "bias", json_string(bias_modes[save->bias]));
     bad |= json_object_set_new(j, "modules_to_save", saved ? saved : json_null());
     bad |= json_object_set_new(j, "init_lora_weights", json_true());
     bad |= json_object_set_new(j, "inference_mode", json_true());

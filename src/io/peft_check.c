@@ -118,14 +118,24 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
         size_t len = 0;
         const clora__peft_key_kind kind = clora__peft_key(v.name, &key, &len);
         const int is_a = kind == CLORA__PEFT_LORA_A;
-        if (kind == CLORA__PEFT_SAVED) { /* a parameter of a module to save */
+        if (kind == CLORA__PEFT_SAVED) { /* a parameter of a module to save, or a bias */
             const char *dot = strrchr(key, '.');
             char module[512];
             snprintf(module, sizeof module, "%.*s", dot ? (int)(dot - key) : 0, key);
-            if (!dot || !clora__peft_saves(c, module))
+            int bias = 0;
+            if (dot && !clora__peft_saves(c, module) && !strcmp(dot, ".bias") && c->bias) {
+                /* bias "all": any module's; "lora_only": a target's, as
+                 * PEFT before 0.7 named it (later ones say base_layer) */
+                bias = c->bias == 2 ? 1 : clora__peft_targets(c, module);
+                if (bias < 0) {
+                    status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+                    continue;
+                }
+            }
+            if (!dot || (!bias && !clora__peft_saves(c, module)))
                 status = clora__fail(CLORA_ERR_FORMAT,
-                                     "%s: unexpected tensor \"%s\" (neither lora_A/lora_B weight "
-                                     "nor a module to save)",
+                                     "%s: unexpected tensor \"%s\" (neither lora_A/lora_B weight, "
+                                     "a module to save nor a bias the config's \"bias\" saves)",
                                      path, v.name);
             else
                 status = check_values(path, &v);

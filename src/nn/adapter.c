@@ -39,20 +39,32 @@ const char *clora_model_active_adapter(clora_model *model)
 
 /* ---- trainability ------------------------------------------------------------- */
 
-static void apply_trainability(clora_node *node, const char *active, int in_saved_module)
+/* Trainable: the active adapter's LoRA parameters, every parameter of a
+ * module to save, and the biases the adapter's bias mode names (every
+ * "bias" for CLORA_BIAS_ALL; those of the layers carrying the adapter for
+ * CLORA_BIAS_LORA_ONLY). */
+static void apply_trainability(clora_node *node, const char *active, int bias, int in_saved_module,
+                               int in_target)
 {
     int saved = in_saved_module || node->trainable_module;
     for (size_t i = 0; i < node->param_count; ++i)
-        node->params[i]->trainable = saved;
-    if (clora__is_lora(node))
+        node->params[i]->trainable =
+            saved || (!strcmp(node->params[i]->name, "bias") &&
+                      (bias == CLORA_BIAS_ALL || (bias == CLORA_BIAS_LORA_ONLY && in_target)));
+    int target = 0;
+    if (clora__is_lora(node)) {
         clora__lora_activate(node, active);
+        target = active && clora__lora_find(node, active) >= 0;
+    }
     for (size_t i = 0; i < node->child_count; ++i)
-        apply_trainability(node->children[i], active, saved);
+        apply_trainability(node->children[i], active, bias, saved,
+                           target && clora__is_base_layer(node->children[i]));
 }
 
 void clora__apply_adapter_trainability(clora_model *model)
 {
-    apply_trainability(model->root, clora_model_active_adapter(model), 0);
+    const int bias = model->active_adapter >= 0 ? model->adapter_bias[model->active_adapter] : 0;
+    apply_trainability(model->root, clora_model_active_adapter(model), bias, 0, 0);
     clora__model_touch(model);
 }
 
@@ -182,17 +194,32 @@ static int select_layers(clora_node *node, const char *path, void *user)
         }
     if (clora__is_base_layer(node))
         return 0; /* a base_layer: its LoRA node is the module */
-    int matched = 0, listed = 0;
+    int matched = 0, listed = 0, whole = 0;
     if (cfg->target_module_count > 0) {
         for (size_t i = 0; i < cfg->target_module_count; ++i)
             if (*path && clora__peft_list_match(path, cfg->target_modules[i])) {
                 sel->target_hit[i] = 1;
                 listed = matched = 1;
+                whole |= !strcmp(path, cfg->target_modules[i]);
             }
     } else if (cfg->target_regex) {
         matched = listed = first_match(&sel->target_regex, path) >= 0;
+        whole = 1;
     } else {
         matched = clora__linear_of(node) != NULL;
+    }
+    if (matched && !whole && cfg->layers_to_transform_count > 0) {
+        const long index =
+            clora__peft_layer_index(path, cfg->layers_pattern, cfg->layers_pattern_count);
+        if (index < -1) {
+            sel->status = CLORA_ERR_OUT_OF_HOST_MEMORY;
+            return 1;
+        }
+        matched = 0;
+        for (size_t i = 0; index >= 0 && i < cfg->layers_to_transform_count; ++i)
+            matched |= cfg->layers_to_transform[i] == (size_t)index;
+        if (!matched)
+            return 0;
     }
     for (size_t i = 0; matched && i < cfg->exclude_module_count; ++i)
         if (clora__peft_list_match(path, cfg->exclude_modules[i]))
@@ -285,14 +312,31 @@ static clora_status check_config(const clora_lora_config *cfg)
     if (cfg->target_module_count > 0 && cfg->target_regex)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                            "%s: give target_modules or target_regex, not both", op);
+    if (cfg->layers_to_transform_count > 0 && cfg->target_regex)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: layers_to_transform applies to target_modules, not target_regex",
+                           op);
+    if (cfg->layers_to_transform_count && !cfg->layers_to_transform)
+        return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: layers_to_transform is NULL", op);
+    if (cfg->layers_pattern_count > 0 && cfg->layers_to_transform_count == 0)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                           "%s: layers_pattern needs layers_to_transform", op);
+    if (cfg->layers_pattern_count > 64)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: more than 64 layers_pattern entries",
+                           op);
+    if (cfg->bias != CLORA_BIAS_NONE && cfg->bias != CLORA_BIAS_LORA_ONLY &&
+        cfg->bias != CLORA_BIAS_ALL)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: unknown bias mode %d", op,
+                           (int)cfg->bias);
     const struct {
         const char *const *list;
         size_t count;
         const char *what;
-    } lists[3] = {{cfg->target_modules, cfg->target_module_count, "target_modules"},
+    } lists[4] = {{cfg->target_modules, cfg->target_module_count, "target_modules"},
                   {cfg->exclude_modules, cfg->exclude_module_count, "exclude_modules"},
-                  {cfg->modules_to_save, cfg->modules_to_save_count, "modules_to_save"}};
-    for (int l = 0; l < 3; ++l) {
+                  {cfg->modules_to_save, cfg->modules_to_save_count, "modules_to_save"},
+                  {cfg->layers_pattern, cfg->layers_pattern_count, "layers_pattern"}};
+    for (int l = 0; l < 4; ++l) {
         if (lists[l].count && !lists[l].list)
             return clora__fail(CLORA_ERR_NULL_ARGUMENT, "%s: %s is NULL", op, lists[l].what);
         for (size_t i = 0; i < lists[l].count; ++i)
@@ -435,8 +479,10 @@ clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_c
         sel.saved[i]->trainable_module = 1;
     if (status == CLORA_OK && done > 0)
         status = clora__adapters_register(model, name);
-    if (status == CLORA_OK && done > 0)
+    if (status == CLORA_OK && done > 0) {
         model->active_adapter = clora__adapter_index(model, name);
+        model->adapter_bias[model->active_adapter] = (unsigned char)config->bias;
+    }
     if (status == CLORA_OK)
         clora__apply_adapter_trainability(model);
     selection_free(&sel);
@@ -477,6 +523,8 @@ clora_status clora_model_delete_adapter(clora_model *model, const char *name)
     free(model->adapter_names[index]);
     memmove(&model->adapter_names[index], &model->adapter_names[index + 1],
             (model->adapter_name_count - (size_t)index - 1) * sizeof *model->adapter_names);
+    memmove(&model->adapter_bias[index], &model->adapter_bias[index + 1],
+            model->adapter_name_count - (size_t)index - 1);
     model->adapter_name_count--;
     model->active_adapter = active;
     clora__apply_adapter_trainability(model);

@@ -101,7 +101,7 @@ static double peft_alpha(const clora__adapter *ad)
 }
 
 /* adapter_config.json for the sites (io/peft.c writes it). */
-static json_t *adapter_config(const site_list *list)
+static json_t *adapter_config(const site_list *list, int bias)
 {
     clora__peft_site *sites = clora__calloc(list->count, sizeof *sites);
     const char **saved = clora__calloc(list->saved_count + 1, sizeof *saved);
@@ -110,7 +110,7 @@ static json_t *adapter_config(const site_list *list)
         const clora__adapter *first = list->sites[0].adapter;
         clora__peft_save save = {sites, list->count, first->dropout,
                                  first->scale_mode == CLORA_SCALE_ALPHA_OVER_SQRT_R, 1, saved,
-                                 list->saved_count};
+                                 list->saved_count, bias};
         for (size_t i = 0; i < list->count; ++i) {
             clora_weight_layout layout;
             clora__linear_dims_of(list->sites[i].node, NULL, NULL, &layout);
@@ -126,6 +126,41 @@ static json_t *adapter_config(const site_list *list)
     free(sites);
     free(saved);
     return config;
+}
+
+/* The biases an adapter's bias mode trains, as PEFT saves them: those of
+ * the layers carrying the adapter (lora_only) or every "bias" (all), a
+ * carrier's under both of PEFT's names for it, "<path>.base_layer.bias"
+ * (PEFT 0.7 on) and "<path>.bias" (before; each version ignores the other's). */
+typedef struct bias_walk {
+    const site_list *list;
+    clora_safetensors_writer *writer;
+    int mode;
+    clora_status status;
+} bias_walk;
+
+static int write_bias(clora_node *node, const char *path, void *user)
+{
+    bias_walk *walk = user;
+    const clora__param *bias = clora__param_get(node, "bias");
+    if (!bias || node->trainable_module)
+        return 0; /* a module to save is saved whole */
+    const int base = clora__is_base_layer(node);
+    const size_t module_len = base ? strlen(path) - strlen(".base_layer") : strlen(path);
+    int carrier = 0;
+    for (size_t i = 0; base && i < walk->list->count; ++i)
+        carrier |= walk->list->sites[i].node == node->parent;
+    if (walk->mode == CLORA_BIAS_LORA_ONLY && !carrier)
+        return 0;
+    char key[1300];
+    if (base && !clora__linear_of(node->parent)->new_head) { /* a new head's is saved already */
+        snprintf(key, sizeof key, KEY_PREFIX "%s.bias", path);
+        walk->status = clora__writer_add_buffer(walk->writer, key, bias->value);
+    }
+    snprintf(key, sizeof key, KEY_PREFIX "%.*s.bias", (int)module_len, path);
+    if (walk->status == CLORA_OK)
+        walk->status = clora__writer_add_buffer(walk->writer, key, bias->value);
+    return walk->status != CLORA_OK;
 }
 
 clora_status clora_adapter_save(clora_model *model, const char *name, const char *dir)
@@ -187,7 +222,13 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
         }
     if (status == CLORA_OK)
         status = clora_safetensors_writer_metadata(writer, "format", "pt");
-    json_t *config = status == CLORA_OK ? adapter_config(&list) : NULL;
+    const int bias = model->adapter_bias[clora__adapter_index(model, name)];
+    if (status == CLORA_OK && bias != CLORA_BIAS_NONE) {
+        bias_walk walk = {&list, writer, bias, CLORA_OK};
+        clora_model_visit(model, write_bias, &walk);
+        status = walk.status;
+    }
+    json_t *config = status == CLORA_OK ? adapter_config(&list, bias) : NULL;
     if (status == CLORA_OK && !config)
         status = clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "encoding adapter_config.json");
     if (status == CLORA_OK)
@@ -322,26 +363,40 @@ static clora_status tensor_values(const char *file, const clora_tensor_view *vie
     return status == CLORA_OK ? clora__check_finite(file, view->name, *out, view->numel) : status;
 }
 
-/* A tensor "<module>.<param>" of a module modules_to_save lists, read
- * into the plan after checking it against the model's parameter. */
+/* What a tensor other than a LoRA matrix is for. */
+typedef enum saved_role {
+    SAVED_MODULE, /* <module>.<param> of a module modules_to_save lists */
+    SAVED_BASE,   /* <target>.base_layer.<param>: a target's own parameter */
+    SAVED_BIAS    /* <module>.bias the config's "bias" trains */
+} saved_role;
+
+/* A tensor that is not a LoRA matrix, read into the plan after checking
+ * it against the model's parameter. The same parameter given twice (PEFT's
+ * old and new names for a target's bias) must have the same values. */
 static clora_status plan_saved(clora_model *model, const clora_tensor_view *view, const char *key,
-                               size_t base_len, const char *path, load_plan *plan)
+                               size_t base_len, saved_role role, const char *path,
+                               load_plan *plan)
 {
-    /* clora__peft_check saw that the module is one to save, or a target */
+    /* clora__peft_check saw that the module is one to save, a target, or
+     * one whose bias the config saves */
     const char *dot = strrchr(key, '.');
-    const size_t len = base_len ? base_len : (size_t)(dot - key);
+    const size_t len = role == SAVED_BASE ? base_len : (size_t)(dot - key);
     char module[1024];
     snprintf(module, sizeof module, "%.*s", (int)len, key);
+    if (role == SAVED_BIAS && strstr(module, ".original_module"))
+        return CLORA_OK; /* PEFT's copy of a module to save as it was: not used */
     clora_node *node = NULL;
     if (clora_model_find(model, module, &node) != CLORA_OK)
         return clora__fail(CLORA_ERR_NOT_FOUND,
                            "%s: tensor \"%s\" names module \"%s\", which the model lacks", path,
                            view->name, module);
-    if (base_len && (!(node = clora__linear_of(node)) || node->tied))
+    if (role == SAVED_BASE && (!(node = clora__linear_of(node)) || node->tied))
         return clora__fail(CLORA_ERR_FORMAT,
                            "%s: tensor \"%s\": module \"%s\" is not a Linear with weights of its "
                            "own",
                            path, view->name, module);
+    if (role == SAVED_BIAS && clora__linear_of(node))
+        node = clora__linear_of(node);
     clora__param *p = clora__param_get(node, dot + 1);
     if (!p)
         return clora__fail(CLORA_ERR_NOT_FOUND,
@@ -350,7 +405,7 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
     load_saved *s = &plan->saved[plan->saved_count++];
     s->node = node;
     s->param = p;
-    s->base = base_len != 0;
+    s->base = role != SAVED_MODULE;
     clora_status status =
         tensor_values(path, view, p->shape[0], p->ndim > 1 ? p->shape[1] : 1, &s->values);
     if (status != CLORA_OK && p->ndim == 1 && view->ndim == 1 && view->shape[0] == p->shape[0] &&
@@ -362,6 +417,18 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
         if (status == CLORA_OK)
             status = clora__check_finite(path, view->name, s->values, p->numel);
     }
+    for (size_t i = 0; status == CLORA_OK && i + 1 < plan->saved_count; ++i)
+        if (plan->saved[i].param == p) {
+            if (memcmp(plan->saved[i].values, s->values, p->numel * sizeof *s->values))
+                status = clora__fail(CLORA_ERR_FORMAT,
+                                     "%s: tensor \"%s\" gives %s of module \"%s\" other values "
+                                     "than an earlier tensor does",
+                                     path, view->name, p->name, module);
+            free(s->values);
+            s->values = NULL;
+            plan->saved_count--;
+            break;
+        }
     return status;
 }
 
@@ -384,8 +451,14 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
         const clora__peft_key_kind kind = clora__peft_key(view.name, &key, &len);
         const int is_a = kind == CLORA__PEFT_LORA_A;
         if (kind == CLORA__PEFT_SAVED || kind == CLORA__PEFT_BASE) { /* ... or another */
-            clora_status status =
-                plan_saved(model, &view, key, kind == CLORA__PEFT_BASE ? len : 0, path, plan);
+            saved_role role = kind == CLORA__PEFT_BASE ? SAVED_BASE : SAVED_MODULE;
+            if (role == SAVED_MODULE) {
+                char module[1024];
+                snprintf(module, sizeof module, "%.*s", (int)(strrchr(key, '.') - key), key);
+                if (!clora__peft_saves(c, module))
+                    role = SAVED_BIAS;
+            }
+            clora_status status = plan_saved(model, &view, key, len, role, path, plan);
             if (status != CLORA_OK)
                 return status;
             continue;
@@ -521,6 +594,7 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
         status = clora__adapters_register(model, name);
     if (status == CLORA_OK) {
         model->active_adapter = (int)model->adapter_name_count - 1;
+        model->adapter_bias[model->active_adapter] = (unsigned char)config.bias;
         clora__apply_adapter_trainability(model);
     } else {
         undo_load(&plan, name, sites_done, saved_done);

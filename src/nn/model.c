@@ -602,6 +602,7 @@ void clora_model_destroy(clora_model *model)
     for (size_t i = 0; i < model->adapter_name_count; ++i)
         free(model->adapter_names[i]);
     free(model->adapter_names);
+    free(model->adapter_bias);
     clora_buffer_destroy(model->trainable_arena);
     clora_buffer_destroy(model->grad_arena);
     free(model);
@@ -1140,6 +1141,11 @@ clora_status clora__adapters_register(clora_model *model, const char *name)
 {
     if (clora__adapter_index(model, name) >= 0)
         return CLORA_OK;
+    unsigned char *bias = clora__realloc(model->adapter_bias, model->adapter_name_count + 1);
+    if (!bias)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "registering adapter %s", name);
+    model->adapter_bias = bias;
+    bias[model->adapter_name_count] = CLORA_BIAS_NONE;
     char **grown =
         clora__realloc(model->adapter_names, (model->adapter_name_count + 1) * sizeof *grown);
     if (!grown)

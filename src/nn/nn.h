@@ -157,6 +157,7 @@ struct clora_model {
 
     /* adapter names in order of creation; the active one or -1 */
     char **adapter_names;
+    unsigned char *adapter_bias; /* per name: its clora_bias_mode */
     size_t adapter_name_count;
     int active_adapter;
     int merged; /* 1 while the active adapter is merged into the base weights */
