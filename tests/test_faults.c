@@ -375,11 +375,56 @@ static void sweep_adapter_load(clora_model *(*make)(uint64_t), const char *what)
     clora_model_destroy(model);
 }
 
+/* PEFT's own folders on tiny GPT-2 (tests/golden/peft_options): an
+ * adapter with bias "all" (biases of the whole model in the file), a
+ * folder of two named adapters (clora_adapter_load_all), and a weighted
+ * combination of two. A failure leaves the model as it was. */
+static void sweep_peft_folder(const char *name, int op)
+{
+    static const char *const what[3] = {"clora_adapter_load", "clora_adapter_load_all",
+                                        "clora_model_add_weighted_adapter"};
+    char dir[512];
+    snprintf(dir, sizeof dir, CLORA_TEST_GOLDEN_DIR "/peft_options/0212/%s", name);
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_load_hf(&model, test_device, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2", 0, 0));
+    if (op == 2)
+        CHECK_OK(clora_adapter_load_all(model, dir, NULL));
+    const char *const names[2] = {"default", "second"};
+    const float weights[2] = {0.7f, 0.3f};
+    const uint64_t before = model_checksum(model);
+    const size_t params = clora_model_param_count(model);
+    const size_t adapters = clora_model_adapter_count(model);
+    long failures = 0;
+    for (long k = 1; k < MAX_FAULTS; ++k) {
+        faults_at(k);
+        clora_status status =
+            op == 0   ? clora_adapter_load(model, dir, NULL)
+            : op == 1 ? clora_adapter_load_all(model, dir, NULL)
+                      : clora_model_add_weighted_adapter(model, names, weights, 2, "mix",
+                                                         CLORA_COMBINE_CAT);
+        if (!met_fault(k, status, what[op]))
+            break;
+        ++failures;
+        assert_int_equal(clora_model_param_count(model), params);
+        assert_int_equal(clora_model_adapter_count(model), adapters);
+        if (model_checksum(model) != before)
+            fail_msg("fault %ld of %s changed the model (%s)", k, what[op], clora_last_error());
+    }
+    assert_int_equal(clora_model_adapter_count(model), op == 1 ? 2 : adapters + 1);
+    assert_true(model_checksum(model) != before);
+    assert_true(failures >= 3);
+    print_message("%s (%s): %ld calls failed in turn\n", what[op], name, failures);
+    clora_model_destroy(model);
+}
+
 static void a_failed_adapter_load_changes_nothing(void **state)
 {
     (void)state;
     sweep_adapter_load(adapted_llama, "uniform");
     sweep_adapter_load(patterned_llama, "patterns");
+    sweep_peft_folder("bias_all", 0);
+    sweep_peft_folder("multi", 1);
+    sweep_peft_folder("combine", 2);
 }
 
 static void a_failed_model_save_keeps_the_old_files(void **state)
