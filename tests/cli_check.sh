@@ -104,6 +104,30 @@ cmp -s "$work/ck/adapter_model.safetensors" "$work/ck--checkpointing/adapter_mod
 grep -q "gradient checkpointing" "$work/ck.log" || fail "--checkpointing not reported"
 echo "ok: --checkpointing writes the same adapter"
 
+# PEFT's bias and layers_to_transform: biases train and travel with the
+# adapter, only block 1 is adapted; a folder of two named adapters merges
+# either one, or a combination
+"$clora" train --model "$golden/tiny_gpt2" --data "$golden/next_token_24x10.safetensors" \
+    --out "$work/bias_all" --steps 3 --batch-size 4 --targets c_attn,c_fc --layers 1 \
+    --layers-pattern h --bias all > "$work/bias.log" 2>&1 || { cat "$work/bias.log"; fail "train --bias"; }
+grep -q '"bias": "all"' "$work/bias_all/adapter_config.json" || fail "--bias all: not in the config"
+"$clora" info "$work/bias_all" > "$work/bias.info" || fail "info on a bias adapter"
+grep -q 'transformer.ln_f.bias' "$work/bias.info" || fail "--bias all: ln_f's bias not saved"
+grep -q 'h.0.attn.c_attn.lora_A' "$work/bias.info" && fail "--layers 1: block 0 adapted"
+grep -q 'h.1.mlp.c_fc.lora_A' "$work/bias.info" || fail "--layers 1: block 1 not adapted"
+mkdir -p "$work/two/second"
+cp "$work/ck/"adapter_* "$work/two/" && cp "$work/bias_all/"adapter_* "$work/two/second/"
+"$clora" info "$work/two" | grep -q 'named adapter "second"' || fail "info: named adapter"
+"$clora" logits --model "$golden/tiny_gpt2" --adapter "$work/two" --adapter-name second \
+    --tokens 1,2,3 --out "$work/two_l.st" > /dev/null || fail "logits --adapter-name"
+"$clora" logits --model "$golden/tiny_gpt2" --adapter "$work/bias_all" --tokens 1,2,3 \
+    --out "$work/one_l.st" > /dev/null || fail "logits of the bias adapter"
+cmp -s "$work/two_l.st" "$work/one_l.st" || fail "--adapter-name second ran another adapter"
+"$clora" merge --model "$golden/tiny_gpt2" --adapter "$work/two" --combine default:0.5,second:2 \
+    --adapter-out "$work/mix" --out "$work/mix_model" > /dev/null || fail "merge --combine"
+grep -q '"r": 16' "$work/mix/adapter_config.json" || fail "--combine cat: rank not 8 + 8"
+echo "ok: --bias, --layers, named adapters, --combine"
+
 # A Llama folder trains (PEFT's default targets q_proj and v_proj), and the
 # adapter generates through the cache as it does recomputing
 "$clora" train --model "$golden/tiny_llama" --data "$golden/next_token_24x10.safetensors" \

@@ -2,6 +2,7 @@
  * safetensors file or a GGUF file holds. Reads files only; needs no
  * device. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -316,8 +317,10 @@ static int describe_adapter(const char *dir)
                ? json_number_value(alpha) /
                      (rs ? sqrt((double)json_integer_value(r)) : (double)json_integer_value(r))
                : 0.0);
-    const char *keys[] = {"target_modules", "rank_pattern", "alpha_pattern", "modules_to_save",
-                          "lora_dropout", "fan_in_fan_out", "bias", "base_model_name_or_path"};
+    const char *keys[] = {"target_modules",      "exclude_modules", "layers_to_transform",
+                          "layers_pattern",      "rank_pattern",    "alpha_pattern",
+                          "modules_to_save",     "lora_dropout",    "fan_in_fan_out",
+                          "bias",                "use_dora",        "base_model_name_or_path"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; ++k) {
         json_t *v = json_object_get(config, keys[k]);
         if (!v || json_is_null(v))
@@ -335,6 +338,31 @@ static int describe_adapter(const char *dir)
         fprintf(stderr, "clora info: invalid adapter: %s (%s)\n", reason,
                 clora_status_name(status));
     return listed && status == CLORA_OK ? 0 : 1;
+}
+
+/* An adapter folder and the named adapters in its sub-folders (PEFT's
+ * layout for several), each described in turn. */
+static int describe_adapters(const char *dir)
+{
+    int failed = describe_adapter(dir);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char sub[4096], probe[4200];
+        struct stat st;
+        if (e->d_name[0] == '.' ||
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= (int)sizeof sub)
+            continue;
+        snprintf(probe, sizeof probe, "%s/adapter_config.json", sub);
+        if (stat(probe, &st) != 0)
+            continue;
+        printf("named adapter \"%s\" (loaded with the folder; --adapter-name %s):\n", e->d_name,
+               e->d_name);
+        failed |= describe_adapter(sub);
+    }
+    if (d)
+        closedir(d);
+    return failed;
 }
 
 /* Hugging Face's shards: each file the index names (0: not all listed). */
@@ -442,7 +470,7 @@ int cmd_info(int argc, char **argv)
     if (is_dir(path)) {
         snprintf(probe, sizeof probe, "%s/adapter_config.json", path);
         if (is_file(probe))
-            return describe_adapter(path);
+            return describe_adapters(path);
         snprintf(probe, sizeof probe, "%s/config.json", path);
         if (is_file(probe))
             return describe_model(path);
