@@ -151,6 +151,26 @@ static void bias_modes(void **state)
         }
 }
 
+/* bias "all" with a module to save: PEFT's file gives the head's bias three
+ * times (its own and its two copies'); clora takes the head's own. */
+static void bias_all_with_a_head(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 2; ++v) {
+        char dir[512];
+        folder_of(dir, sizeof dir, v, "bert_bias_all");
+        const golden_case *c = golden_case_get(&reference[v], "bert_bias_all");
+        clora_model *model = NULL;
+        CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_bert", 3, 0));
+        CHECK_OK(clora_adapter_load(model, dir, NULL));
+        clora_buffer *types = test_golden_ints(golden_tensor_get(c, "types"));
+        CHECK_OK(clora_model_set_token_types(model, types));
+        expect_logits(model, c, "logits");
+        clora_buffer_destroy(types);
+        clora_model_destroy(model);
+    }
+}
+
 static void several_adapters(void **state)
 {
     (void)state;
@@ -330,6 +350,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(layers_to_transform),
         cmocka_unit_test(bias_modes),
+        cmocka_unit_test(bias_all_with_a_head),
         cmocka_unit_test(several_adapters),
         cmocka_unit_test(weighted_combinations),
         cmocka_unit_test(layers_and_bias_in_training),

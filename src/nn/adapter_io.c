@@ -383,8 +383,12 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
     const size_t len = role == SAVED_BASE ? base_len : (size_t)(dot - key);
     char module[1024];
     snprintf(module, sizeof module, "%.*s", (int)len, key);
-    if (role == SAVED_BIAS && strstr(module, ".original_module"))
-        return CLORA_OK; /* PEFT's copy of a module to save as it was: not used */
+    static const char *const copies[2] = {".original_module", ".modules_to_save"};
+    for (int k = 0; role == SAVED_BIAS && k < 2; ++k)
+        if (len > strlen(copies[k]) && !strcmp(module + len - strlen(copies[k]), copies[k]))
+            return CLORA_OK; /* bias "all" in PEFT also lists a module to save's two copies'
+                              * biases: the one before training, and the trained one that
+                              * "<module>.bias" holds too */
     clora_node *node = NULL;
     if (clora_model_find(model, module, &node) != CLORA_OK)
         return clora__fail(CLORA_ERR_NOT_FOUND,

@@ -62,6 +62,8 @@ def save(model, name, **kwargs):
                 with open(config_path) as fp:
                     config = json.load(fp)
                 config["base_model_name_or_path"] = "tiny_gpt2"
+                if isinstance(config.get("target_modules"), list):  # a set: no order
+                    config["target_modules"] = sorted(config["target_modules"])
                 with open(config_path, "w") as fp:
                     json.dump(config, fp, indent=2, sort_keys=True)
     return path
@@ -133,6 +135,33 @@ def bias_cases():
     return cases
 
 
+def bert_bias_case():
+    """bias "all" with a module to save: PEFT lists the head's bias three
+    times (its own, and its trained and original copies')."""
+    from make_transformer_golden import BertMeanClassifier
+    from transformers import BertModel
+
+    base_bert = BertModel.from_pretrained(os.path.join(HERE, "tiny_bert"))
+    model = BertMeanClassifier(base_bert.config, 3)
+    model.load_state_dict(base_bert.state_dict(), strict=False)
+    model.eval()
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.randn(model.classifier.weight.shape, generator=gen))
+        model.classifier.bias.copy_(torch.randn(model.classifier.bias.shape, generator=gen))
+    peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4,
+                                                  target_modules=["query", "value"],
+                                                  modules_to_save=["classifier"], bias="all"))
+    randomise(peft_model, 5, biases=("",))
+    save(peft_model, "bert_bias_all")
+    ids = torch.tensor([[2, 7, 11, 30, 41, 5, 3]])
+    mask = torch.ones_like(ids)
+    types = torch.tensor([[0, 0, 0, 1, 1, 1, 1]])
+    with torch.no_grad():
+        logits, _ = peft_model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    return [("bert_bias_all", {"tokens": ids.float(), "types": types.float(), "logits": logits})]
+
+
 def multi_case():
     model = get_peft_model(base(), LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn"],
                                               fan_in_fan_out=True))
@@ -174,7 +203,7 @@ def main():
 
     torch.manual_seed(0)
     os.makedirs(OUT, exist_ok=True)
-    cases = layers_cases() + bias_cases() + multi_case() + combine_cases()
+    cases = layers_cases() + bias_cases() + bert_bias_case() + multi_case() + combine_cases()
     path = os.path.join(HERE, "peft_options_%s.txt" % VERSION)
     with open(path, "w") as f:
         f.write("# PEFT %s, transformers adapters on tiny_gpt2: "
