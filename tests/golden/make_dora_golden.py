@@ -10,10 +10,12 @@ torch 1.13) with transformers 4.49.0:
     /work/venvs/peft0212/bin/python make_dora_golden.py
         rewrites dora_net_adapter/, tiny_gpt2_dora_base/, tiny_gpt2_dora/ and
         dora_reference.txt
-    /work/venvs/peft0212/bin/python make_dora_golden.py --check KIND DIR LOGITS
-        KIND is net or gpt2: PEFT loads the clora-saved adapter DIR onto this
-        script's model, and its outputs must equal LOGITS (a file of
-        whitespace-separated floats clora wrote); exits 1 when they differ
+    /work/venvs/peft0212/bin/python make_dora_golden.py --check KIND DIR LOGITS [BASE IDS]
+        KIND is net, gpt2 or hf: PEFT loads the clora-saved adapter DIR onto
+        this script's model (hf: the GPT-2 folder BASE, run on the comma-
+        separated token IDS), and its outputs must equal LOGITS (whitespace-
+        separated floats, or the safetensors file `clora logits` writes);
+        exits 1 when they differ
 
 Models: "net" is fc1 Linear(4, 8) -> GELU -> fc2 Linear(8, 6) -> GELU ->
 head Linear(6, 3, no bias), DoRA on all three with r = 2 and lora_alpha 4;
@@ -162,10 +164,20 @@ def main():
     print("wrote dora_net_adapter/, tiny_gpt2_dora_base/, tiny_gpt2_dora/, dora_reference.txt")
 
 
-def check(kind, adapter_dir, logits_path):
-    with open(logits_path) as f:
-        got = torch.tensor([float(v) for v in f.read().split()])
-    if kind == "net":
+def check(kind, adapter_dir, logits_path, base_dir=None, ids_text=None):
+    if logits_path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        got = load_file(logits_path)["logits"].flatten()
+    else:
+        with open(logits_path) as f:
+            got = torch.tensor([float(v) for v in f.read().split()])
+    if kind == "hf":
+        base = GPT2LMHeadModel.from_pretrained(base_dir).eval()
+        ids = torch.tensor([[int(v) for v in ids_text.split(",")]])
+        model = PeftModel.from_pretrained(base, adapter_dir).eval()
+        with torch.no_grad():
+            want = model(input_ids=ids).logits.flatten()
+    elif kind == "net":
         base, x = net_base()
         model = PeftModel.from_pretrained(base, adapter_dir).eval()
         with torch.no_grad():
@@ -190,7 +202,7 @@ def check(kind, adapter_dir, logits_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--check":
-        check(sys.argv[2], sys.argv[3], sys.argv[4])
+    if len(sys.argv) in (5, 7) and sys.argv[1] == "--check":
+        check(*sys.argv[2:])
     else:
         main()
