@@ -38,7 +38,7 @@ rank() {
 public_layer() {
     case $1 in
     status.h | version.h | version.h.in | dtype.h | device.h | buffer.h | file.h) echo core ;;
-    linear.h | lora.h | reference.h | loss.h) echo ops ;;
+    linear.h | lora.h | dora.h | reference.h | loss.h) echo ops ;;
     safetensors.h | tokenizer.h | gguf.h) echo io ;;
     model.h | adapter.h | transformer.h | llama.h | generate.h) echo nn ;;
     train.h) echo train ;;

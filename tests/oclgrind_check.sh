@@ -11,8 +11,11 @@
 # start their zero parameters and gradients that way.
 # Last, the packed weights' kernels (test_packed): dequantizing every type,
 # packed embedding rows, and the fused few-row product.
+# Then DoRA's kernels (test_dora): the op on ragged shapes with and
+# without dropout, its finite-difference check, F16 and BF16 bases, and a
+# GPT-2 with PEFT's DoRA adapter, forward and backward.
 #   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA TEST_GENERATE TEST_CLASSIFIER
-#                     TEST_PACKED
+#                     TEST_PACKED TEST_DORA
 set -u
 oclgrind=$1
 clora=$2
@@ -21,6 +24,7 @@ llama=$4
 generate=$5
 classifier=$6
 packed=$7
+dora=$8
 log=$(mktemp)
 status=0
 # run KERNEL TILE selfcheck-options...
@@ -96,5 +100,9 @@ run_test "$classifier" last_token_pool_matches_reference 1
 run_test "$packed" "*_bit" 1
 run_test "$packed" "packed_embedding*" 1
 run_test "$packed" "the_fused*" 1
+run_test "$dora" op_matches_reference 1
+run_test "$dora" gradients_match_finite_differences 1
+run_test "$dora" f16_and_bf16_bases 1
+run_test "$dora" peft_gpt2_outputs_gradients 1
 rm -f "$log"
 exit $status

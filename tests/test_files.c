@@ -415,7 +415,7 @@ static void bad_adapters_are_rejected_with_specific_errors(void **state)
                         CLORA_ERR_UNSUPPORTED, "peft_type \"IA3\"");
     expect_load_failure(
         craft_adapter("dora", "{\"peft_type\": \"LORA\", \"r\": 2, \"use_dora\": true}", good, 2),
-        CLORA_ERR_UNSUPPORTED, "DoRA");
+        CLORA_ERR_FORMAT, "has no lora_magnitude_vector");
     expect_load_failure(craft_adapter("rank0", "{\"peft_type\": \"LORA\", \"r\": 0}", good, 2),
                         CLORA_ERR_FORMAT, "\"r\" must be an integer");
     expect_load_failure(

@@ -63,6 +63,7 @@ typedef struct train_options {
     int bias;
     int scale_mode, init, optimizer, schedule, task, lora_on_head, base_dtype, checkpointing;
     int weight_decay_set;
+    int dora;
 } train_options;
 
 /* Names in the order of clora_scale_mode, clora_init_mode,
@@ -109,6 +110,9 @@ static int parse(int argc, char **argv, train_options *o)
          .fallback = "0"},
         {CLI_OPT("--init", CLI_CHOICE, &o->init, "MODE", "peft, seed or gaussian"),
          .fallback = "peft", .choices = init_names},
+        {CLI_OPT("--dora", CLI_FLAG, &o->dora, NULL,
+                 "DoRA (PEFT's use_dora): also train a magnitude per output feature of each "
+                 "adapted weight (F32, F16 or BF16 base weights)")},
         {CLI_OPT("--targets", CLI_STRING, &o->targets, "A,B",
                  "modules to adapt, PEFT's rule, or all-linear (default: every Linear of "
                  "clora models; PEFT's defaults for Hugging Face models)")},
@@ -552,6 +556,7 @@ int cmd_train(int argc, char **argv)
     lora.adapter_name = o.adapter_name;
     lora.rank = o.rank;
     lora.alpha = o.alpha;
+    lora.use_dora = o.dora;
     lora.scale_mode = (clora_scale_mode)o.scale_mode;
     lora.dropout = o.dropout;
     lora.init = (clora_init_mode)o.init;

@@ -94,6 +94,11 @@ typedef struct clora_lora_config {
     size_t layers_to_transform_count;
     const char *const *layers_pattern;
     size_t layers_pattern_count;
+    /* DoRA (PEFT's use_dora): each adapted weight becomes m ⊙ (W + s·B·A)
+     * / ||W + s·B·A|| per output feature, with the magnitude m (out)
+     * trained beside A and B and starting at ||W|| (clora/dora.h). The
+     * base weights must be F32, F16 or BF16. */
+    int use_dora;
 } clora_lora_config;
 
 /* rank 8, alpha 8, alpha / r, no dropout, PEFT init, every Linear. */

@@ -14,6 +14,7 @@
 #include "clora/buffer.h"
 #include "clora/linear.h"
 #include "clora/lora.h"
+#include "clora/dora.h"
 #include "clora/reference.h"
 #include "clora/loss.h"
 #include "clora/file.h"

@@ -68,6 +68,27 @@ clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_
                                            size_t in, size_t out, size_t r,
                                            const clora_lora_spec *spec);
 
+/* DoRA (clora/dora.h). norm (out) = ||W_j + s·(B·A)_j|| (lora_a and
+ * lora_b NULL: ||W_j||). */
+void clora_reference_dora_weight_norm(float *norm, const float *weight, const float *lora_a,
+                                      const float *lora_b, size_t in, size_t out, size_t r,
+                                      const clora_lora_spec *spec);
+/* y (n, out) = x · Wᵀ + b + (c − 1) ⊙ (drop(x) · Wᵀ) + c ⊙ (s · h · Bᵀ),
+ * c = m / norm. */
+clora_status clora_reference_dora_forward(float *y, const float *x, const float *weight,
+                                          const float *bias, const float *lora_a,
+                                          const float *lora_b, const float *magnitude, size_t n,
+                                          size_t in, size_t out, size_t r,
+                                          const clora_lora_spec *spec);
+/* d_magnitude += Σ dy ⊙ t / norm; dA, dB as the LoRA op's on c ⊙ dy;
+ * dx = dy · W + drop'(((c − 1) ⊙ dy) · W + g · A). Any output may be NULL. */
+clora_status clora_reference_dora_backward(float *dx, float *d_lora_a, float *d_lora_b,
+                                           float *d_magnitude, const float *dy, const float *x,
+                                           const float *weight, const float *lora_a,
+                                           const float *lora_b, const float *magnitude, size_t n,
+                                           size_t in, size_t out, size_t r,
+                                           const clora_lora_spec *spec);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,7 +18,8 @@
     X(ATTENTION, "attention")   \
     X(ROPE, "rope")             \
     X(KV_CACHE, "kv_cache")     \
-    X(DEQUANT, "dequant")
+    X(DEQUANT, "dequant")       \
+    X(DORA, "dora")
 
 /* X(id, program id, kernel function name) */
 #define CLORA__KERNEL_TABLE(X)                                    \
@@ -83,7 +84,13 @@
     X(ROWS_TIMES_WT_Q4_1, DEQUANT, "rows_times_wt_q4_1")          \
     X(ROWS_TIMES_WT_Q4_K, DEQUANT, "rows_times_wt_q4_k")          \
     X(ROWS_TIMES_WT_Q5_K, DEQUANT, "rows_times_wt_q5_k")          \
-    X(ROWS_TIMES_WT_Q6_K, DEQUANT, "rows_times_wt_q6_k")
+    X(ROWS_TIMES_WT_Q6_K, DEQUANT, "rows_times_wt_q6_k")          \
+    X(DORA_WEIGHT_NORM, DORA, "dora_weight_norm")                 \
+    X(DORA_SCALE_ROWS, DORA, "dora_scale_rows")                   \
+    X(DORA_RESIDUAL, DORA, "dora_residual")                       \
+    X(DORA_SCALE_GRAD, DORA, "dora_scale_grad")                   \
+    X(DORA_MAGNITUDE_GRAD, DORA, "dora_magnitude_grad")           \
+    X(DORA_DROPOUT_FIX, DORA, "dora_dropout_fix")
 
 typedef enum clora__program_id {
 #define CLORA__PROGRAM_ENUM_(id, file) CLORA__PROGRAM_##id,

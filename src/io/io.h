@@ -110,6 +110,7 @@ typedef struct clora__peft_config {
     size_t r;
     double alpha;
     int rslora;
+    int dora;         /* use_dora: each LoRA module has a magnitude vector too */
     double dropout;
     json_t *targets;  /* array, string or NULL (borrowed from root) */
     json_t *excludes; /* array or NULL */
@@ -155,15 +156,18 @@ typedef enum clora__peft_key_kind {
     CLORA__PEFT_SAVED = 0, /* <module>.<param> */
     CLORA__PEFT_LORA_A,    /* <module>.lora_A.weight */
     CLORA__PEFT_LORA_B,    /* <module>.lora_B.weight */
-    CLORA__PEFT_BASE       /* <module>.base_layer.{weight,bias}: a LoRA target's own
+    CLORA__PEFT_BASE,      /* <module>.base_layer.{weight,bias}: a LoRA target's own
                             * parameter the adapter carries (a new head's weight) */
+    CLORA__PEFT_MAGNITUDE  /* <module>.lora_magnitude_vector (out), DoRA's m (PEFT 0.21
+                            * saves it so; ".weight" after it is read too) */
 } clora__peft_key_kind;
 clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len);
 
 /* A PEFT adapter folder checked on its own (peft_check.c): the config as
  * clora__peft_config_read reads it, then every tensor of
  * adapter_model.safetensors (pairs of 2-D floating A (r, in) and B
- * (out, r) with the module's rank, or parameters of modules_to_save). When
+ * (out, r) with the module's rank, and with use_dora a 1-D magnitude
+ * (out) beside each, or parameters of modules_to_save). When
  * the folder passes, the config goes into *config and the open weights
  * into *weights (each may be NULL; the caller frees and closes them). */
 clora_status clora__peft_check(const char *dir, size_t max_rank, clora__peft_config *config,
@@ -184,6 +188,7 @@ typedef struct clora__peft_save {
     const char *const *saved;      /* modules_to_save */
     size_t saved_count;
     int bias;                      /* clora_bias_mode, as clora__peft_config's */
+    int dora;                      /* DoRA adapters: use_dora */
 } clora__peft_save;
 /* The adapter_config.json object (NULL when out of memory). */
 json_t *clora__peft_config_json(const clora__peft_save *save);

@@ -53,9 +53,10 @@ static clora_status parse_config(json_t *root, const char *path, size_t max_rank
         return clora__fail(CLORA_ERR_UNSUPPORTED,
                            "%s: bias \"%s\": clora loads bias \"none\", \"lora_only\" and \"all\"",
                            path, json_is_string(bias) ? json_string_value(bias) : "?");
-    if (json_is_true(json_object_get(root, "use_dora")))
-        return clora__fail(CLORA_ERR_UNSUPPORTED, "%s: DoRA adapters (use_dora) are not supported",
-                           path);
+    json_t *dora = json_object_get(root, "use_dora");
+    if (dora && !json_is_boolean(dora) && !json_is_null(dora))
+        return clora__fail(CLORA_ERR_FORMAT, "%s: \"use_dora\" must be true or false", path);
+    c->dora = json_is_true(dora);
     /* Options that change what the adapter computes, which clora does not
      * compute: refused when set, never ignored. */
     static const char *const refused[] = {"layer_replication",  "use_qalora",
@@ -436,6 +437,8 @@ json_t *clora__peft_config_json(const clora__peft_save *save)
      * something: older versions refuse keys they do not know. */
     if (save->rslora)
         bad |= json_object_set_new(j, "use_rslora", json_true());
+    if (save->dora)
+        bad |= json_object_set_new(j, "use_dora", json_true());
     bad |= json_object_set_new(j, "target_modules", targets);
     if (json_object_size(ranks))
         bad |= json_object_set_new(j, "rank_pattern", ranks);

@@ -14,11 +14,11 @@
 
 #define KEY_PREFIX "base_model.model."
 
-/* One module's LoRA pair, as found so far. */
+/* One module's LoRA pair (and DoRA magnitude), as found so far. */
 typedef struct pair {
     char module[512];
-    const clora_tensor_view *a, *b;
-    clora_tensor_view a_view, b_view;
+    const clora_tensor_view *a, *b, *m;
+    clora_tensor_view a_view, b_view, m_view;
 } pair;
 
 clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len)
@@ -33,6 +33,15 @@ clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t 
         return CLORA__PEFT_LORA_A;
     if (n > m && !strcmp(name + n - m, b))
         return CLORA__PEFT_LORA_B;
+    static const char *const magnitude[2] = {".lora_magnitude_vector",
+                                             ".lora_magnitude_vector.weight"};
+    for (int k = 0; k < 2; ++k) {
+        const size_t len = strlen(magnitude[k]);
+        if (n > len && !strcmp(name + n - len, magnitude[k])) {
+            *module_len = n - len;
+            return CLORA__PEFT_MAGNITUDE;
+        }
+    }
     static const char *const base[2] = {".base_layer.weight", ".base_layer.bias"};
     for (int k = 0; k < 2; ++k) {
         const size_t len = strlen(base[k]);
@@ -162,6 +171,24 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
             break;
         }
         pair *p = pair_for(pairs, &count, key, len);
+        if (kind == CLORA__PEFT_MAGNITUDE) { /* DoRA's m: 1-D, checked against B below */
+            if (!c->dora)
+                status = clora__fail(CLORA_ERR_FORMAT,
+                                     "%s: tensor \"%s\" is a DoRA magnitude, but "
+                                     "adapter_config.json does not set use_dora",
+                                     path, v.name);
+            else if (p->m)
+                status = clora__fail(CLORA_ERR_FORMAT,
+                                     "%s: two lora_magnitude_vector tensors for module \"%s\"",
+                                     path, p->module);
+            else if ((status = check_values(path, &v)) == CLORA_OK && v.ndim != 1)
+                status = clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                                     "%s: tensor \"%s\" is %zu-D; a DoRA magnitude is 1-D (out)",
+                                     path, v.name, v.ndim);
+            p->m_view = v;
+            p->m = &p->m_view;
+            continue;
+        }
         if (is_a ? p->a != NULL : p->b != NULL) {
             status = clora__fail(CLORA_ERR_FORMAT, "%s: two tensors for %s of module \"%s\"",
                                  path, is_a ? "lora_A" : "lora_B", p->module);
@@ -176,11 +203,23 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
         }
         status = check_matrix(path, c, p->module, &v, is_a);
     }
-    for (size_t i = 0; i < count && status == CLORA_OK; ++i)
-        if (!pairs[i].a || !pairs[i].b)
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
+        const pair *p = &pairs[i];
+        if (!p->a || !p->b)
             status = clora__fail(CLORA_ERR_FORMAT, "%s: module \"%s\" has %s but no %s", path,
-                                 pairs[i].module, pairs[i].a ? "lora_A" : "lora_B",
-                                 pairs[i].a ? "lora_B" : "lora_A");
+                                 p->module, p->a ? "lora_A" : p->b ? "lora_B" : "a magnitude",
+                                 p->a ? "lora_B" : "lora_A");
+        else if (c->dora && !p->m)
+            status = clora__fail(CLORA_ERR_FORMAT,
+                                 "%s: adapter_config.json sets use_dora, and module \"%s\" has "
+                                 "no lora_magnitude_vector",
+                                 path, p->module);
+        else if (p->m && p->m->shape[0] != p->b->shape[0])
+            status = clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                                 "%s: tensor \"%s\" holds %zu values; module \"%s\" has %zu "
+                                 "outputs (lora_B's rows)",
+                                 path, p->m->name, p->m->shape[0], p->module, p->b->shape[0]);
+    }
     if (status == CLORA_OK && count == 0)
         status = clora__fail(CLORA_ERR_FORMAT, "%s: the file holds no LoRA weights", path);
     free(pairs);

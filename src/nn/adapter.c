@@ -461,6 +461,8 @@ clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_c
     for (size_t i = 0; i < sel.saved_count && status == CLORA_OK; ++i)
         if ((status = clora__check_unpacked(sel.saved[i])) != CLORA_OK)
             status = clora__fail_prefixed(status, "%s: modules_to_save", op);
+    for (size_t i = 0; config->use_dora && i < sel.count && status == CLORA_OK; ++i)
+        status = clora__dora_check_base(sel.nodes[i]);
     /* Pass 2: wrap and add. */
     const char *name = config->adapter_name ? config->adapter_name : "default";
     size_t done = 0;
@@ -468,10 +470,13 @@ clora_status clora_replace_linear_with_lora(clora_node *root, const clora_lora_c
         clora_node *node = sel.nodes[i];
         if (!clora__is_lora(node))
             status = clora__wrap_linear(node, &node);
+        clora__adapter *ad = NULL;
         if (status == CLORA_OK)
             status = clora__lora_add_adapter(node, name, sel.ranks[i], sel.alphas[i],
                                              config->scale_mode, config->dropout, config->init,
-                                             NULL);
+                                             &ad);
+        if (status == CLORA_OK && config->use_dora)
+            status = clora__lora_add_magnitude(node, ad, NULL);
         if (status == CLORA_OK)
             ++done;
     }

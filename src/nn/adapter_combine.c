@@ -51,6 +51,13 @@ static int survey(clora_node *node, const char *path, void *user)
         if (k < 0)
             continue;
         const clora__adapter *ad = clora__lora_adapter(node, (size_t)k);
+        if (ad->magnitude) {
+            c->status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                                    "adapter \"%s\" is a DoRA adapter; combinations take "
+                                    "LoRA adapters",
+                                    c->names[i]);
+            return 1;
+        }
         if (ad->rank > c->max_rank[i])
             c->max_rank[i] = ad->rank;
         if (i == 0 && !c->found_first) {

@@ -24,6 +24,8 @@
 #define KEY_PREFIX "base_model.model."
 
 /* ---- saving -------------------------------------------------------------------- */
+/* A DoRA adapter's magnitude goes under <module>.lora_magnitude_vector, as
+ * PEFT 0.21 saves it, with use_dora in adapter_config.json. */
 
 typedef struct adapter_site {
     clora_node *node;
@@ -110,7 +112,7 @@ static json_t *adapter_config(const site_list *list, int bias)
         const clora__adapter *first = list->sites[0].adapter;
         clora__peft_save save = {sites, list->count, first->dropout,
                                  first->scale_mode == CLORA_SCALE_ALPHA_OVER_SQRT_R, 1, saved,
-                                 list->saved_count, bias};
+                                 list->saved_count, bias, 0};
         for (size_t i = 0; i < list->count; ++i) {
             clora_weight_layout layout;
             clora__linear_dims_of(list->sites[i].node, NULL, NULL, &layout);
@@ -121,6 +123,7 @@ static json_t *adapter_config(const site_list *list, int bias)
         }
         for (size_t i = 0; i < list->saved_count; ++i)
             saved[i] = list->saved_paths[i];
+        save.dora = first->magnitude != NULL;
         config = clora__peft_config_json(&save);
     }
     free(sites);
@@ -206,6 +209,10 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
         snprintf(key, sizeof key, KEY_PREFIX "%s.lora_B.weight", list.sites[i].path);
         if (status == CLORA_OK)
             status = clora__writer_add_buffer(writer, key, list.sites[i].adapter->lora_b->value);
+        snprintf(key, sizeof key, KEY_PREFIX "%s.lora_magnitude_vector", list.sites[i].path);
+        if (status == CLORA_OK && list.sites[i].adapter->magnitude)
+            status = clora__writer_add_buffer(writer, key,
+                                              list.sites[i].adapter->magnitude->value);
         const clora_node *base = clora__linear_of(list.sites[i].node);
         for (size_t k = 0; base->new_head && k < base->param_count && status == CLORA_OK; ++k) {
             snprintf(key, sizeof key, KEY_PREFIX "%s.base_layer.%s", list.sites[i].path,
@@ -245,7 +252,7 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
 typedef struct load_site {
     char path[1024];
     clora_node *node;
-    float *a, *b; /* host copies */
+    float *a, *b, *m; /* host copies; m: DoRA's magnitude, else NULL */
     size_t rank;
     double alpha;
 } load_site;
@@ -317,6 +324,7 @@ static void plan_free(load_plan *plan)
     for (size_t i = 0; i < plan->count; ++i) {
         free(plan->sites[i].a);
         free(plan->sites[i].b);
+        free(plan->sites[i].m);
     }
     for (size_t i = 0; i < plan->saved_count; ++i) {
         free(plan->saved[i].values);
@@ -339,14 +347,24 @@ static load_site *site_for(load_plan *plan, const char *module, size_t capacity)
     return site;
 }
 
-/* A float host copy of a tensor with exactly (d0, d1); names the key on error. */
+/* A float host copy of a tensor with exactly (d0, d1), or (d0) when d1 is
+ * 0; names the key on error. */
 static clora_status tensor_values(const char *file, const clora_tensor_view *view, size_t d0,
                                   size_t d1, float **out)
 {
     if (!clora_dtype_is_float(view->dtype))
         return clora__fail(CLORA_ERR_DTYPE_MISMATCH, "%s: tensor \"%s\" holds %s, not floats",
                            file, view->name, clora_dtype_name(view->dtype));
-    if (view->ndim != 2 || view->shape[0] != d0 || view->shape[1] != d1) {
+    if (!d1 && (view->ndim != 1 || view->shape[0] != d0)) {
+        char got[128];
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                           "%s: tensor \"%s\" has %s values, the model needs (%zu)", file,
+                           view->name,
+                           view->ndim == 1 ? (snprintf(got, sizeof got, "%zu", view->numel), got)
+                                           : "not 1-D",
+                           d0);
+    }
+    if (d1 && (view->ndim != 2 || view->shape[0] != d0 || view->shape[1] != d1)) {
         char got[128] = "(";
         for (size_t d = 0; d < view->ndim; ++d)
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%zu", d ? ", " : "",
@@ -485,6 +503,14 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
         clora_status status = clora__peft_module(c, module, &site->rank, &site->alpha);
         if (status != CLORA_OK)
             return status;
+        if (kind == CLORA__PEFT_MAGNITUDE) {
+            if ((status = clora__dora_check_base(node)) != CLORA_OK)
+                return status;
+            status = tensor_values(path, &view, features, 0, &site->m);
+            if (status != CLORA_OK)
+                return status;
+            continue;
+        }
         float **dest = is_a ? &site->a : &site->b;
         status = is_a ? tensor_values(path, &view, site->rank, in, dest)
                       : tensor_values(path, &view, features, site->rank, dest);
@@ -591,6 +617,10 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
             if (status == CLORA_OK)
                 status = clora_buffer_upload(ad->lora_b->value, 0, site->b, ad->lora_b->numel);
         }
+        clora__param *m = NULL;
+        if (status == CLORA_OK && site->m && (status = clora__lora_add_magnitude(site->node, ad,
+                                                                                  &m)) == CLORA_OK)
+            status = clora_buffer_upload(m->value, 0, site->m, m->numel);
     }
     for (; saved_done < plan.saved_count && status == CLORA_OK; ++saved_done)
         status = save_param(&plan.saved[saved_done]);

@@ -2,8 +2,10 @@
  * "base_layer") plus named adapters, each A (r, in) and B (out, r), of
  * which at most one runs and at most one is merged into the base weight:
  *     y = x · Wᵀ + b + s · drop(x) · Aᵀ · Bᵀ
- * The products are ops/lora.c's. replace_linear_with_lora, the adapter
- * names and trainability are in adapter.c. */
+ * A DoRA adapter also has a magnitude m (out) and computes as
+ * clora/dora.h says. The products are ops/lora.c's and ops/dora.c's.
+ * replace_linear_with_lora, the adapter names and trainability are in
+ * adapter.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,9 @@ typedef struct lora_state {
     int active;         /* index of the adapter forwards run, -1 for none */
     int merged;         /* index of the adapter merged into the base weight, -1 for none */
     clora_buffer *h;    /* (..., r): drop(x) · Aᵀ of the last forward */
+    clora_buffer *t;    /* (..., out), DoRA: drop(x) · Wᵀ + s · h · Bᵀ of the last forward */
+    clora_buffer *norm; /* (out), DoRA: ||W + s·B·A|| per output feature, of the last forward */
+    float *merged_norm; /* (out), DoRA: the norm a merge divided by, which unmerge needs */
     uint64_t dropout_seed;
     size_t dropout_row0;
     float dropout_used; /* the dropout p the last forward applied */
@@ -79,8 +84,15 @@ static clora_status lora_forward(clora_node *node, const clora_buffer *x, const 
     s->dropout_row0 = clora__node_dropout_row0(node, x);
     s->dropout_used = node->model->training ? ad->dropout : 0.0f;
     const clora_lora_spec spec = spec_of(node, ad);
-    return clora_lora_forward(node->owned_output, s->h, x, w, b, ad->lora_a->value,
-                              ad->lora_b->value, &spec);
+    if (!ad->magnitude)
+        return clora_lora_forward(node->owned_output, s->h, x, w, b, ad->lora_a->value,
+                                  ad->lora_b->value, &spec);
+    const size_t norm_shape[1] = {out_features};
+    if ((status = clora__buffer_ensure_like(&s->t, node->owned_output)) ||
+        (status = clora__buffer_ensure(&s->norm, x->device, CLORA_DTYPE_F32, 1, norm_shape, NULL)))
+        return status;
+    return clora_dora_forward(node->owned_output, s->h, s->t, s->norm, x, w, b, ad->lora_a->value,
+                              ad->lora_b->value, ad->magnitude->value, &spec);
 }
 
 static clora_status lora_backward(clora_node *node, const clora_buffer *dy, int need_dx,
@@ -99,8 +111,13 @@ static clora_status lora_backward(clora_node *node, const clora_buffer *dy, int 
     clora_buffer *d_rest = d_input; /* what the Linear backward still owes */
     if (ad) {
         clora_buffer *da = ad->lora_a->grad, *dbm = ad->lora_b->grad;
+        clora_buffer *dm = ad->magnitude ? ad->magnitude->grad : NULL;
         const clora_lora_spec spec = spec_of(node, ad);
-        if (d_input || da || dbm)
+        if (ad->magnitude && (d_input || da || dbm || dm))
+            status = clora_dora_backward(d_input, da, dbm, dm, dy, x, s->h, s->t, s->norm, w,
+                                         ad->lora_a->value, ad->lora_b->value,
+                                         ad->magnitude->value, &spec);
+        else if (d_input || da || dbm)
             status = clora_lora_backward(d_input, da, dbm, dy, x, s->h, w, ad->lora_a->value,
                                          ad->lora_b->value, &spec);
         d_rest = NULL; /* done */
@@ -118,7 +135,9 @@ static void lora_release(clora_node *node)
 {
     lora_state *s = CLORA__STATE(lora_state, node);
     clora_buffer_destroy(s->h);
-    s->h = NULL;
+    clora_buffer_destroy(s->t);
+    clora_buffer_destroy(s->norm);
+    s->h = s->t = s->norm = NULL;
 }
 
 static void lora_finalize(clora_node *node)
@@ -127,6 +146,7 @@ static void lora_finalize(clora_node *node)
     for (size_t i = 0; i < s->adapter_count; ++i)
         free(s->adapters[i].name);
     free(s->adapters);
+    free(s->merged_norm);
 }
 
 const clora__node_kind clora__lora_kind = {
@@ -238,6 +258,49 @@ clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t 
     return CLORA_OK;
 }
 
+clora_status clora__dora_check_base(const clora_node *linear)
+{
+    const clora_node *base = clora__linear_of(linear);
+    const clora_buffer *w = base ? clora__param_value(base, "weight") : NULL;
+    if (w && w->dtype != CLORA_DTYPE_F32 && w->dtype != CLORA_DTYPE_F16 &&
+        w->dtype != CLORA_DTYPE_BF16)
+        return clora__fail(CLORA_ERR_UNSUPPORTED,
+                           "%s: DoRA needs the norms of the base weight's rows, and its weight "
+                           "is stored %s; load the model with F32, F16 or BF16 weights "
+                           "(load option base_dtype) for DoRA",
+                           linear->name, clora_dtype_name(w->dtype));
+    return CLORA_OK;
+}
+
+clora_status clora__lora_add_magnitude(clora_node *lora, clora__adapter *ad, clora__param **out)
+{
+    size_t features = 0;
+    clora_weight_layout layout;
+    clora__linear_dims_of(lora, NULL, &features, &layout);
+    const clora_buffer *w = clora__param_value(lora_base(lora), "weight");
+    clora_status status = clora__dora_check_base(lora);
+    if (status != CLORA_OK)
+        return status;
+    char name[256];
+    snprintf(name, sizeof name, "lora_magnitude_vector.%s.weight", ad->name);
+    const size_t shape[1] = {features};
+    clora__param *m = NULL;
+    status = clora__param_add(lora, name, 1, shape, CLORA__INIT_ZERO, 0.0f, &m);
+    if (status != CLORA_OK)
+        return status;
+    clora_lora_spec spec = spec_of(lora, ad);
+    spec.weight_layout = layout;
+    status = clora_dora_weight_norm(m->value, w, ad->lora_a->value, ad->lora_b->value, &spec);
+    if (status != CLORA_OK) {
+        clora__param_remove(lora, m);
+        return status;
+    }
+    ad->magnitude = m;
+    if (out)
+        *out = m;
+    return CLORA_OK;
+}
+
 size_t clora__lora_adapter_count(const clora_node *lora)
 {
     return CLORA__STATE(lora_state, lora)->adapter_count;
@@ -264,6 +327,8 @@ void clora__lora_activate(clora_node *lora, const char *name)
     if (s->active >= 0) {
         s->adapters[s->active].lora_a->trainable = 1;
         s->adapters[s->active].lora_b->trainable = 1;
+        if (s->adapters[s->active].magnitude)
+            s->adapters[s->active].magnitude->trainable = 1;
     }
 }
 
@@ -273,6 +338,8 @@ clora_status clora__lora_remove(clora_node *lora, size_t index)
     clora__adapter *ad = &s->adapters[index];
     clora__param_remove(lora, ad->lora_a);
     clora__param_remove(lora, ad->lora_b);
+    if (ad->magnitude)
+        clora__param_remove(lora, ad->magnitude);
     free(ad->name);
     memmove(ad, ad + 1, (s->adapter_count - index - 1) * sizeof *ad);
     s->adapter_count--;
@@ -288,8 +355,57 @@ clora_status clora__lora_unwrap_empty(clora_node *lora)
 
 /* ---- merging ---------------------------------------------------------------------------- */
 
-/* Adds sign·s·B·A of adapter `index` to the base weight, whose values
- * before are in `before`; on any failure the weight is put back. */
+/* A DoRA adapter's merge, W ← c ⊙ (W + s·B·A) with c = m / ||W + s·B·A||
+ * per output feature (keeping that norm for the unmerge, as PEFT does), or
+ * its unmerge, W ← W / c − s·B·A with the kept norm; `host` holds W's
+ * values on entry and receives the new ones. */
+static clora_status dora_merge(clora_node *node, clora__adapter *ad, int sign, float *host,
+                               float scale)
+{
+    lora_state *s = CLORA__STATE(lora_state, node);
+    size_t in = 0, out = 0;
+    clora_weight_layout layout;
+    clora__linear_dims_of(node, &in, &out, &layout);
+    clora_buffer *w = clora__param_value(lora_base(node), "weight");
+    float *c = clora__malloc(2 * out * sizeof *c), *norm = c ? c + out : NULL;
+    float *kept = sign > 0 && !s->merged_norm ? clora__malloc(out * sizeof *kept) : s->merged_norm;
+    clora_buffer *device_norm = NULL;
+    clora_status status = c && kept ? CLORA_OK
+                                    : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY,
+                                                  "merging into %s", node->name);
+    s->merged_norm = kept;
+    if (status == CLORA_OK)
+        status = clora_buffer_download(ad->magnitude->value, 0, c, out);
+    if (status == CLORA_OK && sign > 0) { /* the norm of W + s·B·A, W now holding it */
+        const size_t shape[1] = {out};
+        clora_lora_spec spec = spec_of(node, ad);
+        if ((status = clora__lora_add_delta(w, layout, ad->lora_a->value, ad->lora_b->value,
+                                            scale)) == CLORA_OK &&
+            (status = clora__buffer_ensure(&device_norm, w->device, CLORA_DTYPE_F32, 1, shape,
+                                           NULL)) == CLORA_OK &&
+            (status = clora_dora_weight_norm(device_norm, w, NULL, NULL, &spec)) == CLORA_OK &&
+            (status = clora_buffer_download(device_norm, 0, norm, out)) == CLORA_OK)
+            status = clora_buffer_download(w, 0, host, w->numel);
+        clora__buffer_recycle(&device_norm);
+    }
+    if (status == CLORA_OK) {
+        if (sign > 0)
+            memcpy(kept, norm, out * sizeof *norm);
+        for (size_t j = 0; j < out; ++j)
+            c[j] = sign > 0 ? c[j] / kept[j] : kept[j] / c[j]; /* the factor to apply */
+        for (size_t k = 0; k < w->numel; ++k)
+            host[k] *= c[layout == CLORA_WEIGHT_OUT_IN ? k / in : k % out];
+        status = clora_buffer_upload(w, 0, host, w->numel);
+    }
+    if (status == CLORA_OK && sign < 0)
+        status = clora__lora_add_delta(w, layout, ad->lora_a->value, ad->lora_b->value, -scale);
+    free(c);
+    return status;
+}
+
+/* Adds sign·s·B·A of adapter `index` to the base weight (DoRA: merges or
+ * unmerges as dora_merge says), whose values before are in `before`; on
+ * any failure the weight is put back. */
 static clora_status merge_adapter(clora_node *node, int index, int sign, const float *before)
 {
     lora_state *s = CLORA__STATE(lora_state, node);
@@ -301,10 +417,22 @@ static clora_status merge_adapter(clora_node *node, int index, int sign, const f
     if (sign > 0 && !after)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "merging into %s", node->name);
     const float scale = clora_lora_scale(ad->scale_mode, ad->alpha, ad->rank);
-    clora_status status = clora__lora_add_delta(w, layout, ad->lora_a->value, ad->lora_b->value,
-                                                (float)sign * scale);
-    if (status == CLORA_OK && sign > 0)
-        status = clora_buffer_download(w, 0, after, w->numel);
+    clora_status status = CLORA_OK;
+    if (ad->magnitude) {
+        float *host = after ? after : clora__malloc((w->numel ? w->numel : 1) * sizeof *host);
+        if (!host)
+            return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "unmerging %s", node->name);
+        if (sign < 0)
+            memcpy(host, before, w->numel * sizeof *host);
+        status = dora_merge(node, ad, sign, host, scale);
+        if (host != after)
+            free(host);
+    } else {
+        status = clora__lora_add_delta(w, layout, ad->lora_a->value, ad->lora_b->value,
+                                       (float)sign * scale);
+        if (status == CLORA_OK && sign > 0)
+            status = clora_buffer_download(w, 0, after, w->numel);
+    }
     for (size_t i = 0; status == CLORA_OK && sign > 0 && i < w->numel; ++i)
         if (!isfinite(after[i]))
             status = clora__fail(CLORA_ERR_NON_FINITE,

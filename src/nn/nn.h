@@ -304,6 +304,7 @@ typedef struct clora__adapter {
     float dropout;
     clora__param *lora_a; /* (r, in), also in node->params */
     clora__param *lora_b; /* (out, r) */
+    clora__param *magnitude; /* (out): DoRA's m (PEFT's lora_magnitude_vector); NULL: LoRA */
 } clora__adapter;
 
 /* 1 for a LoRA node. */
@@ -315,6 +316,15 @@ clora_status clora__wrap_linear(clora_node *linear, clora_node **lora);
 clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t rank, float alpha,
                                      clora_scale_mode scale_mode, float dropout,
                                      clora_init_mode init, clora__adapter **out);
+/* Makes adapter `ad` of a LoRA node a DoRA adapter: adds its magnitude
+ * "lora_magnitude_vector.<name>.weight" (out) = ||W + s·B·A|| per output
+ * feature, as PEFT initialises it (so the adapter changes nothing until it
+ * trains); *out (may be NULL) gets the parameter. Refuses a base weight
+ * stored block-quantized. */
+clora_status clora__lora_add_magnitude(clora_node *lora, clora__adapter *ad, clora__param **out);
+/* CLORA_OK when the Linear (or LoRA node) `linear` can take a DoRA
+ * adapter: its weight is F32, F16 or BF16. */
+clora_status clora__dora_check_base(const clora_node *linear);
 /* A LoRA node's adapters, and the index of adapter `name` (-1: none). */
 size_t clora__lora_adapter_count(const clora_node *lora);
 clora__adapter *clora__lora_adapter(const clora_node *lora, size_t index);

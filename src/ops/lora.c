@@ -38,34 +38,6 @@ typedef struct rank_gemm {
     unsigned flags;
 } rank_gemm;
 
-/* The dropout mask's parameters as the kernels take them. */
-typedef struct dropout {
-    cl_uint seed_lo, seed_hi, threshold;
-    float scale;  /* 1 / (1 - p) */
-    cl_uint row0; /* the whole batch's row of the first row */
-} dropout;
-
-/* The kernels' last five arguments. */
-static void arg_dropout(clora__args *a, const dropout *drop)
-{
-    clora__arg_uint(a, drop->seed_lo);
-    clora__arg_uint(a, drop->seed_hi);
-    clora__arg_uint(a, drop->threshold);
-    clora__arg_float(a, drop->scale);
-    clora__arg_uint(a, drop->row0);
-}
-
-static dropout dropout_of(const clora_lora_spec *spec)
-{
-    dropout d;
-    d.seed_lo = (cl_uint)(spec->dropout_seed & 0xffffffffu);
-    d.seed_hi = (cl_uint)(spec->dropout_seed >> 32);
-    d.threshold = (cl_uint)floor((double)spec->dropout * 16777216.0);
-    d.scale = spec->dropout > 0.0f ? 1.0f / (1.0f - spec->dropout) : 1.0f;
-    d.row0 = (cl_uint)spec->dropout_row0;
-    return d;
-}
-
 /* The CPU kernel for a product: the column sweeps of the reductions over N
  * have their own (see cl/lora.cl), the rest stream. */
 static clora__kernel_id streaming_kernel(const rank_gemm *g, size_t chunks)
@@ -75,8 +47,8 @@ static clora__kernel_id streaming_kernel(const rank_gemm *g, size_t chunks)
     return CLORA__KERNEL_LORA_STREAM;
 }
 
-static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dropout *drop,
-                                size_t chunks, size_t k_chunk)
+static clora_status launch_gemm(clora_device *dev, const rank_gemm *g,
+                                const clora__dropout_args *drop, size_t chunks, size_t k_chunk)
 {
     const int tiled = dev->rank_kernel == CLORA__RANK_TILED;
     const clora__kernel_id id = tiled ? CLORA__KERNEL_LORA_GEMM : streaming_kernel(g, chunks);
@@ -104,7 +76,7 @@ static clora_status launch_gemm(clora_device *dev, const rank_gemm *g, const dro
     clora__arg_uint(&a, k_chunk);
     clora__arg_float(&a, g->alpha);
     clora__arg_uint(&a, g->flags);
-    arg_dropout(&a, drop);
+    clora__arg_dropout(&a, drop);
     if (tiled) {
         const size_t t = dev->rank_tile;
         const size_t global[3] = {g->p, g->m, chunks}, local[3] = {t, t, 1};
@@ -145,7 +117,7 @@ typedef struct row_pass {
 } row_pass;
 
 static clora_status launch_rows(clora_device *dev, clora__kernel_id id, const row_pass *pass,
-                                const lora_dims *d, const dropout *drop)
+                                const lora_dims *d, const clora__dropout_args *drop)
 {
     clora__args a;
     clora_status status = clora__args_begin(&a, dev, id);
@@ -171,14 +143,15 @@ static clora_status launch_rows(clora_device *dev, clora__kernel_id id, const ro
     clora__arg_uint(&a, d->r);
     clora__arg_float(&a, d->scale);
     clora__arg_uint(&a, pass->flags);
-    arg_dropout(&a, drop);
+    clora__arg_dropout(&a, drop);
     const size_t items = (d->n + CLORA__ROWS_PER_ITEM - 1) / CLORA__ROWS_PER_ITEM;
     const size_t global[1] = {items}, local[1] = {items < 16 ? items : 16};
     return clora__args_launch(&a, 1, global, local);
 }
 
 /* C = epilogue(alpha · X · Y) in one pass over K. */
-static clora_status gemm_direct(clora_device *dev, const rank_gemm *g, const dropout *drop)
+static clora_status gemm_direct(clora_device *dev, const rank_gemm *g,
+                                const clora__dropout_args *drop)
 {
     return launch_gemm(dev, g, drop, 1, g->k);
 }
@@ -213,8 +186,9 @@ static size_t reduction_scratch(const clora_device *dev, size_t m, size_t k, siz
  * chunks, write partial sums to `partial` (starting at element
  * partial_offset), then add them in order. g->flags must include
  * ACCUMULATE and may include DROP_Y. */
-static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g, const dropout *drop,
-                                cl_mem partial, size_t partial_offset)
+static clora_status gemm_reduce(clora_device *dev, const rank_gemm *g,
+                                const clora__dropout_args *drop, cl_mem partial,
+                                size_t partial_offset)
 {
     size_t chunks = reduction_chunks(dev, g->m * g->p, g->k);
     if (chunks == 1)
@@ -268,7 +242,7 @@ clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout lay
         .m = out, .k = r, .p = in, .alpha = scale,
         .flags = CLORA__GEMM_ACCUMULATE,
     };
-    const dropout none = {0, 0, 0, 1.0f, 0};
+    const clora__dropout_args none = {0, 0, 0, 1.0f, 0};
     return gemm_direct(weight->device, &delta, &none);
 }
 
@@ -376,7 +350,7 @@ clora_status clora_lora_forward(clora_buffer *y, clora_buffer *h, const clora_bu
         return status;
     cl_mem h_mem = h ? h->mem : scratch;
     const size_t h_offset = h ? h->offset : 0;
-    const dropout drop = dropout_of(spec);
+    const clora__dropout_args drop = clora__dropout_args_of(spec);
 
     if (rows_family) {
         /* y = x · Wᵀ; Bᵀ; then one pass over the rows keeps h and adds
@@ -476,7 +450,7 @@ clora_status clora_lora_backward(clora_buffer *dx, clora_buffer *d_lora_a, clora
         return status;
 
     clora_device *dev = x->device;
-    const dropout drop = dropout_of(spec);
+    const clora__dropout_args drop = clora__dropout_args_of(spec);
     const unsigned drop_flag = spec->dropout > 0.0f ? 1u : 0u;
     const int need_g = d_lora_a || dx;
 

@@ -7,6 +7,9 @@
 #ifndef CLORA_OPS_H
 #define CLORA_OPS_H
 
+#include <math.h>
+
+#include "clora/dora.h"
 #include "clora/linear.h"
 #include "clora/loss.h"
 #include "clora/lora.h"
@@ -85,6 +88,34 @@ clora_status clora__packed_choose(clora_device *device);
 clora_status clora__lora_add_delta(clora_buffer *weight, clora_weight_layout layout,
                                    const clora_buffer *lora_a, const clora_buffer *lora_b,
                                    float scale);
+
+/* The dropout mask's parameters as the rank-r and DoRA kernels take them
+ * (their last five arguments). */
+typedef struct clora__dropout_args {
+    cl_uint seed_lo, seed_hi, threshold;
+    float scale;  /* 1 / (1 - p) */
+    cl_uint row0; /* the whole batch's row of the first row */
+} clora__dropout_args;
+
+static inline clora__dropout_args clora__dropout_args_of(const clora_lora_spec *spec)
+{
+    clora__dropout_args d;
+    d.seed_lo = (cl_uint)(spec->dropout_seed & 0xffffffffu);
+    d.seed_hi = (cl_uint)(spec->dropout_seed >> 32);
+    d.threshold = (cl_uint)floor((double)spec->dropout * 16777216.0);
+    d.scale = spec->dropout > 0.0f ? 1.0f / (1.0f - spec->dropout) : 1.0f;
+    d.row0 = (cl_uint)spec->dropout_row0;
+    return d;
+}
+
+static inline void clora__arg_dropout(clora__args *a, const clora__dropout_args *drop)
+{
+    clora__arg_uint(a, drop->seed_lo);
+    clora__arg_uint(a, drop->seed_hi);
+    clora__arg_uint(a, drop->threshold);
+    clora__arg_float(a, drop->scale);
+    clora__arg_uint(a, drop->row0);
+}
 
 /* ---- elementwise (elementwise.c) ------------------------------------------------ */
 

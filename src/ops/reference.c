@@ -189,6 +189,164 @@ clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_
     return CLORA_OK;
 }
 
+/* ---- DoRA (clora/dora.h) ---------------------------------------------------------- */
+
+void clora_reference_dora_weight_norm(float *norm, const float *weight, const float *lora_a,
+                                      const float *lora_b, size_t in, size_t out, size_t r,
+                                      const clora_lora_spec *spec)
+{
+    const double s = lora_a ? clora_lora_scale(spec->scale_mode, spec->alpha, r) : 0.0;
+    for (size_t o = 0; o < out; ++o) {
+        double sum = 0.0;
+        for (size_t i = 0; i < in; ++i) {
+            double v = weight_at(weight, o, i, in, out, spec->weight_layout), delta = 0.0;
+            for (size_t j = 0; lora_a && j < r; ++j)
+                delta += (double)lora_b[o * r + j] * lora_a[j * in + i];
+            v += s * delta;
+            sum += v * v;
+        }
+        norm[o] = (float)sqrt(sum);
+    }
+}
+
+/* The forward's pieces in double: c (out) = m / n, h (n, r), t (n, out),
+ * and u (n, out) = drop(x) · Wᵀ, its base part, when not NULL. */
+static clora_status dora_pieces(double *c, double *h, double *t, double *u, const float *x,
+                                const float *weight, const float *lora_a, const float *lora_b,
+                                const float *magnitude, size_t n, size_t in, size_t out, size_t r,
+                                const clora_lora_spec *spec)
+{
+    float *norm = clora__malloc(out * sizeof *norm);
+    if (!norm)
+        return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "clora_reference_dora: norm");
+    clora_reference_dora_weight_norm(norm, weight, lora_a, lora_b, in, out, r, spec);
+    for (size_t o = 0; o < out; ++o)
+        c[o] = (double)magnitude[o] / norm[o];
+    free(norm);
+    const double s = clora_lora_scale(spec->scale_mode, spec->alpha, r);
+    lora_down(h, x, lora_a, n, in, r, spec);
+    for (size_t row = 0; row < n; ++row)
+        for (size_t o = 0; o < out; ++o) {
+            double base = 0.0, lora = 0.0;
+            for (size_t i = 0; i < in; ++i)
+                base += dropped_x(x, row, i, in, spec) *
+                        weight_at(weight, o, i, in, out, spec->weight_layout);
+            for (size_t j = 0; j < r; ++j)
+                lora += h[row * r + j] * lora_b[o * r + j];
+            t[row * out + o] = base + s * lora;
+            if (u)
+                u[row * out + o] = base;
+        }
+    return CLORA_OK;
+}
+
+clora_status clora_reference_dora_forward(float *y, const float *x, const float *weight,
+                                          const float *bias, const float *lora_a,
+                                          const float *lora_b, const float *magnitude, size_t n,
+                                          size_t in, size_t out, size_t r,
+                                          const clora_lora_spec *spec)
+{
+    double *c = clora__malloc(out * sizeof *c), *h = clora__malloc(n * r * sizeof *h);
+    double *t = clora__malloc(n * out * sizeof *t), *u = clora__malloc(n * out * sizeof *u);
+    clora_status status = c && h && t && u ? CLORA_OK
+                                           : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY,
+                                                         "clora_reference_dora_forward");
+    if (status == CLORA_OK)
+        status = dora_pieces(c, h, t, u, x, weight, lora_a, lora_b, magnitude, n, in, out, r,
+                             spec);
+    for (size_t row = 0; status == CLORA_OK && row < n; ++row)
+        for (size_t o = 0; o < out; ++o) {
+            double base = bias ? bias[o] : 0.0;
+            for (size_t i = 0; i < in; ++i)
+                base += (double)x[row * in + i] *
+                        weight_at(weight, o, i, in, out, spec->weight_layout);
+            /* (c − 1) ⊙ u + c ⊙ (the LoRA part t − u) */
+            const double rest = (c[o] - 1.0) * u[row * out + o] +
+                                c[o] * (t[row * out + o] - u[row * out + o]);
+            y[row * out + o] = (float)(base + rest);
+        }
+    free(c);
+    free(h);
+    free(t);
+    free(u);
+    return status;
+}
+
+clora_status clora_reference_dora_backward(float *dx, float *d_lora_a, float *d_lora_b,
+                                           float *d_magnitude, const float *dy, const float *x,
+                                           const float *weight, const float *lora_a,
+                                           const float *lora_b, const float *magnitude, size_t n,
+                                           size_t in, size_t out, size_t r,
+                                           const clora_lora_spec *spec)
+{
+    double *c = clora__malloc(out * sizeof *c), *h = clora__malloc(n * r * sizeof *h);
+    double *t = clora__malloc(n * out * sizeof *t), *g = clora__malloc(n * r * sizeof *g);
+    float *norm = clora__malloc(out * sizeof *norm);
+    clora_status status = c && h && t && g && norm
+                              ? CLORA_OK
+                              : clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY,
+                                            "clora_reference_dora_backward");
+    if (status == CLORA_OK)
+        status =
+            dora_pieces(c, h, t, NULL, x, weight, lora_a, lora_b, magnitude, n, in, out, r, spec);
+    if (status == CLORA_OK) {
+        const double s = clora_lora_scale(spec->scale_mode, spec->alpha, r);
+        clora_reference_dora_weight_norm(norm, weight, lora_a, lora_b, in, out, r, spec);
+        for (size_t o = 0; d_magnitude && o < out; ++o) {
+            double acc = 0.0;
+            for (size_t row = 0; row < n; ++row)
+                acc += (double)dy[row * out + o] * t[row * out + o];
+            d_magnitude[o] = (float)(d_magnitude[o] + acc / norm[o]);
+        }
+        /* the LoRA branch sees e = c ⊙ dy */
+        for (size_t row = 0; row < n; ++row)
+            for (size_t j = 0; j < r; ++j) {
+                double acc = 0.0;
+                for (size_t o = 0; o < out; ++o)
+                    acc += c[o] * dy[row * out + o] * lora_b[o * r + j];
+                g[row * r + j] = s * acc;
+            }
+        for (size_t o = 0; d_lora_b && o < out; ++o)
+            for (size_t j = 0; j < r; ++j) {
+                double acc = 0.0;
+                for (size_t row = 0; row < n; ++row)
+                    acc += c[o] * dy[row * out + o] * h[row * r + j];
+                d_lora_b[o * r + j] = (float)(d_lora_b[o * r + j] + s * acc);
+            }
+        for (size_t j = 0; d_lora_a && j < r; ++j)
+            for (size_t i = 0; i < in; ++i) {
+                double acc = 0.0;
+                for (size_t row = 0; row < n; ++row)
+                    acc += g[row * r + j] * dropped_x(x, row, i, in, spec);
+                d_lora_a[j * in + i] = (float)(d_lora_a[j * in + i] + acc);
+            }
+        for (size_t row = 0; dx && row < n; ++row)
+            for (size_t i = 0; i < in; ++i) {
+                double plain = 0.0, through = 0.0; /* through the mask: rescaled base, LoRA */
+                for (size_t o = 0; o < out; ++o) {
+                    const double w = weight_at(weight, o, i, in, out, spec->weight_layout);
+                    plain += (double)dy[row * out + o] * w;
+                    through += (c[o] - 1.0) * dy[row * out + o] * w;
+                }
+                for (size_t j = 0; j < r; ++j)
+                    through += g[row * r + j] * lora_a[j * in + i];
+                double mask = 1.0;
+                if (spec->dropout > 0.0f)
+                    mask = clora_reference_dropout_keep(spec->dropout_seed,
+                                                        spec->dropout_row0 + row, i, spec->dropout)
+                               ? 1.0f / (1.0f - spec->dropout)
+                               : 0.0;
+                dx[row * in + i] = (float)(plain + mask * through);
+            }
+    }
+    free(c);
+    free(h);
+    free(t);
+    free(g);
+    free(norm);
+    return status;
+}
+
 /* Whether n weights of dtype are whole blocks of a type `allowed` takes. */
 static clora_status check_packed(const char *op, const char *verb, clora_dtype dtype, size_t n,
                                  int allowed)
