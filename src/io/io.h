@@ -142,8 +142,10 @@ typedef enum clora__peft_key_kind {
     CLORA__PEFT_SAVED = 0, /* <module>.<param> */
     CLORA__PEFT_LORA_A,    /* <module>.lora_A.weight */
     CLORA__PEFT_LORA_B,    /* <module>.lora_B.weight */
-    CLORA__PEFT_BASE       /* <module>.base_layer.{weight,bias}: a LoRA target's own
+    CLORA__PEFT_BASE,      /* <module>.base_layer.{weight,bias}: a LoRA target's own
                             * parameter the adapter carries (a new head's weight) */
+    CLORA__PEFT_EMBEDDING_A, /* <module>.lora_embedding_A (r, num_embeddings), no suffix */
+    CLORA__PEFT_EMBEDDING_B  /* <module>.lora_embedding_B (embedding_dim, r) */
 } clora__peft_key_kind;
 clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len);
 
