@@ -89,6 +89,19 @@ clora_status clora_reference_dora_backward(float *dx, float *d_lora_a, float *d_
                                            size_t in, size_t out, size_t r,
                                            const clora_lora_spec *spec);
 
+/* LoRA on an embedding table (PEFT's lora.Embedding), ids (n) in [0, V):
+ * y (n, C) = table (V, C)[ids] + s · B (C, r) · A (r, V)[:, ids]. */
+void clora_reference_lora_embedding_forward(float *y, const int32_t *ids, const float *table,
+                                            const float *lora_a, const float *lora_b, size_t n,
+                                            size_t V, size_t C, size_t r, float scale);
+
+/* d_lora_b += s · Σ_n dy[n] ⊗ A[:, ids[n]], d_lora_a[:, ids[n]] += s · Bᵀ ·
+ * dy[n] for every n whose id is not `padding` (-1: none); either may be NULL. */
+void clora_reference_lora_embedding_backward(float *d_lora_a, float *d_lora_b, const float *dy,
+                                             const int32_t *ids, const float *lora_a,
+                                             const float *lora_b, size_t n, size_t V, size_t C,
+                                             size_t r, float scale, int padding);
+
 #ifdef __cplusplus
 }
 #endif

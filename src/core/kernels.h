@@ -12,6 +12,7 @@
     X(ACTIVATION, "activation") \
     X(NORM, "norm")             \
     X(EMBEDDING, "embedding")   \
+    X(LORA_EMBEDDING, "lora_embedding") \
     X(REDUCE, "reduce")         \
     X(LOSS, "loss")             \
     X(OPTIM, "optim")           \
@@ -47,6 +48,10 @@
     X(RMS_NORM_WEIGHT_GRAD, NORM, "rms_norm_weight_grad")         \
     X(EMBEDDING_FORWARD, EMBEDDING, "embedding_forward")          \
     X(EMBEDDING_BACKWARD, EMBEDDING, "embedding_backward")        \
+    X(LORA_EMBEDDING_FORWARD, LORA_EMBEDDING, "lora_embedding_forward") \
+    X(LORA_EMBEDDING_GRAD_B, LORA_EMBEDDING, "lora_embedding_grad_b") \
+    X(LORA_EMBEDDING_G, LORA_EMBEDDING, "lora_embedding_g")       \
+    X(LORA_EMBEDDING_GRAD_A, LORA_EMBEDDING, "lora_embedding_grad_a") \
     X(SUM_PARTIALS, REDUCE, "sum_partials")                       \
     X(SUM_FINISH, REDUCE, "sum_finish")                           \
     X(SCALE_BY, REDUCE, "scale_by")                               \

@@ -158,8 +158,10 @@ typedef enum clora__peft_key_kind {
     CLORA__PEFT_LORA_B,    /* <module>.lora_B.weight */
     CLORA__PEFT_BASE,      /* <module>.base_layer.{weight,bias}: a LoRA target's own
                             * parameter the adapter carries (a new head's weight) */
-    CLORA__PEFT_MAGNITUDE  /* <module>.lora_magnitude_vector (out), DoRA's m (PEFT 0.21
+    CLORA__PEFT_MAGNITUDE, /* <module>.lora_magnitude_vector (out), DoRA's m (PEFT 0.21
                             * saves it so; ".weight" after it is read too) */
+    CLORA__PEFT_EMBEDDING_A, /* <module>.lora_embedding_A (r, num_embeddings), no suffix */
+    CLORA__PEFT_EMBEDDING_B  /* <module>.lora_embedding_B (embedding_dim, r) */
 } clora__peft_key_kind;
 clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len);
 

@@ -1,9 +1,10 @@
 /* peft_check.c — a PEFT adapter folder checked on its own, before any model
  * is involved: adapter_config.json as peft.c reads it, then every tensor of
  * adapter_model.safetensors. LoRA matrices come in pairs, A (r, in) and
- * B (out, r), 2-D, of a floating dtype, not empty, with the rank the config
- * gives their module (rank_pattern applied); every other tensor belongs to
- * a module modules_to_save lists. clora info and the adapter loader share
+ * B (out, r) (an Embedding's: lora_embedding_A (r, num_embeddings) and
+ * lora_embedding_B (embedding_dim, r)), 2-D, of a floating dtype, not empty,
+ * with the rank the config gives their module (rank_pattern applied); every
+ * other tensor belongs to a module modules_to_save lists. clora info and the adapter loader share
  * these rules; what depends on a model (the module exists, is a Linear of
  * these sizes) is the loader's. */
 #include <stdio.h>
@@ -19,6 +20,7 @@ typedef struct pair {
     char module[512];
     const clora_tensor_view *a, *b, *m;
     clora_tensor_view a_view, b_view, m_view;
+    int table; /* lora_embedding_A/B (an Embedding's) rather than lora_A/B */
 } pair;
 
 clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t *module_len)
@@ -42,6 +44,13 @@ clora__peft_key_kind clora__peft_key(const char *name, const char **key, size_t 
             return CLORA__PEFT_MAGNITUDE;
         }
     }
+    static const char ea[] = ".lora_embedding_A", eb[] = ".lora_embedding_B";
+    const size_t e = sizeof ea - 1; /* both e long */
+    *module_len = n > e ? n - e : 0;
+    if (n > e && !strcmp(name + n - e, ea))
+        return CLORA__PEFT_EMBEDDING_A;
+    if (n > e && !strcmp(name + n - e, eb))
+        return CLORA__PEFT_EMBEDDING_B;
     static const char *const base[2] = {".base_layer.weight", ".base_layer.bias"};
     for (int k = 0; k < 2; ++k) {
         const size_t len = strlen(base[k]);
@@ -77,8 +86,13 @@ static clora_status check_values(const char *path, const clora_tensor_view *v)
 
 /* One LoRA matrix: 2-D, and the module's rank where the rank goes. */
 static clora_status check_matrix(const char *path, const clora__peft_config *c,
-                                 const char *module, const clora_tensor_view *v, int is_a)
+                                 const char *module, const clora_tensor_view *v, int is_a,
+                                 int table)
 {
+    const char *what = table ? (is_a ? "lora_embedding_A" : "lora_embedding_B")
+                             : (is_a ? "lora_A" : "lora_B");
+    const char *dims = table ? (is_a ? "r, num_embeddings" : "embedding_dim, r")
+                             : (is_a ? "r, in" : "out, r");
     clora_status status = check_values(path, v);
     if (status != CLORA_OK)
         return status;
@@ -90,13 +104,12 @@ static clora_status check_matrix(const char *path, const clora__peft_config *c,
     if (v->ndim != 2)
         return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
                            "%s: tensor \"%s\" has shape %s; %s is 2-D (%s)", path, v->name, got,
-                           is_a ? "lora_A" : "lora_B", is_a ? "r, in" : "out, r");
+                           what, dims);
     if ((is_a ? v->shape[0] : v->shape[1]) != rank)
         return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
                            "%s: tensor \"%s\" has shape %s; module \"%s\" has rank %zu in "
-                           "adapter_config.json, so %s must be %s",
-                           path, v->name, got, module, rank, is_a ? "lora_A" : "lora_B",
-                           is_a ? "(r, in)" : "(out, r)");
+                           "adapter_config.json, so %s must be (%s)",
+                           path, v->name, got, module, rank, what, dims);
     return CLORA_OK;
 }
 
@@ -126,7 +139,8 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
         const char *key = NULL;
         size_t len = 0;
         const clora__peft_key_kind kind = clora__peft_key(v.name, &key, &len);
-        const int is_a = kind == CLORA__PEFT_LORA_A;
+        const int is_a = kind == CLORA__PEFT_LORA_A || kind == CLORA__PEFT_EMBEDDING_A;
+        const int table = kind == CLORA__PEFT_EMBEDDING_A || kind == CLORA__PEFT_EMBEDDING_B;
         if (kind == CLORA__PEFT_SAVED) { /* a parameter of a module to save, or a bias */
             const char *dot = strrchr(key, '.');
             char module[512];
@@ -189,6 +203,14 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
             p->m = &p->m_view;
             continue;
         }
+        if ((p->a || p->b) && p->table != table) {
+            status = clora__fail(CLORA_ERR_FORMAT,
+                                 "%s: module \"%s\" has both lora_A/lora_B and "
+                                 "lora_embedding_A/lora_embedding_B tensors",
+                                 path, p->module);
+            break;
+        }
+        p->table = table;
         if (is_a ? p->a != NULL : p->b != NULL) {
             status = clora__fail(CLORA_ERR_FORMAT, "%s: two tensors for %s of module \"%s\"",
                                  path, is_a ? "lora_A" : "lora_B", p->module);
@@ -201,14 +223,20 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
             p->b_view = v;
             p->b = &p->b_view;
         }
-        status = check_matrix(path, c, p->module, &v, is_a);
+        status = check_matrix(path, c, p->module, &v, is_a, table);
     }
     for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         const pair *p = &pairs[i];
+        const char *kind = p->table ? "lora_embedding_" : "lora_";
         if (!p->a || !p->b)
-            status = clora__fail(CLORA_ERR_FORMAT, "%s: module \"%s\" has %s but no %s", path,
-                                 p->module, p->a ? "lora_A" : p->b ? "lora_B" : "a magnitude",
-                                 p->a ? "lora_B" : "lora_A");
+            status = clora__fail(CLORA_ERR_FORMAT, "%s: module \"%s\" has %s%s but no %s%s", path,
+                                 p->module, p->a || p->b ? kind : "", p->a ? "A" : p->b ? "B"
+                                                                                  : "a magnitude",
+                                 kind, p->a ? "B" : "A");
+        else if (c->dora && p->table)
+            status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                                 "%s: module \"%s\": DoRA on an embedding is not supported",
+                                 path, p->module);
         else if (c->dora && !p->m)
             status = clora__fail(CLORA_ERR_FORMAT,
                                  "%s: adapter_config.json sets use_dora, and module \"%s\" has "

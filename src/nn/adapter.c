@@ -226,16 +226,20 @@ static int select_layers(clora_node *node, const char *path, void *user)
             matched = 0;
     if (!matched)
         return 0;
-    if (!clora__linear_of(node)) {
+    if (!clora__linear_of(node) && !clora__is_embedding(node)) {
         if (listed) {
             sel->status = clora__fail(CLORA_ERR_INVALID_ARGUMENT,
-                                      "target module \"%s\" is %s; LoRA applies to Linear layers",
+                                      "target module \"%s\" is %s; LoRA applies to Linear and "
+                                      "Embedding layers",
                                       path, node->kind->name);
             return 1;
         }
         return 0;
     }
-    const clora_node *owner_node = clora__linear_of(node)->tied;
+    /* An Embedding whose table a head shares (GPT-2's wte) is PEFT's
+     * case too: unmerged, the head keeps the base table; merged, it sees
+     * the merged one. */
+    const clora_node *owner_node = clora__linear_of(node) ? clora__linear_of(node)->tied : NULL;
     if (owner_node) { /* merging would change its owner too */
         if (listed) {
             char owner[1024];
@@ -595,7 +599,7 @@ static int packed_base_visit(clora_node *node, const char *path, void *user)
 {
     if (!clora__is_lora(node))
         return 0;
-    const clora_node *base = clora__linear_of(node);
+    const clora_node *base = node->kind->base(node); /* a Linear or an Embedding */
     const clora_buffer *w = base ? clora__param_value(base, "weight") : NULL;
     if (!w || !clora_dtype_is_packed(w->dtype))
         return 0;

@@ -86,12 +86,16 @@ static int build(clora_node *node, const char *path, void *user)
     combine *c = user;
     if (!clora__is_lora(node))
         return 0;
-    size_t in = 0, out = 0;
-    clora__linear_dims_of(node, &in, &out, NULL);
-    int present = 0;
-    for (size_t i = 0; i < c->count; ++i)
-        present |= clora__lora_find(node, c->names[i]) >= 0;
-    if (!present)
+    size_t in = 0, out = 0; /* A (r, in), B (out, r): a Linear's or an Embedding's */
+    for (size_t i = 0; i < c->count && !in; ++i) {
+        const int k = clora__lora_find(node, c->names[i]);
+        if (k >= 0) {
+            const clora__adapter *ad = clora__lora_adapter(node, (size_t)k);
+            in = ad->lora_a->shape[1];
+            out = ad->lora_b->shape[0];
+        }
+    }
+    if (!in)
         return 0;
     const size_t r = c->rank;
     float *a = clora__calloc(r * in, sizeof *a), *b = clora__calloc(out * r, sizeof *b);

@@ -4,6 +4,8 @@
  *
  * Keys: base_model.model.<module path>.lora_A.weight (r, in) and
  * .lora_B.weight (out, r), the "base_model.model." prefix optional on load;
+ * an Embedding's .lora_embedding_A (r, num_embeddings) and .lora_embedding_B
+ * (embedding_dim, r), without ".weight" (PEFT 0.6 and 0.21 alike);
  * modules_to_save as base_model.model.<module path>.<param>; a target's own
  * parameters as <module path>.base_layer.<param> (saved for a new head that
  * gets LoRA, whose frozen random weight the adapter needs; loaded into the
@@ -113,14 +115,19 @@ static json_t *adapter_config(const site_list *list, int bias)
         clora__peft_save save = {sites, list->count, first->dropout,
                                  first->scale_mode == CLORA_SCALE_ALPHA_OVER_SQRT_R, 1, saved,
                                  list->saved_count, bias, 0};
+        int linear_sites = 0;
         for (size_t i = 0; i < list->count; ++i) {
-            clora_weight_layout layout;
-            clora__linear_dims_of(list->sites[i].node, NULL, NULL, &layout);
             sites[i].path = list->sites[i].path;
             sites[i].rank = list->sites[i].adapter->rank;
             sites[i].alpha = peft_alpha(list->sites[i].adapter);
+            if (clora__is_embedding(list->sites[i].node))
+                continue; /* PEFT's lora.Embedding ignores fan_in_fan_out */
+            clora_weight_layout layout;
+            clora__linear_dims_of(list->sites[i].node, NULL, NULL, &layout);
             save.fan_in_fan_out &= layout == CLORA_WEIGHT_IN_OUT;
+            linear_sites = 1;
         }
+        save.fan_in_fan_out &= linear_sites;
         for (size_t i = 0; i < list->saved_count; ++i)
             saved[i] = list->saved_paths[i];
         save.dora = first->magnitude != NULL;
@@ -204,16 +211,19 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
     status = clora_safetensors_writer_create(&writer);
     for (size_t i = 0; i < list.count && status == CLORA_OK; ++i) {
         char key[1300];
-        snprintf(key, sizeof key, KEY_PREFIX "%s.lora_A.weight", list.sites[i].path);
+        const int table = clora__is_embedding(list.sites[i].node);
+        snprintf(key, sizeof key, KEY_PREFIX "%s.%s", list.sites[i].path,
+                 table ? "lora_embedding_A" : "lora_A.weight");
         status = clora__writer_add_buffer(writer, key, list.sites[i].adapter->lora_a->value);
-        snprintf(key, sizeof key, KEY_PREFIX "%s.lora_B.weight", list.sites[i].path);
+        snprintf(key, sizeof key, KEY_PREFIX "%s.%s", list.sites[i].path,
+                 table ? "lora_embedding_B" : "lora_B.weight");
         if (status == CLORA_OK)
             status = clora__writer_add_buffer(writer, key, list.sites[i].adapter->lora_b->value);
         snprintf(key, sizeof key, KEY_PREFIX "%s.lora_magnitude_vector", list.sites[i].path);
         if (status == CLORA_OK && list.sites[i].adapter->magnitude)
             status = clora__writer_add_buffer(writer, key,
                                               list.sites[i].adapter->magnitude->value);
-        const clora_node *base = clora__linear_of(list.sites[i].node);
+        const clora_node *base = list.sites[i].node->kind->base(list.sites[i].node);
         for (size_t k = 0; base->new_head && k < base->param_count && status == CLORA_OK; ++k) {
             snprintf(key, sizeof key, KEY_PREFIX "%s.base_layer.%s", list.sites[i].path,
                      base->params[k]->name);
@@ -412,10 +422,12 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
         return clora__fail(CLORA_ERR_NOT_FOUND,
                            "%s: tensor \"%s\" names module \"%s\", which the model lacks", path,
                            view->name, module);
-    if (role == SAVED_BASE && (!(node = clora__linear_of(node)) || node->tied))
+    if (role == SAVED_BASE && clora__is_embedding(node)) /* PEFT 0.21 saves embed_tokens' table */
+        node = node->kind->base ? node->kind->base(node) : node;
+    else if (role == SAVED_BASE && (!(node = clora__linear_of(node)) || node->tied))
         return clora__fail(CLORA_ERR_FORMAT,
-                           "%s: tensor \"%s\": module \"%s\" is not a Linear with weights of its "
-                           "own",
+                           "%s: tensor \"%s\": module \"%s\" is not a Linear or Embedding with "
+                           "weights of its own",
                            path, view->name, module);
     if (role == SAVED_BIAS && clora__linear_of(node))
         node = clora__linear_of(node);
@@ -424,6 +436,11 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
         return clora__fail(CLORA_ERR_NOT_FOUND,
                            "%s: tensor \"%s\": module \"%s\" has no parameter \"%s\"", path,
                            view->name, module, dot + 1);
+    if (clora_dtype_is_packed(p->value->dtype))
+        return clora__fail(CLORA_ERR_DTYPE_MISMATCH,
+                           "%s: tensor \"%s\" replaces the weight of \"%s\", which is stored "
+                           "packed (%s); load the model unpacked (base_dtype F32) for this adapter",
+                           path, view->name, module, clora_dtype_name(p->value->dtype));
     load_saved *s = &plan->saved[plan->saved_count++];
     s->node = node;
     s->param = p;
@@ -471,7 +488,8 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
         const char *key = NULL;
         size_t len = 0;
         const clora__peft_key_kind kind = clora__peft_key(view.name, &key, &len);
-        const int is_a = kind == CLORA__PEFT_LORA_A;
+        const int is_a = kind == CLORA__PEFT_LORA_A || kind == CLORA__PEFT_EMBEDDING_A;
+        const int table = kind == CLORA__PEFT_EMBEDDING_A || kind == CLORA__PEFT_EMBEDDING_B;
         if (kind == CLORA__PEFT_SAVED || kind == CLORA__PEFT_BASE) { /* ... or another */
             saved_role role = kind == CLORA__PEFT_BASE ? SAVED_BASE : SAVED_MODULE;
             if (role == SAVED_MODULE) {
@@ -492,14 +510,23 @@ static clora_status plan_load(clora_model *model, const clora__peft_config *c,
             return clora__fail(CLORA_ERR_NOT_FOUND,
                                "%s: tensor \"%s\" is for module \"%s\", which the model lacks",
                                path, view.name, module);
-        if (!clora__linear_of(node))
+        if (table ? !clora__is_embedding(node) : !clora__linear_of(node))
             return clora__fail(CLORA_ERR_FORMAT,
-                               "%s: tensor \"%s\" is for module \"%s\", which is %s, not Linear",
-                               path, view.name, module, node->kind->name);
+                               "%s: tensor \"%s\" is for module \"%s\", which is %s, not %s",
+                               path, view.name, module, node->kind->name,
+                               table ? "Embedding" : "Linear");
         load_site *site = site_for(plan, module, n);
         site->node = node;
         size_t in = 0, features = 0;
-        clora__linear_dims_of(node, &in, &features, NULL);
+        if (table) { /* A (r, num_embeddings), B (embedding_dim, r) */
+            const clora_buffer *w = clora__param_value(node->kind->base ? node->kind->base(node)
+                                                                         : node,
+                                                       "weight");
+            in = w->shape[0];
+            features = w->shape[1];
+        } else {
+            clora__linear_dims_of(node, &in, &features, NULL);
+        }
         clora_status status = clora__peft_module(c, module, &site->rank, &site->alpha);
         if (status != CLORA_OK)
             return status;
@@ -531,7 +558,7 @@ typedef struct missing_walk {
 static int find_missing(clora_node *node, const char *path, void *user)
 {
     missing_walk *walk = user;
-    if (!clora__linear_of(node) || clora__is_base_layer(node))
+    if ((!clora__linear_of(node) && !clora__is_embedding(node)) || clora__is_base_layer(node))
         return 0;
     const int targeted = clora__peft_targets(walk->config, path);
     if (targeted < 0)

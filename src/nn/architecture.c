@@ -14,13 +14,29 @@ clora_status clora__check_parts(const clora_node *node, const clora__part *parts
 {
     for (const clora__part *p = parts; p->path; ++p) {
         const clora_node *n = clora__descendant(node, p->path);
-        int ok = n && (p->kind ? n->kind == p->kind : clora__linear_of(n) != NULL);
+        /* a LoRA node stands for its base (an Embedding part may carry LoRA) */
+        const clora_node *shown = n && n->kind->base ? n->kind->base(n) : n;
+        int ok = n && (p->kind ? shown->kind == p->kind : clora__linear_of(n) != NULL);
         if (!ok)
             return clora__fail(CLORA_ERR_STATE, "%s \"%s\" needs a %s \"%s\"%s", node->kind->name,
                                node->name, p->kind ? p->kind->name : "linear", p->path,
                                n ? " of that kind" : "");
     }
     return CLORA_OK;
+}
+
+void clora__hf_padding(clora_model *model, clora__json_fields *config, const char *path,
+                       int fallback)
+{
+    clora_node *table = clora__descendant(model->root, path);
+    json_t *pad = json_object_get(config->json, "pad_token_id");
+    int padding = fallback;
+    if (json_is_integer(pad))
+        padding = json_integer_value(pad) >= 0 &&
+                          (size_t)json_integer_value(pad) < clora__embedding_rows(table)
+                      ? (int)json_integer_value(pad)
+                      : -1; /* PyTorch refuses it; transformers' models never index it */
+    clora__embedding_set_padding(table, padding);
 }
 
 clora_status clora__add_composite(clora_node *parent, const char *name,

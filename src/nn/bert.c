@@ -379,6 +379,7 @@ static clora_status build(clora_model *model, const void *config)
         (status = clora_node_add_sequential(model->root, "encoder", &enc)) ||
         (status = clora_node_add_sequential(enc, "layer", &layers)))
         return status;
+    clora__embedding_set_padding(word, 0); /* BertConfig's pad_token_id */
     if (!model->skip_init) { /* the padding token's row (id 0) starts at zero, as in BERT */
         float *zero = clora__calloc(C, sizeof *zero);
         if (!zero)
@@ -480,6 +481,8 @@ static clora_status build_from_hf(clora_model **out, clora_device *device,
     if (r->status != CLORA_OK)
         return r->status;
     clora_status status = create(out, device, &c, seed, 1);
+    if (status == CLORA_OK)
+        clora__hf_padding(*out, r, "embeddings.word_embeddings", 0);
     if (status == CLORA_OK && num_labels > 0) { /* a head the file may lack */
         status = clora__param_reinit(clora__child((*out)->root, "classifier"), "weight",
                                      CLORA__INIT_NORMAL, c.initializer_range);

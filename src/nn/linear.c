@@ -83,7 +83,9 @@ static int linear_save(const clora_node *node, json_t *j)
     const linear_state *s = CLORA__STATE(linear_state, node);
     if (node->tied) {
         char owner[4096];
-        return clora_node_path(node->tied, owner, sizeof owner) != CLORA_OK ||
+        /* an owner that carries LoRA is saved under its LoRA node's name */
+        const clora_node *named = clora__is_base_layer(node->tied) ? node->tied->parent : node->tied;
+        return clora_node_path(named, owner, sizeof owner) != CLORA_OK ||
                json_object_set_new(j, "tied_to", json_string(owner));
     }
     int bad = json_object_set_new(j, "in_features", json_integer((json_int_t)s->in_features));

@@ -889,7 +889,10 @@ static clora_status build_checked(clora_model **out, clora_device *device, clora
                                 r->path, what);
     if (r->status != CLORA_OK)
         return r->status;
-    return clora__llama_create(out, device, c, seed, 1);
+    clora_status status = clora__llama_create(out, device, c, seed, 1);
+    if (status == CLORA_OK)
+        clora__hf_padding(*out, r, "model.embed_tokens", -1);
+    return status;
 }
 
 static clora_status build_llama(clora_model **out, clora_device *device, clora__json_fields *r,

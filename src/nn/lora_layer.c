@@ -1,9 +1,11 @@
-/* lora_layer.c — the LoRA node kind, as PEFT builds it: a Linear (its child
- * "base_layer") plus named adapters, each A (r, in) and B (out, r), of
+/* lora_layer.c — the LoRA node kinds, as PEFT builds them: a Linear (its
+ * child "base_layer") plus named adapters, each A (r, in) and B (out, r), of
  * which at most one runs and at most one is merged into the base weight:
  *     y = x · Wᵀ + b + s · drop(x) · Aᵀ · Bᵀ
  * A DoRA adapter also has a magnitude m (out) and computes as
- * clora/dora.h says. The products are ops/lora.c's and ops/dora.c's.
+ * clora/dora.h says. The same over an Embedding (PEFT's lora.Embedding),
+ * A (r, V) and B (C, r), has its forward and backward in
+ * lora_embedding.c. The products are ops/lora.c's and ops/dora.c's.
  * replace_linear_with_lora, the adapter names and trainability are in
  * adapter.c. */
 #include <math.h>
@@ -30,6 +32,34 @@ typedef struct lora_state {
 static clora_node *lora_base(const clora_node *node)
 {
     return node->children[0];
+}
+
+static int on_embedding(const clora_node *node)
+{
+    return node->kind == &clora__lora_embedding_kind;
+}
+
+/* A (r, in) and B (out, r) of the node's adapters: a Linear's in and out
+ * features, an Embedding's rows V and features C. */
+static void adapter_dims(const clora_node *node, size_t *in, size_t *out)
+{
+    if (on_embedding(node)) {
+        const clora_buffer *table = clora__param_value(lora_base(node), "weight");
+        *in = table->shape[0];
+        *out = table->shape[1];
+        return;
+    }
+    clora__linear_dims_of(node, in, out, NULL);
+}
+
+/* How the base weight holds B · A: an Embedding's table (V, C) is it
+ * transposed. */
+static clora_weight_layout delta_layout(const clora_node *node)
+{
+    clora_weight_layout layout = CLORA_WEIGHT_IN_OUT;
+    if (!on_embedding(node))
+        clora__linear_dims_of(node, NULL, NULL, &layout);
+    return layout;
 }
 
 /* The adapter this node's forward runs, or NULL for base-only. */
@@ -161,9 +191,31 @@ const clora__node_kind clora__lora_kind = {
     .finalize = lora_finalize,
 };
 
+static clora_status table_forward(clora_node *node, const clora_buffer *x, const clora_buffer **y)
+{
+    return clora__lora_embedding_run(node, running_adapter(node), x, y);
+}
+
+static clora_status table_backward(clora_node *node, const clora_buffer *dy, int need_dx,
+                                   const clora_buffer **dx)
+{
+    return clora__lora_embedding_run_backward(node, running_adapter(node), dy, need_dx, dx);
+}
+
+/* Over an Embedding: the products are lora_embedding.c's. */
+const clora__node_kind clora__lora_embedding_kind = {
+    .id = CLORA_NODE_LORA,
+    .name = "lora_embedding",
+    .state_size = sizeof(lora_state),
+    .forward = table_forward,
+    .backward = table_backward,
+    .base = lora_base,
+    .finalize = lora_finalize,
+};
+
 int clora__is_lora(const clora_node *node)
 {
-    return node && node->kind == &clora__lora_kind;
+    return node && (node->kind == &clora__lora_kind || node->kind == &clora__lora_embedding_kind);
 }
 
 /* ---- wrapping ------------------------------------------------------------------------ */
@@ -173,7 +225,9 @@ clora_status clora__wrap_linear(clora_node *linear, clora_node **out)
     clora_model *model = linear->model;
     clora_node *parent = linear->parent;
     clora_node *lora = NULL;
-    clora_status status = clora__node_new(model, linear->name, &clora__lora_kind, &lora);
+    const clora__node_kind *kind =
+        linear->kind == &clora__embedding_kind ? &clora__lora_embedding_kind : &clora__lora_kind;
+    clora_status status = clora__node_new(model, linear->name, kind, &lora);
     if (status != CLORA_OK)
         return status;
     lora->children = clora__malloc(sizeof *lora->children);
@@ -222,15 +276,20 @@ clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t 
 {
     lora_state *s = CLORA__STATE(lora_state, lora);
     size_t in = 0, features = 0;
-    clora__linear_dims_of(lora, &in, &features, NULL);
+    adapter_dims(lora, &in, &features);
+    const int table = on_embedding(lora);
     char a_name[256], b_name[256];
-    snprintf(a_name, sizeof a_name, "lora_A.%s.weight", name);
-    snprintf(b_name, sizeof b_name, "lora_B.%s.weight", name);
+    snprintf(a_name, sizeof a_name, table ? "lora_embedding_A.%s" : "lora_A.%s.weight", name);
+    snprintf(b_name, sizeof b_name, table ? "lora_embedding_B.%s" : "lora_B.%s.weight", name);
     const size_t a_shape[2] = {rank, in}, b_shape[2] = {features, rank};
     clora__init a_init = init == CLORA_INIT_GAUSSIAN ? CLORA__INIT_NORMAL : CLORA__INIT_UNIFORM;
     float bound = init == CLORA_INIT_PEFT   ? 1.0f / sqrtf((float)in)
                   : init == CLORA_INIT_SEED ? 1.0f / sqrtf((float)rank)
                                             : 1.0f / (float)rank;
+    /* PEFT's lora.Embedding, whatever the init: A = 0, B ~ N(0, 1) */
+    clora__init b_init = table ? CLORA__INIT_NORMAL : CLORA__INIT_ZERO;
+    if (table)
+        a_init = CLORA__INIT_ZERO;
     clora__adapter *grown = clora__realloc(s->adapters, (s->adapter_count + 1) * sizeof *grown);
     if (!grown)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
@@ -241,7 +300,7 @@ clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t 
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "adding adapter %s", name);
     clora_status status = clora__param_add(lora, a_name, 2, a_shape, a_init, bound, &ad->lora_a);
     if (status == CLORA_OK)
-        status = clora__param_add(lora, b_name, 2, b_shape, CLORA__INIT_ZERO, 0.0f, &ad->lora_b);
+        status = clora__param_add(lora, b_name, 2, b_shape, b_init, 1.0f, &ad->lora_b);
     if (status != CLORA_OK) {
         if (ad->lora_a)
             clora__param_remove(lora, ad->lora_a);
@@ -410,8 +469,7 @@ static clora_status merge_adapter(clora_node *node, int index, int sign, const f
 {
     lora_state *s = CLORA__STATE(lora_state, node);
     clora__adapter *ad = &s->adapters[index];
-    clora_weight_layout layout;
-    clora__linear_dims_of(node, NULL, NULL, &layout);
+    const clora_weight_layout layout = delta_layout(node);
     clora_buffer *w = clora__param_value(lora_base(node), "weight");
     float *after = sign > 0 ? clora__malloc(w->numel * sizeof *after) : NULL;
     if (sign > 0 && !after)

@@ -112,7 +112,7 @@ struct clora__node_kind {
 /* The kinds (each defined in its own file). */
 extern const clora__node_kind clora__sequential_kind; /* model.c */
 extern const clora__node_kind clora__linear_kind;
-extern const clora__node_kind clora__lora_kind;
+extern const clora__node_kind clora__lora_kind, clora__lora_embedding_kind;
 extern const clora__node_kind clora__relu_kind, clora__gelu_kind, clora__gelu_tanh_kind,
     clora__silu_kind, clora__tanh_kind;
 extern const clora__node_kind clora__layer_norm_kind;
@@ -307,10 +307,23 @@ typedef struct clora__adapter {
     clora__param *magnitude; /* (out): DoRA's m (PEFT's lora_magnitude_vector); NULL: LoRA */
 } clora__adapter;
 
-/* 1 for a LoRA node. */
+/* 1 for a LoRA node (over a Linear or an Embedding). */
 int clora__is_lora(const clora_node *node);
-/* Wraps `linear` (a Linear node in the tree) in a new LoRA node. */
+/* Wraps `linear` (a Linear or an Embedding node in the tree) in a new LoRA
+ * node (clora__lora_embedding_kind over an Embedding: PEFT's
+ * lora.Embedding, its adapters' A (r, V) and B (C, r) named
+ * "lora_embedding_A.<name>" and "lora_embedding_B.<name>", A = 0 and
+ * B ~ N(0, 1) as PEFT starts them). */
 clora_status clora__wrap_linear(clora_node *linear, clora_node **lora);
+/* The forward and backward of a LoRA node over an Embedding with the
+ * adapter that runs (NULL: base only), for lora_layer.c's kind
+ * (lora_embedding.c): y = E[ids] + s · B · A[:, ids], no dropout (PEFT
+ * applies none there). */
+clora_status clora__lora_embedding_run(clora_node *node, const clora__adapter *ad,
+                                       const clora_buffer *x, const clora_buffer **y);
+clora_status clora__lora_embedding_run_backward(clora_node *node, const clora__adapter *ad,
+                                                const clora_buffer *dy, int need_dx,
+                                                const clora_buffer **dx);
 /* Adds adapter `name` with rank and alpha to a LoRA node (A initialised by
  * `init`, B zero); *out (may be NULL) gets it. */
 clora_status clora__lora_add_adapter(clora_node *lora, const char *name, size_t rank, float alpha,
@@ -363,8 +376,20 @@ void clora__apply_adapter_trainability(clora_model *model);
 /* The activation kind of a public kind value (RELU, GELU, GELU_TANH, SILU,
  * TANH), or NULL (activation.c). */
 const clora__node_kind *clora__activation_kind(clora_node_kind id);
-/* An Embedding's number of rows (embedding.c). */
+/* An Embedding's number of rows (embedding.c; a LoRA node over one: its
+ * base's). */
 size_t clora__embedding_rows(const clora_node *embedding);
+/* The row PyTorch's padding_idx names, whose weight gets no gradient (-1:
+ * none), and its setter (Hugging Face builders: pad_token_id). */
+int clora__embedding_padding(const clora_node *embedding);
+void clora__embedding_set_padding(clora_node *embedding, int padding);
+/* 1 for an Embedding node, or a LoRA node over one. */
+int clora__is_embedding(const clora_node *node);
+/* The lookup of an Embedding's forward: node->owned_output (..., C) =
+ * rows of `embedding`'s table picked by the int32 ids x, checked
+ * (`node` is the Embedding itself or a LoRA node over it). */
+clora_status clora__embedding_lookup(clora_node *node, const clora_node *embedding,
+                                    const clora_buffer *x, const clora_buffer **y);
 
 /* ---- what the architectures share (architecture.c) ------------------------------------- */
 
@@ -376,6 +401,12 @@ typedef struct clora__part {
 } clora__part;
 /* Checks that the parts (ended by a NULL path) exist with their kinds. */
 clora_status clora__check_parts(const clora_node *node, const clora__part *parts);
+/* Sets the padding row (PyTorch's padding_idx) of the Embedding at `path`
+ * below the root from a Hugging Face config's pad_token_id (absent:
+ * fallback; out of range or null: none), as transformers builds the
+ * table with padding_idx = config.pad_token_id. */
+void clora__hf_padding(clora_model *model, clora__json_fields *config, const char *path,
+                       int fallback);
 /* Adds a composite node (no parameters, no state arguments). */
 clora_status clora__add_composite(clora_node *parent, const char *name,
                                   const clora__node_kind *kind, clora_node **out);

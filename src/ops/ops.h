@@ -183,6 +183,23 @@ clora_status clora__embedding_forward(clora_buffer *y, const clora_buffer *weigh
 clora_status clora__embedding_backward(clora_buffer *d_weight, const clora_buffer *dy,
                                        const clora_buffer *ids);
 
+/* ---- LoRA on an embedding table (lora_embedding.c) ----------------------------------- */
+
+/* y (N, C) += s · B (C, r) · A (r, V)[:, ids] after the lookup of the
+ * frozen table wrote y (ids checked by it). */
+clora_status clora__lora_embedding_forward(clora_buffer *y, const clora_buffer *ids,
+                                           const clora_buffer *lora_a,
+                                           const clora_buffer *lora_b, float scale);
+/* d_lora_b (C, r) += s · Σ_n dy[n] ⊗ A[:, ids[n]] and d_lora_a (r, V)
+ * [:, ids[n]] += s · Bᵀ · dy[n], n in order (deterministic, no atomics);
+ * ids equal to padding get no gradient (-1: none); NULL gradients are
+ * skipped. */
+clora_status clora__lora_embedding_backward(clora_buffer *d_lora_a, clora_buffer *d_lora_b,
+                                            const clora_buffer *dy, const clora_buffer *ids,
+                                            const clora_buffer *lora_a,
+                                            const clora_buffer *lora_b, float scale,
+                                            int padding);
+
 /* ---- attention (attention.c) -------------------------------------------------------- */
 
 /* The attention core's buffers, kept from forward for backward; an

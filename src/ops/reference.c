@@ -382,3 +382,45 @@ clora_status clora_reference_quantize(clora_dtype dtype, const float *src, size_
         clora__quantize(dtype, src, n, dst);
     return status;
 }
+
+void clora_reference_lora_embedding_forward(float *y, const int32_t *ids, const float *table,
+                                            const float *lora_a, const float *lora_b, size_t n,
+                                            size_t V, size_t C, size_t r, float scale)
+{
+    for (size_t t = 0; t < n; ++t) {
+        const size_t id = (size_t)ids[t];
+        for (size_t c = 0; c < C; ++c) {
+            double acc = 0.0;
+            for (size_t k = 0; k < r; ++k)
+                acc += (double)lora_b[c * r + k] * lora_a[k * V + id];
+            y[t * C + c] = (float)((double)table[id * C + c] + (double)scale * acc);
+        }
+    }
+}
+
+void clora_reference_lora_embedding_backward(float *d_lora_a, float *d_lora_b, const float *dy,
+                                             const int32_t *ids, const float *lora_a,
+                                             const float *lora_b, size_t n, size_t V, size_t C,
+                                             size_t r, float scale, int padding)
+{
+    if (d_lora_b)
+        for (size_t c = 0; c < C; ++c)
+            for (size_t k = 0; k < r; ++k) {
+                double acc = 0.0;
+                for (size_t t = 0; t < n; ++t)
+                    acc += (double)dy[t * C + c] * lora_a[k * V + (size_t)ids[t]];
+                d_lora_b[c * r + k] = (float)(d_lora_b[c * r + k] + (double)scale * acc);
+            }
+    if (d_lora_a)
+        for (size_t k = 0; k < r; ++k)
+            for (size_t v = 0; v < V; ++v) {
+                if ((int)v == padding)
+                    continue;
+                double acc = 0.0;
+                for (size_t t = 0; t < n; ++t)
+                    if ((size_t)ids[t] == v)
+                        for (size_t c = 0; c < C; ++c)
+                            acc += (double)lora_b[c * r + k] * dy[t * C + c];
+                d_lora_a[k * V + v] = (float)(d_lora_a[k * V + v] + (double)scale * acc);
+            }
+}
