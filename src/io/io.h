@@ -125,7 +125,9 @@ int clora__peft_list_match(const char *path, const char *entry);
 /* Whether target_modules (minus exclude_modules) select module `path`:
  * 1 or 0; -1, the failure set, when memory for the match runs out. */
 int clora__peft_targets(const clora__peft_config *config, const char *path);
-/* Whether modules_to_save lists module `module`. */
+/* Whether modules_to_save lists module `module` or one above it (task
+ * SEQ_CLS: also "classifier" and "score", which PEFT saves whatever the
+ * list says). */
 int clora__peft_saves(const clora__peft_config *config, const char *module);
 /* r and lora_alpha for one module (either may be NULL), rank_pattern and
  * alpha_pattern applied; the failure set when memory for the match runs
