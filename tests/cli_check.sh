@@ -85,6 +85,28 @@ grep -q "tokens/s" "$work/bert_train.log" || fail "train: no tokens/s"
     --out "$work/bert_logits.safetensors" > "$work/logits.log" || fail "logits --prompt"
 grep -q "logits (1, 2) for 4 tokens" "$work/logits.log" || { cat "$work/logits.log"; fail "logits shape"; }
 grep -q "classes, top 5: 1 " "$work/logits.log" || { cat "$work/logits.log"; fail "logits class"; }
+# BertForSequenceClassification runs its own head (the pooler on [CLS], then
+# classifier): PEFT's logits with its SEQ_CLS adapter (make_bert_heads_golden.py);
+# all-linear adapts bert.pooler.dense too and leaves the checkpoint's classifier frozen
+"$clora" logits --model "$golden/tiny_bert_seqcls" --adapter "$golden/tiny_bert_seqcls_lora" \
+    --tokens 1,4,35,31,38,35,48 --out "$work/seqcls.safetensors" > "$work/seqcls.log" \
+    || fail "logits BertForSequenceClassification"
+grep -q "classes, top 5: 0 (1.0739) 2 (-0.4320) 1 (-1.8015)" "$work/seqcls.log" \
+    || { cat "$work/seqcls.log"; fail "BertForSequenceClassification logits"; }
+mkdir "$work/seqcls"
+cp "$golden/tiny_bert_seqcls/config.json" "$golden/tiny_bert_seqcls/model.safetensors" \
+    "$work/bert/vocab.txt" "$work/bert/tokenizer_config.json" "$work/seqcls/"
+"$clora" train --model "$work/seqcls" --data "$work/text.safetensors" --out "$work/seqcls_lora" \
+    --targets all-linear --epochs 4 --batch-size 4 --lr 0.01 > "$work/seqcls_train.log" \
+    || { cat "$work/seqcls_train.log"; fail "train BertForSequenceClassification"; }
+grep -q "on 13 layers" "$work/seqcls_train.log" || fail "all-linear on the pooler head"
+grep -q "trained in full" "$work/seqcls_train.log" && fail "the checkpoint's classifier trained"
+grep -q '"bert.pooler.dense"' "$work/seqcls_lora/adapter_config.json" || fail "no bert.pooler.dense"
+expect_error "was made for mean pooling" "$clora" logits --model "$golden/tiny_bert_seqcls" \
+    --adapter "$golden/tiny_bert_lora" --tokens 1,2 --out "$work/never16"
+expect_error "was made for BertForSequenceClassification's head" "$clora" logits \
+    --model "$golden/tiny_bert" --adapter "$golden/tiny_bert_seqcls_lora" --tokens 1,2 \
+    --out "$work/never16"
 "$clora" generate --model "$golden/tiny_gpt2" --tokens 1,2,3 --max-new 4 > "$work/gen" 2>/dev/null \
     || fail "generate"
 grep -Eq '^[0-9]+(,[0-9]+){3}$' "$work/gen" || { cat "$work/gen"; fail "generate output"; }
@@ -575,7 +597,7 @@ expect_error "is for module \"model.layers.0.mlp.down_proj\", which the model la
 echo "ok: non-finite values, labels, unwritable outputs, overflowing shapes, foreign adapters"
 
 for d in never1 never2 never3 never4 never5 never6 never7 never8 never9 never10 never11 never12 \
-         never13 never14 never15; do
+         never13 never14 never15 never16; do
     [ -e "$work/$d" ] && fail "a failed command left $d behind"
 done
 echo "ok: bad inputs"

@@ -13,9 +13,11 @@ static const char logits_description[] =
     "under the key \"logits\":\n"
     "  GPT-2 and Llama-family folders, GGUF files\n"
     "                  (T, vocab): the next-token logits at every position\n"
-    "  BERT folders    (1, classes): class logits, when the model has a head (the\n"
-    "                  adapter's modules_to_save, or --classes); else (1, hidden):\n"
-    "                  the mean-pooled embedding\n"
+    "  BERT folders    (1, classes): class logits, when the model has a head\n"
+    "                  (BertForSequenceClassification's own, the adapter's\n"
+    "                  modules_to_save, or --classes); else (1, hidden): the\n"
+    "                  mean-pooled embedding, or the pooler's output (tanh on\n"
+    "                  [CLS]) for an adapter that adapts or saves the pooler\n"
     "  clora folders   the model's output for a (1, T) batch of ids\n";
 
 int cmd_logits(int argc, char **argv)

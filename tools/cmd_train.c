@@ -64,6 +64,7 @@ typedef struct train_options {
     int scale_mode, init, optimizer, schedule, task, lora_on_head, base_dtype, checkpointing;
     int weight_decay_set;
     int dora;
+    int bert_head; /* a clora_bert_head */
 } train_options;
 
 /* Names in the order of clora_scale_mode, clora_init_mode,
@@ -72,6 +73,8 @@ static const char *const scale_names[] = {"seed", "peft", "rslora", NULL};
 static const char *const init_names[] = {"peft", "seed", "gaussian", NULL};
 static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
 static const char *const schedule_names[] = {"constant", "linear", "cosine", NULL};
+/* In the order of clora_bert_head. */
+static const char *const bert_head_names[] = {"auto", "mean", "pooler", NULL};
 static const char *const task_names[] = {"auto", "classify", "lm", "regression", NULL};
 static const char *const bias_names[] = {"none", "lora_only", "all", NULL}; /* clora_bias_mode */
 typedef enum task_kind { TASK_AUTO, TASK_CLASSIFY, TASK_LM, TASK_REGRESSION } task_kind;
@@ -100,6 +103,11 @@ static int parse(int argc, char **argv, train_options *o)
                  "classes of a new head (default: from the labels)")},
         {CLI_OPT("--lora-on-head", CLI_FLAG, &o->lora_on_head, NULL,
                  "decoders: LoRA on the new head instead of training it in full")},
+        {CLI_OPT("--bert-head", CLI_CHOICE, &o->bert_head, "HEAD",
+                 "BERT: auto (the checkpoint's: BertForSequenceClassification's pooler and "
+                 "classifier, else mean pooling), mean, or pooler (tanh(pooler.dense) on "
+                 "[CLS], a BertModel that kept its pooler)"),
+         .fallback = "auto", .choices = bert_head_names},
         CLI_SECTION("LoRA:"),
         {CLI_OPT("--rank", CLI_SIZE, &o->rank, "R", "rank r, 1..256"), .fallback = "8"},
         {CLI_OPT("--alpha", CLI_FLOAT, &o->alpha, "A", "alpha"), .fallback = "16"},
@@ -502,10 +510,12 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     model_family opened;
-    if (!open_model("train", dev, o.model, NULL, NULL, family == FAMILY_BERT ? classes : 0, o.seed,
-                    o.base_dtype, &model, &opened))
+    if (!open_model_with_head("train", dev, o.model, NULL, NULL,
+                              family == FAMILY_BERT ? classes : 0, o.seed, o.base_dtype,
+                              (clora_bert_head)o.bert_head, &model, &opened))
         goto done;
     const char *head = NULL; /* the output module, kept out of all-linear */
+    int own_head = 0;        /* the checkpoint's: frozen unless --trainable lists it */
     if (decoder && task == TASK_CLASSIFY) {
         if ((status = clora_model_add_classifier(model, classes, 0.0f, o.seed))) {
             cli_report("train", "adding the classification head", status);
@@ -514,6 +524,8 @@ int cmd_train(int argc, char **argv)
         head = "score";
     } else if (family == FAMILY_BERT && classes > 0) {
         head = "classifier";
+        /* BertForSequenceClassification's own head trains when --trainable lists it */
+        own_head = bert_sequence_labels(o.model) > 0;
     } else if (decoder) {
         head = "lm_head";
     }
@@ -530,7 +542,8 @@ int cmd_train(int argc, char **argv)
         goto done;
     if (o.lora_on_head && targets.n && !list_add(&targets, head))
         goto done;
-    if (head && task == TASK_CLASSIFY && !o.lora_on_head && !list_add(&trainable, head))
+    if (head && task == TASK_CLASSIFY && !o.lora_on_head && !own_head &&
+        !list_add(&trainable, head))
         goto done;
 
     clora_param_counts counts;
@@ -548,7 +561,9 @@ int cmd_train(int argc, char **argv)
     printf("  model %s: %s parameters; data %s: %zu examples; %s\n", o.model,
            with_commas(counts.total, a, sizeof a), o.data, train.count, task_text[task]);
     if (classes > 0 && head)
-        printf("  classification head \"%s\": %zu classes%s%s\n", head, classes,
+        printf("  classification head \"%s\"%s: %zu classes%s%s\n", head,
+               own_head ? " (the checkpoint's)" : "", own_head ? bert_sequence_labels(o.model)
+                                                              : classes,
                train.label_names ? " " : "", train.label_names ? train.label_names : "");
     printf("  Total trainable parameters before: %s\n", with_commas(counts.trainable, a, sizeof a));
 

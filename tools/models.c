@@ -49,6 +49,47 @@ size_t adapter_classes(const char *adapter_dir)
     return classes;
 }
 
+size_t bert_sequence_labels(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *config = json_load_file(path, 0, NULL);
+    const json_t *list = json_object_get(config, "architectures"), *entry;
+    size_t i, labels = 0;
+    json_array_foreach(list, i, entry) {
+        if (json_is_string(entry) &&
+            !strcmp(json_string_value(entry), "BertForSequenceClassification")) {
+            const json_t *names = json_object_get(config, "id2label");
+            labels = json_object_size(names) ? json_object_size(names)
+                     : json_is_integer(json_object_get(config, "num_labels"))
+                         ? (size_t)json_integer_value(json_object_get(config, "num_labels"))
+                         : 2;
+        }
+    }
+    json_decref(config);
+    return labels;
+}
+
+/* Whether an adapter adapts or saves BERT's pooler (keys "pooler.*" at the
+ * top): it was made for the pooler head. */
+static int adapter_has_pooler(const char *adapter_dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", adapter_dir);
+    clora_safetensors *file = NULL;
+    if (clora_safetensors_open(&file, path) != CLORA_OK)
+        return 0; /* clora_adapter_load says what is wrong */
+    int pooler = 0;
+    for (size_t t = 0; t < clora_safetensors_count(file) && !pooler; ++t) {
+        clora_tensor_view view;
+        clora_safetensors_get(file, t, &view);
+        pooler = !strncmp(view.name, "base_model.model.pooler.", 24) ||
+                 !strncmp(view.name, "pooler.", 7);
+    }
+    clora_safetensors_close(file);
+    return pooler;
+}
+
 const char *const base_dtype_choices[] = {"stored", "f32",  "f16",  "bf16",
                                           "q8_0",   "q4_0", "q4_1", NULL};
 
@@ -85,14 +126,32 @@ int open_model(const char *command, clora_device *device, const char *dir, const
                const char *adapter_name, size_t classes, uint64_t seed, int base_dtype,
                clora_model **out, model_family *family)
 {
+    return open_model_with_head(command, device, dir, adapter, adapter_name, classes, seed,
+                                base_dtype,
+                                CLORA_BERT_HEAD_AUTO, out, family);
+}
+
+int open_model_with_head(const char *command, clora_device *device, const char *dir,
+                         const char *adapter, const char *adapter_name, size_t classes, uint64_t seed, int base_dtype,
+                         clora_bert_head bert_head, clora_model **out, model_family *family)
+{
     *out = NULL;
     *family = model_family_of(dir);
     clora_load_options options = clora_load_options_default();
     options.base_dtype = base_dtype_of(base_dtype);
+    const char *loading = "loading the model";
     if (*family == FAMILY_BERT) {
         if (classes == 0 && adapter)
             classes = adapter_classes(adapter);
-        options.num_labels = classes;
+        /* a BertForSequenceClassification folder brings its own classifier,
+         * which data with fewer classes fits */
+        const size_t own = bert_sequence_labels(dir);
+        options.num_labels = own && classes <= own ? 0 : classes;
+        options.bert_head = bert_head;
+        if (bert_head == CLORA_BERT_HEAD_AUTO && adapter && adapter_has_pooler(adapter)) {
+            options.bert_head = CLORA_BERT_HEAD_POOLER;
+            loading = "loading the model with the pooler head the adapter was made for";
+        }
     }
     if (*family != FAMILY_CLORA)
         options.seed = seed;
@@ -101,7 +160,7 @@ int open_model(const char *command, clora_device *device, const char *dir, const
         (classes = adapter_classes(adapter)) > 0) /* a sequence classifier's adapter */
         status = clora_model_add_classifier(*out, classes, 0.0f, seed);
     if (status != CLORA_OK) {
-        cli_report(command, "loading the model", status);
+        cli_report(command, loading, status);
         clora_model_destroy(*out);
         *out = NULL;
         return 0;

@@ -26,6 +26,10 @@ model_family model_family_of(const char *dir);
  * LoRA), or 0. */
 size_t adapter_classes(const char *adapter_dir);
 
+/* The classes of a BertForSequenceClassification folder's own classifier
+ * (config.json's id2label), or 0 for any other folder. */
+size_t bert_sequence_labels(const char *dir);
+
 /* --base-dtype, one option table row for every command that loads a
  * model's weights: how frozen weights are stored on the device. */
 extern const char *const base_dtype_choices[]; /* "stored", "f32", "f16", ... */
@@ -41,7 +45,10 @@ clora_dtype base_dtype_of(int choice);
 
 /* Opens `dir` on the device, frozen weights stored as `base_dtype` (a
  * --base-dtype choice). BERT folders get a classification head of
- * `classes` labels (0: the adapter's, if it carries one, else none);
+ * `classes` labels (0: the adapter's, if it carries one, else none; a
+ * BertForSequenceClassification folder keeps its own classifier, which
+ * `classes` must not exceed), and the pooler head when the adapter adapts
+ * or saves the pooler;
  * decoders get a sequence classifier when the adapter carries one;
  * `seed` initialises a new head and drives dropout. Then loads `adapter`
  * (may be NULL) as "default", or, when it has sub-folders holding adapters
@@ -51,6 +58,12 @@ clora_dtype base_dtype_of(int choice);
 int open_model(const char *command, clora_device *device, const char *dir, const char *adapter,
                const char *adapter_name, size_t classes, uint64_t seed, int base_dtype,
                clora_model **out, model_family *family);
+
+/* open_model() with a BERT head (AUTO: as open_model chooses it). */
+int open_model_with_head(const char *command, clora_device *device, const char *dir,
+                         const char *adapter, const char *adapter_name, size_t classes,
+                         uint64_t seed, int base_dtype,
+                         clora_bert_head bert_head, clora_model **out, model_family *family);
 
 /* The tokenizer of `path`: a GGUF file (by its ending or its magic) or a
  * model folder. Prints a one-line error for `command` and returns 0 on

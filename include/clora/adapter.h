@@ -25,6 +25,7 @@
 #include "clora/lora.h"
 #include "clora/model.h"
 #include "clora/status.h"
+#include "clora/transformer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -248,6 +249,12 @@ typedef struct clora_load_options {
     size_t num_labels;
     /* Initialises a head the file lacks, and drives dropout masks. */
     uint64_t seed;
+    /* Hugging Face BERT folders: the head (AUTO: the checkpoint's own;
+     * POOLER needs the checkpoint's pooler; MEAN on a
+     * BertForSequenceClassification folder: its modules without "bert.",
+     * mean pooling, its classifier when num_labels > 0, as clora loaded it
+     * before it had the pooler head). */
+    clora_bert_head bert_head;
 } clora_load_options;
 
 /* base_dtype CLORA_DTYPE_AS_STORED, no labels, seed 0. */

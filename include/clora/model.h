@@ -73,6 +73,7 @@ typedef enum clora_node_kind {
     CLORA_NODE_LLAMA_ATTENTION,     /* q/k/v/o_proj; rotary, grouped-query, causal */
     CLORA_NODE_LLAMA_MLP,           /* down_proj(silu(gate_proj(x)) * up_proj(x)) */
     CLORA_NODE_LAST_TOKEN_POOL,     /* (B, T, C) -> (B, C) at each row's last unmasked token */
+    CLORA_NODE_BERT_POOLER,         /* tanh(dense(x[:, 0])): (B, T, C) -> (B, C) */
     CLORA_NODE_KIND_COUNT
 } clora_node_kind;
 
@@ -80,7 +81,7 @@ typedef enum clora_node_kind {
  * "tanh", "layer_norm", "embedding", "dropout", "gpt2_model", "gpt2_block",
  * "gpt2_attention", "bert_embeddings", "bert_layer", "bert_self_attention",
  * "mean_pool", "rms_norm", "llama_model", "llama_layer", "llama_attention",
- * "llama_mlp", "last_token_pool". */
+ * "llama_mlp", "last_token_pool", "bert_pooler". */
 const char *clora_node_kind_name(clora_node_kind kind);
 
 /* ---- building ------------------------------------------------------------ */

@@ -15,9 +15,15 @@
  *     encoder.layer.<i>.attention.self.{query,key,value},
  *     encoder.layer.<i>.attention.output.{dense,LayerNorm},
  *     encoder.layer.<i>.intermediate.dense, encoder.layer.<i>.output.{dense,LayerNorm},
- *   then "pool", the mean over the tokens the attention mask keeps, giving
- *   (B, C) embeddings, and with num_labels > 0 "classifier", a Linear to
- *   (B, num_labels) logits.
+ *   then the head (clora_bert_head): "pool", the mean over the tokens the
+ *   attention mask keeps, or "pooler" (pooler.dense, pooler.activation:
+ *   tanh(dense(h[:, 0])), transformers' BertPooler on [CLS]), giving (B, C)
+ *   embeddings, and with num_labels > 0 "classifier", a Linear to
+ *   (B, num_labels) logits (after "dropout" with the pooler).
+ *
+ *   BertForSequenceClassification: the same modules under "bert." (as
+ *   transformers names them, so PEFT's keys are clora's):
+ *     bert.embeddings..., bert.encoder..., bert.pooler.dense, dropout, classifier
  *
  * Attention: causal for GPT-2, bidirectional for BERT; both honour the
  * attention mask set with clora_model_set_attention_mask() (int32 (B, T),
@@ -54,6 +60,20 @@ typedef struct clora_gpt2_config {
     float initializer_range; /* std of the initial weights */
 } clora_gpt2_config;
 
+/* How a BERT model turns its hidden states (B, T, C) into (B, C). */
+typedef enum clora_bert_head {
+    /* clora_bert_config: MEAN. Loading: the checkpoint's own,
+     * SEQUENCE_CLASSIFIER for a BertForSequenceClassification folder
+     * (config.json's architectures), else MEAN. */
+    CLORA_BERT_HEAD_AUTO = 0,
+    CLORA_BERT_HEAD_MEAN,   /* "pool": the mean over kept tokens (sentence-transformers) */
+    CLORA_BERT_HEAD_POOLER, /* "pooler": tanh(pooler.dense(h[:, 0])); loading: the
+                             * checkpoint's pooler (a BertModel that kept it) */
+    /* BertForSequenceClassification: "bert" (embeddings, encoder, pooler),
+     * "dropout" (classifier_dropout), "classifier"; num_labels > 0 */
+    CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER
+} clora_bert_head;
+
 typedef struct clora_bert_config {
     size_t vocab_size;
     size_t hidden_size;             /* C */
@@ -68,13 +88,16 @@ typedef struct clora_bert_config {
     float attention_probs_dropout_prob;
     float initializer_range;        /* std of the initial weights */
     size_t num_labels;              /* 0: the output is the pooled (B, C) embedding */
+    clora_bert_head head;           /* AUTO: MEAN */
+    float classifier_dropout;       /* the pooler head's dropout before "classifier";
+                                     * < 0: hidden_dropout_prob (transformers' None) */
 } clora_bert_config;
 
 /* GPT-2's sizes: 50257, 1024, 768, 12, 12, 0, GELU_TANH, 1e-5, 0.1 (each
  * dropout), 0.02. */
 clora_gpt2_config clora_gpt2_config_default(void);
 /* all-MiniLM-L6-v2's sizes: 30522, 384, 6, 12, 1536, 512, 2, GELU, 1e-12,
- * 0.1 (each dropout), 0.02, no labels. */
+ * 0.1 (each dropout), 0.02, no labels, mean pooling, classifier_dropout -1. */
 clora_bert_config clora_bert_config_default(void);
 
 /* New models, initialised as Hugging Face does: weights ~ N(0, initializer_range^2)
@@ -88,12 +111,16 @@ clora_status clora_model_create_bert(clora_model **out, clora_device *device,
 /* Loads a Hugging Face model folder (config.json + model.safetensors; F32,
  * F16 or BF16 converted to float32) of model_type "gpt2" (GPT2LMHeadModel or
  * GPT2Model weights) or "bert" (BertModel, or BertFor* with its "bert."
- * prefix). For BERT, num_labels > 0 adds the "classifier" head, taken from
+ * prefix). A BertForSequenceClassification folder runs with its own head
+ * (CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER; num_labels 0 or its id2label's
+ * count); other BERT folders with mean pooling (clora_load_options picks
+ * another head), where num_labels > 0 adds the "classifier" head, taken from
  * the file when it holds one (its shape must then match), else initialised
  * from `seed` as Hugging Face does. `seed` also drives dropout masks. Every other
  * parameter must be in the file with the right shape; tensors clora has no
- * use for (GPT-2's attn.bias masks, position_ids, BERT's pooler and
- * pre-training heads) are skipped, any other extra tensor is an error.
+ * use for (GPT-2's attn.bias masks, position_ids, BERT's pooler under mean
+ * pooling and pre-training heads) are skipped, any other extra tensor is an
+ * error.
  * clora_model_load() reads these folders too (num_labels 0, seed 0). */
 clora_status clora_model_load_hf(clora_model **out, clora_device *device, const char *dir,
                                  size_t num_labels, uint64_t seed);

@@ -139,7 +139,9 @@ long clora__peft_layer_index(const char *path, const char *const *patterns, size
 /* Whether layers_to_transform (with layers_pattern) keeps module `path`:
  * 1 when the config gives no layers; -1 when memory runs out. */
 int clora__peft_layer_selected(const clora__peft_config *config, const char *path);
-/* Whether modules_to_save lists module `module`. */
+/* Whether modules_to_save lists module `module` or one above it (task
+ * SEQ_CLS: also "classifier" and "score", which PEFT saves whatever the
+ * list says). */
 int clora__peft_saves(const clora__peft_config *config, const char *module);
 /* r and lora_alpha for one module (either may be NULL), rank_pattern and
  * alpha_pattern applied; the failure set when memory for the match runs

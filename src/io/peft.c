@@ -376,12 +376,26 @@ int clora__peft_saves(const clora__peft_config *c, const char *module)
 {
     size_t i;
     json_t *entry;
-    if (c->saved)
+    /* the module itself or one above it: PEFT saves a listed module whole,
+     * the parameters of its children too ("bert.pooler" -> "bert.pooler.dense") */
+    char above[512];
+    snprintf(above, sizeof above, "%s", module);
+    for (;;) {
         json_array_foreach(c->saved, i, entry) {
-            if (json_is_string(entry) && clora__peft_list_match(module, json_string_value(entry)))
+            if (json_is_string(entry) && clora__peft_list_match(above, json_string_value(entry)))
                 return 1;
         }
-    return 0;
+        char *dot = strrchr(above, '.');
+        if (!dot)
+            break;
+        *dot = '\0';
+    }
+    /* PeftModelForSequenceClassification saves its head whatever the
+     * config lists (PEFT 0.6 leaves modules_to_save null) */
+    const char *task = json_string_value(json_object_get(c->root, "task_type"));
+    return task && !strcmp(task, "SEQ_CLS") &&
+           (clora__peft_list_match(module, "classifier") ||
+            clora__peft_list_match(module, "score"));
 }
 
 /* ---- writing ------------------------------------------------------------------------- */

@@ -96,6 +96,29 @@ static void site_list_free(site_list *list)
     free(list->saved_paths);
 }
 
+/* Every parameter of a module to save and of the modules below it (a
+ * composite such as BERT's pooler holds its parameters in its children),
+ * under its full name, as PEFT saves the module's copy. */
+static clora_status save_module(clora_model *model, clora_safetensors_writer *writer,
+                                const char *path)
+{
+    const size_t len = strlen(path);
+    size_t count = 0;
+    clora_status status = clora_model_params(model, &count);
+    for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
+        clora_param_info info;
+        if ((status = clora_model_param(model, i, &info)))
+            break;
+        if (strncmp(info.name, path, len) != 0 || info.name[len] != '.' ||
+            clora__is_lora(info.node) || clora__is_base_layer(info.node))
+            continue;
+        char key[1300];
+        snprintf(key, sizeof key, KEY_PREFIX "%s", info.name);
+        status = clora__writer_add_buffer(writer, key, info.value);
+    }
+    return status;
+}
+
 /* PEFT's lora_alpha for one adapter: alpha, or alpha * r for the
  * original request's scale (PEFT divides by r). */
 static double peft_alpha(const clora__adapter *ad)
@@ -231,12 +254,7 @@ clora_status clora_adapter_save(clora_model *model, const char *name, const char
         }
     }
     for (size_t i = 0; i < list.saved_count && status == CLORA_OK; ++i)
-        for (size_t k = 0; k < list.saved[i]->param_count && status == CLORA_OK; ++k) {
-            char key[1300];
-            snprintf(key, sizeof key, KEY_PREFIX "%s.%s", list.saved_paths[i],
-                     list.saved[i]->params[k]->name);
-            status = clora__writer_add_buffer(writer, key, list.saved[i]->params[k]->value);
-        }
+        status = save_module(model, writer, list.saved_paths[i]);
     if (status == CLORA_OK)
         status = clora_safetensors_writer_metadata(writer, "format", "pt");
     const int bias = model->adapter_bias[clora__adapter_index(model, name)];
@@ -412,7 +430,7 @@ static clora_status plan_saved(clora_model *model, const clora_tensor_view *view
     char module[1024];
     snprintf(module, sizeof module, "%.*s", (int)len, key);
     static const char *const copies[2] = {".original_module", ".modules_to_save"};
-    for (int k = 0; role == SAVED_BIAS && k < 2; ++k)
+    for (int k = 0; role != SAVED_BASE && k < 2; ++k)
         if (len > strlen(copies[k]) && !strcmp(module + len - strlen(copies[k]), copies[k]))
             return CLORA_OK; /* bias "all" in PEFT also lists a module to save's two copies'
                               * biases: the one before training, and the trained one that
@@ -615,7 +633,9 @@ clora_status clora_adapter_load(clora_model *model, const char *dir, const char 
         return status;
     load_plan plan;
     memset(&plan, 0, sizeof plan);
-    status = plan_load(model, &config, file, weights_path, &plan);
+    status = clora__bert_adapter_check(model, file, weights_path);
+    if (status == CLORA_OK)
+        status = plan_load(model, &config, file, weights_path, &plan);
     if (status == CLORA_OK) {
         missing_walk walk = {&config, &plan, "", 0};
         clora_model_visit(model, find_missing, &walk);

@@ -140,6 +140,9 @@ clora_dtype clora__storage_uniform(const clora_model *model, const char *name, c
 clora_status clora__load_options_check(const char *op, const clora_load_options *options)
 {
     const clora_dtype d = options->base_dtype;
+    if ((unsigned)options->bert_head > CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER)
+        return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "%s: bert_head %d is not a clora_bert_head",
+                           op, (int)options->bert_head);
     if (d == CLORA_DTYPE_AS_STORED || d == CLORA_DTYPE_F32 || clora_dtype_can_quantize(d))
         return CLORA_OK;
     return clora__fail(CLORA_ERR_INVALID_ARGUMENT,

@@ -7,7 +7,10 @@
  *   encoder.layer.<i>.attention.self.{query,key,value},
  *   encoder.layer.<i>.attention.output.{dense,LayerNorm},
  *   encoder.layer.<i>.intermediate.dense, encoder.layer.<i>.output.{dense,LayerNorm},
- *   pool (mean over the kept tokens), and with labels "classifier".
+ *   then the head: pool (mean over the kept tokens), or pooler.dense with
+ *   tanh on the first token (bert_heads.c); with labels "classifier" (after
+ *   "dropout" with the pooler). BertForSequenceClassification has the
+ *   trunk and its pooler under "bert.".
  *
  * B batch, T tokens, C features, H heads, D = C / H. */
 #include <stdio.h>
@@ -357,6 +360,8 @@ clora_bert_config clora_bert_config_default(void)
     c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1f;
     c.initializer_range = 0.02f;
     c.num_labels = 0;
+    c.head = CLORA_BERT_HEAD_MEAN;
+    c.classifier_dropout = -1.0f;
     return c;
 }
 
@@ -365,9 +370,12 @@ static clora_status build(clora_model *model, const void *config)
     const clora_bert_config *c = config;
     const size_t C = c->hidden_size, I = c->intermediate_size;
     const float std = c->initializer_range, eps = c->layer_norm_eps, p = c->hidden_dropout_prob;
-    clora_node *emb = NULL, *enc = NULL, *layers = NULL, *word = NULL;
-    clora_status status;
-    if ((status = clora__add_composite(model->root, "embeddings", &clora__bert_embeddings_kind,
+    clora_node *emb = NULL, *enc = NULL, *layers = NULL, *word = NULL, *trunk = model->root;
+    clora_status status = CLORA_OK;
+    if (c->head == CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER)
+        status = clora_node_add_sequential(model->root, "bert", &trunk);
+    if (status ||
+        (status = clora__add_composite(trunk, "embeddings", &clora__bert_embeddings_kind,
                                        &emb)) ||
         (status = clora__hf_embedding(emb, "word_embeddings", c->vocab_size, C, std, &word)) ||
         (status = clora__hf_embedding(emb, "position_embeddings", c->max_position_embeddings, C,
@@ -376,7 +384,7 @@ static clora_status build(clora_model *model, const void *config)
                                       NULL)) ||
         (status = clora_node_add_layer_norm(emb, "LayerNorm", C, eps, NULL)) ||
         (status = clora_node_add_dropout(emb, "dropout", p, NULL)) ||
-        (status = clora_node_add_sequential(model->root, "encoder", &enc)) ||
+        (status = clora_node_add_sequential(trunk, "encoder", &enc)) ||
         (status = clora_node_add_sequential(enc, "layer", &layers)))
         return status;
     clora__embedding_set_padding(word, 0); /* BertConfig's pad_token_id */
@@ -412,8 +420,14 @@ static clora_status build(clora_model *model, const void *config)
             break;
         status = clora_node_add_dropout(o, "dropout", p, NULL);
     }
+    const int mean = c->head == CLORA_BERT_HEAD_AUTO || c->head == CLORA_BERT_HEAD_MEAN;
     if (status == CLORA_OK)
-        status = clora__add_composite(model->root, "pool", &clora__mean_pool_kind, NULL);
+        status = mean ? clora__add_composite(model->root, "pool", &clora__mean_pool_kind, NULL)
+                      : clora__bert_add_pooler(trunk, C, std);
+    if (status == CLORA_OK && !mean && c->num_labels > 0) /* as BertForSequenceClassification */
+        status = clora_node_add_dropout(model->root, "dropout",
+                                        c->classifier_dropout < 0.0f ? p : c->classifier_dropout,
+                                        NULL);
     if (status == CLORA_OK && c->num_labels > 0)
         status = clora__hf_linear(model->root, "classifier", C, c->num_labels, 0, std, NULL);
     return status;
@@ -434,11 +448,18 @@ static clora_status create(clora_model **out, clora_device *device, const clora_
                                          "max_position_embeddings", "type_vocab_size"};
     clora_status status = clora__check_sizes("BERT", sizes, names, 6);
     if (status == CLORA_OK) {
-        const float drops[2] = {c->hidden_dropout_prob, c->attention_probs_dropout_prob};
+        const float drops[3] = {c->hidden_dropout_prob, c->attention_probs_dropout_prob,
+                                c->classifier_dropout < 0.0f ? 0.0f : c->classifier_dropout};
         status = clora__check_common("BERT", c->hidden_size, c->num_attention_heads,
-                                     c->activation, c->layer_norm_eps, drops, 2,
+                                     c->activation, c->layer_norm_eps, drops, 3,
                                      c->initializer_range);
     }
+    if (status == CLORA_OK && (unsigned)c->head > CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER)
+        status = clora__fail(CLORA_ERR_INVALID_ARGUMENT, "BERT: head %d is not a clora_bert_head",
+                             (int)c->head);
+    if (status == CLORA_OK && c->head == CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER && !c->num_labels)
+        status = clora__fail(CLORA_ERR_INVALID_ARGUMENT,
+                             "BERT: the sequence classifier head needs num_labels > 0");
     if (status != CLORA_OK)
         return status;
     return clora__create_with(out, device, seed, skip_init, build, c);
@@ -452,8 +473,90 @@ clora_status clora_model_create_bert(clora_model **out, clora_device *device,
 
 /* ---- Hugging Face folders ------------------------------------------------------------------ */
 
+/* Whether config.json's architectures name `name`. */
+static int has_architecture(const json_t *config, const char *name)
+{
+    const json_t *list = json_object_get(config, "architectures");
+    size_t i;
+    const json_t *entry;
+    json_array_foreach(list, i, entry) {
+        if (json_is_string(entry) && !strcmp(json_string_value(entry), name))
+            return 1;
+    }
+    return 0;
+}
+
+/* The labels of a BertForSequenceClassification config: id2label's count
+ * (transformers writes it, not num_labels), or num_labels. */
+static size_t config_labels(clora__json_fields *r)
+{
+    const json_t *labels = json_object_get(r->json, "id2label");
+    if (json_is_object(labels) && json_object_size(labels) > 0)
+        return json_object_size(labels);
+    return clora__json_count(r, "num_labels", 2);
+}
+
+/* Whether the checkpoint holds BERT's pooler (at the top or under "bert."). */
+static clora_status checkpoint_pooler(const clora__model_folder *folder, int *has)
+{
+    clora__checkpoint *file = NULL;
+    clora_status status = clora__checkpoint_open(&file, folder->weights_path);
+    if (status != CLORA_OK)
+        return status;
+    clora_tensor_view view;
+    *has = clora__checkpoint_find(file, "pooler.dense.weight", &view) ||
+           clora__checkpoint_find(file, "bert.pooler.dense.weight", &view);
+    clora__checkpoint_close(file);
+    return CLORA_OK;
+}
+
+/* The head the request and the checkpoint agree on, into c (labels too). */
+static clora_status choose_head(clora_bert_config *c, clora__json_fields *r,
+                                const clora__model_folder *folder,
+                                const clora_load_options *options)
+{
+    const int sequence = has_architecture(r->json, "BertForSequenceClassification");
+    const clora_bert_head asked = options->bert_head;
+    c->num_labels = options->num_labels;
+    if (asked == CLORA_BERT_HEAD_MEAN || (asked == CLORA_BERT_HEAD_AUTO && !sequence)) {
+        c->head = CLORA_BERT_HEAD_MEAN;
+        return CLORA_OK;
+    }
+    if (sequence) {
+        const size_t labels = config_labels(r);
+        if (r->status != CLORA_OK)
+            return r->status;
+        if (options->num_labels && options->num_labels != labels)
+            return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                               "%s: the checkpoint's classifier has %zu labels (id2label); %zu "
+                               "were asked for",
+                               r->path, labels, options->num_labels);
+        c->head = CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER;
+        c->num_labels = labels;
+        json_t *drop = json_object_get(r->json, "classifier_dropout");
+        if (drop && !json_is_null(drop))
+            c->classifier_dropout = clora__json_float(r, "classifier_dropout", 0.0f);
+        return r->status;
+    }
+    if (asked == CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER)
+        return clora__fail(CLORA_ERR_UNSUPPORTED,
+                           "%s: the sequence classifier head was asked for; the checkpoint is "
+                           "not a BertForSequenceClassification (architectures)",
+                           r->path);
+    int pooler = 0;
+    clora_status status = checkpoint_pooler(folder, &pooler);
+    if (status == CLORA_OK && !pooler)
+        status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                             "%s: the pooler head was asked for, but the checkpoint has no pooler "
+                             "(pooler.dense.weight): it runs with mean pooling",
+                             folder->weights_path);
+    c->head = CLORA_BERT_HEAD_POOLER;
+    return status;
+}
+
 static clora_status build_from_hf(clora_model **out, clora_device *device,
-                                  clora__json_fields *r, size_t num_labels, uint64_t seed)
+                                  clora__json_fields *r, const clora__model_folder *folder,
+                                  const clora_load_options *options)
 {
     clora_bert_config c = clora_bert_config_default();
     c.vocab_size = clora__json_count(r, "vocab_size", c.vocab_size);
@@ -470,7 +573,6 @@ static clora_status build_from_hf(clora_model **out, clora_device *device,
     c.attention_probs_dropout_prob =
         clora__json_float(r, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
     c.initializer_range = clora__json_float(r, "initializer_range", c.initializer_range);
-    c.num_labels = num_labels;
     clora__json_require_bool(r, "is_decoder", 0);
     clora__json_require_bool(r, "add_cross_attention", 0);
     const char *position = json_string_value(json_object_get(r->json, "position_embedding_type"));
@@ -480,10 +582,18 @@ static clora_status build_from_hf(clora_model **out, clora_device *device,
                                 r->path, position);
     if (r->status != CLORA_OK)
         return r->status;
-    clora_status status = create(out, device, &c, seed, 1);
-    if (status == CLORA_OK)
-        clora__hf_padding(*out, r, "embeddings.word_embeddings", 0);
-    if (status == CLORA_OK && num_labels > 0) { /* a head the file may lack */
+    clora_status status = choose_head(&c, r, folder, options);
+    if (status != CLORA_OK)
+        return status;
+    status = create(out, device, &c, options->seed, 1);
+    if (status == CLORA_OK) /* under "bert." as BertForSequenceClassification has it, or not */
+        clora__hf_padding(*out, r,
+                          clora__descendant((*out)->root, "bert.embeddings.word_embeddings")
+                              ? "bert.embeddings.word_embeddings"
+                              : "embeddings.word_embeddings",
+                          0);
+    if (status == CLORA_OK && c.num_labels > 0 && c.head != CLORA_BERT_HEAD_SEQUENCE_CLASSIFIER) {
+        /* a head the file may lack */
         status = clora__param_reinit(clora__child((*out)->root, "classifier"), "weight",
                                      CLORA__INIT_NORMAL, c.initializer_range);
         if (status != CLORA_OK) {
@@ -494,26 +604,29 @@ static clora_status build_from_hf(clora_model **out, clora_device *device,
     return status;
 }
 
-/* "x" is "x" (BertModel) or "bert.x" (BertFor*); the head is "classifier.*". */
+/* The model's own names ("bert.x" under BertForSequenceClassification's
+ * head); for the other heads "x" is "x" (BertModel) or "bert.x" (BertFor*),
+ * and the head is "classifier.*". */
 static int candidate(const clora_model *model, const char *param, size_t index, char *out,
                      size_t size)
 {
-    (void)model;
     if (index == 0)
         return snprintf(out, size, "%s", param) < (int)size;
-    return index == 1 && strcmp(param, "classifier.weight") && strcmp(param, "classifier.bias") &&
+    return index == 1 && !clora__child(model->root, "bert") &&
+           strcmp(param, "classifier.weight") && strcmp(param, "classifier.bias") &&
            snprintf(out, size, "bert.%s", param) < (int)size;
 }
 
-/* A classifier the file lacks keeps its initialisation. */
+/* A classifier the file lacks keeps its initialisation, unless it is the
+ * sequence classifier's own. */
 static int optional(const clora_model *model, const char *param)
 {
-    (void)model;
-    return clora__starts_with(param, "classifier.");
+    return !clora__child(model->root, "bert") && clora__starts_with(param, "classifier.");
 }
 
-/* position_ids buffers, the pooler and the pre-training heads clora has
- * no use for; a classifier when the model has none. */
+/* position_ids buffers, the pooler (when the model has none: mean pooling)
+ * and the pre-training heads clora has no use for; a classifier when the
+ * model has none. */
 static int ignorable(const clora_model *model, const char *tensor)
 {
     return clora__ends_with(tensor, "position_ids") || clora__starts_with(tensor, "pooler.") ||
@@ -523,6 +636,6 @@ static int ignorable(const clora_model *model, const char *tensor)
 
 const clora__hf_architecture clora__bert_hf = {
     .model_type = "bert",
-    .build = build_from_hf,
+    .build_from = build_from_hf,
     .names = {.candidate = candidate, .optional = optional, .ignorable = ignorable},
 };

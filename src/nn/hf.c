@@ -29,6 +29,21 @@ clora_status clora__model_from_hf(clora_model **out, clora_device *device,
                                   const clora__model_folder *folder, size_t num_labels,
                                   uint64_t seed, clora_dtype base_dtype)
 {
+    clora_load_options options;
+    memset(&options, 0, sizeof options); /* the head as the checkpoint has it */
+    options.num_labels = num_labels;
+    options.seed = seed;
+    options.base_dtype = base_dtype;
+    return clora__model_from_hf_with(out, device, folder, &options);
+}
+
+clora_status clora__model_from_hf_with(clora_model **out, clora_device *device,
+                                       const clora__model_folder *folder,
+                                       const clora_load_options *options)
+{
+    const size_t num_labels = options->num_labels;
+    const uint64_t seed = options->seed;
+    clora_dtype base_dtype = options->base_dtype;
     const char *type = json_string_value(json_object_get(folder->config, "model_type"));
     const clora__hf_architecture *arch = NULL;
     for (size_t i = 0; type && i < ARCHITECTURE_COUNT && !arch; ++i)
@@ -44,7 +59,9 @@ clora_status clora__model_from_hf(clora_model **out, clora_device *device,
     clora_model *model = NULL;
     const clora__storage packed = {clora__storage_uniform, &base_dtype};
     clora__storage_set(clora_dtype_is_packed(base_dtype) ? &packed : NULL);
-    clora_status status = arch->build(&model, device, &fields, num_labels, seed);
+    clora_status status =
+        arch->build_from ? arch->build_from(&model, device, &fields, folder, options)
+                         : arch->build(&model, device, &fields, num_labels, seed);
     clora__storage_set(NULL);
     if (status == CLORA_OK)
         status = clora__load_weights(model, folder->weights_path, &arch->names);

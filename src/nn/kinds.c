@@ -30,6 +30,7 @@ static const clora__node_kind *const registry[] = {
     &clora__llama_attention_kind,
     &clora__llama_mlp_kind,
     &clora__last_token_pool_kind,
+    &clora__bert_pooler_kind,
 };
 
 const clora__node_kind *clora__kind_named(const char *name)

@@ -229,7 +229,7 @@ clora_status clora_model_load_with(clora_model **out, clora_device *device, cons
     if (status != CLORA_OK)
         return status;
     if (folder.hugging_face) {
-        status = clora__model_from_hf(out, device, &folder, o.num_labels, o.seed, o.base_dtype);
+        status = clora__model_from_hf_with(out, device, &folder, &o);
         clora__model_folder_free(&folder);
         return status;
     }

@@ -126,6 +126,7 @@ extern const clora__node_kind clora__gpt2_model_kind, clora__gpt2_block_kind,
     clora__gpt2_attention_kind;
 extern const clora__node_kind clora__bert_embeddings_kind, clora__bert_layer_kind,
     clora__bert_self_attention_kind;
+extern const clora__node_kind clora__bert_pooler_kind; /* bert_heads.c */
 
 /* The registry (kinds.c): the kind called `name`, or NULL. */
 const clora__node_kind *clora__kind_named(const char *name);
@@ -554,6 +555,11 @@ typedef struct clora__hf_architecture {
                           size_t num_labels, uint64_t seed);
     /* How its model.safetensors names the parameters. */
     clora__weight_names names;
+    /* When set, builds in place of `build` from the whole request: the
+     * folder (to look at its tensors' names) and the load options. */
+    clora_status (*build_from)(clora_model **out, clora_device *device,
+                               clora__json_fields *config, const clora__model_folder *folder,
+                               const clora_load_options *options);
 } clora__hf_architecture;
 extern const clora__hf_architecture clora__gpt2_hf; /* gpt2.c */
 extern const clora__hf_architecture clora__bert_hf; /* bert.c */
@@ -578,6 +584,21 @@ clora_status clora__llama_create(clora_model **out, clora_device *device,
 clora_status clora__model_from_hf(clora_model **out, clora_device *device,
                                   const clora__model_folder *folder, size_t num_labels,
                                   uint64_t seed, clora_dtype base_dtype);
+/* The same with every load option (num_labels, seed, base_dtype, bert_head). */
+clora_status clora__model_from_hf_with(clora_model **out, clora_device *device,
+                                       const clora__model_folder *folder,
+                                       const clora_load_options *options);
+
+/* ---- BERT's heads (bert_heads.c) ------------------------------------------------------- */
+
+/* Adds "pooler" (bert_pooler: dense (C, C) with Hugging Face's init, tanh)
+ * under `parent`. */
+clora_status clora__bert_add_pooler(clora_node *parent, size_t C, float std);
+/* Whether an adapter file's keys were saved from the head this model runs
+ * with (OK for models that are not BERT); the error names both heads. */
+clora_status clora__bert_adapter_check(const clora_model *model, const clora_safetensors *file,
+                                       const char *path);
+
 /* clora_model_load_gguf() with a base_dtype (clora_load_options). */
 clora_status clora__model_load_gguf(clora_model **out, clora_device *device, const char *path,
                                     clora_dtype base_dtype);
