@@ -108,8 +108,9 @@ static const char *const targets[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                       "gate_proj", "up_proj", "down_proj"};
 
 /* The tiny Llama with LoRA (dropout on, so that a retried step must draw
- * the masks it would have drawn) and B drawn too, so the adapter acts. */
-static clora_model *adapted_llama(uint64_t seed)
+ * the masks it would have drawn) and B drawn too, so the adapter acts;
+ * with DoRA, magnitudes drawn off their start as well. */
+static clora_model *lora_llama(uint64_t seed, int dora)
 {
     clora_model *model = tiny_llama(seed);
     clora_lora_config lora = clora_lora_config_default();
@@ -118,20 +119,32 @@ static clora_model *adapted_llama(uint64_t seed)
     lora.dropout = 0.25f;
     lora.target_modules = targets;
     lora.target_module_count = 7;
+    lora.use_dora = dora;
     CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
     uint64_t rng = seed * 7 + 1;
     for (size_t i = 0; i < clora_model_param_count(model); ++i) {
         clora_param_info info;
         CHECK_OK(clora_model_param(model, i, &info));
-        if (!strstr(info.name, "lora_B"))
+        const int magnitude = strstr(info.name, "lora_magnitude_vector") != NULL;
+        if (!strstr(info.name, "lora_B") && !magnitude)
             continue;
         const size_t n = clora_buffer_numel(info.value);
         float *v = test_alloc(n);
-        test_fill_uniform(v, n, &rng, -0.5f, 0.5f);
+        test_fill_uniform(v, n, &rng, magnitude ? 0.5f : -0.5f, magnitude ? 2.0f : 0.5f);
         CHECK_OK(clora_buffer_upload(info.value, 0, v, n));
         free(v);
     }
     return model;
+}
+
+static clora_model *adapted_llama(uint64_t seed)
+{
+    return lora_llama(seed, 0);
+}
+
+static clora_model *dora_llama(uint64_t seed)
+{
+    return lora_llama(seed, 1);
 }
 
 enum { B = 2, T = 5, V = 13 };
@@ -422,6 +435,7 @@ static void a_failed_adapter_load_changes_nothing(void **state)
     (void)state;
     sweep_adapter_load(adapted_llama, "uniform");
     sweep_adapter_load(patterned_llama, "patterns");
+    sweep_adapter_load(dora_llama, "DoRA");
     sweep_peft_folder("bias_all", 0);
     sweep_peft_folder("multi", 1);
     sweep_peft_folder("combine", 2);
@@ -462,12 +476,12 @@ static void a_failed_model_save_keeps_the_old_files(void **state)
 /* Fails each call of `op` (merge or unmerge) on the adapted Llama in turn,
  * the model `unmerge` times merged first: a failure leaves its checksum
  * `before`, the op retried gives `after`, as a clean op does. */
-static void sweep_merge(clora_status (*op)(clora_model *), int unmerge, uint64_t before,
-                        uint64_t after, const char *what)
+static void sweep_merge(clora_model *(*make)(uint64_t), clora_status (*op)(clora_model *),
+                        int unmerge, uint64_t before, uint64_t after, const char *what)
 {
     long failures = 0;
     for (long k = 1; k < MAX_FAULTS; ++k) {
-        clora_model *model = adapted_llama(12);
+        clora_model *model = make(12);
         if (unmerge)
             CHECK_OK(clora_model_merge_adapter(model));
         faults_at(k);
@@ -491,15 +505,20 @@ static void sweep_merge(clora_status (*op)(clora_model *), int unmerge, uint64_t
 static void a_failed_merge_changes_nothing(void **state)
 {
     (void)state;
-    clora_model *clean = adapted_llama(12);
-    const uint64_t adapted = model_checksum(clean);
-    CHECK_OK(clora_model_merge_adapter(clean));
-    const uint64_t merged = model_checksum(clean);
-    CHECK_OK(clora_model_unmerge_adapter(clean));
-    const uint64_t unmerged = model_checksum(clean);
-    clora_model_destroy(clean);
-    sweep_merge(clora_model_merge_adapter, 0, adapted, merged, "clora_model_merge_adapter");
-    sweep_merge(clora_model_unmerge_adapter, 1, merged, unmerged, "clora_model_unmerge_adapter");
+    clora_model *(*const makes[2])(uint64_t) = {adapted_llama, dora_llama};
+    for (int m = 0; m < 2; ++m) {
+        clora_model *clean = makes[m](12);
+        const uint64_t adapted = model_checksum(clean);
+        CHECK_OK(clora_model_merge_adapter(clean));
+        const uint64_t merged = model_checksum(clean);
+        CHECK_OK(clora_model_unmerge_adapter(clean));
+        const uint64_t unmerged = model_checksum(clean);
+        clora_model_destroy(clean);
+        sweep_merge(makes[m], clora_model_merge_adapter, 0, adapted, merged,
+                    m ? "clora_model_merge_adapter (DoRA)" : "clora_model_merge_adapter");
+        sweep_merge(makes[m], clora_model_unmerge_adapter, 1, merged, unmerged,
+                    m ? "clora_model_unmerge_adapter (DoRA)" : "clora_model_unmerge_adapter");
+    }
 }
 
 /* ---- a run's state -------------------------------------------------------------------------------- */
