@@ -11,8 +11,10 @@
 # start their zero parameters and gradients that way.
 # Last, the packed weights' kernels (test_packed): dequantizing every type,
 # packed embedding rows, and the fused few-row product.
+# Then LoRA on an embedding table (test_embedding_lora): repeated ids, a
+# padding row.
 #   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA TEST_GENERATE TEST_CLASSIFIER
-#                     TEST_PACKED
+#                     TEST_PACKED TEST_EMBEDDING_LORA
 set -u
 oclgrind=$1
 clora=$2
@@ -21,6 +23,7 @@ llama=$4
 generate=$5
 classifier=$6
 packed=$7
+embedding_lora=$8
 log=$(mktemp)
 status=0
 # run KERNEL TILE selfcheck-options...
@@ -96,5 +99,7 @@ run_test "$classifier" last_token_pool_matches_reference 1
 run_test "$packed" "*_bit" 1
 run_test "$packed" "packed_embedding*" 1
 run_test "$packed" "the_fused*" 1
+run_test "$embedding_lora" kernels_match_reference_and_repeat_bit_for_bit 1
+run_test "$embedding_lora" llama_embed_tokens_against_peft 1
 rm -f "$log"
 exit $status

@@ -191,7 +191,8 @@ static clora_status check_tensors(const char *path, const clora__peft_config *c,
     for (size_t i = 0; i < count && status == CLORA_OK; ++i)
         if (!pairs[i].a || !pairs[i].b)
             status = clora__fail(CLORA_ERR_FORMAT, "%s: module \"%s\" has %s%s but no %s%s",
-                                 path, pairs[i].module, pairs[i].table ? "lora_embedding_" : "lora_",
+                                 path, pairs[i].module,
+                                 pairs[i].table ? "lora_embedding_" : "lora_",
                                  pairs[i].a ? "A" : "B",
                                  pairs[i].table ? "lora_embedding_" : "lora_",
                                  pairs[i].a ? "B" : "A");
