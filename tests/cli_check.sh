@@ -150,6 +150,16 @@ cmp -s "$work/two_l.st" "$work/one_l.st" || fail "--adapter-name second ran anot
 grep -q '"r": 16' "$work/mix/adapter_config.json" || fail "--combine cat: rank not 8 + 8"
 echo "ok: --bias, --layers, named adapters, --combine"
 
+# An Embedding target gets PEFT's embedding LoRA, saved under its key names
+"$clora" train --model "$golden/tiny_gpt2" --data "$golden/next_token_24x10.safetensors" \
+    --out "$work/wte_lora" --steps 3 --batch-size 4 --targets wte,c_attn > "$work/wte.log" 2>&1 \
+    || { cat "$work/wte.log"; fail "train --targets wte,c_attn"; }
+grep -q "transformer.wte.lora_embedding_B" "$work/wte_lora/adapter_model.safetensors" \
+    || fail "train --targets wte: no lora_embedding_B"
+"$clora" logits --model "$golden/tiny_gpt2" --adapter "$work/wte_lora" --tokens 3,1,4 \
+    --out "$work/wte_logits.safetensors" > /dev/null 2>&1 || fail "logits with an embedding adapter"
+echo "ok: --targets wte trains embedding LoRA"
+
 # A Llama folder trains (PEFT's default targets q_proj and v_proj), and the
 # adapter generates through the cache as it does recomputing
 "$clora" train --model "$golden/tiny_llama" --data "$golden/next_token_24x10.safetensors" \

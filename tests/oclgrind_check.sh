@@ -13,9 +13,10 @@
 # packed embedding rows, and the fused few-row product.
 # Then DoRA's kernels (test_dora): the op on ragged shapes with and
 # without dropout, its finite-difference check, F16 and BF16 bases, and a
-# GPT-2 with PEFT's DoRA adapter, forward and backward.
+# GPT-2 with PEFT's DoRA adapter, forward and backward; and LoRA on an
+# embedding table (test_embedding_lora): repeated ids, a padding row.
 #   oclgrind_check.sh OCLGRIND CLORA TEST_TRANSFORMER TEST_LLAMA TEST_GENERATE TEST_CLASSIFIER
-#                     TEST_PACKED TEST_DORA
+#                     TEST_PACKED TEST_DORA TEST_EMBEDDING_LORA
 set -u
 oclgrind=$1
 clora=$2
@@ -25,6 +26,7 @@ generate=$5
 classifier=$6
 packed=$7
 dora=$8
+embedding_lora=$9
 log=$(mktemp)
 status=0
 # run KERNEL TILE selfcheck-options...
@@ -104,5 +106,7 @@ run_test "$dora" op_matches_reference 1
 run_test "$dora" gradients_match_finite_differences 1
 run_test "$dora" f16_and_bf16_bases 1
 run_test "$dora" peft_gpt2_outputs_gradients 1
+run_test "$embedding_lora" kernels_match_reference_and_repeat_bit_for_bit 1
+run_test "$embedding_lora" llama_embed_tokens_against_peft 1
 rm -f "$log"
 exit $status

@@ -358,6 +358,28 @@ static clora_model *patterned_llama(uint64_t seed)
     return model;
 }
 
+/* The tiny Llama with LoRA on embed_tokens (lora_embedding_A and _B) and on
+ * q_proj, A of the table drawn non-zero too. */
+static clora_model *embedding_llama(uint64_t seed)
+{
+    clora_model *model = tiny_llama(seed);
+    static const char *const both[] = {"embed_tokens", "q_proj"};
+    clora_lora_config lora = clora_lora_config_default();
+    lora.rank = 2;
+    lora.target_modules = both;
+    lora.target_module_count = 2;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &lora, NULL));
+    clora_param_info info;
+    CHECK_OK(clora_model_find_param(model, "model.embed_tokens.lora_embedding_A.default", &info));
+    const size_t n = clora_buffer_numel(info.value);
+    float *v = test_alloc(n);
+    uint64_t rng = seed + 3;
+    test_fill_uniform(v, n, &rng, -0.5f, 0.5f);
+    CHECK_OK(clora_buffer_upload(info.value, 0, v, n));
+    free(v);
+    return model;
+}
+
 static void sweep_adapter_load(clora_model *(*make)(uint64_t), const char *what)
 {
     char dir[96];
@@ -439,6 +461,7 @@ static void a_failed_adapter_load_changes_nothing(void **state)
     sweep_peft_folder("bias_all", 0);
     sweep_peft_folder("multi", 1);
     sweep_peft_folder("combine", 2);
+    sweep_adapter_load(embedding_llama, "embedding");
 }
 
 static void a_failed_model_save_keeps_the_old_files(void **state)

@@ -123,7 +123,8 @@ static int parse(int argc, char **argv, train_options *o)
                  "adapted weight (F32, F16 or BF16 base weights)")},
         {CLI_OPT("--targets", CLI_STRING, &o->targets, "A,B",
                  "modules to adapt, PEFT's rule, or all-linear (default: every Linear of "
-                 "clora models; PEFT's defaults for Hugging Face models)")},
+                 "clora models; PEFT's defaults for Hugging Face models); an Embedding "
+                 "(wte, embed_tokens) gets PEFT's embedding LoRA")},
         {CLI_OPT("--target-regex", CLI_STRING, &o->target_regex, "RE",
                  "or a regex over the whole module path")},
         {CLI_OPT("--exclude", CLI_STRING, &o->exclude, "A,B", "modules to leave alone")},
@@ -595,7 +596,7 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     if (replaced == 0) {
-        fprintf(stderr, "clora train: no Linear layer matched; nothing to train\n");
+        fprintf(stderr, "clora train: no Linear or Embedding layer matched; nothing to train\n");
         goto done;
     }
     printf("  LoRA r=%zu alpha=%g (scale %g) on %zu layers (", o.rank, (double)o.alpha,

@@ -84,7 +84,8 @@ static int linear_save(const clora_node *node, json_t *j)
     if (node->tied) {
         char owner[4096];
         /* an owner that carries LoRA is saved under its LoRA node's name */
-        const clora_node *named = clora__is_base_layer(node->tied) ? node->tied->parent : node->tied;
+        const clora_node *named =
+            clora__is_base_layer(node->tied) ? node->tied->parent : node->tied;
         return clora_node_path(named, owner, sizeof owner) != CLORA_OK ||
                json_object_set_new(j, "tied_to", json_string(owner));
     }
