@@ -40,7 +40,7 @@ public_layer() {
     status.h | version.h | version.h.in | dtype.h | device.h | buffer.h | file.h) echo core ;;
     linear.h | lora.h | dora.h | reference.h | loss.h) echo ops ;;
     safetensors.h | tokenizer.h | gguf.h) echo io ;;
-    model.h | adapter.h | transformer.h | llama.h | generate.h) echo nn ;;
+    model.h | adapter.h | hf_save.h | transformer.h | llama.h | generate.h) echo nn ;;
     train.h) echo train ;;
     clora.h) echo tools ;; # the umbrella: for applications and the command
     *) echo unknown ;;

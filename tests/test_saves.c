@@ -382,6 +382,123 @@ static void a_group_lies_in_one_folder(void **state)
     assert_int_equal(leftovers(dir), 0);
 }
 
+/* ---- a group that also removes a file ------------------------------------------------------ */
+
+/* Generation 1: names[0] and names[2]; generation 2: names[0] and names[1]
+ * with names[2] removed (as a save that shards a model.safetensors away). */
+static void save_removing(const char *dir, int g)
+{
+    char paths[3][256], texts[3][128];
+    clora__chunk chunks[2];
+    clora__file files[2];
+    const int keep[2] = {0, g == 1 ? 2 : 1};
+    for (int i = 0; i < 3; ++i)
+        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
+    for (int k = 0; k < 2; ++k) {
+        content(g, keep[k], texts[k], sizeof texts[k]);
+        chunks[k] = (clora__chunk){texts[k], strlen(texts[k])};
+        files[k] = (clora__file){paths[keep[k]], &chunks[k], 1};
+    }
+    const char *removed[1] = {paths[g == 1 ? 1 : 2]};
+    assert_int_equal(clora__replace_files_atomic(files, 2, removed, 1), CLORA_OK);
+}
+
+/* 1 or 2 when the folder holds exactly that generation of save_removing,
+ * 0 otherwise. */
+static int removing_generation(const char *dir)
+{
+    for (int g = 1; g <= 2; ++g) {
+        const int present = g == 1 ? 2 : 1, absent = g == 1 ? 1 : 2;
+        char path[256], want[128], got[256] = "";
+        int ok = 1;
+        for (int k = 0; k < 2 && ok; ++k) {
+            const int i = k == 0 ? 0 : present;
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            FILE *f = fopen(path, "rb");
+            if (!f) {
+                ok = 0;
+                break;
+            }
+            const size_t n = fread(got, 1, sizeof got - 1, f);
+            fclose(f);
+            got[n] = '\0';
+            content(g, i, want, sizeof want);
+            ok = !strcmp(got, want);
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, names[absent]);
+        struct stat st;
+        if (ok && stat(path, &st) != 0)
+            return g;
+    }
+    return 0;
+}
+
+/* Killed at every rename and removal of a save that replaces two files
+ * and removes a third, and of the recovery after it; or failing there:
+ * the folder holds one generation, nothing left over. */
+static void a_save_that_removes_a_file_is_one_step(void **state)
+{
+    (void)state;
+    int saw_old = 0, saw_new = 0;
+    for (int k = 1;; ++k) {
+        const char *dir = fresh_dir("remove", k);
+        no_faults();
+        save_removing(dir, 1);
+        fflush(NULL);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            count_renames(k, 0);
+            save_removing(dir, 2);
+            _exit(0);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_int_equal(clora__finish_interrupted_save(dir), CLORA_OK);
+        const int g = removing_generation(dir);
+        if (g != 1 && g != 2)
+            fail_msg("killed at step %d of a save that removes a file: a mix", k);
+        saw_old |= g == 1;
+        saw_new |= g == 2;
+        if (g == 2) /* the record's work is done, and nothing of it left */
+            assert_int_equal(leftovers(dir), 0);
+        const int finished = WIFEXITED(status);
+        /* the next save sweeps what one killed before its commit point left */
+        save_removing(dir, 1);
+        assert_int_equal(removing_generation(dir), 1);
+        assert_int_equal(leftovers(dir), 0);
+        if (finished)
+            break; /* past the save's last step */
+    }
+    assert_true(saw_old);
+    assert_true(saw_new);
+    for (int k = 1;; ++k) { /* a step that fails: the old generation */
+        const char *dir = fresh_dir("remove-fail", k);
+        no_faults();
+        save_removing(dir, 1);
+        count_renames(0, k);
+        char paths[2][256], text[128];
+        snprintf(paths[0], sizeof paths[0], "%s/%s", dir, names[0]);
+        snprintf(paths[1], sizeof paths[1], "%s/%s", dir, names[2]);
+        content(2, 0, text, sizeof text);
+        const clora__chunk chunk = {text, strlen(text)};
+        const clora__file file = {paths[0], &chunk, 1};
+        const char *removed[1] = {paths[1]};
+        const clora_status status = clora__replace_files_atomic(&file, 1, removed, 1);
+        const int reached = clora__faults.hits >= k;
+        no_faults();
+        if (!reached) {
+            assert_int_equal(status, CLORA_OK);
+            break;
+        }
+        assert_int_equal(status, CLORA_ERR_IO);
+        if (removing_generation(dir) != 1)
+            fail_msg("step %d failed: not the old files (%s)", k, clora_last_error());
+        assert_int_equal(leftovers(dir), 0);
+        assert_true(k < 10);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +508,7 @@ int main(void)
         cmocka_unit_test(a_first_save_killed_leaves_nothing_or_everything),
         cmocka_unit_test(bad_commit_records_are_refused),
         cmocka_unit_test(a_group_lies_in_one_folder),
+        cmocka_unit_test(a_save_that_removes_a_file_is_one_step),
         cmocka_unit_test(a_single_file_write_keeps_the_old_file_on_any_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -10,13 +10,23 @@
 static const char merge_description[] =
     "Loads a model (a clora model folder, a Hugging Face folder or a GGUF\n"
     "file) and a PEFT LoRA adapter folder, merges the adapter into the\n"
-    "weights (W += s*B*A) and saves the result as a clora model folder that\n"
-    "runs without LoRA. The inputs are not modified; the output's files are\n"
-    "written whole or not at all.\n"
+    "weights (W += s*B*A) and saves the result as a model that runs without\n"
+    "LoRA. The inputs are not modified; the output's files are written whole\n"
+    "or not at all.\n"
+    "\n"
+    "What is written follows the model:\n"
+    "  a Hugging Face folder gives a Hugging Face folder that transformers'\n"
+    "    from_pretrained loads: the model's own config.json (torch_dtype set\n"
+    "    to what is written), its tensor names, model.safetensors (sharded\n"
+    "    past 5 GB with model.safetensors.index.json, as transformers\n"
+    "    shards), and its tokenizer files and generation_config.json;\n"
+    "  a clora folder gives a clora folder;\n"
+    "  a GGUF file gives a clora folder (clora loads it; transformers and\n"
+    "    llama.cpp do not).\n"
     "\n"
     "A model whose weights are packed (a quantized GGUF file) cannot take a\n"
-    "merge in place: --out-dtype f32 or f16 loads its weights as float32,\n"
-    "merges there, and writes the weights as F32 or F16.\n"
+    "merge in place: --out-dtype f32, f16 or bf16 loads its weights as\n"
+    "float32, merges there, and writes the weights as that type.\n"
     "\n"
     "An adapter folder with sub-folders holding named adapters (as PEFT saves\n"
     "several) loads them all: --adapter-name picks the one to merge, and\n"
@@ -48,13 +58,16 @@ static int parse_combine(char *text, const char **names, float *weights, size_t 
     return *count > 0;
 }
 
-static const char *const out_dtype_names[] = {"stored", "f32", "f16", NULL};
+static const char *const out_dtype_names[] = {"stored", "f32", "f16", "bf16", NULL};
+static const clora_dtype out_dtypes[] = {CLORA_DTYPE_AS_STORED, CLORA_DTYPE_F32, CLORA_DTYPE_F16,
+                                         CLORA_DTYPE_BF16};
 
 int cmd_merge(int argc, char **argv)
 {
     const char *model_dir = NULL, *adapter_dir = NULL, *out = NULL, *device = NULL;
     const char *adapter_name = NULL, *combine = NULL, *adapter_out = NULL;
-    int out_dtype = 0, combination = 1;
+    int out_dtype = 0, combination = 1, shard_given = 0;
+    size_t shard_bytes = 0;
     const cli_option options[] = {
         {CLI_OPT("--model", CLI_STRING, &model_dir, "PATH",
                  "the model: a clora or Hugging Face folder, or a GGUF file"),
@@ -72,15 +85,22 @@ int cmd_merge(int argc, char **argv)
         {CLI_OPT("--adapter-out", CLI_STRING, &adapter_out, "DIR",
                  "save the adapter to be merged as a PEFT adapter folder")},
         {CLI_OPT("--out-dtype", CLI_CHOICE, &out_dtype, "TYPE",
-                 "stored (weights as the model stores them; packed ones refuse the merge), "
-                 "f32 or f16 (weights loaded as float32, merged, written as F32 or F16)"),
+                 "stored (a Hugging Face folder: each tensor as its checkpoint stores it; "
+                 "otherwise F32, and packed weights refuse the merge), f32, f16 or bf16 "
+                 "(weights loaded as float32, merged, written as that type; a Hugging Face "
+                 "folder: every float tensor)"),
          .fallback = "stored", .choices = out_dtype_names},
+        {CLI_OPT("--max-shard-size", CLI_SIZE, &shard_bytes, "BYTES",
+                 "a Hugging Face output: the most bytes of tensors in one shard "
+                 "(transformers' max_shard_size; 5000000000 is its \"5GB\")"),
+         .fallback = "5000000000", CLI_AT_LEAST(1), .given = &shard_given},
         {CLI_OPT("--device", CLI_STRING, &device, "SEL", "device index or name part")},
         CLI_END};
     const cli_spec spec = {
         .command = "merge",
         .usage = "usage: clora merge --model PATH --adapter DIR [--adapter-name NAME | --combine "
-                 "A:W,B:W] (--out DIR | --adapter-out DIR) [--out-dtype TYPE]",
+                 "A:W,B:W] (--out DIR | --adapter-out DIR) [--out-dtype TYPE] "
+                 "[--max-shard-size BYTES]",
         .description = merge_description,
         .options = options};
     int parsed = cli_parse(&spec, argc, argv);
@@ -92,6 +112,12 @@ int cmd_merge(int argc, char **argv)
     }
     if (adapter_name && combine) {
         fprintf(stderr, "clora merge: --adapter-name and --combine exclude each other\n");
+        return 2;
+    }
+    const int hugging_face = clora_hf_folder_probe(model_dir);
+    if (shard_given && !hugging_face) {
+        fprintf(stderr, "clora merge: --max-shard-size: %s is not a Hugging Face folder; its "
+                        "merge is one clora model.safetensors\n", model_dir);
         return 2;
     }
     const char *names[64];
@@ -149,16 +175,25 @@ int cmd_merge(int argc, char **argv)
         cli_report("merge", "merging", status);
         goto done;
     }
-    if ((status = clora_model_save_as(model, out,
-                                      out_dtype == 2 ? CLORA_DTYPE_F16 : CLORA_DTYPE_F32))) {
+    if (hugging_face) {
+        clora_hf_save_options save = clora_hf_save_options_default();
+        save.dtype = out_dtypes[out_dtype];
+        save.max_shard_bytes = shard_bytes;
+        status = clora_model_save_hf(model, model_dir, out, &save);
+    } else {
+        status = clora_model_save_as(model, out, out_dtype ? out_dtypes[out_dtype]
+                                                           : CLORA_DTYPE_F32);
+    }
+    if (status) {
         cli_report("merge", "saving the merged model", status);
         goto done;
     }
     clora_param_counts counts;
     clora_model_count_params(model, &counts);
     char n[32];
-    printf("merged %s into %s: %s parameters saved to %s\n", adapter_dir, model_dir,
-           with_commas(counts.total - counts.trainable, n, sizeof n), out);
+    printf("merged %s into %s: %s parameters saved to %s (%s folder)\n", adapter_dir, model_dir,
+           with_commas(counts.total - counts.trainable, n, sizeof n), out,
+           hugging_face ? "a Hugging Face" : "a clora");
     exit_code = 0;
 done:
     free(combine_text);

@@ -22,6 +22,7 @@
 #include "clora/gguf.h"
 #include "clora/model.h"
 #include "clora/adapter.h"
+#include "clora/hf_save.h"
 #include "clora/train.h"
 #include "clora/transformer.h"
 #include "clora/llama.h"

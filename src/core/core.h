@@ -215,8 +215,14 @@ typedef struct clora__file {
     const clora__chunk *chunks;
     size_t chunk_count;
 } clora__file;
-#define CLORA__COMMIT_MAX_FILES 16
+#define CLORA__COMMIT_MAX_FILES 64
 clora_status clora__write_files_atomic(const clora__file *files, size_t count);
+/* The same, the group also removing the files `removed` names (in the same
+ * folder; those that do not exist are skipped): each is kept under a
+ * backup name until the group is in place, and back again if it fails.
+ * Files and removals together: at most CLORA__COMMIT_MAX_FILES. */
+clora_status clora__replace_files_atomic(const clora__file *files, size_t count,
+                                         const char *const *removed, size_t removed_count);
 /* Completes a group save into `dir` that was interrupted after its commit
  * point; CLORA_OK when there is none. Every reader of a folder that
  * clora__write_files_atomic writes calls it first. */

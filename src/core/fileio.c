@@ -88,12 +88,14 @@ static clora_status write_temporary(const char *path, const clora__chunk *chunks
  * A group of files in one folder is replaced in stages. Every new file is
  * written and flushed to a temporary NAME.tmp.XXXXXX beside its target, and
  * each existing target gets a second name NAME.bak.XXXXXX (a hard link).
- * Then the commit record COMMIT_RECORD, "forward", is written (through a
- * temporary and a rename of its own) naming each temporary, target and
- * backup: from the moment it exists the save has happened. Then each
- * temporary is renamed over its target, the backups are removed, and so is
- * the record. Should a rename fail, the record is replaced by a "back" one
- * and the backups are renamed over their targets again.
+ * A file the group removes has no temporary ("-" in the record), only its
+ * backup. Then the commit record COMMIT_RECORD, "forward", is written
+ * (through a temporary and a rename of its own) naming each temporary,
+ * target and backup: from the moment it exists the save has happened. Then
+ * each temporary is renamed over its target (each removed target unlinked),
+ * the backups are removed, and so is the record. Should a rename fail, the
+ * record is replaced by a "back" one and the backups are renamed over their
+ * targets again.
  *
  * Killed before the record exists, a save leaves the old files (and stray
  * temporaries); killed after, it leaves a record that the next reader or
@@ -104,6 +106,7 @@ static clora_status write_temporary(const char *path, const clora__chunk *chunks
 #define COMMIT_RECORD ".clora-commit"
 #define COMMIT_MAGIC "clora-commit 1\n"
 #define NO_BACKUP "-"
+#define NO_TEMPORARY "-" /* the group removes the target */
 
 static int do_rename(const char *from, const char *to)
 {
@@ -112,6 +115,17 @@ static int do_rename(const char *from, const char *to)
         return -1;
     }
     return rename(from, to);
+}
+
+/* A removal of a group's target: a change of a name in the folder, as a
+ * rename is, and made to fail or kill with the renames. */
+static int do_remove(const char *path)
+{
+    if (clora__fault(CLORA__FAULT_RENAME)) {
+        errno = EIO;
+        return -1;
+    }
+    return unlink(path) != 0 && errno != ENOENT ? -1 : 0;
 }
 
 /* The name part of `path`. */
@@ -154,7 +168,8 @@ static int is_companion(const char *name, const char *target, const char *kind)
 
 /* One line of a record: the three names, checked. */
 typedef struct record_line {
-    const char *temp, *target, *backup; /* backup NO_BACKUP: the target is new */
+    /* backup NO_BACKUP: the target is new; temp NO_TEMPORARY: it is removed */
+    const char *temp, *target, *backup;
 } record_line;
 
 static clora_status parse_line(char **cursor, const char *record, record_line *out)
@@ -169,8 +184,10 @@ static clora_status parse_line(char **cursor, const char *record, record_line *o
     out->temp = line;
     out->target = tab1 + 1;
     out->backup = tab2 + 1;
-    if (!is_companion(out->temp, out->target, ".tmp.") ||
-        (strcmp(out->backup, NO_BACKUP) && !is_companion(out->backup, out->target, ".bak.")))
+    const int removed = !strcmp(out->temp, NO_TEMPORARY);
+    if ((!removed && !is_companion(out->temp, out->target, ".tmp.")) ||
+        ((removed || strcmp(out->backup, NO_BACKUP)) &&
+         !is_companion(out->backup, out->target, ".bak.")))
         return clora__fail(CLORA_ERR_FORMAT, "%s: \"%s\" and \"%s\" are not files of \"%s\"",
                            record, out->temp, out->backup, out->target);
     return CLORA_OK;
@@ -205,13 +222,18 @@ static clora_status carry_out(const char *dir, const char *record, char *text)
     char temp[4096], target[4096], backup[4096];
     for (size_t i = 0; i < count && status == CLORA_OK; ++i) {
         const int has_backup = strcmp(lines[i].backup, NO_BACKUP) != 0;
+        const int removed = !strcmp(lines[i].temp, NO_TEMPORARY);
         if ((status = clora__join_path(temp, sizeof temp, dir, lines[i].temp)) ||
             (status = clora__join_path(target, sizeof target, dir, lines[i].target)) ||
             (status = clora__join_path(backup, sizeof backup, dir,
                                        has_backup ? lines[i].backup : lines[i].target)))
             break;
         const char *from = forward ? temp : backup;
-        if (!forward && !has_backup) {
+        if (forward && removed) {
+            if (exists(target) && do_remove(target) != 0)
+                status = clora__fail(CLORA_ERR_IO, "%s: cannot remove %s: %s", dir,
+                                     lines[i].target, strerror(errno));
+        } else if (!forward && !has_backup) {
             if (unlink(target) != 0 && errno != ENOENT)
                 status = clora__fail(CLORA_ERR_IO, "%s: cannot remove %s: %s", dir,
                                      lines[i].target, strerror(errno));
@@ -225,7 +247,8 @@ static clora_status carry_out(const char *dir, const char *record, char *text)
         return status;
     sync_dir(dir);
     for (size_t i = 0; i < count; ++i) { /* what is left of the save */
-        if (clora__join_path(temp, sizeof temp, dir, lines[i].temp) == CLORA_OK)
+        if (strcmp(lines[i].temp, NO_TEMPORARY) &&
+            clora__join_path(temp, sizeof temp, dir, lines[i].temp) == CLORA_OK)
             unlink(temp);
         if (strcmp(lines[i].backup, NO_BACKUP) &&
             clora__join_path(backup, sizeof backup, dir, lines[i].backup) == CLORA_OK)
@@ -270,23 +293,24 @@ static clora_status replace_one(const char *path, const char *temp)
     return CLORA_OK;
 }
 
-/* The record, written and flushed: its direction and each file's names;
- * *written gets its text (free() it). */
+/* The record, written and flushed: its direction and each name's temporary
+ * (NULL: removed), target and backup; *written gets its text (free() it). */
 static clora_status write_record(const char *record, const char *direction,
-                                 const clora__file *files, char *const *temps,
+                                 const char *const *paths, char *const *temps,
                                  char *const *backups, size_t count, char **written)
 {
     size_t size = strlen(COMMIT_MAGIC) + strlen(direction) + 2;
     for (size_t i = 0; i < count; ++i)
-        size += strlen(base_name(temps[i])) + strlen(base_name(files[i].path)) +
+        size += (temps[i] ? strlen(base_name(temps[i])) : 1) + strlen(base_name(paths[i])) +
                 (backups[i] ? strlen(base_name(backups[i])) : 1) + 3;
     char *text = clora__malloc(size);
     if (!text)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", record);
     size_t used = (size_t)snprintf(text, size, "%s%s\n", COMMIT_MAGIC, direction);
     for (size_t i = 0; i < count; ++i)
-        used += (size_t)snprintf(text + used, size - used, "%s\t%s\t%s\n", base_name(temps[i]),
-                                 base_name(files[i].path),
+        used += (size_t)snprintf(text + used, size - used, "%s\t%s\t%s\n",
+                                 temps[i] ? base_name(temps[i]) : NO_TEMPORARY,
+                                 base_name(paths[i]),
                                  backups[i] ? base_name(backups[i]) : NO_BACKUP);
     const clora__chunk chunk = {text, used};
     char *temp = NULL;
@@ -301,19 +325,28 @@ static clora_status write_record(const char *record, const char *direction,
     return status;
 }
 
-/* A second name for the existing `target`, derived from its temporary
- * (".tmp." becomes ".bak."); NULL in *backup when there is no target. */
+/* A second name for the existing `target` (a hard link NAME.bak.XXXXXX,
+ * derived from its temporary when it has one); NULL in *backup when there
+ * is no target. */
 static clora_status link_backup(const char *target, const char *temp, char **backup)
 {
     *backup = NULL;
     if (!exists(target))
         return CLORA_OK;
-    char *name = clora__malloc(strlen(temp) + 1);
+    const size_t len = strlen(target);
+    char *name = clora__malloc(len + 16);
     if (!name)
         return clora__fail(CLORA_ERR_OUT_OF_HOST_MEMORY, "writing %s", target);
-    strcpy(name, temp);
-    memcpy(name + strlen(target), ".bak.", 5);
-    if (link(target, name) != 0) {
+    int made = 1;
+    if (temp) {
+        strcpy(name, temp);
+        memcpy(name + len, ".bak.", 5);
+    } else { /* a removed file: a fresh name, freed for the link */
+        snprintf(name, len + 16, "%s.bak.XXXXXX", target);
+        const int fd = mkstemp(name);
+        made = fd >= 0 && close(fd) == 0 && unlink(name) == 0;
+    }
+    if (!made || link(target, name) != 0) {
         clora_status status = clora__fail(CLORA_ERR_IO, "cannot keep %s while replacing it: %s",
                                           target, strerror(errno));
         free(name);
@@ -323,10 +356,10 @@ static clora_status link_backup(const char *target, const char *temp, char **bac
     return CLORA_OK;
 }
 
-/* Removes what interrupted saves of these files left before their commit
- * point: temporaries and backups of each file and of the record. Only the
- * one process saving into the folder may do this. */
-static void sweep(const char *dir, const clora__file *files, size_t count)
+/* Removes what interrupted saves of these names left before their commit
+ * point: temporaries and backups of each and of the record. Only the one
+ * process saving into the folder may do this. */
+static void sweep(const char *dir, const char *const *paths, size_t count)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -334,8 +367,8 @@ static void sweep(const char *dir, const clora__file *files, size_t count)
     for (struct dirent *e; (e = readdir(d));) {
         int stale = is_companion(e->d_name, COMMIT_RECORD, ".tmp.");
         for (size_t i = 0; i < count && !stale; ++i)
-            stale = is_companion(e->d_name, base_name(files[i].path), ".tmp.") ||
-                    is_companion(e->d_name, base_name(files[i].path), ".bak.");
+            stale = is_companion(e->d_name, base_name(paths[i]), ".tmp.") ||
+                    is_companion(e->d_name, base_name(paths[i]), ".bak.");
         char path[4096];
         if (stale && clora__join_path(path, sizeof path, dir, e->d_name) == CLORA_OK)
             unlink(path);
@@ -344,23 +377,23 @@ static void sweep(const char *dir, const clora__file *files, size_t count)
 }
 
 /* The group after its commit point (the record, whose text is `text`):
- * the renames; on failure, undone. */
+ * the renames and removals; on failure, undone. */
 static clora_status commit(const char *dir, const char *record, char *text,
-                           const clora__file *files, char *const *temps, char *const *backups,
+                           const char *const *paths, char *const *temps, char *const *backups,
                            size_t count)
 {
     clora_status status = CLORA_OK;
     for (size_t i = 0; i < count && status == CLORA_OK; ++i)
-        if (do_rename(temps[i], files[i].path) != 0)
-            status = clora__fail(CLORA_ERR_IO, "cannot write %s: %s", files[i].path,
-                                 strerror(errno));
+        if (temps[i] ? do_rename(temps[i], paths[i]) != 0 : do_remove(paths[i]) != 0)
+            status = clora__fail(CLORA_ERR_IO, "cannot %s %s: %s", temps[i] ? "write" : "remove",
+                                 paths[i], strerror(errno));
     if (status == CLORA_OK)
         return carry_out(dir, record, text); /* removes the backups and the record */
-    /* the message is the failed rename's; undoing it must not replace it */
+    /* the message is the failed step's; undoing it must not replace it */
     char message[1024];
     snprintf(message, sizeof message, "%s", clora_last_error());
     char *back = NULL;
-    if (write_record(record, "back", files, temps, backups, count, &back) == CLORA_OK)
+    if (write_record(record, "back", paths, temps, backups, count, &back) == CLORA_OK)
         carry_out(dir, record, back);
     free(back);
     return clora__fail(status, "%s", message);
@@ -368,50 +401,65 @@ static clora_status commit(const char *dir, const char *record, char *text,
 
 clora_status clora__write_files_atomic(const clora__file *files, size_t count)
 {
-    if (count > CLORA__COMMIT_MAX_FILES)
+    return clora__replace_files_atomic(files, count, NULL, 0);
+}
+
+clora_status clora__replace_files_atomic(const clora__file *files, size_t count,
+                                         const char *const *removed, size_t removed_count)
+{
+    if (count + removed_count > CLORA__COMMIT_MAX_FILES || count + removed_count < count)
         return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "more than %d files in one save",
                            CLORA__COMMIT_MAX_FILES);
+    /* every name, then the group: the removals of files that exist */
+    const char *names[CLORA__COMMIT_MAX_FILES], *paths[CLORA__COMMIT_MAX_FILES];
+    const size_t all = count + removed_count;
+    for (size_t i = 0; i < all; ++i)
+        names[i] = i < count ? files[i].path : removed[i - count];
     char dir[4096] = ".", other[4096];
-    for (size_t i = 0; i < count; ++i) {
-        if (!files[i].path || !*base_name(files[i].path))
+    for (size_t i = 0; i < all; ++i) {
+        if (!names[i] || !*base_name(names[i]))
             return clora__fail(CLORA_ERR_INVALID_ARGUMENT, "cannot write a file with no name");
-        parent_dir(files[i].path, i ? other : dir, sizeof dir);
+        parent_dir(names[i], i ? other : dir, sizeof dir);
         if (i && strcmp(dir, other) != 0)
             return clora__fail(CLORA_ERR_INVALID_ARGUMENT,
                                "%s and %s are in different folders: they cannot be saved as one",
-                               files[0].path, files[i].path);
+                               names[0], names[i]);
     }
-    clora_status status = count > 1 ? clora__finish_interrupted_save(dir) : CLORA_OK;
+    clora_status status = all > 1 ? clora__finish_interrupted_save(dir) : CLORA_OK;
     if (status == CLORA_OK)
-        sweep(dir, files, count);
+        sweep(dir, names, all);
+    size_t n = 0;
+    for (size_t i = 0; i < all; ++i)
+        if (i < count || exists(names[i])) /* a removal of nothing is no step */
+            paths[n++] = names[i];
     char *temps[CLORA__COMMIT_MAX_FILES] = {NULL}, *backups[CLORA__COMMIT_MAX_FILES] = {NULL};
     for (size_t i = 0; i < count && status == CLORA_OK; ++i)
         status = write_temporary(files[i].path, files[i].chunks, files[i].chunk_count, &temps[i]);
     char record[4096];
-    if (status == CLORA_OK && count == 1) {
+    if (status == CLORA_OK && count == 1 && n == 1) {
         status = replace_one(files[0].path, temps[0]);
         free(temps[0]);
         return status;
     }
-    for (size_t i = 0; i < count && status == CLORA_OK; ++i)
-        status = link_backup(files[i].path, temps[i], &backups[i]);
+    for (size_t i = 0; i < n && status == CLORA_OK; ++i)
+        status = link_backup(paths[i], temps[i], &backups[i]);
     if (status == CLORA_OK)
         status = clora__join_path(record, sizeof record, dir, COMMIT_RECORD);
     char *text = NULL;
     if (status == CLORA_OK)
-        status = write_record(record, "forward", files, temps, backups, count, &text);
+        status = write_record(record, "forward", paths, temps, backups, n, &text);
     if (status == CLORA_OK) {
-        status = commit(dir, record, text, files, temps, backups, count);
+        status = commit(dir, record, text, paths, temps, backups, n);
         free(text);
     } else { /* before the commit point: the old files stay */
-        for (size_t i = 0; i < count; ++i) {
+        for (size_t i = 0; i < n; ++i) {
             if (temps[i])
                 unlink(temps[i]);
             if (backups[i])
                 unlink(backups[i]);
         }
     }
-    for (size_t i = 0; i < count; ++i) {
+    for (size_t i = 0; i < n; ++i) {
         free(temps[i]);
         free(backups[i]);
     }

@@ -25,6 +25,14 @@ static void known_types(char *out, size_t size)
     }
 }
 
+const clora__hf_architecture *clora__hf_architecture_of(const char *model_type)
+{
+    for (size_t i = 0; model_type && i < ARCHITECTURE_COUNT; ++i)
+        if (!strcmp(model_type, architectures[i]->model_type))
+            return architectures[i];
+    return NULL;
+}
+
 clora_status clora__model_from_hf(clora_model **out, clora_device *device,
                                   const clora__model_folder *folder, size_t num_labels,
                                   uint64_t seed, clora_dtype base_dtype)
@@ -45,10 +53,7 @@ clora_status clora__model_from_hf_with(clora_model **out, clora_device *device,
     const uint64_t seed = options->seed;
     clora_dtype base_dtype = options->base_dtype;
     const char *type = json_string_value(json_object_get(folder->config, "model_type"));
-    const clora__hf_architecture *arch = NULL;
-    for (size_t i = 0; type && i < ARCHITECTURE_COUNT && !arch; ++i)
-        if (!strcmp(type, architectures[i]->model_type))
-            arch = architectures[i];
+    const clora__hf_architecture *arch = clora__hf_architecture_of(type);
     if (!arch) {
         char known[256];
         known_types(known, sizeof known);

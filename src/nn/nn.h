@@ -565,6 +565,8 @@ extern const clora__hf_architecture clora__gpt2_hf; /* gpt2.c */
 extern const clora__hf_architecture clora__bert_hf; /* bert.c */
 extern const clora__hf_architecture clora__llama_hf, clora__qwen2_hf,
     clora__mistral_hf; /* llama.c */
+/* The architecture of a config.json's model_type (NULL: none clora loads). */
+const clora__hf_architecture *clora__hf_architecture_of(const char *model_type);
 
 /* The checks clora__llama_create makes of a config before it builds. */
 clora_status clora__llama_config_check(const clora_llama_config *c);
