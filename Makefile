@@ -52,6 +52,18 @@ SPAM_THREADS ?= 2
 SPAM_STEPS ?=
 SPAM_PACKAGES = time
 
+# `make compat`: clora against real PEFT in both directions (tests/compat/),
+# for PEFT 0.6.2 with transformers 4.35.2 and PEFT 0.21.2 with transformers
+# 4.49.0 (the newest that run on Debian's torch 1.13), each in a venv over
+# Debian's torch that tests/compat/env.sh makes once in $(COMPAT_DIR).
+# COMPAT_VENVS="DIR ..." runs venvs made elsewhere instead (the gguf package
+# then comes into $(COMPAT_DIR)/gguf); COMPAT_CASES="gpt2-dora llama" picks
+# cases by the start of their names.
+COMPAT_DIR ?= .cache/compat
+COMPAT_VERSIONS = 0.6.2 0.21.2
+COMPAT_VENVS ?=
+COMPAT_CASES ?=
+
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
 # `make fuzz`: each libFuzzer target (fuzz/) for FUZZ_SECONDS under ASan and
@@ -87,7 +99,7 @@ TSAN_ENV = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(C
 tsan_space := $(subst ,, )
 
 .PHONY: all deps configure build demo test test-asan test-tsan fuzz install clean minilm \
-        minilm-peft bench smollm smollm-check smollm-bench spam instruct
+        minilm-peft bench smollm smollm-check smollm-bench spam instruct compat
 
 all: build
 
@@ -192,6 +204,29 @@ minilm-peft: build
 	tools/minilm/peft_env.sh $(MINILM_DIR)/peftenv
 	$(MINILM_DIR)/peftenv/bin/python tools/minilm/peft_compare.py $(MINILM_DIR) \
 	  | tee $(MINILM_DIR)/peft.log
+
+# Every version runs whatever another one gave; the summary line decides.
+compat: build
+	$(call install_packages,$(PEFT_PACKAGES))
+	@set -e; mkdir -p $(COMPAT_DIR); venvs="$(COMPAT_VENVS)"; path=""; \
+	if [ -z "$$venvs" ]; then \
+	  for v in $(COMPAT_VERSIONS); do \
+	    tests/compat/env.sh $(COMPAT_DIR)/peft-$$v $$v; venvs="$$venvs $(COMPAT_DIR)/peft-$$v"; \
+	  done; \
+	else \
+	  set -- $$venvs; tests/compat/env.sh $(COMPAT_DIR)/gguf gguf $$1/bin/pip; \
+	  path=$(CURDIR)/$(COMPAT_DIR)/gguf; \
+	fi; \
+	results=""; \
+	for venv in $$venvs; do \
+	  v=$$($$venv/bin/python -c 'import peft; print(peft.__version__)'); \
+	  rm -f $(COMPAT_DIR)/results-$$v.json; \
+	  PYTHONPATH=$$path $$venv/bin/python tests/compat/run.py --clora $(BUILD_DIR)/tools/clora \
+	    --work $(COMPAT_DIR)/run-$$v --results $(COMPAT_DIR)/results-$$v.json $(COMPAT_CASES) \
+	    || true; \
+	  results="$$results $(COMPAT_DIR)/results-$$v.json"; \
+	done; \
+	/usr/bin/python3 tests/compat/summary.py $$results
 
 # A failing `clora bench` must fail the target, not vanish into tee.
 bench: SHELL := /bin/bash
