@@ -74,17 +74,23 @@ int clora_reference_dropout_keep(uint64_t seed, size_t row, size_t col, float p)
     return (bits >> 8) >= threshold;
 }
 
+/* What dropout multiplies x[row][i] by: 1 without dropout, else 0 or
+ * 1 / (1 - p); also d drop(x) / dx. */
+static double dropout_scale(const clora_lora_spec *spec, size_t row, size_t i)
+{
+    if (spec->dropout <= 0.0f)
+        return 1.0;
+    return clora_reference_dropout_keep(spec->dropout_seed, spec->dropout_row0 + row, i,
+                                        spec->dropout)
+               ? 1.0f / (1.0f - spec->dropout)
+               : 0.0;
+}
+
 /* drop(x)[row][i] */
 static double dropped_x(const float *x, size_t row, size_t i, size_t in,
                         const clora_lora_spec *spec)
 {
-    double v = x[row * in + i];
-    if (spec->dropout <= 0.0f)
-        return v;
-    if (!clora_reference_dropout_keep(spec->dropout_seed, spec->dropout_row0 + row, i,
-                                      spec->dropout))
-        return 0.0;
-    return v * (1.0f / (1.0f - spec->dropout));
+    return x[row * in + i] * dropout_scale(spec, row, i);
 }
 
 /* h (n, r) = drop(x) · Aᵀ, in double. */
@@ -175,13 +181,7 @@ clora_status clora_reference_lora_backward(float *dx, float *d_lora_a, float *d_
                               weight_at(weight, o, i, in, out, spec->weight_layout);
                 for (size_t j = 0; j < r; ++j)
                     lora += g[row * r + j] * lora_a[j * in + i];
-                /* d drop(x) / dx is the same mask and scale. */
-                double mask = 1.0;
-                if (spec->dropout > 0.0f)
-                    mask = clora_reference_dropout_keep(spec->dropout_seed,
-                                                        spec->dropout_row0 + row, i, spec->dropout)
-                               ? 1.0f / (1.0f - spec->dropout)
-                               : 0.0;
+                const double mask = dropout_scale(spec, row, i); /* d drop(x) / dx */
                 dx[row * in + i] = (float)(frozen + mask * lora);
             }
     free(h);
@@ -330,12 +330,7 @@ clora_status clora_reference_dora_backward(float *dx, float *d_lora_a, float *d_
                 }
                 for (size_t j = 0; j < r; ++j)
                     through += g[row * r + j] * lora_a[j * in + i];
-                double mask = 1.0;
-                if (spec->dropout > 0.0f)
-                    mask = clora_reference_dropout_keep(spec->dropout_seed,
-                                                        spec->dropout_row0 + row, i, spec->dropout)
-                               ? 1.0f / (1.0f - spec->dropout)
-                               : 0.0;
+                const double mask = dropout_scale(spec, row, i);
                 dx[row * in + i] = (float)(plain + mask * through);
             }
     }
