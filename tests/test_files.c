@@ -302,6 +302,68 @@ static void adapter_files_speak_peft(void **state)
     clora_model_destroy(model);
 }
 
+/* fc0, a.x.fc, b.x.fc, enc.0.q: nested paths, two with one tail. */
+static clora_model *nested_model(void)
+{
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_create(&model, test_device, 3));
+    clora_node *root = clora_model_root(model), *a, *b, *enc, *node;
+    CHECK_OK(clora_node_add_linear(root, "fc0", 4, 4, 1, NULL));
+    CHECK_OK(clora_node_add_sequential(root, "a", &a));
+    CHECK_OK(clora_node_add_sequential(a, "x", &node));
+    CHECK_OK(clora_node_add_linear(node, "fc", 4, 4, 1, NULL));
+    CHECK_OK(clora_node_add_sequential(root, "b", &b));
+    CHECK_OK(clora_node_add_sequential(b, "x", &node));
+    CHECK_OK(clora_node_add_linear(node, "fc", 4, 4, 1, NULL));
+    CHECK_OK(clora_node_add_sequential(root, "enc", &enc));
+    CHECK_OK(clora_node_add_sequential(enc, "0", &node));
+    CHECK_OK(clora_node_add_linear(node, "q", 4, 4, 1, NULL));
+    return model;
+}
+
+/* rank_pattern keys match their module under PEFT 0.6.2's rule (".*\.KEY$",
+ * a dot before the key) and the newer one ("(.*\.)?(KEY)$"): the path
+ * without its first component, unless that tail is another module's too. */
+static void pattern_keys_suit_every_peft(void **state)
+{
+    (void)state;
+    clora_model *model = nested_model();
+    clora_lora_config cfg = clora_lora_config_default();
+    cfg.rank = 4;
+    const clora_pattern_value ranks[2] = {{"a\\.x\\.fc", 2}, {"q", 3}};
+    cfg.rank_pattern = ranks;
+    cfg.rank_pattern_count = 2;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &cfg, NULL));
+    const char *dir = dir_of("patterns");
+    CHECK_OK(clora_adapter_save(model, NULL, dir));
+    char path[256], text[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, "\"0\\\\.q\": 3"));         /* enc.0.q by its tail */
+    assert_non_null(strstr(text, "\"a\\\\.x\\\\.fc\": 2")); /* x.fc is b.x.fc's too */
+    assert_null(strstr(text, "\"x\\\\.fc\""));
+    /* and clora reads the ranks back */
+    clora_model *fresh = nested_model();
+    CHECK_OK(clora_adapter_load(fresh, dir, "default"));
+    const struct {
+        const char *name;
+        size_t rank;
+    } want[4] = {{"fc0.lora_A.default.weight", 4},
+                 {"a.x.fc.lora_A.default.weight", 2},
+                 {"b.x.fc.lora_A.default.weight", 4},
+                 {"enc.0.q.lora_A.default.weight", 3}};
+    for (int i = 0; i < 4; ++i) {
+        clora_param_info info;
+        CHECK_OK(clora_model_find_param(fresh, want[i].name, &info));
+        assert_int_equal(clora_buffer_dim(info.value, 0), want[i].rank);
+    }
+    clora_model_destroy(fresh);
+    clora_model_destroy(model);
+}
+
 /* Writes an adapter folder from parts: config text and tensors. */
 typedef struct tensor_spec {
     const char *name;
@@ -502,6 +564,7 @@ int main(void)
         cmocka_unit_test(bad_model_folders),
         cmocka_unit_test(adapter_round_trip_is_bit_exact),
         cmocka_unit_test(adapter_files_speak_peft),
+        cmocka_unit_test(pattern_keys_suit_every_peft),
         cmocka_unit_test(bad_adapters_are_rejected_with_specific_errors),
         cmocka_unit_test(keys_without_prefix_and_modules_to_save),
         cmocka_unit_test(a_failed_save_keeps_the_previous_adapter),

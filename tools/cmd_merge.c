@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "models.h"
 #include "options.h"
 #include "training.h"
 
@@ -138,17 +139,12 @@ int cmd_merge(int argc, char **argv)
         cli_report("merge", "opening the device", status);
         goto done;
     }
-    clora_load_options load = clora_load_options_default();
-    if (out_dtype > 0)
-        load.base_dtype = CLORA_DTYPE_F32;
-    if ((status = clora_model_load_with(&model, dev, model_dir, &load))) {
-        cli_report("merge", "loading the model", status);
+    /* with the head the adapter was made for (a BERT classifier or pooler),
+     * weights as float32 when they are to be written as another type */
+    model_family family;
+    if (!open_model("merge", dev, model_dir, adapter_dir, NULL, 0, 0, out_dtype > 0 ? 1 : 0,
+                    &model, &family))
         goto done;
-    }
-    if ((status = clora_adapter_load_all(model, adapter_dir, NULL))) {
-        cli_report("merge", "loading the adapter", status);
-        goto done;
-    }
     if (combine &&
         ((status = clora_model_add_weighted_adapter(model, names, weights, combined, "combined",
                                                     (clora_combination)combination)) ||

@@ -10,7 +10,12 @@
  * generation_config.json copied.
  *
  * Which tensors: every tensor of the source checkpoint, under its own
- * name. A tensor that is one of the model's parameters is written with
+ * name, and a BERT "classifier" head the source lacks (num_labels on a
+ * BertModel: clora's mean-pooling classifier), as "classifier.weight" and
+ * "classifier.bias" beside the BertModel's tensors, with config.json's
+ * id2label and label2id for its rows; clora_model_load reads it back with
+ * that head, and transformers loads it into a BertModel subclass with a
+ * `classifier` Linear. A tensor that is one of the model's parameters is written with
  * the model's value (a merged adapter included); one that clora reads
  * but has no parameter for (BERT's pooler, older checkpoints' rotary
  * frequencies and attention masks) is copied from the source; a weight
@@ -76,11 +81,11 @@ int clora_hf_folder_probe(const char *dir);
  *   CLORA_ERR_FORMAT   source_dir is not a Hugging Face folder of an
  *                      architecture clora loads;
  *   CLORA_ERR_UNSUPPORTED  a parameter of the model has no tensor of its
- *                      name and shape in the source (a head added since:
- *                      clora_model_add_classifier, num_labels on a
- *                      BertModel): transformers would name it by another
- *                      class, which the source config does not say, so
- *                      save such a model with clora_model_save();
+ *                      name and shape in the source (a head added since,
+ *                      clora_model_add_classifier on GPT-2 or Llama):
+ *                      transformers would name it by another class, which
+ *                      the source config does not say, so save such a
+ *                      model with clora_model_save();
  *   CLORA_ERR_INVALID_ARGUMENT  options out of range, or out_dir is
  *                      source_dir.
  * options NULL: the defaults. The model is not changed. */

@@ -116,7 +116,9 @@ clora_status clora_model_create_bert(clora_model **out, clora_device *device,
  * count); other BERT folders with mean pooling (clora_load_options picks
  * another head), where num_labels > 0 adds the "classifier" head, taken from
  * the file when it holds one (its shape must then match), else initialised
- * from `seed` as Hugging Face does. `seed` also drives dropout masks. Every other
+ * from `seed` as Hugging Face does. A BertModel file with a "classifier" at
+ * the top (what clora_model_save_hf writes for a model with that head) has
+ * it with num_labels 0 too. `seed` also drives dropout masks. Every other
  * parameter must be in the file with the right shape; tensors clora has no
  * use for (GPT-2's attn.bias masks, position_ids, BERT's pooler under mean
  * pooling and pre-training heads) are skipped, any other extra tensor is an

@@ -400,7 +400,7 @@ int clora__peft_saves(const clora__peft_config *c, const char *module)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-/* A regex matching exactly `path` (dots escaped), for rank_pattern keys. */
+/* A regex matching exactly `path` (dots escaped). */
 static void escaped(const char *path, char *out, size_t size)
 {
     size_t used = 0;
@@ -410,6 +410,21 @@ static void escaped(const char *path, char *out, size_t size)
         out[used++] = *c;
     }
     out[used] = '\0';
+}
+
+/* The rank_pattern / alpha_pattern key of site i: its path without the
+ * first component, escaped. PEFT 0.6.2 matches a key as ".*\.KEY$" (a dot
+ * must come before it), newer versions as "(.*\.)?(KEY)$"; the tail
+ * matches the site in both. The whole path is kept when it has one
+ * component, or when the tail would also match another site. */
+static void pattern_key(const clora__peft_save *save, size_t i, char *out, size_t size)
+{
+    const char *path = save->sites[i].path, *dot = strchr(path, '.');
+    const char *tail = dot ? dot + 1 : path;
+    for (size_t j = 0; j < save->count && tail != path; ++j)
+        if (j != i && clora__peft_list_match(save->sites[j].path, tail))
+            tail = path;
+    escaped(tail, out, size);
 }
 
 json_t *clora__peft_config_json(const clora__peft_save *save)
@@ -429,7 +444,7 @@ json_t *clora__peft_config_json(const clora__peft_save *save)
         const clora__peft_site *s = &save->sites[i];
         char key[2048];
         bad |= json_array_append_new(targets, json_string(s->path));
-        escaped(s->path, key, sizeof key);
+        pattern_key(save, i, key, sizeof key);
         if (s->rank != first->rank)
             bad |= json_object_set_new(ranks, key, json_integer((json_int_t)s->rank));
         if (s->alpha != first->alpha)

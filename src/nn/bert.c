@@ -496,17 +496,37 @@ static size_t config_labels(clora__json_fields *r)
     return clora__json_count(r, "num_labels", 2);
 }
 
-/* Whether the checkpoint holds BERT's pooler (at the top or under "bert."). */
-static clora_status checkpoint_pooler(const clora__model_folder *folder, int *has)
+/* What heads the checkpoint holds: BERT's pooler (at the top or under
+ * "bert."), and the rows of a classifier at the top (0: none). */
+static clora_status checkpoint_heads(const clora__model_folder *folder, int *pooler,
+                                     size_t *classifier)
 {
     clora__checkpoint *file = NULL;
     clora_status status = clora__checkpoint_open(&file, folder->weights_path);
     if (status != CLORA_OK)
         return status;
     clora_tensor_view view;
-    *has = clora__checkpoint_find(file, "pooler.dense.weight", &view) ||
-           clora__checkpoint_find(file, "bert.pooler.dense.weight", &view);
+    *pooler = clora__checkpoint_find(file, "pooler.dense.weight", &view) ||
+              clora__checkpoint_find(file, "bert.pooler.dense.weight", &view);
+    *classifier = clora__checkpoint_find(file, "classifier.weight", &view) && view.ndim == 2
+                      ? view.shape[0]
+                      : 0;
     clora__checkpoint_close(file);
+    return CLORA_OK;
+}
+
+/* The labels of a top-level classifier the checkpoint holds (a merge of
+ * clora's mean-pooling head saves one beside a BertModel's tensors): the
+ * model takes it when no labels were asked for, and refuses other counts. */
+static clora_status checkpoint_labels(clora_bert_config *c, const clora__model_folder *folder,
+                                      size_t rows)
+{
+    if (rows && c->num_labels && c->num_labels != rows)
+        return clora__fail(CLORA_ERR_SHAPE_MISMATCH,
+                           "%s: the checkpoint's classifier has %zu labels; %zu were asked for",
+                           folder->weights_path, rows, c->num_labels);
+    if (rows)
+        c->num_labels = rows;
     return CLORA_OK;
 }
 
@@ -518,7 +538,7 @@ static clora_status choose_head(clora_bert_config *c, clora__json_fields *r,
     const int sequence = has_architecture(r->json, "BertForSequenceClassification");
     const clora_bert_head asked = options->bert_head;
     c->num_labels = options->num_labels;
-    if (asked == CLORA_BERT_HEAD_MEAN || (asked == CLORA_BERT_HEAD_AUTO && !sequence)) {
+    if (sequence && asked == CLORA_BERT_HEAD_MEAN) {
         c->head = CLORA_BERT_HEAD_MEAN;
         return CLORA_OK;
     }
@@ -544,14 +564,21 @@ static clora_status choose_head(clora_bert_config *c, clora__json_fields *r,
                            "not a BertForSequenceClassification (architectures)",
                            r->path);
     int pooler = 0;
-    clora_status status = checkpoint_pooler(folder, &pooler);
-    if (status == CLORA_OK && !pooler)
-        status = clora__fail(CLORA_ERR_UNSUPPORTED,
-                             "%s: the pooler head was asked for, but the checkpoint has no pooler "
-                             "(pooler.dense.weight): it runs with mean pooling",
-                             folder->weights_path);
+    size_t rows = 0;
+    clora_status status = checkpoint_heads(folder, &pooler, &rows);
+    if (status == CLORA_OK)
+        status = checkpoint_labels(c, folder, rows);
+    if (status != CLORA_OK || asked != CLORA_BERT_HEAD_POOLER) {
+        c->head = CLORA_BERT_HEAD_MEAN;
+        return status;
+    }
+    if (!pooler)
+        return clora__fail(CLORA_ERR_UNSUPPORTED,
+                           "%s: the pooler head was asked for, but the checkpoint has no pooler "
+                           "(pooler.dense.weight): it runs with mean pooling",
+                           folder->weights_path);
     c->head = CLORA_BERT_HEAD_POOLER;
-    return status;
+    return CLORA_OK;
 }
 
 static clora_status build_from_hf(clora_model **out, clora_device *device,

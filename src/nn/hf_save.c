@@ -83,6 +83,7 @@ typedef struct hf_plan {
     clora_dtype dtype;        /* the options' */
     hf_tensor *tensors;
     size_t count, capacity;
+    size_t labels;            /* rows of a classifier head the source lacks (0: none) */
     clora_status status;
 } hf_plan;
 
@@ -154,6 +155,34 @@ static int same_shape(const clora__param *p, const clora_tensor_view *view)
     return 1;
 }
 
+/* Whether parameter `name`, which the source lacks, is a head the loader
+ * reads back under its own name when the file holds it and initialises
+ * when not (BERT's "classifier" over mean pooling or a BertModel's
+ * pooler: a merge of clora's mean-pooling classifier). */
+static int is_head(const hf_plan *plan, const char *name)
+{
+    const clora__weight_names *names = &plan->arch->names;
+    return names->optional && names->optional(plan->model, name);
+}
+
+/* A head the source lacks, written under its own name, as the float
+ * tensors before it are written (they are the model's parameters). */
+static clora_status plan_head(hf_plan *plan, const char *name, const clora__param *p)
+{
+    clora_dtype dtype = plan->dtype != CLORA_DTYPE_AS_STORED ? plan->dtype : CLORA_DTYPE_F32;
+    for (size_t i = 0; i < plan->count && plan->dtype == CLORA_DTYPE_AS_STORED; ++i)
+        if (clora_dtype_is_float(plan->tensors[i].dtype)) {
+            dtype = plan->tensors[i].dtype;
+            break;
+        }
+    const clora_tensor_view view = {.name = name, .dtype = dtype, .ndim = p->ndim,
+                                    .shape = p->shape, .numel = p->numel};
+    clora_status status = plan_add(plan, name, p, &view);
+    if (status == CLORA_OK && !strcmp(name, "classifier.weight"))
+        plan->labels = p->shape[0];
+    return status;
+}
+
 /* Each parameter of the plain model (a LoRA node's base under the node's
  * name, as clora_model_save writes it), under its source name. */
 static int plan_params(clora_node *node, const char *path, void *user)
@@ -172,7 +201,10 @@ static int plan_params(clora_node *node, const char *path, void *user)
         char name[4300];
         snprintf(name, sizeof name, "%s%s%s", module, *module ? "." : "", p->name);
         clora_tensor_view view;
-        if (!find_source(plan, name, &view))
+        const int found = find_source(plan, name, &view);
+        if (!found && is_head(plan, name))
+            plan->status = plan_head(plan, name, p);
+        else if (!found)
             plan->status = clora__fail(
                 CLORA_ERR_UNSUPPORTED,
                 "saving a Hugging Face folder: the model's parameter %s has no tensor in %s, so "
@@ -453,6 +485,34 @@ static const char *dtype_torch_name(clora_dtype dtype)
                                        : "float32";
 }
 
+/* id2label and label2id for a classifier head of `labels` rows the source
+ * lacks, named as transformers names labels it was not given ("LABEL_0"),
+ * unless the config already has that many; num_labels too when it is there. */
+static int set_labels(json_t *config, size_t labels)
+{
+    const json_t *names = json_object_get(config, "id2label");
+    const json_t *count = json_object_get(config, "num_labels");
+    if (json_is_object(names) ? json_object_size(names) == labels
+                              : json_is_integer(count) && (size_t)json_integer_value(count) == labels)
+        return 0;
+    json_t *id2label = json_object(), *label2id = json_object();
+    int bad = !id2label || !label2id;
+    for (size_t i = 0; i < labels && !bad; ++i) {
+        char id[24], name[32];
+        snprintf(id, sizeof id, "%zu", i);
+        snprintf(name, sizeof name, "LABEL_%zu", i);
+        bad = json_object_set_new(id2label, id, json_string(name)) ||
+              json_object_set_new(label2id, name, json_integer((json_int_t)i));
+    }
+    if (!bad)
+        bad = json_object_set(config, "id2label", id2label) ||
+              json_object_set(config, "label2id", label2id) ||
+              (count && json_object_set_new(config, "num_labels", json_integer((json_int_t)labels)));
+    json_decref(id2label);
+    json_decref(label2id);
+    return bad;
+}
+
 /* The source config with torch_dtype saying what the floats are written as
  * (kept when they differ among themselves), as transformers dumps it. */
 static clora_status config_text(json_t *source, const hf_plan *plan, char **out)
@@ -470,6 +530,8 @@ static clora_status config_text(json_t *source, const hf_plan *plan, char **out)
     int bad = !config;
     if (!bad && any && uniform)
         bad = json_object_set_new(config, "torch_dtype", json_string(dtype_torch_name(dtype)));
+    if (!bad && plan->labels)
+        bad = set_labels(config, plan->labels);
     /* numbers with the fewest digits that read back as the same values
      * (0.1, not 0.10000000000000001), as Python writes them */
     char *text = NULL;
@@ -687,7 +749,7 @@ clora_status clora_model_save_hf(clora_model *model, const char *source_dir, con
         return status;
     const char *type = json_string_value(json_object_get(folder.config, "model_type"));
     hf_plan plan = {model, clora__hf_architecture_of(type), NULL, folder.weights_path, o.dtype,
-                    NULL, 0, 0, CLORA_OK};
+                    NULL, 0, 0, 0, CLORA_OK};
     if (json_object_get(folder.config, "format") || !plan.arch)
         status = clora__fail(CLORA_ERR_FORMAT,
                              "%s: not a Hugging Face model folder of an architecture clora "

@@ -73,6 +73,10 @@ def feature_missing(feature):
             from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND  # noqa: F401
         except ImportError:
             return 'PEFT %s has no target_modules="all-linear"' % peft.__version__
+    if feature == "linear-combination" and tuple(
+            int(x) for x in peft.__version__.split(".")[:2]) < (0, 7):
+        return ('PEFT %s combines "linear" by another rule (A <- sum w_i s_i A_i, B <- sum B_i); '
+                "clora follows PEFT 0.7 on (A, B <- sum sqrt(w_i s_i) A_i, B_i)" % peft.__version__)
     if feature == "gguf":
         try:
             import gguf  # noqa: F401
@@ -159,7 +163,7 @@ CASES = [
          not_merged="the combine cases merge from a folder of two adapters"),
     Case("gpt2-combine-linear", "gpt2", dict(GPT2, r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"]),
          second=dict(GPT2, r=4, lora_alpha=16, target_modules=["c_attn", "c_fc"]),
-         combine="linear", merge=False),
+         needs=("linear-combination",), combine="linear", merge=False),
     Case("gpt2-combine-cat", "gpt2", dict(GPT2, r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"]),
          second=dict(GPT2, r=2, lora_alpha=8, target_modules=["c_attn", "c_fc"]),
          combine="cat", merge=False),
