@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clora/hf_save.h"
 #include "core/core.h"
 
 #ifndef CLORA_TEST_GOLDEN_DIR
@@ -494,6 +495,67 @@ static void a_failed_model_save_keeps_the_old_files(void **state)
     clora_model_destroy(model);
 }
 
+/* Fails unless dir holds exactly the files of `other`, each the same. */
+static void assert_same_folder(const char *dir, const char *other, long k)
+{
+    size_t count = 0, other_count = 0;
+    DIR *d = opendir(other);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') {
+            assert_same_file(dir, other, e->d_name, k);
+            ++other_count;
+        }
+    closedir(d);
+    assert_non_null(d = opendir(dir));
+    for (struct dirent *e; (e = readdir(d));)
+        count += e->d_name[0] != '.';
+    closedir(d);
+    if (count != other_count)
+        fail_msg("after fault %ld, %s holds %zu files, %s %zu", k, dir, count, other, other_count);
+}
+
+/* A Hugging Face save (clora_model_save_hf) of a merged GPT-2 over an
+ * earlier one in seven shards with an index: each failure leaves the
+ * earlier folder file for file; the save that meets no fault writes one
+ * model.safetensors and removes the shards and the index. */
+static void a_failed_hugging_face_save_keeps_the_old_files(void **state)
+{
+    (void)state;
+    char old_dir[96], new_dir[96], dir[96];
+    snprintf(old_dir, sizeof old_dir, "%s/old_hf", work);
+    snprintf(new_dir, sizeof new_dir, "%s/new_hf", work);
+    snprintf(dir, sizeof dir, "%s/saved_hf", work);
+    clora_model *old_model = NULL, *model = NULL;
+    CHECK_OK(clora_model_load_hf(&old_model, test_device, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2", 0, 0));
+    CHECK_OK(clora_model_load_hf(&model, test_device, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2", 0, 0));
+    CHECK_OK(clora_adapter_load(model, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2_lora", "default"));
+    CHECK_OK(clora_model_merge_adapter(model));
+    clora_hf_save_options sharded = clora_hf_save_options_default();
+    sharded.max_shard_bytes = 20000;
+    CHECK_OK(clora_model_save_hf(old_model, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2", old_dir, &sharded));
+    CHECK_OK(clora_model_save_hf(model, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2", new_dir, NULL));
+    CHECK_OK(clora_model_save_hf(old_model, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2", dir, &sharded));
+    const uint64_t before = model_checksum(model);
+    long failures = 0;
+    for (long k = 1; k < MAX_FAULTS; ++k) {
+        faults_at(k);
+        clora_status status =
+            clora_model_save_hf(model, CLORA_TEST_GOLDEN_DIR "/tiny_gpt2", dir, NULL);
+        if (!met_fault(k, status, "clora_model_save_hf"))
+            break;
+        ++failures;
+        assert_same_folder(dir, old_dir, k);
+        if (model_checksum(model) != before)
+            fail_msg("fault %ld of clora_model_save_hf changed the model", k);
+    }
+    assert_same_folder(dir, new_dir, 0);
+    assert_true(failures >= 6);
+    print_message("a Hugging Face save: %ld calls failed in turn\n", failures);
+    clora_model_destroy(old_model);
+    clora_model_destroy(model);
+}
+
 /* ---- merging ------------------------------------------------------------------------------------ */
 
 /* Fails each call of `op` (merge or unmerge) on the adapted Llama in turn,
@@ -711,6 +773,7 @@ int main(void)
         cmocka_unit_test(a_failed_adapter_save_keeps_the_old_files),
         cmocka_unit_test(a_failed_adapter_load_changes_nothing),
         cmocka_unit_test(a_failed_model_save_keeps_the_old_files),
+        cmocka_unit_test(a_failed_hugging_face_save_keeps_the_old_files),
         cmocka_unit_test(a_failed_merge_changes_nothing),
         cmocka_unit_test(a_failed_state_save_or_load_changes_nothing),
         cmocka_unit_test(a_failed_parameter_list_is_an_error),
