@@ -43,8 +43,8 @@ static int store(const cli_spec *spec, const cli_option *o, const char *text)
     case CLI_SIZE: {
         unsigned long long v = strtoull(text, &end, 10);
         if (errno || end == text || *end != '\0' || text[0] == '-') {
-            fprintf(stderr, "clora: option %s expects a non-negative integer, got \"%s\"\n",
-                    o->name, text);
+            fprintf(stderr, "clora %s: option %s expects a non-negative integer, got \"%s\"\n",
+                    spec->command, o->name, text);
             return 0;
         }
         if (o->multiple && (v == 0 || v % o->multiple)) {
@@ -67,7 +67,8 @@ static int store(const cli_spec *spec, const cli_option *o, const char *text)
     case CLI_FLOAT: {
         float v = strtof(text, &end);
         if (errno || end == text || *end != '\0' || !isfinite(v)) {
-            fprintf(stderr, "clora: option %s expects a number, got \"%s\"\n", o->name, text);
+            fprintf(stderr, "clora %s: option %s expects a number, got \"%s\"\n", spec->command,
+                    o->name, text);
             return 0;
         }
         const int above = (o->flags & CLI_ABOVE_MIN) != 0;
@@ -170,7 +171,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv)
             } else if (i + 1 < argc) {
                 value = argv[++i];
             } else {
-                fprintf(stderr, "clora: option %s needs a value\n", o->name);
+                fprintf(stderr, "clora %s: option %s needs a value\n", spec->command, o->name);
                 return 2;
             }
         }
