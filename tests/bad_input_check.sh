@@ -382,6 +382,8 @@ row layers-pattern-alone quiet "$O/t" '--layers-pattern needs --layers' $T $TD -
 row layers-with-regex quiet "$O/t" '--layers applies to --targets, not --target-regex' $T $TD \
     --out "$O/t" --layers 0 --target-regex '.*q_proj'
 row layers-none-there any "$O/t" 'no Linear or Embedding layer matched' $T $TD --out "$O/t" --layers 99
+row dora-on-embedding any "$O/t" 'target module "model.embed_tokens" is an Embedding; clora.s DoRA' \
+    $T $TD --out "$O/t" --dora --targets q_proj,embed_tokens
 row rank-pattern-bad quiet "$O/t" '--rank-pattern entry "q_proj" is not REGEX=RANK' \
     $T $TD --out "$O/t" --rank-pattern q_proj
 row rank-pattern-zero any "$O/t" 'rank_pattern entry 0 gives rank 0' $T $TD --out "$O/t" \

@@ -548,6 +548,32 @@ static void new_adapter_changes_nothing_until_trained_and_round_trips(void **sta
     free(reloaded);
 }
 
+/* PEFT makes DoRA embeddings; clora's DoRA is for Linear layers, and says so
+ * before it changes anything, rather than training an adapter without it. */
+static void dora_on_an_embedding_is_refused(void **state)
+{
+    (void)state;
+    clora_model *model = NULL;
+    CHECK_OK(clora_model_load_hf(&model, test_device, GOLDEN "/tiny_gpt2_dora_base", 0, 0));
+    const size_t before = clora_model_param_count(model);
+    clora_lora_config config = clora_lora_config_default();
+    config.use_dora = 1;
+    const char *targets[] = {"c_attn", "wte"};
+    config.target_modules = targets;
+    config.target_module_count = 2;
+    size_t replaced = 99; /* set to 0: nothing wrapped */
+    CHECK_STATUS(clora_replace_linear_with_lora(clora_model_root(model), &config, &replaced),
+                 CLORA_ERR_UNSUPPORTED);
+    test_expect_message("target module \"transformer.wte\" is an Embedding");
+    assert_int_equal(replaced, 0);
+    assert_int_equal(clora_model_param_count(model), before);
+    /* the same targets without DoRA wrap both kinds */
+    config.use_dora = 0;
+    CHECK_OK(clora_replace_linear_with_lora(clora_model_root(model), &config, &replaced));
+    assert_true(replaced > 1);
+    clora_model_destroy(model);
+}
+
 /* ---- files clora refuses ----------------------------------------------------------------- */
 
 static void write_text(const char *dir, const char *name, const char *text)
@@ -666,6 +692,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(peft_net_outputs_gradients_merge),
         cmocka_unit_test(peft_gpt2_outputs_gradients),
         cmocka_unit_test(new_adapter_changes_nothing_until_trained_and_round_trips),
+        cmocka_unit_test(dora_on_an_embedding_is_refused),
         cmocka_unit_test(bad_dora_folders),
     };
     if (argc > 1) /* one test or a pattern (tests/oclgrind_check.sh) */

@@ -236,6 +236,16 @@ static int select_layers(clora_node *node, const char *path, void *user)
         }
         return 0;
     }
+    /* PEFT would make a DoRA embedding of it; skipping it would train
+     * another adapter than the one asked for. */
+    if (cfg->use_dora && clora__is_embedding(node)) {
+        sel->status = clora__fail(CLORA_ERR_UNSUPPORTED,
+                                  "target module \"%s\" is an Embedding; clora's DoRA applies to "
+                                  "Linear layers only (leave the embedding out of the targets, or "
+                                  "train it without DoRA)",
+                                  path);
+        return 1;
+    }
     /* An Embedding whose table a head shares (GPT-2's wte) is PEFT's
      * case too: unmerged, the head keeps the base table; merged, it sees
      * the merged one. */
