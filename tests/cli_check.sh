@@ -546,6 +546,10 @@ grep -q '"baseline":"gemm","baseline_ms":.*"ratio":.*"ratio_of":"time"' "$work/b
     || fail "bench --quick --only lora_step"
 grep -q '"name":"lora_step_vs_full_step".*"baseline":"full_step".*"gemm_floor":[0-9]' \
     "$work/step.jsonl" || { cat "$work/step.jsonl"; fail "bench step JSON gemm_floor"; }
+"$clora" bench --quick --only dora_layer --reps 1 --json > "$work/dora.jsonl" \
+    || fail "bench --quick --only dora_layer"
+grep -q '"name":"dora_layer_step".*"baseline":"lora_layer_step".*"ratio":' "$work/dora.jsonl" \
+    || { cat "$work/dora.jsonl"; fail "bench dora_layer_step JSON ratio"; }
 echo "ok: tuning and bench"
 
 # NaN and infinities in weights, adapters and data; labels out of range; outputs that

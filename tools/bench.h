@@ -41,6 +41,11 @@ void bench_fail(bench *b, const char *what, clora_status status);
 clora_status bench_tokens(clora_device *dev, size_t rows, size_t seq, size_t vocab, uint64_t seed,
                           clora_buffer **input, clora_buffer **target);
 
+/* A buffer (rows, cols) (cols 0: 1-D) of values uniform in [-bound, bound]
+ * drawn from *rng; with keep, also the host copy (the caller frees it). */
+clora_status bench_random_buffer(clora_buffer **out, clora_device *dev, size_t rows, size_t cols,
+                                 float bound, uint64_t *rng, float **keep);
+
 /* A case: runs once (enqueueing work) and returns a status. */
 typedef clora_status (*bench_fn)(void *context);
 /* Times `count` cases alternating, `reps` times after two warm-up rounds
@@ -63,5 +68,10 @@ void bench_hgemm_error(bench *b);
  * without it, time and working memory, on GPT-2 small's shapes and on
  * --llama's model. */
 void bench_checkpointing(bench *b);
+
+/* PEFT's variants against plain LoRA (bench_peft.c): a DoRA layer step and
+ * GPT-2-shaped training steps with DoRA and with LoRA on the token
+ * embedding. */
+void bench_peft_variants(bench *b);
 
 #endif /* CLORA_TOOLS_BENCH_H */

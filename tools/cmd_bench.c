@@ -202,8 +202,8 @@ static void layer_free(layer *l)
     memset(l, 0, sizeof *l);
 }
 
-static clora_status random_buffer(clora_buffer **out, clora_device *dev, size_t rows, size_t cols,
-                                  float bound, uint64_t *rng, float **keep)
+clora_status bench_random_buffer(clora_buffer **out, clora_device *dev, size_t rows, size_t cols,
+                                 float bound, uint64_t *rng, float **keep)
 {
     clora_status status = cols ? clora_buffer_create_2d(out, dev, rows, cols)
                                : clora_buffer_create_1d(out, dev, rows);
@@ -231,12 +231,12 @@ static clora_status layer_create(layer *l, clora_device *dev, size_t n, size_t i
     uint64_t rng = 7;
     const float bound = 1.0f / sqrtf((float)in);
     clora_status status;
-    if ((status = random_buffer(&l->x, dev, n, in, 1.0f, &rng, &l->host_x)) ||
-        (status = random_buffer(&l->w, dev, out, in, bound, &rng, &l->host_w)) ||
-        (status = random_buffer(&l->bias, dev, out, 0, bound, &rng, NULL)) ||
-        (status = random_buffer(&l->a, dev, r, in, bound, &rng, NULL)) ||
-        (status = random_buffer(&l->bm, dev, out, r, 0.01f, &rng, NULL)) ||
-        (status = random_buffer(&l->dy, dev, n, out, 1e-3f, &rng, NULL)) ||
+    if ((status = bench_random_buffer(&l->x, dev, n, in, 1.0f, &rng, &l->host_x)) ||
+        (status = bench_random_buffer(&l->w, dev, out, in, bound, &rng, &l->host_w)) ||
+        (status = bench_random_buffer(&l->bias, dev, out, 0, bound, &rng, NULL)) ||
+        (status = bench_random_buffer(&l->a, dev, r, in, bound, &rng, NULL)) ||
+        (status = bench_random_buffer(&l->bm, dev, out, r, 0.01f, &rng, NULL)) ||
+        (status = bench_random_buffer(&l->dy, dev, n, out, 1e-3f, &rng, NULL)) ||
         (status = clora_buffer_create_2d(&l->y, dev, n, out)) ||
         (status = clora_buffer_create_2d(&l->h, dev, n, r)) ||
         (status = clora_buffer_create_2d(&l->dx, dev, n, in)) ||
@@ -541,7 +541,7 @@ static void bench_demo(bench *b)
     if (status == CLORA_OK)
         status = clora_node_add_linear(root, "head", hidden, 10, 1, NULL);
     if (status == CLORA_OK)
-        status = random_buffer(&input, b->dev, rows, 64, 1.0f, &rng, NULL);
+        status = bench_random_buffer(&input, b->dev, rows, 64, 1.0f, &rng, NULL);
     const size_t shape[1] = {rows};
     if (status == CLORA_OK)
         status = clora_buffer_create_typed(&target, b->dev, CLORA_DTYPE_I32, 1, shape);
@@ -815,6 +815,8 @@ int cmd_bench(int argc, char **argv)
         bench_hgemm_error(&b);
     if (!b.failed && bench_wanted(&b, "checkpointing_step"))
         bench_checkpointing(&b);
+    if (!b.failed)
+        bench_peft_variants(&b);
     clora_device_destroy(b.dev);
     if (!b.failed && b.o.only && reported == 0) {
         fprintf(stderr, "clora bench: --only %s ran no measurement (see --help for the names%s)\n",

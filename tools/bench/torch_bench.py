@@ -14,6 +14,12 @@ measured side by side: the two cases alternate, and medians are compared.
     /usr/bin/python3 tools/bench/torch_bench.py [--quick] [--threads 2]
         [--compare clora.jsonl]
 
+PEFT's DoRA Linear (use_dora) adds, with the norm n of W + scaling * B A per
+output feature detached and m the trained magnitude,
+    y = base_layer(x) + (m / n - 1) * (x W^T) + (m / n) * lora_B(lora_A(x)) * scaling
+and its step yields dx, dA, dB and dm; dora_layer_step compares it with the
+LoRA step on the same layer, as `clora bench` does.
+
 With --compare, reads `clora bench --json` output and prints a table of
 both, matched by name and shape, after the JSON lines (on stderr).
 """
@@ -36,6 +42,9 @@ FULL = [
     (2048, 768, 3072, (16,)),
 ]
 QUICK = [(512, 768, 768, (8,))]
+# The (out, in) shapes of `clora bench`'s dora_layer_step: (N, in, out, rank).
+DORA_FULL = [(512, 768, 768, 8), (512, 768, 3072, 16), (512, 3072, 768, 16), (2048, 768, 768, 16)]
+DORA_QUICK = [(512, 768, 768, 8)]
 
 
 def measure(cases, reps, warmup=2):
@@ -75,6 +84,8 @@ class Layer:
             self.lora_B.weight.copy_(uniform(fan_out, rank, b=0.01))
         self.dropout = torch.nn.Identity()  # PEFT's lora_dropout at p = 0
         self.scaling = alpha / rank
+        with torch.no_grad():  # DoRA's magnitude starts at ||W|| per output feature
+            self.magnitude = torch.nn.Parameter(self.base.weight.norm(p=2, dim=1))
 
     def _train_base(self, trainable):
         for p in self.base.parameters():
@@ -102,6 +113,22 @@ class Layer:
         self.lora_A.weight.grad = None
         self.lora_B.weight.grad = None
         y = self.base(self.x) + self.lora_B(self.lora_A(self.dropout(self.x))) * self.scaling
+        y.backward(self.dy)
+
+
+    def dora_step(self):
+        self._train_base(False)
+        self.x.grad = None
+        self.lora_A.weight.grad = None
+        self.lora_B.weight.grad = None
+        self.magnitude.grad = None
+        weight = self.base.weight
+        lora_weight = self.lora_B.weight @ self.lora_A.weight
+        norm = (weight + self.scaling * lora_weight).norm(p=2, dim=1).detach()
+        scale = (self.magnitude / norm).view(1, -1)
+        base = torch.nn.functional.linear(self.x, weight)
+        lora = self.lora_B(self.lora_A(self.dropout(self.x))) * self.scaling
+        y = base + self.base.bias + (scale - 1) * base + scale * lora
         y.backward(self.dy)
 
 
@@ -135,6 +162,11 @@ def run(args):
             results.append(line("lora_forward_vs_gemm", shape, lora, "gemm", gemm))
             lora, full = measure([layer.lora_step, layer.full_step], reps)
             results.append(line("lora_step_vs_full_step", shape, lora, "full_step", full))
+    for n, fan_in, fan_out, rank in (DORA_QUICK if args.quick else DORA_FULL):
+        layer = Layer(n, fan_in, fan_out, rank)
+        shape = f"N={n} in={fan_in} out={fan_out} r={rank} W(out,in)"
+        dora, lora = measure([layer.dora_step, layer.lora_step], reps)
+        results.append(line("dora_layer_step", shape, dora, "lora_layer_step", lora))
     return results
 
 
@@ -160,7 +192,8 @@ def compare(clora_path, torch_results):
             print("%-24s %-28s %13.3fx %13.3fx" % (r["name"], r["shape"], c["ratio"],
                                                    r["ratio"]), file=out)
     for (name, shape), c in clora.items():
-        if name in ("gemm_vs_openblas", "gemm_untuned", "demo_step", "gpt2_step"):
+        if name in ("gemm_vs_openblas", "gemm_untuned", "demo_step", "gpt2_step",
+                    "dora_gpt2_step", "embedding_lora_gpt2_step"):
             print("%-24s %-28s %13.3fx %14s" % (name, shape, c.get("ratio", 0.0), "-"), file=out)
 
 
