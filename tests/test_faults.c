@@ -590,8 +590,14 @@ static void sweep_merge(clora_model *(*make)(uint64_t), clora_status (*op)(clora
 static void a_failed_merge_changes_nothing(void **state)
 {
     (void)state;
-    clora_model *(*const makes[2])(uint64_t) = {adapted_llama, dora_llama};
-    for (int m = 0; m < 2; ++m) {
+    clora_model *(*const makes[3])(uint64_t) = {adapted_llama, dora_llama, embedding_llama};
+    static const char *const merges[3] = {"clora_model_merge_adapter",
+                                          "clora_model_merge_adapter (DoRA)",
+                                          "clora_model_merge_adapter (embedding)"};
+    static const char *const unmerges[3] = {"clora_model_unmerge_adapter",
+                                            "clora_model_unmerge_adapter (DoRA)",
+                                            "clora_model_unmerge_adapter (embedding)"};
+    for (int m = 0; m < 3; ++m) {
         clora_model *clean = makes[m](12);
         const uint64_t adapted = model_checksum(clean);
         CHECK_OK(clora_model_merge_adapter(clean));
@@ -599,10 +605,9 @@ static void a_failed_merge_changes_nothing(void **state)
         CHECK_OK(clora_model_unmerge_adapter(clean));
         const uint64_t unmerged = model_checksum(clean);
         clora_model_destroy(clean);
-        sweep_merge(makes[m], clora_model_merge_adapter, 0, adapted, merged,
-                    m ? "clora_model_merge_adapter (DoRA)" : "clora_model_merge_adapter");
-        sweep_merge(makes[m], clora_model_unmerge_adapter, 1, merged, unmerged,
-                    m ? "clora_model_unmerge_adapter (DoRA)" : "clora_model_unmerge_adapter");
+        assert_true(merged != adapted);
+        sweep_merge(makes[m], clora_model_merge_adapter, 0, adapted, merged, merges[m]);
+        sweep_merge(makes[m], clora_model_unmerge_adapter, 1, merged, unmerged, unmerges[m]);
     }
 }
 
