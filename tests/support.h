@@ -65,6 +65,10 @@ void test_assert_close(const char *what, const float *got, const float *want, si
 void test_temp_dir(char dir[64], const char *name);
 /* Removes a folder and everything in it. */
 void test_remove_dir(const char *dir);
+/* Writes `text` to dir/name, making the folder dir first if it is missing. */
+void test_write_text(const char *dir, const char *name, const char *text);
+/* The whole file at path as a string (the caller frees it). */
+char *test_read_text(const char *path);
 
 /* Fails unless the two arrays are bit-identical. */
 void test_assert_identical(const char *what, const float *a, const float *b, size_t n);

@@ -576,31 +576,6 @@ static void dora_on_an_embedding_is_refused(void **state)
 
 /* ---- files clora refuses ----------------------------------------------------------------- */
 
-static void write_text(const char *dir, const char *name, const char *text)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    assert_non_null(text);
-    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
-    text[n] = '\0';
-    fclose(f);
-    return text;
-}
-
 /* A folder with `weights` (copied) and the config `config`. */
 static void make_folder(const char *dir, const char *weights, const char *config)
 {
@@ -615,7 +590,7 @@ static void make_folder(const char *dir, const char *weights, const char *config
         assert_int_equal(fwrite(buf, 1, n, out), n);
     fclose(in);
     fclose(out);
-    write_text(dir, "adapter_config.json", config);
+    test_write_text(dir, "adapter_config.json", config);
 }
 
 static void bad_dora_folders(void **state)
@@ -623,7 +598,7 @@ static void bad_dora_folders(void **state)
     (void)state;
     char dir[64];
     test_temp_dir(dir, "dora-bad");
-    char *config = read_text(GOLDEN "/dora_net_adapter/adapter_config.json");
+    char *config = test_read_text(GOLDEN "/dora_net_adapter/adapter_config.json");
     char *at = strstr(config, "\"use_dora\": true");
     assert_non_null(at);
 
@@ -633,12 +608,12 @@ static void bad_dora_folders(void **state)
     CHECK_STATUS(clora_adapter_check(dir), CLORA_ERR_FORMAT);
     test_expect_message("\"use_dora\" must be true or false");
     memcpy(at, "\"use_dora\": null", 16);
-    write_text(dir, "adapter_config.json", config);
+    test_write_text(dir, "adapter_config.json", config);
     CHECK_STATUS(clora_adapter_check(dir), CLORA_ERR_FORMAT);
     test_expect_message("does not set use_dora");
 
     /* use_dora, and no magnitudes (a plain LoRA file) */
-    char *plain = read_text(GOLDEN "/peft_adapter/adapter_config.json");
+    char *plain = test_read_text(GOLDEN "/peft_adapter/adapter_config.json");
     char *peft_type = strstr(plain, "\"peft_type\"");
     assert_non_null(peft_type);
     char *with_dora = malloc(strlen(plain) + 32);
@@ -673,7 +648,7 @@ static void bad_dora_folders(void **state)
     clora_safetensors_writer_destroy(writer);
     clora_safetensors_close(file);
     memcpy(at, "\"use_dora\": true", 16);
-    write_text(dir, "adapter_config.json", config);
+    test_write_text(dir, "adapter_config.json", config);
     CHECK_STATUS(clora_adapter_check(dir), CLORA_ERR_SHAPE_MISMATCH);
     test_expect_message("lora_B's rows");
 

@@ -398,21 +398,11 @@ static void an_overflowing_merge_changes_nothing(void **state)
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
-static void write_text(const char *dir, const char *name, const char *text)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* An adapter whose only tensors are float32 (r, d1) and (d2, r) under the given keys. */
 static void write_adapter(const char *dir, const char *config, const char *key_a, size_t a0,
                           size_t a1, const char *key_b, size_t b0, size_t b1)
 {
-    write_text(dir, "adapter_config.json", config);
+    test_write_text(dir, "adapter_config.json", config);
     clora_safetensors_writer *w = NULL;
     CHECK_OK(clora_safetensors_writer_create(&w));
     float *zeros = calloc(a0 * a1 + b0 * b1, sizeof(float));

@@ -40,17 +40,6 @@ static const char *dir_of(const char *name)
     return out;
 }
 
-static void write_text(const char *dir, const char *file, const char *text)
-{
-    mkdir(dir, 0777);
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* fc1 Linear(4, 8), norm LayerNorm(8), act GELU, drop Dropout, head Linear(8, 3). */
 static clora_model *base_model(uint64_t seed)
 {
@@ -170,12 +159,12 @@ static void bad_model_folders(void **state)
     CHECK_STATUS(clora_model_load(&model, test_device, dir_of("does-not-exist")), CLORA_ERR_IO);
     test_expect_message("config.json");
     const char *dir = dir_of("bad-model");
-    write_text(dir, "config.json", "{\"format\": \"clora-model\", \"format_version\": 1,");
+    test_write_text(dir, "config.json", "{\"format\": \"clora-model\", \"format_version\": 1,");
     CHECK_STATUS(clora_model_load(&model, test_device, dir), CLORA_ERR_FORMAT);
     test_expect_message("not valid JSON");
-    write_text(dir, "config.json", "{\"format\": \"something\"}");
+    test_write_text(dir, "config.json", "{\"format\": \"something\"}");
     CHECK_STATUS(clora_model_load(&model, test_device, dir), CLORA_ERR_FORMAT);
-    write_text(dir, "config.json",
+    test_write_text(dir, "config.json",
                "{\"format\": \"clora-model\", \"format_version\": 1, \"model\": {\"kind\": "
                "\"sequential\", \"children\": [{\"name\": \"x\", \"kind\": \"conv9d\"}]}}");
     CHECK_STATUS(clora_model_load(&model, test_device, dir), CLORA_ERR_FORMAT);
@@ -188,14 +177,14 @@ static void bad_model_folders(void **state)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "cp %s/model.safetensors %s/", good, dir);
     assert_int_equal(system(cmd), 0);
-    write_text(dir, "config.json",
+    test_write_text(dir, "config.json",
                "{\"format\": \"clora-model\", \"format_version\": 1, \"model\": {\"kind\": "
                "\"sequential\", \"children\": [{\"name\": \"fc1\", \"kind\": \"linear\", "
                "\"in_features\": 4, \"out_features\": 9, \"bias\": true, \"weight_layout\": "
                "\"out_in\"}]}}");
     CHECK_STATUS(clora_model_load(&model, test_device, dir), CLORA_ERR_SHAPE_MISMATCH);
     test_expect_message("fc1.weight");
-    write_text(dir, "config.json",
+    test_write_text(dir, "config.json",
                "{\"format\": \"clora-model\", \"format_version\": 1, \"model\": {\"kind\": "
                "\"sequential\", \"children\": [{\"name\": \"fc1\", \"kind\": \"linear\", "
                "\"in_features\": 4, \"out_features\": 8, \"bias\": true, \"weight_layout\": "
@@ -375,7 +364,7 @@ static const char *craft_adapter(const char *name, const char *config, const ten
                                  size_t count)
 {
     const char *dir = dir_of(name);
-    write_text(dir, "adapter_config.json", config);
+    test_write_text(dir, "adapter_config.json", config);
     clora_safetensors_writer *w = NULL;
     CHECK_OK(clora_safetensors_writer_create(&w));
     for (size_t i = 0; i < count; ++i) {
