@@ -289,8 +289,8 @@ int cmd_demo(int argc, char **argv)
         cli_report("demo", "saving", status);
         goto done;
     }
-    if (!loss_log_write(&log, csv) || !dataset_save(b_train_path, &b_train) ||
-        !dataset_save(b_eval_path, &b_eval))
+    if (!loss_log_write("demo", &log, csv) || !dataset_save("demo", b_train_path, &b_train) ||
+        !dataset_save("demo", b_eval_path, &b_eval))
         goto done;
     char path[4200];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", adapter_dir);

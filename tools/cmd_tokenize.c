@@ -182,7 +182,7 @@ int cmd_tokenize(int argc, char **argv)
     }
     memcpy(data.tokenizer, fingerprint, sizeof fingerprint);
     strcpy(data.task, classify ? "classify" : "causal_lm");
-    if (!dataset_save(o.out, &data))
+    if (!dataset_save("tokenize", o.out, &data))
         goto done;
     print_report(&o, &text, &report, fingerprint);
     exit_code = 0;

@@ -266,7 +266,7 @@ static int load_other(const char *path, const char *model, const dataset *train,
 {
     if (!path)
         return 1;
-    if (!dataset_load(path, d) || !dataset_check_tokenizer(d, path, model))
+    if (!dataset_load("train", path, d) || !dataset_check_tokenizer("train", d, path, model))
         return 0;
     if (task_of(d) != task_of(train) || d->input_dtype != train->input_dtype ||
         (train->input_dtype != CLORA_DTYPE_I32 && d->input_width != train->input_width)) {
@@ -349,7 +349,7 @@ static int write_json(const char *path, clora_model *model, clora_device *dev, c
     json_object_set_new(o, "seconds", json_real(seconds));
     char *text = json_dumps(o, JSON_INDENT(2));
     json_decref(o);
-    int ok = text && write_file_atomic(path, text, strlen(text));
+    int ok = text && write_file_atomic("train", path, text, strlen(text));
     free(text);
     return ok;
 }
@@ -462,7 +462,8 @@ int cmd_train(int argc, char **argv)
         cli_report("train", "opening the device", status);
         goto done;
     }
-    if (!dataset_load(o.data, &train) || !dataset_check_tokenizer(&train, o.data, o.model) ||
+    if (!dataset_load("train", o.data, &train) ||
+        !dataset_check_tokenizer("train", &train, o.data, o.model) ||
         !load_other(o.val, o.model, &train, &val) || !load_other(o.test, o.model, &train, &test))
         goto done;
     task_kind task = (task_kind)o.task;
@@ -678,7 +679,7 @@ int cmd_train(int argc, char **argv)
         printf("  continued %s from step %zu\n", o.resume, fr.first_step);
     if (!evaluate_all(model, sets, eval_rows, &group, "after training", &post))
         goto done;
-    if (o.log && !loss_log_write(&log, o.log))
+    if (o.log && !loss_log_write("train", &log, o.log))
         goto done;
     const eval_result *seen_pre = o.val ? &pre.val : &pre.train;
     const eval_result *seen = o.val ? &post.val : &post.train;

@@ -353,7 +353,7 @@ static int write_json(const char *path, json_t *doc)
         fprintf(stderr, "clora tune: out of host memory\n");
         return 0;
     }
-    int ok = write_file_atomic(path, text, strlen(text));
+    int ok = write_file_atomic("tune", path, text, strlen(text));
     free(text);
     return ok;
 }

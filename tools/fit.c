@@ -30,7 +30,7 @@ static int save_run(const char *dir, size_t step, const fit_result *r)
                             r->best_val_loss, "best_step", (json_int_t)r->best_step);
     char *text = run ? json_dumps(run, JSON_INDENT(2)) : NULL;
     json_decref(run);
-    int ok = text && write_file_atomic(path, text, strlen(text));
+    int ok = text && write_file_atomic("train", path, text, strlen(text));
     free(text);
     return ok;
 }

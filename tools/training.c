@@ -17,14 +17,14 @@
 
 /* ---- datasets ------------------------------------------------------------------ */
 
-static int fail_dataset(const char *path, const char *what)
+static int fail_dataset(const char *command, const char *path, const char *what)
 {
-    fprintf(stderr, "clora: dataset %s: %s\n", path, what);
+    fprintf(stderr, "clora %s: dataset %s: %s\n", command, path, what);
     return 0;
 }
 
 /* Fails unless every one of n values (rows of `width`) is finite. */
-static int check_finite(const char *path, const char *name, const float *v, size_t n,
+static int check_finite(const char *command, const char *path, const char *name, const float *v, size_t n,
                         size_t width)
 {
     for (size_t i = 0; i < n; ++i)
@@ -32,13 +32,13 @@ static int check_finite(const char *path, const char *name, const float *v, size
             char why[160];
             snprintf(why, sizeof why, "\"%s\" holds %s in example %zu (element %zu)", name,
                      isnan(v[i]) ? "NaN" : "an infinity", i / width, i % width);
-            return fail_dataset(path, why);
+            return fail_dataset(command, path, why);
         }
     return 1;
 }
 
 /* Class labels are >= 0; per-token labels may also be -100 (not scored). */
-static int check_labels(const char *path, const int32_t *labels, size_t n, size_t width)
+static int check_labels(const char *command, const char *path, const int32_t *labels, size_t n, size_t width)
 {
     for (size_t i = 0; i < n; ++i)
         if (labels[i] < 0 && !(width > 1 && labels[i] == -100)) {
@@ -46,18 +46,18 @@ static int check_labels(const char *path, const int32_t *labels, size_t n, size_
             snprintf(why, sizeof why, "\"labels\" holds %d in example %zu; labels are class "
                      "indices from 0%s", (int)labels[i], i / width,
                      width > 1 ? " (or -100 for a token not scored)" : "");
-            return fail_dataset(path, why);
+            return fail_dataset(command, path, why);
         }
     return 1;
 }
 
-int dataset_load(const char *path, dataset *data)
+int dataset_load(const char *command, const char *path, dataset *data)
 {
     memset(data, 0, sizeof *data);
     clora_safetensors *file = NULL;
     clora_status status = clora_safetensors_open(&file, path);
     if (status != CLORA_OK) {
-        fprintf(stderr, "clora: %s\n", clora_last_error());
+        fprintf(stderr, "clora %s: %s\n", command, clora_last_error());
         return 0;
     }
     clora_tensor_view inputs, labels, targets, mask, types;
@@ -68,34 +68,34 @@ int dataset_load(const char *path, dataset *data)
     int ok = 1;
     char why[256];
     if (clora_safetensors_find(file, "inputs", &inputs) != CLORA_OK) {
-        ok = fail_dataset(path, "no tensor named \"inputs\"");
+        ok = fail_dataset(command, path, "no tensor named \"inputs\"");
     } else if (inputs.ndim < 2 || inputs.ndim > 4 || inputs.numel == 0) {
-        ok = fail_dataset(path, "\"inputs\" must be (N, ...) with 2 to 4 dimensions, not empty");
+        ok = fail_dataset(command, path, "\"inputs\" must be (N, ...) with 2 to 4 dimensions, not empty");
     } else if (inputs.dtype != CLORA_DTYPE_F32 && inputs.dtype != CLORA_DTYPE_I32 &&
                !clora_dtype_is_float(inputs.dtype)) {
         snprintf(why, sizeof why, "\"inputs\" holds %s; use F32 features or I32 token ids",
                  clora_dtype_name(inputs.dtype));
-        ok = fail_dataset(path, why);
+        ok = fail_dataset(command, path, why);
     } else if (has_labels == has_targets) {
-        ok = fail_dataset(path, "needs either \"labels\" (I32, classification) or \"targets\" "
+        ok = fail_dataset(command, path, "needs either \"labels\" (I32, classification) or \"targets\" "
                                 "(F32, regression)");
     } else if (has_labels &&
                (labels.dtype != CLORA_DTYPE_I32 || labels.shape[0] != inputs.shape[0] ||
                 (labels.ndim != 1 &&
                  (labels.ndim != 2 || inputs.ndim != 2 || labels.shape[1] != inputs.shape[1])))) {
-        ok = fail_dataset(path, "\"labels\" must be I32 (N), or (N, T) for (N, T) inputs");
+        ok = fail_dataset(command, path, "\"labels\" must be I32 (N), or (N, T) for (N, T) inputs");
     } else if ((has_mask || has_types) && inputs.dtype != CLORA_DTYPE_I32) {
-        ok = fail_dataset(path, "\"attention_mask\" and \"token_type_ids\" go with I32 token "
+        ok = fail_dataset(command, path, "\"attention_mask\" and \"token_type_ids\" go with I32 token "
                                 "ids");
     } else if ((has_mask && (mask.dtype != CLORA_DTYPE_I32 || mask.numel != inputs.numel ||
                              mask.ndim != inputs.ndim)) ||
                (has_types && (types.dtype != CLORA_DTYPE_I32 || types.numel != inputs.numel ||
                               types.ndim != inputs.ndim))) {
-        ok = fail_dataset(path, "\"attention_mask\" and \"token_type_ids\" must be I32 of the "
+        ok = fail_dataset(command, path, "\"attention_mask\" and \"token_type_ids\" must be I32 of the "
                                 "shape of \"inputs\"");
     } else if (has_targets && (!clora_dtype_is_float(targets.dtype) || targets.ndim < 1 ||
                                targets.shape[0] != inputs.shape[0])) {
-        ok = fail_dataset(path, "\"targets\" must be float (N, ...) with N as in \"inputs\"");
+        ok = fail_dataset(command, path, "\"targets\" must be float (N, ...) with N as in \"inputs\"");
     }
     if (ok) {
         data->count = inputs.shape[0];
@@ -106,23 +106,23 @@ int dataset_load(const char *path, dataset *data)
         data->input_width = inputs.numel / data->count;
         data->inputs = malloc(inputs.numel * 4);
         if (!data->inputs) {
-            ok = fail_dataset(path, "out of memory");
+            ok = fail_dataset(command, path, "out of memory");
         } else if (data->input_dtype == CLORA_DTYPE_I32) {
             memcpy(data->inputs, inputs.data, inputs.numel * 4);
         } else if (clora_tensor_to_f32(&inputs, data->inputs) != CLORA_OK) {
-            ok = fail_dataset(path, clora_last_error());
+            ok = fail_dataset(command, path, clora_last_error());
         } else {
-            ok = check_finite(path, "inputs", data->inputs, inputs.numel, data->input_width);
+            ok = check_finite(command, path, "inputs", data->inputs, inputs.numel, data->input_width);
         }
     }
     if (ok && has_labels) {
         data->label_width = labels.numel / data->count;
         data->labels = malloc(labels.numel * sizeof *data->labels);
         if (!data->labels)
-            ok = fail_dataset(path, "out of memory");
+            ok = fail_dataset(command, path, "out of memory");
         else
             memcpy(data->labels, labels.data, labels.numel * sizeof *data->labels);
-        ok = ok && check_labels(path, data->labels, labels.numel, data->label_width);
+        ok = ok && check_labels(command, path, data->labels, labels.numel, data->label_width);
     }
     int32_t **extras[2] = {&data->attention_mask, &data->token_types};
     const clora_tensor_view *views[2] = {&mask, &types};
@@ -132,7 +132,7 @@ int dataset_load(const char *path, dataset *data)
             continue;
         *extras[k] = malloc(inputs.numel * sizeof **extras[k]);
         if (!*extras[k])
-            ok = fail_dataset(path, "out of memory");
+            ok = fail_dataset(command, path, "out of memory");
         else
             memcpy(*extras[k], views[k]->data, inputs.numel * sizeof **extras[k]);
     }
@@ -141,15 +141,15 @@ int dataset_load(const char *path, dataset *data)
     for (int k = 0; k < 3 && ok; ++k) {
         const char *value = clora_safetensors_metadata(file, keys[k]);
         if (value && !(*values[k] = strdup(value)))
-            ok = fail_dataset(path, "out of memory");
+            ok = fail_dataset(command, path, "out of memory");
     }
     if (ok && has_targets) {
         data->target_width = targets.numel / data->count;
         data->targets = malloc(targets.numel * sizeof *data->targets);
         if (!data->targets || clora_tensor_to_f32(&targets, data->targets) != CLORA_OK)
-            ok = fail_dataset(path, "cannot read \"targets\"");
+            ok = fail_dataset(command, path, "cannot read \"targets\"");
         else
-            ok = check_finite(path, "targets", data->targets, targets.numel, data->target_width);
+            ok = check_finite(command, path, "targets", data->targets, targets.numel, data->target_width);
     }
     clora_safetensors_close(file);
     if (!ok)
@@ -170,7 +170,7 @@ void dataset_free(dataset *data)
     memset(data, 0, sizeof *data);
 }
 
-int dataset_save(const char *path, const dataset *data)
+int dataset_save(const char *command, const char *path, const dataset *data)
 {
     clora_safetensors_writer *w = NULL;
     clora_status status = clora_safetensors_writer_create(&w);
@@ -204,13 +204,14 @@ int dataset_save(const char *path, const dataset *data)
         status = clora_safetensors_writer_write(w, path);
     clora_safetensors_writer_destroy(w);
     if (status != CLORA_OK) {
-        fprintf(stderr, "clora: writing %s: %s\n", path, clora_last_error());
+        fprintf(stderr, "clora %s: writing %s: %s\n", command, path, clora_last_error());
         return 0;
     }
     return 1;
 }
 
-int dataset_check_tokenizer(const dataset *data, const char *data_path, const char *model_path)
+int dataset_check_tokenizer(const char *command, const dataset *data, const char *data_path,
+                            const char *model_path)
 {
     clora_tokenizer *tok = NULL;
     if (!data->tokenizer || !find_tokenizer(model_path, &tok))
@@ -221,9 +222,9 @@ int dataset_check_tokenizer(const dataset *data, const char *data_path, const ch
     clora_tokenizer_destroy(tok);
     if (!same)
         fprintf(stderr,
-                "clora: dataset %s was made with another tokenizer (fingerprint %s) than model "
-                "%s's (%s); run clora tokenize with --model %s\n",
-                data_path, data->tokenizer, model_path, fingerprint, model_path);
+                "clora %s: dataset %s was made with another tokenizer (fingerprint %s) than "
+                "model %s's (%s); run clora tokenize with --model %s\n",
+                command, data_path, data->tokenizer, model_path, fingerprint, model_path);
     return same;
 }
 
@@ -663,7 +664,7 @@ int loss_log_add(loss_log *log, const char *phase, size_t step, float loss, floa
     return 1;
 }
 
-int loss_log_write(const loss_log *log, const char *path)
+int loss_log_write(const char *command, const loss_log *log, const char *path)
 {
     size_t cap = 64 + log->count * 96, used = 0;
     char *text = malloc(cap);
@@ -678,7 +679,7 @@ int loss_log_write(const loss_log *log, const char *path)
         used += (size_t)snprintf(text + used, cap - used, "%s,%zu,%.6g,%.6g,%s\n", r->phase,
                                  r->step, (double)r->loss, (double)r->lr, accuracy);
     }
-    int ok = write_file_atomic(path, text, used);
+    int ok = write_file_atomic(command, path, text, used);
     free(text);
     return ok;
 }
@@ -759,11 +760,11 @@ void print_memory(FILE *out, clora_device *device, const char *indent)
     fputc('\n', out);
 }
 
-int write_file_atomic(const char *path, const void *data, size_t size)
+int write_file_atomic(const char *command, const char *path, const void *data, size_t size)
 {
     if (clora_file_write_atomic(path, data, size) == CLORA_OK)
         return 1;
-    fprintf(stderr, "clora: %s\n", clora_last_error());
+    fprintf(stderr, "clora %s: %s\n", command, clora_last_error());
     return 0;
 }
 

@@ -41,17 +41,18 @@ typedef struct dataset {
     char *task;               /* "classify", "causal_lm", or NULL */
 } dataset;
 
-/* Loads and checks a dataset file; prints a one-line error and returns 0 on
- * failure. */
-int dataset_load(const char *path, dataset *data);
+/* Loads and checks a dataset file; prints a one-line error ("clora COMMAND:
+ * ...") and returns 0 on failure. */
+int dataset_load(const char *command, const char *path, dataset *data);
 void dataset_free(dataset *data);
 /* Writes a dataset file (atomically); returns 0 after printing an error. */
-int dataset_save(const char *path, const dataset *data);
+int dataset_save(const char *command, const char *path, const dataset *data);
 /* Whether the ids of a dataset (at data_path) can go into the model at
  * model_path: 1 when the dataset records no tokenizer, the model has no
  * tokenizer clora reads, or their fingerprints agree; else prints one line
  * saying which tokenizer to make it with and returns 0. */
-int dataset_check_tokenizer(const dataset *data, const char *data_path, const char *model_path);
+int dataset_check_tokenizer(const char *command, const dataset *data, const char *data_path,
+                            const char *model_path);
 
 /* Device buffers for one batch of `rows` examples, for `model`. Token
  * batches with an attention mask are cut to their longest row (`width`
@@ -136,7 +137,7 @@ int loss_log_add(loss_log *log, const char *phase, size_t step, float loss, floa
 /* An evaluation row: loss and accuracy (< 0: none) at a step. */
 int loss_log_add_eval(loss_log *log, const char *phase, size_t step, float loss,
                       double accuracy);
-int loss_log_write(const loss_log *log, const char *path);
+int loss_log_write(const char *command, const loss_log *log, const char *path);
 void loss_log_free(loss_log *log);
 
 /* Runs `steps` trainer steps over shuffled batches of b->rows examples
@@ -167,7 +168,8 @@ void print_memory(FILE *out, clora_device *device, const char *indent);
  * work, so that a run does not end by failing to write its results. */
 int output_writable(const char *command, const char *option, const char *path, int folder);
 
-/* clora_file_write_atomic(), its failure printed: 1 when written. */
-int write_file_atomic(const char *path, const void *data, size_t size);
+/* clora_file_write_atomic(), its failure printed ("clora COMMAND: ..."): 1
+ * when written. */
+int write_file_atomic(const char *command, const char *path, const void *data, size_t size);
 
 #endif /* CLORA_TOOLS_TRAINING_H */
