@@ -593,12 +593,7 @@ int cmd_train(int argc, char **argv)
     lora.layers_pattern_count = layer_patterns.n;
     size_t replaced = 0;
     if ((status = clora_replace_linear_with_lora(clora_model_root(model), &lora, &replaced))) {
-        if (status == CLORA_ERR_UNSUPPORTED && o.dora && !o.base_dtype) /* a packed base */
-            fprintf(stderr, "clora train: applying LoRA: %s; here: --base-dtype f32 (or f16, bf16) "
-                            "(%s)\n",
-                    clora_last_error(), clora_status_name(status));
-        else
-            cli_report("train", "applying LoRA", status);
+        cli_report("train", "applying LoRA", status);
         goto done;
     }
     if (replaced == 0) {

@@ -325,8 +325,9 @@ clora_status clora__dora_check_base(const clora_node *linear)
         w->dtype != CLORA_DTYPE_BF16)
         return clora__fail(CLORA_ERR_UNSUPPORTED,
                            "%s: DoRA needs the norms of the base weight's rows, and its weight "
-                           "is stored %s; load the model with F32, F16 or BF16 weights "
-                           "(load option base_dtype) for DoRA",
+                           "is stored %s; load the model with F32, F16 or BF16 weights for "
+                           "DoRA (load option base_dtype; clora train --base-dtype f32, f16 "
+                           "or bf16)",
                            linear->name, clora_dtype_name(w->dtype));
     return CLORA_OK;
 }
