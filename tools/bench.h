@@ -48,6 +48,14 @@ clora_status bench_random_buffer(clora_buffer **out, clora_device *dev, size_t r
 
 /* A case: runs once (enqueueing work) and returns a status. */
 typedef clora_status (*bench_fn)(void *context);
+
+/* A training step of `trainer` on (input, target), and the bench_fn that
+ * runs it (its context a bench_step). */
+typedef struct bench_step {
+    clora_trainer *trainer;
+    clora_buffer *input, *target;
+} bench_step;
+clora_status bench_run_step(void *step);
 /* Times `count` cases alternating, `reps` times after two warm-up rounds
  * (the first compiles kernels); medians in ms into out. The queue drains
  * before each case starts and is waited for before its clock stops. */

@@ -129,15 +129,8 @@ static void bench_dora_layers(bench *b)
 
 typedef struct adapted_model {
     clora_model *model;
-    clora_trainer *trainer;
-    clora_buffer *input, *target;
+    bench_step step;
 } adapted_model;
-
-static clora_status run_adapted_step(void *p)
-{
-    adapted_model *m = p;
-    return clora_trainer_step(m->trainer, m->input, m->target, NULL);
-}
 
 /* GPT-2 at random weights (the same for every call) with an adapter of
  * rank 8 on `targets`, DoRA or not, ready to train. */
@@ -158,13 +151,13 @@ static clora_status adapted_gpt2(adapted_model *m, bench *b, const clora_gpt2_co
     clora_train_config cfg = clora_train_config_default();
     cfg.optimizer.lr = 1e-4f;
     if (status == CLORA_OK)
-        status = clora_trainer_create(&m->trainer, m->model, &cfg);
+        status = clora_trainer_create(&m->step.trainer, m->model, &cfg);
     return status;
 }
 
 static void adapted_free(adapted_model *m)
 {
-    clora_trainer_destroy(m->trainer);
+    clora_trainer_destroy(m->step.trainer);
     clora_model_destroy(m->model);
 }
 
@@ -194,10 +187,10 @@ static void bench_gpt2_variants(bench *b)
     if (embedding && status == CLORA_OK)
         status = adapted_gpt2(&cases[count++], b, &gpt2, with_wte, 2, 0);
     for (size_t i = 0; i < count; ++i) {
-        cases[i].input = input;
-        cases[i].target = target;
-        fns[i] = run_adapted_step;
-        ctx[i] = &cases[i];
+        cases[i].step.input = input;
+        cases[i].step.target = target;
+        fns[i] = bench_run_step;
+        ctx[i] = &cases[i].step;
     }
     double ms[3] = {0, 0, 0};
     if (status == CLORA_OK)

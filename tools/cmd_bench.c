@@ -420,14 +420,9 @@ failed:
 
 /* ---- whole models ------------------------------------------------------------------ */
 
-typedef struct model_step {
-    clora_trainer *trainer;
-    clora_buffer *input, *target;
-} model_step;
-
-static clora_status run_model_step(void *p)
+clora_status bench_run_step(void *p)
 {
-    model_step *s = p;
+    bench_step *s = p;
     return clora_trainer_step(s->trainer, s->input, s->target, NULL);
 }
 
@@ -455,9 +450,9 @@ static clora_status time_steps(bench *b, clora_model *model, clora_buffer *input
 {
     clora_train_config cfg = clora_train_config_default();
     cfg.optimizer.lr = 1e-4f;
-    model_step full = {NULL, input, target}, adapted = {NULL, input, target};
+    bench_step full = {NULL, input, target}, adapted = {NULL, input, target};
     double full_ms = 0, lora_ms = 0;
-    bench_fn fns[1] = {run_model_step};
+    bench_fn fns[1] = {bench_run_step};
     void *ctx[1] = {&full};
     json_t *full_memory = NULL, *lora_memory = NULL;
     clora_status status = clora_model_set_training(model, 1);
