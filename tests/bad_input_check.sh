@@ -384,8 +384,8 @@ row layers-with-regex quiet "$O/t" '--layers applies to --targets, not --target-
 row layers-none-there any "$O/t" 'no Linear or Embedding layer matched' $T $TD --out "$O/t" --layers 99
 row dora-on-embedding any "$O/t" 'target module "model.embed_tokens" is an Embedding; clora.s DoRA' \
     $T $TD --out "$O/t" --dora --targets q_proj,embed_tokens
-row dora-on-packed any "$O/t" 'stored Q8_0; load the model with .*clora train --base-dtype f32' train --model "$gguf" \
-    $TD --out "$O/t" --steps 1 --batch-size 8 --dora
+row dora-on-packed any "$O/t" 'stored Q8_0; load the model with .*clora train --base-dtype f32' \
+    train --model "$gguf" $TD --out "$O/t" --steps 1 --batch-size 8 --dora
 row rank-pattern-bad quiet "$O/t" '--rank-pattern entry "q_proj" is not REGEX=RANK' \
     $T $TD --out "$O/t" --rank-pattern q_proj
 row rank-pattern-zero any "$O/t" 'rank_pattern entry 0 gives rank 0' $T $TD --out "$O/t" \

@@ -24,8 +24,8 @@ static int fail_dataset(const char *command, const char *path, const char *what)
 }
 
 /* Fails unless every one of n values (rows of `width`) is finite. */
-static int check_finite(const char *command, const char *path, const char *name, const float *v, size_t n,
-                        size_t width)
+static int check_finite(const char *command, const char *path, const char *name, const float *v,
+                        size_t n, size_t width)
 {
     for (size_t i = 0; i < n; ++i)
         if (!isfinite(v[i])) {
@@ -38,7 +38,8 @@ static int check_finite(const char *command, const char *path, const char *name,
 }
 
 /* Class labels are >= 0; per-token labels may also be -100 (not scored). */
-static int check_labels(const char *command, const char *path, const int32_t *labels, size_t n, size_t width)
+static int check_labels(const char *command, const char *path, const int32_t *labels, size_t n,
+                        size_t width)
 {
     for (size_t i = 0; i < n; ++i)
         if (labels[i] < 0 && !(width > 1 && labels[i] == -100)) {
@@ -70,32 +71,36 @@ int dataset_load(const char *command, const char *path, dataset *data)
     if (clora_safetensors_find(file, "inputs", &inputs) != CLORA_OK) {
         ok = fail_dataset(command, path, "no tensor named \"inputs\"");
     } else if (inputs.ndim < 2 || inputs.ndim > 4 || inputs.numel == 0) {
-        ok = fail_dataset(command, path, "\"inputs\" must be (N, ...) with 2 to 4 dimensions, not empty");
+        ok = fail_dataset(command, path,
+                          "\"inputs\" must be (N, ...) with 2 to 4 dimensions, not empty");
     } else if (inputs.dtype != CLORA_DTYPE_F32 && inputs.dtype != CLORA_DTYPE_I32 &&
                !clora_dtype_is_float(inputs.dtype)) {
         snprintf(why, sizeof why, "\"inputs\" holds %s; use F32 features or I32 token ids",
                  clora_dtype_name(inputs.dtype));
         ok = fail_dataset(command, path, why);
     } else if (has_labels == has_targets) {
-        ok = fail_dataset(command, path, "needs either \"labels\" (I32, classification) or \"targets\" "
-                                "(F32, regression)");
+        ok = fail_dataset(command, path,
+                          "needs either \"labels\" (I32, classification) or \"targets\" "
+                          "(F32, regression)");
     } else if (has_labels &&
                (labels.dtype != CLORA_DTYPE_I32 || labels.shape[0] != inputs.shape[0] ||
                 (labels.ndim != 1 &&
                  (labels.ndim != 2 || inputs.ndim != 2 || labels.shape[1] != inputs.shape[1])))) {
         ok = fail_dataset(command, path, "\"labels\" must be I32 (N), or (N, T) for (N, T) inputs");
     } else if ((has_mask || has_types) && inputs.dtype != CLORA_DTYPE_I32) {
-        ok = fail_dataset(command, path, "\"attention_mask\" and \"token_type_ids\" go with I32 token "
-                                "ids");
+        ok = fail_dataset(command, path,
+                          "\"attention_mask\" and \"token_type_ids\" go with I32 token ids");
     } else if ((has_mask && (mask.dtype != CLORA_DTYPE_I32 || mask.numel != inputs.numel ||
                              mask.ndim != inputs.ndim)) ||
                (has_types && (types.dtype != CLORA_DTYPE_I32 || types.numel != inputs.numel ||
                               types.ndim != inputs.ndim))) {
-        ok = fail_dataset(command, path, "\"attention_mask\" and \"token_type_ids\" must be I32 of the "
-                                "shape of \"inputs\"");
+        ok = fail_dataset(command, path,
+                          "\"attention_mask\" and \"token_type_ids\" must be I32 of the "
+                          "shape of \"inputs\"");
     } else if (has_targets && (!clora_dtype_is_float(targets.dtype) || targets.ndim < 1 ||
                                targets.shape[0] != inputs.shape[0])) {
-        ok = fail_dataset(command, path, "\"targets\" must be float (N, ...) with N as in \"inputs\"");
+        ok = fail_dataset(command, path,
+                          "\"targets\" must be float (N, ...) with N as in \"inputs\"");
     }
     if (ok) {
         data->count = inputs.shape[0];
@@ -112,7 +117,8 @@ int dataset_load(const char *command, const char *path, dataset *data)
         } else if (clora_tensor_to_f32(&inputs, data->inputs) != CLORA_OK) {
             ok = fail_dataset(command, path, clora_last_error());
         } else {
-            ok = check_finite(command, path, "inputs", data->inputs, inputs.numel, data->input_width);
+            ok = check_finite(command, path, "inputs", data->inputs, inputs.numel,
+                              data->input_width);
         }
     }
     if (ok && has_labels) {
@@ -149,7 +155,8 @@ int dataset_load(const char *command, const char *path, dataset *data)
         if (!data->targets || clora_tensor_to_f32(&targets, data->targets) != CLORA_OK)
             ok = fail_dataset(command, path, "cannot read \"targets\"");
         else
-            ok = check_finite(command, path, "targets", data->targets, targets.numel, data->target_width);
+            ok = check_finite(command, path, "targets", data->targets, targets.numel,
+                              data->target_width);
     }
     clora_safetensors_close(file);
     if (!ok)

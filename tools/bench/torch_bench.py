@@ -115,7 +115,6 @@ class Layer:
         y = self.base(self.x) + self.lora_B(self.lora_A(self.dropout(self.x))) * self.scaling
         y.backward(self.dy)
 
-
     def dora_step(self):
         self._train_base(False)
         self.x.grad = None
